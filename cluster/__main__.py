@@ -1,0 +1,7 @@
+"""``python -m cluster ...`` is the same as the ``blastradius`` command."""
+
+import sys
+
+from cluster.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""The ``blastradius`` command line. Only this module reads flags or exits.
+
+Bad input (flags, specs, files, a port in use) is one line on stderr naming
+the item, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from targets.spec import parse_duration_ns
+
+
+class UsageError(Exception):
+    """Bad input from the user; the message is one line naming the item."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535; 0 picks a free one)")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        ns = parse_duration_ns(text, default_unit="s")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if ns == 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return ns / 1e9
+
+
+def _add_listen_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=0, help="port (default 0: a free one)")
+
+
+def _add_dependency_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dependency", required=True, metavar="URL", help="base URL of the dependency service"
+    )
+    parser.add_argument(
+        "--dependency-timeout",
+        type=_seconds,
+        metavar="S",
+        help="give up on the dependency after S (e.g. 1s, 500ms); default: never",
+    )
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="run a reference service until SIGINT/SIGTERM")
+    kinds = serve.add_subparsers(dest="kind", required=True, metavar="KIND")
+
+    dependency = kinds.add_parser("dependency", help="endpoints with injected latency and errors")
+    dependency.add_argument(
+        "--latency",
+        required=True,
+        metavar="SPEC",
+        help="per-endpoint latency, e.g. '200*9,30000' or '200ms*9,30s'",
+    )
+    dependency.add_argument(
+        "--errors", metavar="SPEC", help="per-endpoint probability of HTTP 500, e.g. '0*9,0.5'"
+    )
+    dependency.add_argument(
+        "--faults", metavar="FILE", help="YAML/JSON schedule of latency/error changes over time"
+    )
+    dependency.add_argument("--seed", type=int, help="seed for latency and error draws")
+    _add_listen_flags(dependency)
+
+    blocking = kinds.add_parser("blocking", help="gunicorn gthread service, a fixed thread pool")
+    _add_dependency_flags(blocking)
+    blocking.add_argument(
+        "--threads", type=int, default=500, metavar="N", help="threads in the pool (default 500)"
+    )
+    _add_listen_flags(blocking)
+
+    async_ = kinds.add_parser("async", help="aiohttp service, one shared client session")
+    _add_dependency_flags(async_)
+    async_.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        metavar="N",
+        help="connection limit to the dependency (default 0: unlimited)",
+    )
+    _add_listen_flags(async_)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``blastradius`` argument parser."""
+    parser = _Parser(prog="blastradius", description="Distributed HTTP load testing on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve_parser(commands)
+    commands.add_parser("demo", help="show the blast radius on the reference services (preview)")
+    return parser
+
+
+def _checked(build: Callable[[], object]) -> object:
+    try:
+        return build()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _serve_dependency(args: argparse.Namespace) -> None:
+    from targets import dependency, faults, serving, spec
+
+    def build() -> dependency.DependencyConfig:
+        latencies = spec.parse_latency_spec(args.latency)
+        errors = None if args.errors is None else spec.parse_error_spec(args.errors, len(latencies))
+        schedule = () if args.faults is None else faults.load_faults(args.faults)
+        config = dependency.DependencyConfig(latencies, errors, schedule, args.seed)
+        config.model()
+        return config
+
+    config = _checked(build)
+    sock = serving.listen(args.host, args.port)
+    serving.run_app(lambda: dependency.make_app(config), sock, handler_cancellation=True)
+
+
+def _serve_blocking(args: argparse.Namespace) -> None:
+    from targets import blocking, serving
+
+    config = _checked(
+        lambda: blocking.BlockingConfig(args.dependency, args.threads, args.dependency_timeout)
+    )
+    blocking.serve(config, serving.listen(args.host, args.port))
+
+
+def _serve_async(args: argparse.Namespace) -> None:
+    from targets import async_target, serving
+
+    config = _checked(
+        lambda: async_target.AsyncConfig(
+            args.dependency, args.max_connections, args.dependency_timeout
+        )
+    )
+    serving.run_app(lambda: async_target.make_app(config), serving.listen(args.host, args.port))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from cluster import demo
+
+    demo.run_preview(print)
+
+
+_SERVE = {"dependency": _serve_dependency, "blocking": _serve_blocking, "async": _serve_async}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    from cluster.launch import LaunchError
+    from targets.serving import ServeError
+
+    args = build_parser().parse_args(argv)
+    prog = f"blastradius {args.command}" + (f" {args.kind}" if args.command == "serve" else "")
+    try:
+        if args.command == "serve":
+            _SERVE[args.kind](args)
+        elif args.command == "demo":
+            _demo(args)
+    except (UsageError, ServeError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except LaunchError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,100 @@
+"""The dependency: an aiohttp server whose endpoints answer after injected latency.
+
+``GET /endpoint/{i}`` sleeps endpoint i's latency (drawn from its spec, or
+from the fault schedule in force), then answers 200, or 500 with the
+endpoint's error probability; 404 for an unknown i. ``GET /healthz`` answers
+at once; ``GET /stats`` gives in-flight and peak in-flight requests.
+Sleeping requests cost no thread, so it holds tens of thousands at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from targets.faults import EndpointModel, Fault
+from targets.spec import Latency
+
+
+@dataclass(frozen=True)
+class DependencyConfig:
+    """The dependency's endpoints and where it listens."""
+
+    latencies: tuple[Latency, ...]
+    error_ps: tuple[float, ...] | None = None  # None: never fails
+    faults: tuple[Fault, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.latencies:
+            raise ValueError("latency: at least one endpoint is needed")
+        if self.error_ps is not None and len(self.error_ps) != len(self.latencies):
+            raise ValueError("errors: one probability per endpoint is needed")
+
+    def model(self) -> EndpointModel:
+        """The endpoint model (validates the fault schedule against the endpoints)."""
+        error_ps = self.error_ps or (0.0,) * len(self.latencies)
+        return EndpointModel(self.latencies, error_ps, self.faults)
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.requests = 0
+
+    def enter(self) -> None:
+        self.requests += 1
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+            "requests": self.requests,
+        }
+
+
+def make_app(config: DependencyConfig) -> web.Application:
+    """The dependency as an aiohttp application; fault times count from its startup."""
+    model = config.model()
+    rng = random.Random(config.seed)
+    stats = _Stats()
+    started_ns = time.monotonic_ns()
+
+    async def endpoint(request: web.Request) -> web.Response:
+        i = int(request.match_info["i"])
+        if i >= model.endpoints:
+            raise web.HTTPNotFound(text=f"no endpoint {i}: there are {model.endpoints}\n")
+        latency, error_p = model.at(i, time.monotonic_ns() - started_ns)
+        delay_ns = latency.sample_ns(rng)
+        failed = error_p > 0 and rng.random() < error_p
+        stats.enter()
+        try:
+            await asyncio.sleep(delay_ns / 1e9)
+        finally:
+            stats.in_flight -= 1
+        body = {"endpoint": i, "latency_ms": delay_ns / 1e6}
+        return web.json_response(body, status=500 if failed else 200)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def stats_handler(request: web.Request) -> web.Response:
+        return web.json_response({**stats.as_dict(), "endpoints": model.endpoints})
+
+    async def reset_clock(app: web.Application) -> None:
+        nonlocal started_ns
+        started_ns = time.monotonic_ns()
+
+    app = web.Application()
+    app.on_startup.append(reset_clock)
+    app.router.add_get(r"/endpoint/{i:\d+}", endpoint)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/stats", stats_handler)
+    return app

@@ -1,0 +1,116 @@
+"""What every reference service does at its edge: bind, announce, run, stop.
+
+Services bind their listening socket themselves before serving, so a port in
+use is reported as ``ServeError`` (one line) rather than a server's
+traceback, and ``port 0`` resolves to a real port before ``listening on`` is
+printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import resource
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+LISTEN_BACKLOG = 4096
+
+
+class ServeError(Exception):
+    """A service could not start (address in use, bad host); the message is one line."""
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft open-file limit to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(f"--host {host!r}: {exc.strerror}") from None
+    family, type_, proto, _, address = infos[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"--port {port}: address {host}:{port} is already in use") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """``http://HOST:PORT`` of a listening socket."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def announce(url: str) -> None:
+    """Print the one readiness line (``listening on http://HOST:PORT``) and flush."""
+    print(f"listening on {url}", flush=True)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed, asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def _serve_until_signalled(
+    app: web.Application, sock: socket.socket, handler_cancellation: bool
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, handler_cancellation=handler_cancellation
+    )
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+        announce(url_of(sock))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_app(
+    make_app: Callable[[], Awaitable[web.Application]] | Callable[[], web.Application],
+    sock: socket.socket,
+    handler_cancellation: bool = False,
+) -> None:
+    """Serve an aiohttp app on ``sock`` until SIGINT or SIGTERM, then stop cleanly."""
+    raise_nofile_limit()
+
+    async def main() -> None:
+        app = make_app()
+        if asyncio.iscoroutine(app):
+            app = await app
+        await _serve_until_signalled(app, sock, handler_cancellation)
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
+    sys.stdout.flush()

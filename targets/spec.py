@@ -1,0 +1,251 @@
+"""Latency and error specs for the dependency's endpoints.
+
+A latency SPEC is a comma-separated list of items ``VALUE[*COUNT]``, one
+endpoint per item (COUNT repeats it), compatible with the essay's tool:
+``200*9,30000`` and ``200ms*9,30s`` both mean nine 200 ms endpoints and one
+30 s endpoint. A bare number is milliseconds; ``ns``, ``us``, ``ms`` and ``s``
+units are accepted. A VALUE may be a distribution:
+
+    uniform(100ms,300ms)        every value in [low, high] equally likely
+    lognormal(200ms,p99=2s)     median 200 ms, 99th percentile 2 s
+
+An errors SPEC has the same shape with probabilities in [0, 1] of answering
+HTTP 500: ``0*9,0.5`` makes endpoint 9 fail half the time.
+
+Parsing is pure; a bad spec raises ``ValueError`` naming the item.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+MAX_DURATION_NS = 10**15  # about 11.5 days; far inside int64 nanoseconds
+# Largest unit first, so formatting picks the shortest exact spelling.
+_FORMAT_UNITS = sorted(UNIT_NS.items(), key=lambda kv: -kv[1])
+# z-score of the 99th percentile of a standard normal distribution.
+_Z99 = 2.3263478740408408
+
+
+def parse_duration_ns(text: str, default_unit: str = "ms") -> int:
+    """Parse ``'200'``, ``'1.5s'``, ``'150us'`` into whole nanoseconds.
+
+    A bare number is in ``default_unit``. Raises ``ValueError`` for a negative
+    value, an unknown unit or a value finer than one nanosecond.
+    """
+    text = text.strip()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :] or default_unit
+    if unit not in UNIT_NS:
+        raise ValueError(f"unknown unit {unit!r} in {text!r} (use ns, us, ms or s)")
+    try:
+        value = Decimal(number.strip())
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a duration") from None
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not a duration")
+    if value < 0:
+        raise ValueError(f"duration {text!r} is negative")
+    ns = value * UNIT_NS[unit]
+    if ns > MAX_DURATION_NS:
+        raise ValueError(f"duration {text!r} is too large (the limit is 1000000s)")
+    if ns != ns.to_integral_value():
+        raise ValueError(f"duration {text!r} is finer than 1ns")
+    return int(ns)
+
+
+def format_duration_ns(ns: int) -> str:
+    """Shortest exact spelling of ``ns`` with a unit: ``30s``, ``200ms``, ``1500us``."""
+    for unit, size in _FORMAT_UNITS:
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    raise AssertionError("unreachable: 1ns divides every integer")
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """Every request takes exactly ``ns``."""
+
+    ns: int
+
+    def sample_ns(self, rng: random.Random) -> int:
+        """One latency draw (always ``ns``)."""
+        return self.ns
+
+    def __str__(self) -> str:
+        return format_duration_ns(self.ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Uniform:
+    """Latency uniformly distributed over [low_ns, high_ns]."""
+
+    low_ns: int
+    high_ns: int
+
+    def __post_init__(self) -> None:
+        if self.low_ns > self.high_ns:
+            raise ValueError("uniform: low is greater than high")
+
+    def sample_ns(self, rng: random.Random) -> int:
+        """One latency draw."""
+        return rng.randint(self.low_ns, self.high_ns)
+
+    def __str__(self) -> str:
+        return f"uniform({format_duration_ns(self.low_ns)},{format_duration_ns(self.high_ns)})"
+
+
+@dataclass(frozen=True, slots=True)
+class LogNormal:
+    """Log-normal latency given by its median and its 99th percentile."""
+
+    median_ns: int
+    p99_ns: int
+
+    def __post_init__(self) -> None:
+        if self.median_ns <= 0:
+            raise ValueError("lognormal: median must be positive")
+        if self.p99_ns <= self.median_ns:
+            raise ValueError("lognormal: p99 must be greater than the median")
+
+    def sample_ns(self, rng: random.Random) -> int:
+        """One latency draw."""
+        sigma = math.log(self.p99_ns / self.median_ns) / _Z99
+        return round(rng.lognormvariate(math.log(self.median_ns), sigma))
+
+    def __str__(self) -> str:
+        median, p99 = format_duration_ns(self.median_ns), format_duration_ns(self.p99_ns)
+        return f"lognormal({median},p99={p99})"
+
+
+Latency = Fixed | Uniform | LogNormal
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError("unbalanced ')'")
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth != 0:
+        raise ValueError("unbalanced '('")
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _split_count(item: str) -> tuple[str, int]:
+    """``'200*9'`` -> ``('200', 9)``; ``'200'`` -> ``('200', 1)``."""
+    value, star, count_text = item.rpartition("*")
+    if not star:
+        return item, 1
+    if not count_text.strip().isdigit() or int(count_text) < 1:
+        raise ValueError(f"count {count_text!r} is not a positive integer")
+    return value.strip(), int(count_text)
+
+
+def _parse_distribution(name: str, args_text: str) -> Latency:
+    args = _split_top_level(args_text)
+    positional = [a for a in args if "=" not in a]
+    named = dict(a.split("=", 1) for a in args if "=" in a)
+    named = {k.strip(): v for k, v in named.items()}
+    if name == "uniform":
+        if named or len(positional) != 2:
+            raise ValueError("uniform takes two durations: uniform(low,high)")
+        return Uniform(parse_duration_ns(positional[0]), parse_duration_ns(positional[1]))
+    if name == "lognormal":
+        if "median" in named:
+            positional.insert(0, named.pop("median"))
+        if len(positional) != 1 or set(named) != {"p99"}:
+            raise ValueError("lognormal takes a median and p99=: lognormal(200ms,p99=2s)")
+        return LogNormal(parse_duration_ns(positional[0]), parse_duration_ns(named["p99"]))
+    raise ValueError(f"unknown distribution {name!r} (use uniform or lognormal)")
+
+
+def parse_latency_value(text: str) -> Latency:
+    """One VALUE: a duration (bare number = ms) or a distribution."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty value")
+    if text.endswith(")") and "(" in text:
+        name, _, rest = text.partition("(")
+        return _parse_distribution(name.strip().lower(), rest[:-1])
+    return Fixed(parse_duration_ns(text))
+
+
+def _parse_items(spec: str, what: str, parse_value) -> tuple:
+    if not spec.strip():
+        raise ValueError(f"{what} spec is empty")
+    try:
+        items = _split_top_level(spec)
+    except ValueError as exc:
+        raise ValueError(f"{what} spec {spec!r}: {exc}") from None
+    values: list = []
+    for number, item in enumerate(items, start=1):
+        try:
+            value_text, count = _split_count(item)
+            values.extend([parse_value(value_text)] * count)
+        except ValueError as exc:
+            raise ValueError(f"{what} spec item {number} {item!r}: {exc}") from None
+    return tuple(values)
+
+
+def parse_latency_spec(spec: str) -> tuple[Latency, ...]:
+    """Parse a latency SPEC into one latency per endpoint."""
+    return _parse_items(spec, "latency", parse_latency_value)
+
+
+def _parse_probability(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a probability") from None
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"probability {text} is outside [0, 1]")
+    return p
+
+
+def parse_error_spec(spec: str, endpoints: int) -> tuple[float, ...]:
+    """Parse an errors SPEC into one probability per endpoint.
+
+    A spec of a single value applies it to every endpoint; otherwise it must
+    give exactly ``endpoints`` values.
+    """
+    probabilities = _parse_items(spec, "errors", _parse_probability)
+    if len(probabilities) == 1:
+        return probabilities * endpoints
+    if len(probabilities) != endpoints:
+        raise ValueError(
+            f"errors spec {spec!r} gives {len(probabilities)} endpoints, "
+            f"the latency spec {endpoints}"
+        )
+    return probabilities
+
+
+def _format_items(values) -> str:
+    runs: list[list] = []
+    for value in values:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    return ",".join(f"{v}*{n}" if n > 1 else f"{v}" for v, n in runs)
+
+
+def format_latency_spec(latencies: tuple[Latency, ...]) -> str:
+    """Canonical spec text; ``parse_latency_spec`` gives the same tuple back."""
+    return _format_items(latencies)
+
+
+def format_error_spec(probabilities: tuple[float, ...]) -> str:
+    """Canonical errors spec text; ``parse_error_spec`` gives the same tuple back."""
+    return _format_items(repr(float(p)) for p in probabilities)

@@ -1,0 +1,36 @@
+"""Shared fixtures: real reference services on 127.0.0.1, ready when they say so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cluster import launch
+from targets.serving import raise_nofile_limit
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _open_file_limit() -> None:
+    raise_nofile_limit()
+
+
+@pytest.fixture(scope="module")
+def slow_dependency() -> Iterator[launch.Service]:
+    """Endpoint 0 takes 1 s, endpoint 1 takes 2 s, endpoint 2 always fails."""
+    with launch.start("dependency", ["--latency", "1s,2s,0", "--errors", "0,0,1"]) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def blocking_2_threads(slow_dependency: launch.Service) -> Iterator[launch.Service]:
+    args = ["--dependency", slow_dependency.url, "--threads", "2", "--dependency-timeout", "1.5s"]
+    with launch.start("blocking", args) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def async_target(slow_dependency: launch.Service) -> Iterator[launch.Service]:
+    args = ["--dependency", slow_dependency.url, "--dependency-timeout", "1.5s"]
+    with launch.start("async", args) as service:
+        yield service

@@ -1,0 +1,123 @@
+"""The command line: one-line errors with exit 2, clean stops, the demo preview."""
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cluster import launch
+from cluster.cli import main
+
+DEP = ["--dependency", "http://127.0.0.1:9"]
+
+BAD_INPUT = [
+    (["serve", "dependency"], "the following arguments are required: --latency"),
+    (["serve", "dependency", "--latency", "200*9,3q"], "latency spec item 2 '3q': unknown unit"),
+    (["serve", "dependency", "--latency", ""], "latency spec is empty"),
+    (
+        ["serve", "dependency", "--latency", "1,2", "--errors", "0,7"],
+        "errors spec item 2 '7': probability 7 is outside [0, 1]",
+    ),
+    (
+        ["serve", "dependency", "--latency", "1", "--faults", "/nonexistent/faults.yaml"],
+        "faults file '/nonexistent/faults.yaml'",
+    ),
+    (["serve", "dependency", "--latency", "1", "--seed", "x"], "argument --seed"),
+    (["serve", "dependency", "--latency", "1", "--port", "65536"], "argument --port"),
+    (["serve", "blocking"], "the following arguments are required: --dependency"),
+    (["serve", "blocking", *DEP, "--threads", "0"], "threads: must be a whole number of at least"),
+    (["serve", "blocking", *DEP, "--threads", "many"], "argument --threads: invalid int value"),
+    (["serve", "blocking", "--dependency", "127.0.0.1:9"], "dependency: '127.0.0.1:9' is not an"),
+    (["serve", "blocking", *DEP, "--dependency-timeout", "-1s"], "argument --dependency-timeout"),
+    (["serve", "async", *DEP, "--max-connections", "-1"], "max-connections: must be 0"),
+    (["serve", "async", *DEP, "--dependency-timeout", "1parsec"], "unknown unit 'parsec'"),
+    (["serve", "async", *DEP, "--dependency-timeout", "0"], "must be positive"),
+    (["serve", "nothing"], "argument KIND: invalid choice: 'nothing'"),
+    (["launch"], "argument COMMAND: invalid choice: 'launch'"),
+]
+
+
+def _run_main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    code, err = _run_main(argv, capsys)
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert message in err
+
+
+def test_faults_beyond_the_endpoints_are_rejected(tmp_path, capsys):
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("- at: 1s\n  endpoint: 3\n  latency: 1s\n")
+    code, err = _run_main(
+        ["serve", "dependency", "--latency", "1*3", "--faults", str(faults)], capsys
+    )
+    assert code == 2
+    assert "faults: endpoint 3 does not exist (there are 3)" in err
+
+
+@pytest.mark.parametrize("kind", ["dependency", "blocking", "async"])
+def test_port_in_use_is_exit_2(kind, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--latency", "1"] if kind == "dependency" else DEP
+        code, err = _run_main(["serve", kind, *args, "--port", str(port)], capsys)
+    assert code == 2
+    assert (
+        err == f"blastradius serve {kind}: error: --port {port}: address 127.0.0.1:{port} "
+        "is already in use\n"
+    )
+
+
+def test_errors_from_the_real_command_have_no_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster", "serve", "dependency", "--latency", "lognormal(1s)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("blastradius serve dependency: error: latency spec item 1")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("kind", ["dependency", "blocking", "async"])
+def test_services_stop_cleanly_on_signals(kind, sig, slow_dependency):
+    args = ["--latency", "1"] if kind == "dependency" else ["--dependency", slow_dependency.url]
+    service = launch.start(kind, args)
+    try:
+        service.process.send_signal(sig)
+        start = time.monotonic()
+        code = service.process.wait(timeout=15)
+        elapsed = time.monotonic() - start
+        stderr = service.stderr_text()
+    finally:
+        service.stop()
+    assert code == 0
+    assert elapsed < 10
+    assert "Traceback" not in stderr
+
+
+def test_demo_preview_runs_and_shows_both_targets():
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster", "demo"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = {line.split("  ")[0]: line for line in lines if line.startswith(("blocking", "async"))}
+    assert set(rows) == {"blocking, 2 threads", "async"}
+    assert all("200,200,200,200" in row for row in rows.values())

@@ -1,0 +1,106 @@
+"""The dependency on loopback: latency, errors, faults over time, 10,000 sleepers."""
+
+import asyncio
+import math
+import statistics
+import time
+
+import aiohttp
+import requests
+
+from cluster import launch
+
+
+def _timed(session: requests.Session, url: str) -> tuple[int, float]:
+    start = time.monotonic()
+    status = session.get(url, timeout=30).status_code
+    return status, time.monotonic() - start
+
+
+def test_endpoint_answers_after_its_latency():
+    with (
+        launch.start("dependency", ["--latency", "100,300ms"]) as dependency,
+        requests.Session() as session,
+    ):
+        fast = [_timed(session, f"{dependency.url}/endpoint/0") for _ in range(20)]
+        slow = [_timed(session, f"{dependency.url}/endpoint/1") for _ in range(5)]
+    assert {status for status, _ in fast + slow} == {200}
+    fast_s = [elapsed for _, elapsed in fast]
+    slow_s = [elapsed for _, elapsed in slow]
+    # Timers fire on a millisecond clock; never early by more than that, late only by load.
+    assert min(fast_s) >= 0.099 and max(fast_s) < 0.35
+    assert statistics.median(fast_s) < 0.15
+    assert min(slow_s) >= 0.299 and max(slow_s) < 0.55
+
+
+def test_unknown_endpoint_is_404_and_health_and_stats_answer():
+    with launch.start("dependency", ["--latency", "0*3"]) as dependency:
+        assert requests.get(f"{dependency.url}/endpoint/3", timeout=5).status_code == 404
+        assert requests.get(f"{dependency.url}/endpoint/x", timeout=5).status_code == 404
+        assert requests.get(f"{dependency.url}/healthz", timeout=5).text == "ok\n"
+        body = requests.get(f"{dependency.url}/endpoint/2", timeout=5).json()
+        stats = requests.get(f"{dependency.url}/stats", timeout=5).json()
+    assert body == {"endpoint": 2, "latency_ms": 0.0}
+    assert stats == {"in_flight": 0, "peak_in_flight": 1, "requests": 1, "endpoints": 3}
+
+
+def test_error_probability_holds_within_binomial_tolerance():
+    n, p = 1000, 0.3
+    with (
+        launch.start("dependency", ["--latency", "0,0", "--errors", f"0,{p}"]) as dependency,
+        requests.Session() as session,
+    ):
+        flaky = [
+            session.get(f"{dependency.url}/endpoint/1", timeout=5).status_code for _ in range(n)
+        ]
+        healthy = [
+            session.get(f"{dependency.url}/endpoint/0", timeout=5).status_code for _ in range(200)
+        ]
+    failures = flaky.count(500)
+    assert failures + flaky.count(200) == n
+    sigma = math.sqrt(n * p * (1 - p))
+    assert abs(failures - n * p) < 5 * sigma  # false alarm odds below 1e-6
+    assert set(healthy) == {200}
+
+
+def test_fault_schedule_switches_latency_at_its_time(tmp_path):
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("- at: 1.5s\n  endpoint: 0\n  latency: 400ms\n")
+    with (
+        launch.start("dependency", ["--latency", "50", "--faults", str(faults)]) as dependency,
+        requests.Session() as session,
+    ):
+        ready = time.monotonic()
+        samples = []  # (sent, seconds after readiness; latency)
+        while time.monotonic() - ready < 3.0:
+            sent = time.monotonic() - ready
+            samples.append((sent, _timed(session, f"{dependency.url}/endpoint/0")[1]))
+    # The fault clock starts before readiness, so sends up to 1.3 s are surely before it.
+    before = [latency for sent, latency in samples if sent < 1.3]
+    after = [latency for sent, latency in samples if sent >= 1.5]
+    assert len(before) >= 5 and len(after) >= 2
+    assert max(before) < 0.3
+    assert min(after) >= 0.399
+
+
+async def _hold_concurrent(url: str, requests_n: int) -> list[int]:
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one() -> int:
+            async with session.get(url) as response:
+                await response.read()
+                return response.status
+
+        return await asyncio.gather(*(one() for _ in range(requests_n)))
+
+
+def test_holds_10000_concurrent_sleeping_requests():
+    n = 10_000
+    with launch.start("dependency", ["--latency", "15s"]) as dependency:
+        statuses = asyncio.run(_hold_concurrent(f"{dependency.url}/endpoint/0", n))
+        stats = requests.get(f"{dependency.url}/stats", timeout=5).json()
+    assert statuses.count(200) == n
+    # Every request was asleep in the server at the same moment.
+    assert stats["peak_in_flight"] == n
