@@ -1,0 +1,108 @@
+"""Ray wrappers, thin: a generator actor, and a collector that turns batches into shards.
+
+``GeneratorActor.run(plan, output)`` runs a ``Generator`` on a thread of its
+own with its own event loop (uvloop where installed), so the actor's loop
+stays free for ``progress()`` and ``stop()``, which also live in their own
+concurrency group. Closed batches leave through ``output``:
+
+- ``ToCollector``: to a ``ShardCollector`` actor (placed by the driver on its
+  own node) that writes shards as they arrive; the generator awaits each
+  write before the next, so a batch handed over before a crash is on disk.
+- ``ToStorage``: straight to shared storage (``s3://``, ``gs://``, a mounted
+  volume) from the generator's node.
+
+Neither actor is restarted or retried: a retried generator would replay load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from targets.serving import new_event_loop
+from workers.generator import Generator, Plan, Sink
+from workers.shards import shard_dir, shard_name, write_shard
+
+
+@dataclass(frozen=True)
+class ToStorage:
+    """Write shards directly under ``run_dir`` (a path every node sees, or a URI)."""
+
+    run_dir: str
+
+    def sink(self, target: str, worker: int) -> Sink:
+        """A sink that publishes each batch as the worker's next shard."""
+        directory, counter = shard_dir(self.run_dir, target), itertools.count()
+        return lambda batch: write_shard([batch], directory, shard_name(worker, next(counter)))
+
+
+@dataclass(frozen=True)
+class ToCollector:
+    """Hand each batch to a ``ShardCollector`` actor and wait until it is written."""
+
+    collector: Any  # ActorHandle of ShardCollector
+
+    def sink(self, target: str, worker: int) -> Sink:
+        """A sink that ships each batch to the collector; the generator awaits the write."""
+        counter = itertools.count()
+        return lambda batch: self.collector.put.remote(target, worker, next(counter), batch)
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
+class ShardCollector:
+    """Writes the batches generators hand it as shards under ``run_dir``."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+        self.shards = 0
+
+    def put(self, target: str, worker: int, n: int, batch: pa.RecordBatch) -> str:
+        """Publish one batch as ``part-<worker>-<n>``; returns the shard's path."""
+        self.shards += 1
+        return write_shard([batch], shard_dir(self.run_dir, target), shard_name(worker, n))
+
+    def written(self) -> int:
+        """Shards written so far."""
+        return self.shards
+
+
+def _run_on_own_loop(generator: Generator) -> dict:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(generator.run())
+
+
+@ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0, concurrency_groups={"control": 1})
+class GeneratorActor:
+    """One load generator on one core of a node of the Ray cluster."""
+
+    def __init__(self) -> None:
+        self.node = ray.get_runtime_context().get_node_id()
+        self.generator: Generator | None = None
+
+    async def run(self, plan: Plan, output: ToStorage | ToCollector) -> dict:
+        """Send the plan's share and record every request; returns the generator's summary."""
+        self.generator = Generator(plan, output.sink(plan.target, plan.worker), self.node)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, _run_on_own_loop, self.generator)
+
+    @ray.method(concurrency_group="control")
+    def ready(self) -> str:
+        """The node this generator runs on, once its process is up (wait for it before
+        choosing a start time every generator can keep)."""
+        return self.node
+
+    @ray.method(concurrency_group="control")
+    def progress(self) -> dict | None:
+        """Counters so far (None before ``run`` starts)."""
+        return None if self.generator is None else self.generator.progress()
+
+    @ray.method(concurrency_group="control")
+    def stop(self) -> None:
+        """Stop sending; ``run`` returns once requests in flight have ended."""
+        if self.generator is not None:
+            self.generator.stop()

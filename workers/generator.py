@@ -1,0 +1,358 @@
+"""The load generator: one event loop sending its share of a plan, one row per request.
+
+Open loop (the default): request i is due at its intended time from the
+schedule, whatever happened to earlier requests. Its deadline is intended
+time + timeout, and its latency counts from the intended time too (wrk2), so
+a slow target or a late generator shows up in the numbers instead of hiding
+in a gap between sends (coordinated omission).
+
+Back-pressure without lying: at most ``max_in_flight`` requests are in
+flight. A due request that finds no free slot waits in a FIFO line; if its
+deadline passes before a slot frees it is recorded as ``dropped`` (never
+sent, latency = timeout). Nothing is skipped silently.
+
+Closed loop (``ClosedLoop``, for comparison with closed-loop tools): each
+of ``concurrency`` users sends when its previous response ends, and its
+intended time is its send time, so latency is service time and the tail
+of a slow target is under-reported, exactly as in those tools.
+
+Time: the wall clock is read once at start; every later time is that plus a
+monotonic offset, so rows of one worker never go backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from targets.serving import new_event_loop, raise_nofile_limit
+from workers.client import DROPPED, OTHER, classify, make_session, status_error
+from workers.progress import Counters
+from workers.record import NULL_NS, RowBuffer
+from workers.schedule import Schedule, share
+
+# Takes each closed batch on a writer thread; may return an awaitable (a write still under
+# way elsewhere) that the generator awaits before handing over the next batch.
+Sink = Callable[[pa.RecordBatch], Awaitable | None]
+_YIELD_EVERY = 32  # sends in a row without sleeping before the loop lets responses in
+_INTERRUPTIBLE_SLEEP_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedLoop:
+    """Closed-loop load: ``concurrency`` users in total, each sending after its last response."""
+
+    concurrency: int
+    duration_ns: int | None = None
+    max_requests: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency: must be at least 1 (got {self.concurrency})")
+        if self.duration_ns is None and self.max_requests is None:
+            raise ValueError("duration: give a duration or a request count")
+
+    def users(self, worker: int, workers: int) -> int:
+        """Users run by generator ``worker`` of ``workers``."""
+        return _split(self.concurrency, worker, workers)
+
+
+def _split(total: int, worker: int, workers: int) -> int:
+    return total // workers + (worker < total % workers)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One generator's work: its share of the load against one target."""
+
+    target: str
+    urls: tuple[str, ...]  # request with global index g goes to urls[g % len(urls)]
+    load: Schedule | ClosedLoop
+    timeout_ns: int
+    worker: int = 0
+    workers: int = 1
+    start_ns: int | None = None  # epoch ns of schedule time 0; None: when the generator starts
+    max_in_flight: int = 10_000
+    batch_interval_ns: int = 1_000_000_000
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("urls: at least one URL is needed")
+        if self.timeout_ns <= 0:
+            raise ValueError(f"timeout: must be positive (got {self.timeout_ns}ns)")
+        if not 0 <= self.worker < self.workers:
+            raise ValueError(f"worker: {self.worker} is not in [0, {self.workers})")
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight: must be at least 1 (got {self.max_in_flight})")
+        if self.batch_interval_ns <= 0:
+            raise ValueError("batch_interval: must be positive")
+
+    @property
+    def closed(self) -> bool:
+        """Whether this is closed-loop load (latency then excludes queueing before the send)."""
+        return isinstance(self.load, ClosedLoop)
+
+
+class Generator:
+    """Runs one ``Plan`` on the current event loop; batches go to ``sink`` on a writer thread."""
+
+    def __init__(self, plan: Plan, sink: Sink, node: str = "local") -> None:
+        self.plan, self.sink, self.node = plan, sink, node
+        self.counters = Counters()
+        self._buffer = RowBuffer(plan.worker, node, plan.timeout_ns)
+        self._waiting: deque[tuple[int, int, int]] = deque()  # (seq, endpoint, due mono ns)
+        self._tasks: set[asyncio.Task] = set()
+        self._in_flight = 0
+        self._stop_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wall0 = self._mono0 = self._start_mono = 0
+        self._ended_ns: int | None = None
+
+    # --- control, safe from any thread -------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop sending; requests in flight finish (bounded by their deadlines), then flush."""
+        self._stop_requested = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+
+    def progress(self) -> dict:
+        """Counters so far and the last closed window (rows, ok, p99 latency)."""
+        c = self.counters
+        elapsed = (time.monotonic_ns() - self._start_mono) / 1e9 if self._start_mono else 0.0
+        return {
+            "worker": self.plan.worker,
+            "target": self.plan.target,
+            "node": self.node,
+            "elapsed_s": max(elapsed, 0.0),
+            "rows": c.rows,
+            "sent": c.sent,
+            "ok": c.ok,
+            "errors": c.errors(),
+            "in_flight": self._in_flight,
+            "waiting": len(self._waiting),
+            "window": dict(c.window),
+        }
+
+    def summary(self) -> dict:
+        """A small summary of the whole run of this generator."""
+        c = self.counters
+        return {
+            "worker": self.plan.worker,
+            "target": self.plan.target,
+            "node": self.node,
+            "rows": c.rows,
+            "sent": c.sent,
+            "ok": c.ok,
+            "errors": c.errors(),
+            "send_lag_p99_ms": c.send_lag_p99_ms(),
+            "closed_loop": self.plan.closed,
+            "started_ns": self._epoch(self._start_mono),
+            "ended_ns": self._ended_ns,
+            "stopped": self._stop_requested,
+        }
+
+    # --- the run ------------------------------------------------------------------------
+
+    async def run(self) -> dict:
+        """Send the plan's share, record every request, flush the last batch; the summary."""
+        raise_nofile_limit()
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._wall0, self._mono0 = time.time_ns(), time.monotonic_ns()
+        start_ns = self.plan.start_ns if self.plan.start_ns is not None else self._wall0
+        self._start_mono = self._mono(start_ns)
+        with ThreadPoolExecutor(1, thread_name_prefix="shard-writer") as writer:
+            flusher = asyncio.create_task(self._flush_every(writer))
+            try:
+                async with make_session(self.plan.max_in_flight) as self._session:
+                    await self._sleep_until(self._start_mono)
+                    if self.plan.closed:
+                        await self._closed_loop()
+                    else:
+                        await self._open_loop()
+                    await self._drain()
+            finally:
+                flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
+                await self._flush(writer)
+        self._ended_ns = self._epoch(time.monotonic_ns())
+        return self.summary()
+
+    def _epoch(self, mono_ns: int) -> int:
+        return self._wall0 + (mono_ns - self._mono0)
+
+    def _mono(self, epoch_ns: int) -> int:
+        return self._mono0 + (epoch_ns - self._wall0)
+
+    async def _sleep_until(self, mono_ns: int) -> None:
+        delay = (mono_ns - time.monotonic_ns()) / 1e9
+        if delay <= 0 or self._stop_requested:
+            return
+        if delay < _INTERRUPTIBLE_SLEEP_S:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), delay)
+
+    async def _open_loop(self) -> None:
+        plan, seq, in_a_row = self.plan, 0, 0
+        n_urls = len(plan.urls)
+        for indices, offsets in share(plan.load, plan.worker, plan.workers):
+            endpoints = (indices % n_urls).tolist()
+            for endpoint, due in zip(endpoints, (offsets + self._start_mono).tolist(), strict=True):
+                if due > time.monotonic_ns():
+                    # Timers tick in milliseconds and may wake early: never send before due.
+                    while due > time.monotonic_ns() and not self._stop_requested:
+                        await self._sleep_until(due)
+                    in_a_row = 0
+                else:
+                    in_a_row += 1
+                    if in_a_row >= _YIELD_EVERY:
+                        await asyncio.sleep(0)
+                        in_a_row = 0
+                if self._stop_requested:
+                    return
+                if self._waiting:
+                    self._expire_waiting(time.monotonic_ns())
+                self._submit(seq, endpoint, due)
+                seq += 1
+
+    async def _closed_loop(self) -> None:
+        plan, load = self.plan, self.plan.load
+        budget = (
+            None
+            if load.max_requests is None
+            else _split(load.max_requests, plan.worker, plan.workers)
+        )
+        end = None if load.duration_ns is None else self._start_mono + load.duration_ns
+        next_seq = 0
+
+        async def user() -> None:
+            nonlocal next_seq
+            while not self._stop_requested and (budget is None or next_seq < budget):
+                now = time.monotonic_ns()
+                if end is not None and now >= end:
+                    return
+                seq, next_seq = next_seq, next_seq + 1
+                self._in_flight += 1
+                await self._request(seq, self._endpoint(seq), now)
+
+        await asyncio.gather(*(user() for _ in range(load.users(plan.worker, plan.workers))))
+
+    def _endpoint(self, seq: int) -> int:
+        return (seq * self.plan.workers + self.plan.worker) % len(self.plan.urls)
+
+    def _submit(self, seq: int, endpoint: int, due: int) -> None:
+        if self._in_flight < self.plan.max_in_flight and not self._waiting:
+            self._start(seq, endpoint, due)
+        else:
+            self._waiting.append((seq, endpoint, due))
+
+    def _start(self, seq: int, endpoint: int, due: int) -> None:
+        self._in_flight += 1
+        task = asyncio.create_task(self._request(seq, endpoint, due))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _request(self, seq: int, endpoint: int, due: int) -> None:
+        sent = time.monotonic_ns()
+        status = nbytes = 0
+        try:
+            async with asyncio.timeout((due + self.plan.timeout_ns - sent) / 1e9):
+                async with self._session.get(self.plan.urls[endpoint]) as response:
+                    nbytes = len(await response.read())
+            status = response.status
+            error = status_error(status)
+        except asyncio.CancelledError:
+            self._record(seq, endpoint, due, sent, NULL_NS, 0, OTHER, 0)
+            raise
+        except Exception as exc:
+            error = classify(exc)
+        self._record(seq, endpoint, due, sent, time.monotonic_ns(), status, error, nbytes)
+        self._in_flight -= 1
+        self._release()
+
+    def _release(self) -> None:
+        now = time.monotonic_ns()
+        while self._waiting and self._in_flight < self.plan.max_in_flight:
+            seq, endpoint, due = self._waiting.popleft()
+            if due + self.plan.timeout_ns <= now:
+                self._drop(seq, endpoint, due, due + self.plan.timeout_ns)
+            else:
+                self._start(seq, endpoint, due)
+
+    def _expire_waiting(self, now: int) -> None:
+        # Deadlines in the line are in order (due times are), so expired ones are at its head.
+        timeout = self.plan.timeout_ns
+        while self._waiting and self._waiting[0][2] + timeout <= now:
+            seq, endpoint, due = self._waiting.popleft()
+            self._drop(seq, endpoint, due, due + timeout)
+
+    def _drop(self, seq: int, endpoint: int, due: int, done: int) -> None:
+        self._record(seq, endpoint, due, NULL_NS, done, 0, DROPPED, 0)
+
+    def _record(
+        self,
+        seq: int,
+        endpoint: int,
+        due: int,
+        sent: int,
+        done: int,
+        status: int,
+        error: int,
+        nbytes: int,
+    ) -> None:
+        c = self.counters
+        c.rows += 1
+        c.by_error[error] += 1
+        if sent != NULL_NS:
+            c.sent += 1
+            sent = self._epoch(sent)
+        if error == 0 and done - due <= self.plan.timeout_ns:
+            c.ok += 1
+        done = done if done == NULL_NS else self._epoch(done)
+        self._buffer.add(seq, endpoint, self._epoch(due), sent, done, status, error, nbytes)
+
+    async def _drain(self) -> None:
+        """Wait for the waiting line and the requests in flight to end."""
+        while self._waiting or self._tasks:
+            if self._stop_requested and self._waiting:
+                now = time.monotonic_ns()
+                while self._waiting:
+                    seq, endpoint, due = self._waiting.popleft()
+                    self._drop(seq, endpoint, due, now)
+            self._expire_waiting(time.monotonic_ns())
+            if self._tasks:
+                await asyncio.wait(
+                    set(self._tasks), timeout=0.05, return_when=asyncio.FIRST_COMPLETED
+                )
+
+    async def _flush_every(self, writer: ThreadPoolExecutor) -> None:
+        interval = self.plan.batch_interval_ns / 1e9
+        while True:
+            await asyncio.sleep(interval)
+            await self._flush(writer)
+
+    async def _flush(self, writer: ThreadPoolExecutor) -> None:
+        batch = self._buffer.close()
+        if batch is None:
+            return
+        self.counters.close_window(batch)
+        pending = await asyncio.get_running_loop().run_in_executor(writer, self.sink, batch)
+        if pending is not None:
+            await pending
+
+
+def run_plan(plan: Plan, sink: Sink, node: str = "local") -> dict:
+    """Run one plan on a fresh event loop (uvloop where installed), without Ray."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(Generator(plan, sink, node).run())

@@ -1,0 +1,123 @@
+"""One row per request: the Parquet schema v1 and the columnar buffer that fills it.
+
+This module is the only definition of a request row. ``SCHEMA`` is the Arrow
+schema of DESIGN.md (``target`` is the hive partition, not a column);
+``RowBuffer`` collects rows column by column (no object per request) and
+closes them into ``pyarrow.RecordBatch`` es, deriving ``latency_ns``,
+``service_ns`` and ``ok`` once per batch rather than once per request.
+
+Error kinds are a small closed set, in ``ERROR_KINDS``; see
+``workers.client.classify`` for where exceptions map onto them.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"blastradius.schema_version"
+
+ERROR_KINDS = ("", "timeout", "connect", "reset", "http", "dropped", "other")
+ERROR_CODE = {kind: code for code, kind in enumerate(ERROR_KINDS)}
+
+NULL_NS = np.iinfo(np.int64).min  # sentinel in the buffers for a time that never happened
+
+SCHEMA = pa.schema(
+    [
+        pa.field("worker", pa.int32(), nullable=False),
+        pa.field("node", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("endpoint", pa.int32(), nullable=False),
+        pa.field("intended_ns", pa.int64(), nullable=False),
+        pa.field("sent_ns", pa.int64()),
+        pa.field("done_ns", pa.int64()),
+        pa.field("latency_ns", pa.int64()),
+        pa.field("service_ns", pa.int64()),
+        pa.field("status", pa.int16(), nullable=False),
+        pa.field("error", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("ok", pa.bool_(), nullable=False),
+        pa.field("bytes_in", pa.int32(), nullable=False),
+    ],
+    metadata={METADATA_KEY: str(SCHEMA_VERSION).encode()},
+)
+
+_ERROR_DICTIONARY = pa.array(ERROR_KINDS, pa.string())
+
+
+def _nullable(values: np.ndarray) -> pa.Array:
+    return pa.array(values, pa.int64(), mask=values == NULL_NS)
+
+
+class RowBuffer:
+    """Columns of the rows recorded since the last ``close``."""
+
+    def __init__(self, worker: int, node: str, timeout_ns: int) -> None:
+        self.worker, self.node, self.timeout_ns = worker, node, timeout_ns
+        self._clear()
+
+    def _clear(self) -> None:
+        self.seq, self.intended_ns = array("q"), array("q")
+        self.sent_ns, self.done_ns = array("q"), array("q")
+        self.endpoint, self.bytes_in = array("i"), array("i")
+        self.status, self.error = array("h"), array("b")
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def add(
+        self,
+        seq: int,
+        endpoint: int,
+        intended_ns: int,
+        sent_ns: int,
+        done_ns: int,
+        status: int,
+        error: int,
+        bytes_in: int,
+    ) -> None:
+        """Record one request; ``sent_ns``/``done_ns`` may be ``NULL_NS``; ``error`` is a code."""
+        self.seq.append(seq)
+        self.endpoint.append(endpoint)
+        self.intended_ns.append(intended_ns)
+        self.sent_ns.append(sent_ns)
+        self.done_ns.append(done_ns)
+        self.status.append(status)
+        self.error.append(error)
+        self.bytes_in.append(bytes_in)
+
+    def close(self) -> pa.RecordBatch | None:
+        """The rows so far as one record batch (None if there are none); empties the buffer."""
+        n = len(self)
+        if n == 0:
+            return None
+        intended = np.frombuffer(self.intended_ns, np.int64)
+        sent = np.frombuffer(self.sent_ns, np.int64)
+        done = np.frombuffer(self.done_ns, np.int64)
+        status = np.frombuffer(self.status, np.int16)
+        error = np.frombuffer(self.error, np.int8)
+        latency = np.where(done == NULL_NS, NULL_NS, done - intended)
+        service = np.where((done == NULL_NS) | (sent == NULL_NS), NULL_NS, done - sent)
+        ok = (status >= 200) & (status < 300) & (error == 0) & (done != NULL_NS)
+        ok &= latency <= self.timeout_ns
+        node = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([self.node]))
+        columns = [
+            pa.array(np.full(n, self.worker, np.int32)),
+            node,
+            pa.array(np.frombuffer(self.seq, np.int64)),
+            pa.array(np.frombuffer(self.endpoint, np.int32)),
+            pa.array(intended),
+            _nullable(sent),
+            _nullable(done),
+            _nullable(latency),
+            _nullable(service),
+            pa.array(status),
+            pa.DictionaryArray.from_arrays(error.astype(np.int32), _ERROR_DICTIONARY),
+            pa.array(ok),
+            pa.array(np.frombuffer(self.bytes_in, np.int32)),
+        ]
+        batch = pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+        self._clear()
+        return batch
