@@ -38,7 +38,11 @@ class ToStorage:
     def sink(self, target: str, worker: int) -> Sink:
         """A sink that publishes each batch as the worker's next shard."""
         directory, counter = shard_dir(self.run_dir, target), itertools.count()
-        return lambda batch: write_shard([batch], directory, shard_name(worker, next(counter)))
+
+        def publish(batch: pa.RecordBatch) -> None:
+            write_shard([batch], directory, shard_name(worker, next(counter)))
+
+        return publish
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ the one place exceptions are mapped onto it::
 
     ""         status 2xx, within the deadline
     http       a response with a status other than 2xx (status kept)
-    timeout    the deadline (intended send time + timeout) passed: TimeoutError,
-               raised by the deadline itself or by aiohttp's own timeouts
+    timeout    no answer within the timeout of service time (TimeoutError, from the
+               generator's cut or aiohttp's own timeouts), or an answer after the
+               deadline (intended send time + timeout; decided by the generator)
     connect    no connection: refused, unreachable, DNS (ClientConnectorError)
     reset      the connection broke mid-request: ServerDisconnectedError,
                ClientPayloadError, ConnectionResetError, BrokenPipeError,

@@ -1,15 +1,20 @@
 """The load generator: one event loop sending its share of a plan, one row per request.
 
 Open loop (the default): request i is due at its intended time from the
-schedule, whatever happened to earlier requests. Its deadline is intended
-time + timeout, and its latency counts from the intended time too (wrk2), so
-a slow target or a late generator shows up in the numbers instead of hiding
-in a gap between sends (coordinated omission).
+schedule, whatever happened to earlier requests. Its latency counts from the
+intended time (wrk2), so a slow target or a late generator shows up in the
+numbers instead of hiding in a gap between sends (coordinated omission). Its
+deadline is intended time + timeout: a response after it is a failure
+(``timeout``, status kept).
 
 Back-pressure without lying: at most ``max_in_flight`` requests are in
 flight. A due request that finds no free slot waits in a FIFO line; if its
 deadline passes before a slot frees it is recorded as ``dropped`` (never
-sent, latency = timeout). Nothing is skipped silently.
+sent, latency = timeout). Nothing is skipped silently. Once sent, a request
+gets up to ``timeout`` of service time before it is cut: a generator that
+fell behind never sends a request with no time left to answer (which would
+blame the target for time spent in the generator's line), and its lateness
+is in the row already, as latency and as send lag.
 
 Closed loop (``ClosedLoop``, for comparison with closed-loop tools): each
 of ``concurrency`` users sends when its previous response ends, and its
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from targets.serving import new_event_loop, raise_nofile_limit
-from workers.client import DROPPED, OTHER, classify, make_session, status_error
+from workers.client import DROPPED, OTHER, TIMEOUT, classify, make_session, status_error
 from workers.progress import Counters
 from workers.record import NULL_NS, RowBuffer
 from workers.schedule import Schedule, share
@@ -267,7 +272,7 @@ class Generator:
         sent = time.monotonic_ns()
         status = nbytes = 0
         try:
-            async with asyncio.timeout((due + self.plan.timeout_ns - sent) / 1e9):
+            async with asyncio.timeout(self.plan.timeout_ns / 1e9):
                 async with self._session.get(self.plan.urls[endpoint]) as response:
                     nbytes = len(await response.read())
             status = response.status
@@ -312,12 +317,14 @@ class Generator:
         nbytes: int,
     ) -> None:
         c = self.counters
+        if error == 0 and done - due > self.plan.timeout_ns:
+            error = TIMEOUT  # answered, but after the deadline
         c.rows += 1
         c.by_error[error] += 1
         if sent != NULL_NS:
             c.sent += 1
             sent = self._epoch(sent)
-        if error == 0 and done - due <= self.plan.timeout_ns:
+        if error == 0:
             c.ok += 1
         done = done if done == NULL_NS else self._epoch(done)
         self._buffer.add(seq, endpoint, self._epoch(due), sent, done, status, error, nbytes)

@@ -1,0 +1,193 @@
+"""The generator against real servers on loopback: rows, timing, back-pressure, errors."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from cluster import launch
+from workers.generator import ClosedLoop, Generator, Plan, run_plan
+from workers.schedule import Schedule
+
+S = 1_000_000_000
+MS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def dependency() -> Iterator[launch.Service]:
+    """0: instant, 1: 1 s, 2: 2 s, 3: always HTTP 500, 4: 100 ms."""
+    args = ["--latency", "0,1s,2s,0,100", "--errors", "0,0,0,1,0"]
+    with launch.start("dependency", args) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def async_target(dependency) -> Iterator[launch.Service]:
+    with launch.start("async", ["--dependency", dependency.url]) as service:
+        yield service
+
+
+def run(plan: Plan) -> tuple[dict, pd.DataFrame]:
+    batches: list[pa.RecordBatch] = []
+    summary = run_plan(plan, batches.append)
+    frame = pa.Table.from_batches(batches).to_pandas() if batches else pd.DataFrame()
+    return summary, frame
+
+
+def test_open_loop_against_the_async_target_keeps_the_schedule(async_target):
+    schedule = Schedule.constant_rate(300, duration_ns=3 * S)
+    plan = Plan("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
+    summary, rows = run(plan)
+    assert len(rows) == 900 == summary["rows"] == summary["ok"]
+    assert rows["seq"].sort_values().tolist() == list(range(900))
+    intended = np.sort(rows["intended_ns"].to_numpy())
+    gaps = np.diff(intended)
+    assert gaps.min() >= S // 300 and gaps.max() <= S // 300 + 1  # exact to the nanosecond
+    lag_ms = (rows["sent_ns"] - rows["intended_ns"]) / MS
+    assert lag_ms.min() >= 0
+    assert np.quantile(lag_ms, 0.99, method="inverted_cdf") < 10
+    assert rows["ok"].all()
+    assert (rows["latency_ns"] >= rows["service_ns"]).all()
+    assert (rows["status"] == 200).all() and (rows["error"] == "").all()
+    assert set(rows["worker"]) == {0} and set(rows["node"]) == {"local"}
+
+
+def test_coordinated_omission_is_visible_and_late_requests_are_dropped(dependency):
+    """In-flight cap 5, 1 s endpoint, 50 req/s for 3 s: the queue grows, latency with it."""
+    schedule = Schedule.constant_rate(50, duration_ns=3 * S)
+    plan = Plan(
+        "dep", (f"{dependency.url}/endpoint/1",), schedule, timeout_ns=2 * S, max_in_flight=5
+    )
+    summary, rows = run(plan)
+    assert len(rows) == 150 == summary["rows"]
+    rows = rows.sort_values("intended_ns")
+    sent = rows[rows["sent_ns"].notna()]
+    # Every sent request took the endpoint's 1 s at the target ...
+    assert sent["service_ns"].between(0.99 * S, 1.5 * S).all()
+    # ... while latency from the intended time grew with the line: 1 s, then 1.9 s, then more.
+    first, second = sent["latency_ns"].iloc[:5], sent["latency_ns"].iloc[5:10]
+    assert first.between(1.0 * S, 1.2 * S).all()
+    assert second.between(1.8 * S, 2.0 * S).all()
+    assert rows["ok"].sum() == 10
+    # Answers after the deadline are failures, their status kept.
+    late = sent[~sent["ok"]]
+    assert len(late) >= 5
+    assert (late["error"] == "timeout").all() and (late["status"] == 200).all()
+    assert (late["latency_ns"] > 2 * S).all()
+    # Requests whose deadline passed while they waited for a slot were never sent.
+    dropped = rows[rows["error"] == "dropped"]
+    assert len(dropped) >= 100
+    assert dropped["sent_ns"].isna().all() and (dropped["status"] == 0).all()
+    assert (dropped["latency_ns"] == 2 * S).all()
+    assert set(rows["error"]) == {"", "dropped", "timeout"}
+    assert len(sent) + len(dropped) == 150
+
+
+def _resetting_server() -> tuple[socket.socket, str]:
+    """A TCP server that reads a request and closes the connection without answering."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.getsockname()[1]}/"
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+
+def test_every_failure_is_a_row_with_its_error_kind(dependency):
+    server, reset_url = _resetting_server()
+    urls = (
+        _closed_port_url(),
+        f"{dependency.url}/endpoint/2",
+        f"{dependency.url}/endpoint/3",
+        reset_url,
+        f"{dependency.url}/endpoint/0",
+    )
+    try:
+        plan = Plan("mixed", urls, Schedule.constant_rate(20, requests=20), timeout_ns=1 * S)
+        summary, rows = run(plan)
+    finally:
+        server.close()
+    assert len(rows) == 20
+    by_endpoint = rows.groupby("endpoint")
+    expected = {
+        0: ("connect", 0),
+        1: ("timeout", 0),
+        2: ("http", 500),
+        3: ("reset", 0),
+        4: ("", 200),
+    }
+    for endpoint, (error, status) in expected.items():
+        group = by_endpoint.get_group(endpoint)
+        assert set(group["error"]) == {error}, endpoint
+        assert set(group["status"]) == {status}, endpoint
+    timeouts = by_endpoint.get_group(1)
+    assert timeouts["latency_ns"].between(1 * S, 1 * S + 100 * MS).all()
+    assert rows["ok"].sum() == 4 == summary["ok"]
+    assert summary["errors"] == {"connect": 4, "timeout": 4, "http": 4, "reset": 4}
+
+
+def test_closed_loop_sends_when_the_last_response_ends(dependency):
+    load = ClosedLoop(concurrency=4, duration_ns=2 * S)
+    plan = Plan("closed", (f"{dependency.url}/endpoint/4",), load, timeout_ns=1 * S)
+    summary, rows = run(plan)
+    assert summary["closed_loop"] is True
+    # Four users, 100 ms per request, for 2 s: about 80 requests.
+    assert 60 <= len(rows) <= 84
+    # Intended time is the send time: latency is service time, by construction.
+    assert ((rows["sent_ns"] - rows["intended_ns"]).abs() < 5 * MS).all()
+    assert rows["ok"].all()
+
+
+def test_closed_loop_with_a_request_count_stops_there(dependency):
+    load = ClosedLoop(concurrency=3, max_requests=10)
+    plan = Plan("closed", (f"{dependency.url}/endpoint/0",), load, timeout_ns=1 * S)
+    _, rows = run(plan)
+    assert sorted(rows["seq"]) == list(range(10))
+
+
+def test_stop_ends_the_run_early_and_keeps_what_was_sent(async_target):
+    schedule = Schedule.constant_rate(100, duration_ns=30 * S)
+    plan = Plan("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
+    batches: list[pa.RecordBatch] = []
+    generator = Generator(plan, batches.append)
+    threading.Timer(1.0, generator.stop).start()
+    start = time.monotonic()
+    summary = asyncio.run(generator.run())
+    assert time.monotonic() - start < 5
+    assert summary["stopped"] is True
+    rows = pa.Table.from_batches(batches).to_pandas()
+    assert 80 <= len(rows) <= 130 and rows["ok"].all()
+    assert sorted(rows["seq"]) == list(range(len(rows)))
+
+
+def test_progress_reports_counters_while_running(async_target):
+    schedule = Schedule.constant_rate(200, duration_ns=2500 * MS)
+    plan = Plan("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
+    generator = Generator(plan, lambda batch: None)
+    seen = []
+    timer = threading.Timer(2.0, lambda: seen.append(generator.progress()))
+    timer.start()
+    asyncio.run(generator.run())
+    (progress,) = seen
+    assert 300 <= progress["sent"] <= 450
+    assert progress["window"]["rows"] >= 150 and progress["window"]["p99_ms"] < 100
+    assert progress["errors"] == {}

@@ -1,0 +1,158 @@
+"""Rows into Parquet shards: exact round trips, atomic publication, a crash mid-write."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.record import ERROR_KINDS, METADATA_KEY, NULL_NS, SCHEMA, RowBuffer
+from workers.shards import shard_dir, shard_name, write_shard
+
+TIMEOUT_NS = 1_000_000_000
+EPOCH = 1_790_000_000_000_000_000
+
+times = st.integers(0, 10 * TIMEOUT_NS)
+rows = st.lists(
+    st.tuples(
+        st.integers(0, 2**40),  # seq
+        st.integers(0, 1000),  # endpoint
+        times,  # intended offset
+        st.one_of(st.none(), times),  # sent offset
+        st.one_of(st.none(), times),  # done offset
+        st.integers(0, 599),  # status
+        st.integers(0, len(ERROR_KINDS) - 1),  # error code
+        st.integers(0, 2**31 - 1),  # bytes in
+    ),
+    max_size=50,
+)
+
+
+def _fill(buffer: RowBuffer, generated) -> None:
+    for seq, endpoint, intended, sent, done, status, error, nbytes in generated:
+        buffer.add(
+            seq,
+            endpoint,
+            EPOCH + intended,
+            NULL_NS if sent is None else EPOCH + sent,
+            NULL_NS if done is None else EPOCH + done,
+            status,
+            error,
+            nbytes,
+        )
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows)
+def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated):
+    directory = str(tmp_path_factory.mktemp("shards"))
+    buffer = RowBuffer(worker=3, node="node-a", timeout_ns=TIMEOUT_NS)
+    _fill(buffer, generated)
+    batch = buffer.close()
+    if not generated:
+        assert batch is None
+        return
+    path = write_shard([batch], directory, "part-0003-000000.parquet")
+    back = pq.read_table(path)
+    assert back.schema.metadata[METADATA_KEY] == b"1"
+    assert back.schema.equals(SCHEMA, check_metadata=False)
+    got = back.to_pylist()
+    assert len(got) == len(generated)
+    for row, (seq, endpoint, intended, sent, done, status, error, nbytes) in zip(
+        got, generated, strict=True
+    ):
+        intended_ns = EPOCH + intended
+        sent_ns = None if sent is None else EPOCH + sent
+        done_ns = None if done is None else EPOCH + done
+        latency = None if done is None else done_ns - intended_ns
+        assert row == {
+            "worker": 3,
+            "node": "node-a",
+            "seq": seq,
+            "endpoint": endpoint,
+            "intended_ns": intended_ns,
+            "sent_ns": sent_ns,
+            "done_ns": done_ns,
+            "latency_ns": latency,
+            "service_ns": None if done is None or sent is None else done_ns - sent_ns,
+            "status": status,
+            "error": ERROR_KINDS[error],
+            "ok": 200 <= status < 300
+            and error == 0
+            and latency is not None
+            and latency <= TIMEOUT_NS,
+            "bytes_in": nbytes,
+        }
+
+
+def test_a_closed_buffer_starts_empty():
+    buffer = RowBuffer(worker=0, node="n", timeout_ns=TIMEOUT_NS)
+    _fill(buffer, [(0, 0, 0, 1, 2, 200, 0, 5)])
+    assert buffer.close().num_rows == 1
+    assert len(buffer) == 0 and buffer.close() is None
+
+
+def test_shards_land_in_the_hive_layout_and_read_back_by_target(tmp_path):
+    run = str(tmp_path / "run")
+    for target in ("sync", "async"):
+        for worker in range(2):
+            buffer = RowBuffer(worker=worker, node=f"node-{worker}", timeout_ns=TIMEOUT_NS)
+            _fill(buffer, [(i, 0, i, i, i + 5, 200, 0, 2) for i in range(10)])
+            write_shard([buffer.close()], shard_dir(run, target), shard_name(worker, 0))
+    assert sorted(p.name for p in (tmp_path / "run/requests/target=sync").iterdir()) == [
+        "part-0000-000000.parquet",
+        "part-0001-000000.parquet",
+    ]
+    frame = pd.read_parquet(tmp_path / "run/requests")
+    assert len(frame) == 40
+    assert frame.groupby("target", observed=True).size().to_dict() == {"async": 20, "sync": 20}
+
+
+_SLOW_WRITER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from workers.record import RowBuffer
+    from workers.shards import write_shard
+    buffer = RowBuffer(worker=0, node="n", timeout_ns=10**9)
+    n = 3_000_000
+    rng = np.random.default_rng(0)
+    seq = rng.integers(0, 2**62, n).tolist()
+    for i in range(n):
+        buffer.add(seq[i], i % 10, i, i, i + 7, 200, 0, 1)
+    batch = buffer.close()
+    print("writing", flush=True)
+    while True:  # keep publishing shards until killed
+        write_shard([batch] * 4, sys.argv[1], "part-0000-000000.parquet")
+""")
+
+
+def test_a_write_killed_midway_leaves_only_an_underscore_file_readers_skip(tmp_path):
+    directory = tmp_path / "requests" / "target=t"
+    directory.mkdir(parents=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, str(directory)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline() == "writing\n"
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith("_") for p in directory.iterdir()):
+            assert time.monotonic() < deadline, "the writer never started a shard"
+            time.sleep(0.002)
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait()
+        writer.stdout.close()
+    names = [p.name for p in directory.iterdir()]
+    partial = [n for n in names if n.startswith("_")]
+    assert len(partial) == 1 and partial[0].endswith("-part-0000-000000.parquet")
+    # The kill came during the first write, before any shard was published.
+    assert names == partial
+    assert ds.dataset(tmp_path / "requests", partitioning="hive").to_table().num_rows == 0
+    assert len(pd.read_parquet(tmp_path / "requests")) == 0
