@@ -93,14 +93,17 @@ def _resetting_server() -> tuple[socket.socket, str]:
     """A TCP server that reads a request and closes the connection without answering."""
     server = socket.create_server(("127.0.0.1", 0))
 
+    def reset(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+
     def serve() -> None:
         while True:
             try:
                 conn, _ = server.accept()
             except OSError:
                 return
-            with conn:
-                conn.recv(65536)
+            threading.Thread(target=reset, args=(conn,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     return server, f"http://127.0.0.1:{server.getsockname()[1]}/"

@@ -156,3 +156,15 @@ def test_a_write_killed_midway_leaves_only_an_underscore_file_readers_skip(tmp_p
     assert names == partial
     assert ds.dataset(tmp_path / "requests", partitioning="hive").to_table().num_rows == 0
     assert len(pd.read_parquet(tmp_path / "requests")) == 0
+
+
+def test_shards_publish_through_a_filesystem_uri(tmp_path):
+    buffer = RowBuffer(worker=0, node="n", timeout_ns=TIMEOUT_NS)
+    _fill(buffer, [(i, 0, i, i, i + 5, 200, 0, 2) for i in range(3)])
+    uri = f"file://{tmp_path}/run"
+    path = write_shard([buffer.close()], shard_dir(uri, "t"), shard_name(0, 0))
+    assert path == f"{tmp_path}/run/requests/target=t/part-0000-000000.parquet"
+    assert [p.name for p in (tmp_path / "run/requests/target=t").iterdir()] == [
+        "part-0000-000000.parquet"
+    ]
+    assert pq.read_table(path).num_rows == 3

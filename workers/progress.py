@@ -27,8 +27,8 @@ class LogHistogram:
 
     def add(self, values_ns: np.ndarray) -> None:
         """Count each value."""
-        if len(values_ns):
-            np.add.at(self.counts, np.searchsorted(_EDGES, values_ns, side="right"), 1)
+        buckets = np.searchsorted(_EDGES, values_ns, side="right")
+        self.counts += np.bincount(buckets, minlength=len(self.counts))
 
     def quantile_ns(self, q: float) -> float | None:
         """Upper edge of the bucket holding the ``q`` quantile (None when empty)."""

@@ -1,0 +1,94 @@
+"""One blastradius generator run in this process; prints one JSON line of what it achieved.
+
+Run by ``generator_rate.py`` (pinned to one core with taskset); every request is
+recorded and written to Parquet shards, as in a real run. Figures are exact, from
+the rows: requests, ok, send lag p99 (nearest rank), Parquet bytes, RSS over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from workers.generator import Plan, run_plan
+from workers.schedule import Schedule
+from workers.shards import shard_dir, shard_name, write_shard
+
+S = 1_000_000_000
+
+
+def rss_mib() -> float:
+    """Resident set size of this process, from /proc (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sample_rss(samples: list[tuple[float, float]], stop: threading.Event, start: float) -> None:
+    while not stop.wait(1.0):
+        samples.append((round(time.monotonic() - start, 1), round(rss_mib(), 1)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    args = parser.parse_args()
+
+    out = tempfile.mkdtemp(prefix="blastradius-bench-")
+    directory = shard_dir(out, "bench")
+    shards = itertools.count()
+
+    def sink(batch: pa.RecordBatch) -> None:
+        write_shard([batch], directory, shard_name(0, next(shards)))
+
+    schedule = Schedule.constant_rate(args.rate, duration_ns=int(args.seconds * S))
+    plan = Plan("bench", (args.url,), schedule, timeout_ns=1 * S)
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    start = time.monotonic()
+    threading.Thread(target=sample_rss, args=(samples, stop, start), daemon=True).start()
+    run_plan(plan, sink)
+    wall = time.monotonic() - start
+    stop.set()
+
+    # Exact figures from the rows on disk, read after the run (no bookkeeping during it).
+    rows = pq.read_table(directory, columns=["intended_ns", "sent_ns", "ok"])
+    lag = pc.subtract(rows["sent_ns"], rows["intended_ns"]).drop_null().to_numpy()
+    parquet_bytes = sum(p.stat().st_size for p in Path(directory).glob("*.parquet"))
+    shutil.rmtree(out, ignore_errors=True)
+    planned = schedule.expected_requests()
+    print(
+        json.dumps(
+            {
+                "rate": args.rate,
+                "seconds": args.seconds,
+                "planned": planned,
+                "rows": rows.num_rows,
+                "ok": int(pc.sum(rows["ok"]).as_py() or 0),
+                "wall_s": round(wall, 2),
+                "send_lag_p99_ms": float(np.quantile(lag, 0.99, method="inverted_cdf")) / 1e6
+                if len(lag)
+                else None,
+                "parquet_bytes_per_request": parquet_bytes / max(rows.num_rows, 1),
+                "rss_mib": samples,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
