@@ -4,10 +4,9 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
+from servers import read_request, scripted_server
 
 from workers.client import CONNECT, OTHER, RESET, TIMEOUT, Endpoint, HttpClient
 
@@ -45,40 +44,6 @@ def test_urls_become_origins_and_request_bytes(url, origin, request_line, host):
 def test_bad_urls_are_refused_naming_the_url(url):
     with pytest.raises(ValueError, match=r"^url: "):
         Endpoint.from_url(url)
-
-
-@contextmanager
-def scripted_server(handle: Callable[[socket.socket], None]) -> Iterator[tuple[str, list]]:
-    """A TCP server on loopback running ``handle`` for each connection on its own thread."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            accepted.append(conn)
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/", accepted
-    finally:
-        server.close()
-        for conn in accepted:
-            conn.close()
-
-
-def read_request(conn: socket.socket) -> bool:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    return True
 
 
 def send(urls: list[str], timeout_s: float = 2.0, gap_s: float = 0.0) -> list[tuple]:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from servers import scripted_server
 
 from cluster import launch
 from workers.generator import ClosedLoop, Generator, Plan, run_plan
@@ -89,24 +90,10 @@ def test_coordinated_omission_is_visible_and_late_requests_are_dropped(dependenc
     assert len(sent) + len(dropped) == 150
 
 
-def _resetting_server() -> tuple[socket.socket, str]:
-    """A TCP server that reads a request and closes the connection without answering."""
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def reset(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=reset, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.getsockname()[1]}/"
+def _reset(conn: socket.socket) -> None:
+    """Read a request and close the connection without answering."""
+    with conn:
+        conn.recv(65536)
 
 
 def _closed_port_url() -> str:
@@ -116,19 +103,16 @@ def _closed_port_url() -> str:
 
 
 def test_every_failure_is_a_row_with_its_error_kind(dependency):
-    server, reset_url = _resetting_server()
-    urls = (
-        _closed_port_url(),
-        f"{dependency.url}/endpoint/2",
-        f"{dependency.url}/endpoint/3",
-        reset_url,
-        f"{dependency.url}/endpoint/0",
-    )
-    try:
+    with scripted_server(_reset) as (reset_url, _):
+        urls = (
+            _closed_port_url(),
+            f"{dependency.url}/endpoint/2",
+            f"{dependency.url}/endpoint/3",
+            reset_url,
+            f"{dependency.url}/endpoint/0",
+        )
         plan = Plan("mixed", urls, Schedule.constant_rate(20, requests=20), timeout_ns=1 * S)
         summary, rows = run(plan)
-    finally:
-        server.close()
     assert len(rows) == 20
     by_endpoint = rows.groupby("endpoint")
     expected = {
