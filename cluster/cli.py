@@ -7,6 +7,7 @@ the item, exit code 2, no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -100,6 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="blastradius", description="Distributed HTTP load testing on Ray.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve_parser(commands)
+    run = commands.add_parser("run", help="run a scenario on Ray; prints the run directory")
+    run.add_argument("scenario", metavar="SCENARIO.yaml")
+    run.add_argument(
+        "--out",
+        default="runs",
+        metavar="DIR|URI",
+        help="where runs go (default runs/); a URI (s3://, file://) is written "
+        "by the generators directly",
+    )
+    run.add_argument(
+        "--address",
+        metavar="RAY_ADDRESS",
+        help="join this Ray cluster (default: $RAY_ADDRESS, else an embedded one)",
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario value, e.g. load.rate=500 (repeatable)",
+    )
     commands.add_parser("demo", help="show the blast radius on the reference services (preview)")
     return parser
 
@@ -147,6 +170,45 @@ def _serve_async(args: argparse.Namespace) -> None:
     serving.run_app(lambda: async_target.make_app(config), serving.listen(args.host, args.port))
 
 
+_EXIT = {"completed": 0, "partial": 1, "failed": 1, "interrupted": 130}
+
+
+def embedded_ray_environment() -> None:
+    """Environment for an embedded Ray cluster, set before Ray is imported.
+
+    The cluster is private to this process and one machine: no token auth, and every
+    Ray address on loopback (Ray otherwise binds the machine's outward address).
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def _run(args: argparse.Namespace) -> int:
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        embedded_ray_environment()
+    from cluster import driver
+    from cluster.scenario import load_scenario
+
+    scenario = _checked(lambda: load_scenario(args.scenario, args.overrides))
+    try:
+        outcome = driver.run(scenario, args.out, address, lambda line: print(line, flush=True))
+    except driver.RunInputError as exc:
+        raise UsageError(str(exc)) from None
+    for name, totals in outcome.totals.items():
+        requests, ok = totals["requests"], totals["ok"]
+        availability = f"{ok / requests:.4f}" if requests else "-"
+        errors = " ".join(f"{k}={v}" for k, v in sorted(totals["errors"].items())) or "-"
+        print(
+            f"{name:<12} requests {requests:>9}  ok {ok:>9}  availability {availability}  "
+            f"errors {errors}"
+        )
+    if outcome.status != "completed":
+        print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
+    print(outcome.run_dir, flush=True)
+    return _EXIT[outcome.status]
+
+
 def _demo(args: argparse.Namespace) -> None:
     from cluster import demo
 
@@ -166,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             _SERVE[args.kind](args)
+        elif args.command == "run":
+            return _run(args)
         elif args.command == "demo":
             _demo(args)
     except (UsageError, ServeError) as exc:

@@ -1,6 +1,5 @@
 """The generator as a Ray actor on a private local cluster: rows, shards, control calls."""
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -18,14 +17,7 @@ S = 1_000_000_000
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        address="local",
-        num_cpus=3,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:

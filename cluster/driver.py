@@ -1,0 +1,423 @@
+"""The Ray driver: a scenario becomes a run directory of shards and a manifest.
+
+Order of a run: connect to Ray (embedded unless an address is given), create
+the run directory and ``run.json``, launch the dependency and targets, then
+for each target one after another: place the generators, start them together,
+watch them (progress once a second, lost generators recorded, Ctrl-C stops
+them all), and tear everything down whatever happens.
+
+Placement: a STRICT_SPREAD placement group when enough nodes have a CPU for
+one generator each, otherwise Ray's SPREAD strategy. Batches come back through
+a ``ShardCollector`` on the driver's node, which writes them as they arrive;
+with an ``--out`` URI (shared storage) generators write their shards directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import ray
+import yaml
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import (
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupSchedulingStrategy,
+)
+
+from cluster import launch
+from cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
+from cluster.plan import generator_count, planned_end_ns, plans_for, target_urls
+from cluster.scenario import Scenario, Target
+from targets.spec import format_error_spec, format_latency_spec
+from workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
+from workers.shards import shard_dir
+
+Log = Callable[[str], None]
+START_DELAY_S = 2.0  # from the generators being ready to their common start time
+READY_TIMEOUT_S = 120.0
+PLACEMENT_TIMEOUT_S = 10.0
+
+
+class RunInputError(Exception):
+    """Bad input found before anything was started (exit 2): the message is one line."""
+
+
+@dataclass
+class Outcome:
+    """How a run ended: its directory and status (completed, partial, interrupted, failed)."""
+
+    run_dir: str
+    status: str
+    totals: dict[str, dict] = field(default_factory=dict)
+
+
+def connect(address: str | None, cpus_wanted: int) -> bool:
+    """Join the cluster at ``address``, or start an embedded one; True when embedded."""
+    if address is None:
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 1, cpus_wanted),
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+            logging_level="ERROR",
+        )
+        return True
+    if not _reachable(address):
+        raise RunInputError(
+            f"--address {address}: cannot join a Ray cluster: nothing answers there"
+        )
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunInputError(f"--address {address}: cannot join a Ray cluster: {first}") from None
+    return False
+
+
+def _reachable(address: str) -> bool:
+    """Whether a ``host:port`` (or ``ray://host:port``) address accepts a connection.
+
+    Ray itself retries an unreachable cluster for minutes; other forms (``auto``) are
+    left to Ray.
+    """
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return True
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def run(scenario: Scenario, out: str, address: str | None, log: Log) -> Outcome:
+    """Run a scenario on Ray; returns where its rows are and how it ended."""
+    embedded = connect(address, scenario.generators or 1)
+    try:
+        generators = generator_count(scenario, ray.available_resources().get("CPU", 0), embedded)
+        run_id = new_run_id(scenario.name)
+        try:
+            run_dir = make_run_dir(out, run_id)
+        except OSError as exc:
+            raise RunInputError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+        ray_info = {
+            "embedded": embedded,
+            "address": address,
+            "generators": generators,
+            "nodes": len([n for n in ray.nodes() if n["Alive"]]),
+        }
+        manifest = Manifest(run_dir, run_id, scenario.source or {}, ray_info)
+        try:
+            manifest.write()
+        except OSError as exc:
+            remove_run_dir(run_dir)
+            raise RunInputError(f"--out {out}: cannot write there: {exc}") from None
+        return _run(scenario, run_dir, manifest, generators, log)
+    finally:
+        if embedded:
+            ray.shutdown()
+
+
+def _run(
+    scenario: Scenario, run_dir: str, manifest: Manifest, generators: int, log: Log
+) -> Outcome:
+    status = "completed"
+    totals: dict[str, dict] = {}
+    with ExitStack() as stack:
+        try:
+            urls = _launch_services(scenario, stack, log)
+        except launch.LaunchError as exc:
+            log(f"error: {exc}")
+            manifest.data["error"] = str(exc)
+            manifest.finish("failed")
+            return Outcome(run_dir, "failed")
+        output = _output(run_dir, stack)
+        try:
+            for target in scenario.targets:
+                lost = _run_target(
+                    scenario, target, urls[target.name], generators, output, manifest, log
+                )
+                status = "partial" if lost or status == "partial" else status
+                totals[target.name] = _totals(run_dir, target.name)
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            manifest.data["totals"] = totals
+            manifest.finish(status)
+    return Outcome(run_dir, status, totals)
+
+
+def _launch_services(scenario: Scenario, stack: ExitStack, log: Log) -> dict:
+    """Start the dependency and the launched targets; URLs each generator cycles over."""
+    dependency = scenario.dependency
+    host = _driver_node_address()
+    dependency_url = None if dependency is None else dependency.url
+    if dependency is not None and dependency.launched and any(t.launched for t in scenario.targets):
+        args = ["--latency", format_latency_spec(dependency.latencies), "--host", host]
+        if dependency.errors is not None:
+            args += ["--errors", format_error_spec(dependency.errors)]
+        if dependency.seed is not None:
+            args += ["--seed", str(dependency.seed)]
+        faults = (scenario.source or {}).get("dependency", {}).get("faults")
+        if faults:
+            faults_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "faults.yaml"
+            faults_file.write_text(yaml.safe_dump(faults))
+            args += ["--faults", str(faults_file)]
+        service = stack.enter_context(launch.start("dependency", args))
+        dependency_url = service.url
+        log(f"dependency  {service.url}  ({format_latency_spec(dependency.latencies)})")
+    endpoints = 0 if dependency is None else dependency.endpoints
+    urls = {}
+    for target in scenario.targets:
+        target_url = None
+        if target.launched:
+            service = stack.enter_context(
+                launch.start(target.kind, _target_args(target, dependency_url, host))
+            )
+            target_url = service.url
+            log(f"{target.name:<11} {service.url}  ({_describe(target)})")
+        urls[target.name] = target_urls(target, target_url, endpoints)
+    return urls
+
+
+def _driver_node_address() -> str:
+    """The address other nodes reach the driver's node at (127.0.0.1 when embedded)."""
+    here = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node["NodeID"] == here:
+            return node["NodeManagerAddress"]
+    raise RuntimeError("the driver's node is not in the cluster's node table")
+
+
+def _target_args(target: Target, dependency_url: str, host: str) -> list[str]:
+    args = ["--dependency", dependency_url, "--host", host]
+    if target.kind == "blocking":
+        args += ["--threads", str(target.threads)]
+    else:
+        args += ["--max-connections", str(target.max_connections)]
+    if target.dependency_timeout_s is not None:
+        args += ["--dependency-timeout", f"{target.dependency_timeout_s}s"]
+    return args
+
+
+def _describe(target: Target) -> str:
+    size = (
+        f"{target.threads} threads"
+        if target.kind == "blocking"
+        else f"max {target.max_connections or 'unlimited'} connections"
+    )
+    timeout = (
+        f", dependency timeout {target.dependency_timeout_s:g}s"
+        if target.dependency_timeout_s
+        else ""
+    )
+    return f"{target.kind}, {size}{timeout}"
+
+
+def _output(run_dir: str, stack: ExitStack) -> ToCollector | ToStorage:
+    if "://" in run_dir:
+        return ToStorage(run_dir)
+    here = ray.get_runtime_context().get_node_id()
+    collector = ShardCollector.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
+    ).remote(run_dir)
+    stack.callback(ray.kill, collector)
+    return ToCollector(collector)
+
+
+def _placement(generators: int, stack: ExitStack) -> tuple[list, str]:
+    """Scheduling strategies, one per generator, and the name of the placement used."""
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
+    if generators > 1 and len(nodes) >= generators:
+        group = placement_group([{"CPU": 1}] * generators, strategy="STRICT_SPREAD")
+        if group.wait(timeout_seconds=PLACEMENT_TIMEOUT_S):
+            stack.callback(remove_placement_group, group)
+            return [
+                PlacementGroupSchedulingStrategy(group, i) for i in range(generators)
+            ], "STRICT_SPREAD"
+        remove_placement_group(group)
+    return ["SPREAD"] * generators, "SPREAD"
+
+
+def _run_target(
+    scenario: Scenario,
+    target: Target,
+    urls: tuple[str, ...],
+    generators: int,
+    output: ToCollector | ToStorage,
+    manifest: Manifest,
+    log: Log,
+) -> bool:
+    """Run one target's load; True when a generator was lost."""
+    block = manifest.target(target.name)
+    block["urls"] = list(urls)
+    with ExitStack() as stack:
+        strategies, placement = _placement(generators, stack)
+        actors = [GeneratorActor.options(scheduling_strategy=s).remote() for s in strategies]
+        for actor in actors:
+            stack.callback(ray.kill, actor)
+        nodes = ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
+        start_ns = time.time_ns() + int(START_DELAY_S * 1e9)
+        end_ns = planned_end_ns(scenario, start_ns)
+        block.update(
+            {
+                "placement": placement,
+                "start": iso(start_ns),
+                "start_ns": start_ns,
+                "planned_end": iso(end_ns),
+                "generators": [
+                    {"worker": w, "node": nodes[w], "state": "running"} for w in range(generators)
+                ],
+            }
+        )
+        manifest.write()
+        plans = plans_for(scenario, target, urls, generators, start_ns)
+        refs = [actor.run.remote(plan, output) for actor, plan in zip(actors, plans, strict=True)]
+        watch = _Watch(target.name, actors, refs, block, manifest, start_ns, end_ns, log)
+        try:
+            watch.until_done()
+        except KeyboardInterrupt:
+            log(f"{target.name}: interrupted; stopping the generators")
+            watch.stop()
+            raise
+    return any(g["state"] == "lost" for g in block["generators"])
+
+
+class _Watch:
+    """Follows one target's generators to their end: progress, summaries, losses."""
+
+    def __init__(
+        self,
+        name: str,
+        actors: list,
+        refs: list,
+        block: dict,
+        manifest: Manifest,
+        start_ns: int,
+        end_ns: int | None,
+        log: Log,
+    ) -> None:
+        self.name, self.actors, self.block, self.manifest = name, actors, block, manifest
+        self.start_ns, self.end_ns, self.log = start_ns, end_ns, log
+        self.pending = {ref: worker for worker, ref in enumerate(refs)}
+        self.last_sent, self.last_time = 0, time.monotonic()
+
+    def until_done(self, interval_s: float = 1.0) -> None:
+        while self.pending:
+            done, _ = ray.wait(
+                list(self.pending), num_returns=len(self.pending), timeout=interval_s
+            )
+            for ref in done:
+                self._ended(self.pending.pop(ref), ref)
+            if self.pending:
+                self._progress()
+
+    def stop(self) -> None:
+        """Ask every running generator to stop, then wait for them (bounded)."""
+        for worker in self.pending.values():
+            with contextlib.suppress(ray.exceptions.RayError):
+                self.actors[worker].stop.remote()
+        deadline = time.monotonic() + 30
+        while self.pending and time.monotonic() < deadline:
+            done, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=1.0)
+            for ref in done:
+                self._ended(self.pending.pop(ref), ref, state="stopped")
+
+    def _ended(self, worker: int, ref: ray.ObjectRef, state: str = "completed") -> None:
+        entry = self.block["generators"][worker]
+        try:
+            summary = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            lost_ns = time.time_ns()
+            entry.update(
+                {
+                    "state": "lost",
+                    "lost_at": iso(lost_ns),
+                    "lost_at_ns": lost_ns,
+                    "error": str(exc).strip().splitlines()[0][:300],
+                    # Rows up to the last shard this generator handed over are on
+                    # disk; its share of the schedule from about here on is missing.
+                    "missing": {
+                        "from": iso(max(self.start_ns, lost_ns - 10**9)),
+                        "to": iso(self.end_ns),
+                    },
+                }
+            )
+            self.log(
+                f"{self.name}: generator {worker} on node {entry['node'][:12]} was lost "
+                f"({entry['error'][:80]})"
+            )
+        else:
+            entry.update(
+                {
+                    "state": state,
+                    "rows": summary["rows"],
+                    "ok": summary["ok"],
+                    "errors": summary["errors"],
+                    "send_lag_p99_ms": summary["send_lag_p99_ms"],
+                }
+            )
+        self.manifest.write()
+
+    def _progress(self) -> None:
+        calls = {self.actors[w].progress.remote(): w for w in self.pending.values()}
+        ready, _ = ray.wait(list(calls), num_returns=len(calls), timeout=0.5)
+        reports = []
+        for ref in ready:
+            with contextlib.suppress(ray.exceptions.RayError):
+                report = ray.get(ref)
+                if report:
+                    reports.append(report)
+        if any(r["sent"] for r in reports):
+            self.log(progress_line(self.name, reports, self._rate(reports), len(self.actors)))
+
+    def _rate(self, reports: list[dict]) -> float:
+        sent, now = sum(r["sent"] for r in reports), time.monotonic()
+        rate = (sent - self.last_sent) / max(now - self.last_time, 1e-9)
+        self.last_sent, self.last_time = sent, now
+        return max(rate, 0.0)
+
+
+def progress_line(name: str, reports: list[dict], rate: float, generators: int) -> str:
+    """One progress line for a target from its generators' ``progress()`` reports."""
+    rows = sum(r["rows"] for r in reports)
+    ok = sum(r["ok"] for r in reports)
+    errors: dict[str, int] = {}
+    for report in reports:
+        for kind, n in report["errors"].items():
+            errors[kind] = errors.get(kind, 0) + n
+    p99s = [r["window"]["p99_ms"] for r in reports if r["window"]["p99_ms"] is not None]
+    elapsed = max(r["elapsed_s"] for r in reports)
+    ok_text = f"{100 * ok / rows:5.1f}%" if rows else "    -"
+    error_text = " ".join(f"{k}={v}" for k, v in sorted(errors.items())) or "-"
+    p99_text = f"{max(p99s):.0f}ms" if p99s else "-"
+    return (
+        f"{name}: {elapsed:5.1f}s  sent {sum(r['sent'] for r in reports):>8}  "
+        f"ok {ok_text}  {rate:7.0f} req/s  p99(1s) {p99_text:>7}  errors {error_text}  "
+        f"generators {len(reports)}/{generators}"
+    )
+
+
+def _totals(run_dir: str, target: str) -> dict:
+    """Counts read back from the target's shards: what is on disk is what counts."""
+    try:
+        table = pq.read_table(shard_dir(run_dir, target), columns=["ok", "error"])
+    except (OSError, ValueError):
+        return {"requests": 0, "ok": 0, "errors": {}}
+    ok = int(table["ok"].to_numpy().sum())
+    errors = table["error"].to_pandas().value_counts().to_dict()
+    return {
+        "requests": table.num_rows,
+        "ok": ok,
+        "errors": {str(k): int(v) for k, v in errors.items() if k and v},
+    }

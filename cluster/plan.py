@@ -1,0 +1,55 @@
+"""Planning, pure: how many generators, and each one's plan against a target."""
+
+from __future__ import annotations
+
+from cluster.scenario import Scenario, Target
+from workers.generator import Plan
+from workers.schedule import intended_offsets
+
+EMBEDDED_MAX_GENERATORS = 4
+
+
+def generator_count(scenario: Scenario, free_cpus: float, embedded: bool) -> int:
+    """The scenario's count, or one per free CPU (at most 4 on an embedded cluster)."""
+    if scenario.generators is not None:
+        return scenario.generators
+    count = max(1, int(free_cpus))
+    return min(count, EMBEDDED_MAX_GENERATORS) if embedded else count
+
+
+def target_urls(target: Target, target_url: str | None, endpoints: int) -> tuple[str, ...]:
+    """The URLs a generator cycles over: ``/call/0..n-1`` of a launched target, or as given."""
+    if target.launched:
+        return tuple(f"{target_url}/call/{i}" for i in range(endpoints))
+    return target.urls
+
+
+def plans_for(
+    scenario: Scenario, target: Target, urls: tuple[str, ...], generators: int, start_ns: int
+) -> list[Plan]:
+    """One plan per generator: the same schedule, interleaved ``generators`` ways."""
+    load = scenario.load
+    return [
+        Plan(
+            target.name,
+            urls,
+            load.shape,
+            load.timeout_ns,
+            worker=worker,
+            workers=generators,
+            start_ns=start_ns,
+            max_in_flight=load.max_in_flight,
+        )
+        for worker in range(generators)
+    ]
+
+
+def planned_end_ns(scenario: Scenario, start_ns: int) -> int | None:
+    """When the last request's deadline falls (None: a closed loop ended by a count)."""
+    shape, timeout_ns = scenario.load.shape, scenario.load.timeout_ns
+    if scenario.load.closed:
+        return None if shape.duration_ns is None else start_ns + shape.duration_ns + timeout_ns
+    last = 0
+    for offsets in intended_offsets(shape):
+        last = int(offsets[-1])
+    return start_ns + last + timeout_ns

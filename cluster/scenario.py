@@ -1,0 +1,403 @@
+"""Scenario files: YAML into frozen, validated dataclasses.
+
+Every key is known (an unknown key is an error naming it with its path);
+durations take units (``30s``, ``500ms``; a bare number is seconds here);
+``--set load.rate=500`` overrides apply to the raw document before
+validation, so an override is checked exactly like the file. Errors are
+``ValueError`` with a one-line message that begins with the field's path.
+
+    name: blast-radius
+    load:
+      rate: 1000             # requests/s in total, split over generators
+      duration: 30s          # or requests: 100000 (or both: whichever ends first)
+      arrival: constant      # constant | poisson
+      timeout: 1s            # deadline from the intended send time
+      seed: 0                # for poisson arrivals
+      max_in_flight: 10000   # per generator
+      stages:                # instead of rate/duration: steps, or ramps with ramp: true
+        - {duration: 10s, rate: 100}
+        - {duration: 20s, rate: 1000, ramp: true}   # linear from the previous rate
+      closed: {concurrency: 50}   # closed loop instead of a schedule (comparison only)
+    generators: 2
+    dependency:              # launched; or {url: ..., endpoints: N} for a running one
+      latency: "200*9,30000"
+      errors: "0*10"
+      faults: [{at: 10s, endpoint: 9, latency: 30s}]
+      seed: 1
+    targets:
+      - {name: sync, kind: blocking, threads: 500, dependency_timeout: 1s}
+      - {name: async, kind: async, max_connections: 0}
+      - {name: mine, url: "http://127.0.0.1:8080/api"}   # or urls: [...], cycled
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from targets.faults import Fault, parse_faults
+from targets.spec import Latency, parse_duration_ns, parse_error_spec, parse_latency_spec
+from workers.client import Endpoint
+from workers.generator import ClosedLoop
+from workers.schedule import ARRIVALS, Schedule, Stage
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+KINDS = ("blocking", "async")
+
+
+class _Fields:
+    """A mapping being validated: every read is recorded so leftovers are unknown keys."""
+
+    def __init__(self, value: object, path: str) -> None:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{path or 'scenario'}: expected a mapping, got {_kind(value)}")
+        self.value, self.path = value, path
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.value.get(key, default)
+
+    def done(self, known: Sequence[str]) -> None:
+        unknown = [k for k in self.value if k not in known]
+        if unknown:
+            raise ValueError(
+                f"{self.at(str(unknown[0]))}: unknown key (known here: {', '.join(known)})"
+            )
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _number(
+    value: object, path: str, integer: bool = False, minimum: float = 0, strict: bool = True
+) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{path}: expected a number, got {_kind(value)} {value!r}")
+    if integer and not float(value).is_integer():
+        raise ValueError(f"{path}: expected a whole number, got {value!r}")
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        sign = ">" if strict else ">="
+        raise ValueError(f"{path}: must be {sign} {minimum:g} (got {value!r})")
+    return int(value) if integer else float(value)
+
+
+def _duration(value: object, path: str, positive: bool = True) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{path}: expected a duration like 30s, got {_kind(value)}")
+    try:
+        ns = parse_duration_ns(str(value), default_unit="s")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if positive and ns == 0:
+        raise ValueError(f"{path}: must be positive")
+    return ns
+
+
+def _text(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{path}: expected text, got {_kind(value)} {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Load:
+    """How much traffic, in what shape, with what deadline."""
+
+    shape: Schedule | ClosedLoop
+    timeout_ns: int
+    max_in_flight: int = 10_000
+
+    @property
+    def closed(self) -> bool:
+        """Closed loop (for comparison with closed-loop tools) rather than a schedule."""
+        return isinstance(self.shape, ClosedLoop)
+
+
+def _stages(value: object, path: str) -> tuple[Stage, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{path}: expected a non-empty list of stages")
+    stages, previous_rps = [], 0.0
+    for i, item in enumerate(value):
+        fields = _Fields(item, f"{path}[{i}]")
+        duration = _duration(fields.get("duration"), fields.at("duration"))
+        rate = _number(fields.get("rate"), fields.at("rate"), strict=False)
+        ramp = fields.get("ramp", False)
+        if not isinstance(ramp, bool):
+            raise ValueError(f"{fields.at('ramp')}: expected true or false")
+        fields.done(("duration", "rate", "ramp"))
+        stages.append(Stage(duration, previous_rps if ramp else rate, rate))
+        previous_rps = rate
+    return tuple(stages)
+
+
+def parse_load(value: object) -> Load:
+    """The ``load`` block."""
+    fields = _Fields(value, "load")
+    timeout_ns = _duration(fields.get("timeout", "1s"), fields.at("timeout"))
+    max_in_flight = _number(
+        fields.get("max_in_flight", 10_000), fields.at("max_in_flight"), integer=True
+    )
+    duration = fields.get("duration")
+    duration_ns = None if duration is None else _duration(duration, fields.at("duration"))
+    requests = fields.get("requests")
+    if requests is not None:
+        requests = _number(requests, fields.at("requests"), integer=True)
+    arrival = fields.get("arrival", "constant")
+    if arrival not in ARRIVALS:
+        raise ValueError(f"{fields.at('arrival')}: {arrival!r} is not one of {', '.join(ARRIVALS)}")
+    seed = _number(fields.get("seed", 0), fields.at("seed"), integer=True, strict=False)
+    shape = _load_shape(fields, duration_ns, requests, arrival, seed)
+    fields.done(
+        (
+            "rate",
+            "duration",
+            "requests",
+            "arrival",
+            "timeout",
+            "seed",
+            "max_in_flight",
+            "stages",
+            "closed",
+        )
+    )
+    return Load(shape, timeout_ns, max_in_flight)
+
+
+def _load_shape(
+    fields: _Fields, duration_ns: int | None, requests: int | None, arrival: str, seed: int
+) -> Schedule | ClosedLoop:
+    rate, stages, closed = fields.get("rate"), fields.get("stages"), fields.get("closed")
+    shapes = (("rate", rate), ("stages", stages), ("closed", closed))
+    given = [key for key, value in shapes if value is not None]
+    if len(given) != 1:
+        which = " and ".join(given) if given else "none of them"
+        raise ValueError(f"load: give exactly one of rate, stages or closed (got {which})")
+    if closed is not None:
+        block = _Fields(closed, fields.at("closed"))
+        concurrency = _number(block.get("concurrency"), block.at("concurrency"), integer=True)
+        block.done(("concurrency",))
+        if duration_ns is None and requests is None:
+            raise ValueError("load.duration: give a duration or a request count")
+        return ClosedLoop(concurrency, duration_ns, requests)
+    if stages is not None:
+        if duration_ns is not None:
+            raise ValueError("load.duration: stages have their own durations; remove this")
+        return Schedule(_stages(stages, fields.at("stages")), arrival, requests, seed)
+    rate_rps = _number(rate, fields.at("rate"))
+    if duration_ns is None and requests is None:
+        raise ValueError("load.duration: give a duration or a request count")
+    return Schedule.constant_rate(rate_rps, duration_ns, requests, arrival, seed)
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """The dependency: launched from a spec, or a running one at ``url``."""
+
+    latencies: tuple[Latency, ...] = ()
+    errors: tuple[float, ...] | None = None
+    faults: tuple[Fault, ...] = ()
+    seed: int | None = None
+    url: str | None = None
+    endpoints: int = 0
+
+    @property
+    def launched(self) -> bool:
+        """Whether the driver starts it (rather than using a running one)."""
+        return self.url is None
+
+
+def parse_dependency(value: object) -> Dependency:
+    """The ``dependency`` block."""
+    fields = _Fields(value, "dependency")
+    url = fields.get("url")
+    if url is not None:
+        Endpoint.from_url(_text(url, fields.at("url")))
+        endpoints = _number(fields.get("endpoints", 1), fields.at("endpoints"), integer=True)
+        for key in ("latency", "errors", "faults", "seed"):
+            if fields.get(key) is not None:
+                raise ValueError(
+                    f"{fields.at(key)}: a running dependency (url) is not "
+                    "configured here; remove it or remove url"
+                )
+        fields.done(("url", "endpoints"))
+        return Dependency(url=url.rstrip("/"), endpoints=endpoints)
+    latency = fields.get("latency")
+    if latency is None:
+        raise ValueError("dependency.latency: missing (or give url: for a running dependency)")
+    try:
+        latencies = parse_latency_spec(str(latency))
+        errors = fields.get("errors")
+        errors = None if errors is None else parse_error_spec(str(errors), len(latencies))
+    except ValueError as exc:
+        key = "errors" if "errors spec" in str(exc) else "latency"
+        raise ValueError(f"{fields.at(key)}: {exc}") from None
+    try:
+        faults = parse_faults(fields.get("faults"))
+    except ValueError as exc:
+        raise ValueError(f"dependency.{exc}") from None
+    bad = [i for f in faults for i in f.endpoints or () if i >= len(latencies)]
+    if bad:
+        raise ValueError(
+            f"dependency.faults: endpoint {bad[0]} does not exist (there are {len(latencies)})"
+        )
+    seed = fields.get("seed")
+    seed = None if seed is None else _number(seed, fields.at("seed"), integer=True, strict=False)
+    fields.done(("latency", "errors", "faults", "seed", "url", "endpoints"))
+    return Dependency(latencies, errors, faults, seed, None, len(latencies))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A service under test: launched (``kind``) or given by URL(s)."""
+
+    name: str
+    kind: str | None = None  # blocking | async | None (urls given)
+    urls: tuple[str, ...] = ()
+    threads: int = 500
+    max_connections: int = 0
+    dependency_timeout_s: float | None = None
+
+    @property
+    def launched(self) -> bool:
+        """Whether the driver starts this target."""
+        return self.kind is not None
+
+
+def parse_target(value: object, path: str) -> Target:
+    """One entry of ``targets``."""
+    fields = _Fields(value, path)
+    name = _text(fields.get("name"), fields.at("name"))
+    if not _NAME.match(name):
+        raise ValueError(
+            f"{fields.at('name')}: {name!r} must be letters, digits, '_', '.' "
+            "or '-' (it names a directory)"
+        )
+    kind, url, urls = fields.get("kind"), fields.get("url"), fields.get("urls")
+    if sum(x is not None for x in (kind, url, urls)) != 1:
+        raise ValueError(f"{path}: give exactly one of kind (launched), url or urls")
+    if kind is None:
+        listed = [url] if url is not None else urls
+        if not isinstance(listed, list) or not listed:
+            raise ValueError(f"{fields.at('urls')}: expected a non-empty list of URLs")
+        for i, item in enumerate(listed):
+            at = fields.at("url") if url is not None else f"{fields.at('urls')}[{i}]"
+            try:
+                Endpoint.from_url(_text(item, at))
+            except ValueError as exc:
+                raise ValueError(f"{at}: {str(exc).removeprefix('url: ')}") from None
+        fields.done(("name", "url", "urls"))
+        return Target(name, None, tuple(listed))
+    if kind not in KINDS:
+        raise ValueError(f"{fields.at('kind')}: {kind!r} is not one of {', '.join(KINDS)}")
+    known = ["name", "kind", "dependency_timeout"]
+    known.append("threads" if kind == "blocking" else "max_connections")
+    timeout = fields.get("dependency_timeout")
+    timeout_s = (
+        None if timeout is None else _duration(timeout, fields.at("dependency_timeout")) / 1e9
+    )
+    threads = _number(fields.get("threads", 500), fields.at("threads"), integer=True)
+    max_connections = _number(
+        fields.get("max_connections", 0), fields.at("max_connections"), integer=True, strict=False
+    )
+    fields.done(known)
+    return Target(name, kind, (), threads, max_connections, timeout_s)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole scenario: the load, the generators, the dependency and the targets."""
+
+    name: str
+    load: Load
+    targets: tuple[Target, ...]
+    generators: int | None = None  # None: one per free CPU (at most 4 on an embedded cluster)
+    dependency: Dependency | None = None
+    source: dict | None = None  # the validated document, for the run manifest
+
+
+def parse_scenario(document: object) -> Scenario:
+    """Validate a scenario document (parsed YAML) into a ``Scenario``."""
+    fields = _Fields(document, "")
+    name = _text(fields.get("name"), "name")
+    if not _NAME.match(name):
+        raise ValueError(f"name: {name!r} must be letters, digits, '_', '.' or '-'")
+    if fields.get("load") is None:
+        raise ValueError("load: missing")
+    load = parse_load(fields.get("load"))
+    generators = fields.get("generators")
+    if generators is not None:
+        generators = _number(generators, "generators", integer=True)
+    dependency = fields.get("dependency")
+    dependency = None if dependency is None else parse_dependency(dependency)
+    targets = fields.get("targets")
+    if not isinstance(targets, list) or not targets:
+        raise ValueError("targets: expected a non-empty list of targets")
+    parsed = tuple(parse_target(t, f"targets[{i}]") for i, t in enumerate(targets))
+    names = [t.name for t in parsed]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ValueError(f"targets: the name {duplicate!r} is used twice")
+    launched = [i for i, t in enumerate(parsed) if t.launched]
+    if launched and dependency is None:
+        raise ValueError(f"targets[{launched[0]}].kind: a launched target needs a dependency block")
+    fields.done(("name", "load", "generators", "dependency", "targets"))
+    return Scenario(name, load, parsed, generators, dependency, dict(document))
+
+
+def apply_override(document: dict, assignment: str) -> None:
+    """Apply one ``--set PATH=VALUE`` (``load.rate=500``, ``targets.0.threads=8``) in place.
+
+    VALUE is read as YAML (``500`` is a number, ``1s`` text, ``[1, 2]`` a list).
+    """
+    path, sep, raw = assignment.partition("=")
+    if not sep or not path.strip():
+        raise ValueError(f"--set {assignment!r}: expected KEY=VALUE, e.g. load.rate=500")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ValueError(f"--set {assignment!r}: the value is not valid YAML") from None
+    keys = path.strip().split(".")
+    node: Any = document
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ValueError(f"--set {path}: {'.'.join(keys[:depth])} has no item {key}")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise ValueError(f"--set {path}: {'.'.join(keys[:depth])} is not a mapping")
+        if last:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and not isinstance(node.get(key), (dict, list)):
+                node[key] = {}
+            node = node[key]
+
+
+def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """Read, override and validate a scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ValueError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a mapping at the top, got {_kind(document)}")
+    for assignment in overrides:
+        apply_override(document, assignment)
+    return parse_scenario(document)

@@ -1,0 +1,90 @@
+"""``blastradius run`` end to end on the embedded local Ray, through the real CLI."""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pandas as pd
+import yaml
+
+S = 1_000_000_000
+
+SCENARIO = {
+    "name": "e2e",
+    "load": {"rate": 100, "duration": "3s", "timeout": "1s"},
+    "generators": 2,
+    "dependency": {"latency": "10*3"},
+    "targets": [{"name": "async", "kind": "async"}],
+}
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cluster", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def listening(url: str) -> bool:
+    parts = urlsplit(url)
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((parts.hostname, parts.port)) == 0
+
+
+def test_a_run_writes_the_planned_rows_and_a_complete_manifest(tmp_path):
+    scenario = tmp_path / "e2e.yaml"
+    scenario.write_text(yaml.safe_dump(SCENARIO))
+    result = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("e2e-")
+
+    rows = pd.read_parquet(run_dir / "requests")
+    assert len(rows) == 300 and rows["ok"].all()
+    assert sorted(rows["seq"] * 2 + rows["worker"]) == list(range(300))
+    assert set(rows["endpoint"]) == {0, 1, 2}
+
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "completed" and manifest["ended"]
+    assert manifest["scenario"] == SCENARIO
+    assert set(manifest["versions"]) >= {"blastradius", "ray", "python"}
+    target = manifest["targets"]["async"]
+    assert [g["state"] for g in target["generators"]] == ["completed", "completed"]
+    assert {g["node"] for g in target["generators"]} == set(rows["node"])
+    assert sum(g["rows"] for g in target["generators"]) == 300
+    assert manifest["totals"]["async"] == {"requests": 300, "ok": 300, "errors": {}}
+    # Every service the run launched is gone.
+    urls = target["urls"]
+    assert urls and not any(listening(url) for url in urls)
+    assert "async" in result.stdout and "availability 1.0000" in result.stdout
+
+
+def test_unwritable_output_is_exit_2_with_no_run_left(tmp_path):
+    scenario = tmp_path / "e2e.yaml"
+    scenario.write_text(yaml.safe_dump(SCENARIO))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run_cli("run", str(scenario), "--out", str(blocker / "runs"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("blastradius run: error: --out ")
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_unreachable_ray_address_is_exit_2(tmp_path):
+    scenario = tmp_path / "e2e.yaml"
+    scenario.write_text(yaml.safe_dump(SCENARIO))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "runs"
+    result = run_cli(
+        "run", str(scenario), "--out", str(out), "--address", f"127.0.0.1:{port}", timeout=200
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"--address 127.0.0.1:{port}: cannot join a Ray cluster" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
