@@ -1,0 +1,101 @@
+"""The driver on a three-node Ray cluster (ray.cluster_utils): spreading, and a lost node."""
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from cluster import driver
+from cluster.manifest import read_manifest
+from cluster.scenario import parse_scenario
+
+FAST_FAILURE_DETECTION = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 3,
+}
+
+
+@pytest.fixture
+def three_nodes() -> Iterator[tuple[Cluster, list]]:
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            "_system_config": FAST_FAILURE_DETECTION,
+        },
+    )
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    try:
+        yield cluster, workers
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def scenario(seconds: int, rate: int) -> dict:
+    return {
+        "name": "spread",
+        "generators": 3,
+        "load": {"rate": rate, "duration": f"{seconds}s", "timeout": "1s"},
+        "dependency": {"latency": "5*3"},
+        "targets": [{"name": "async", "kind": "async"}],
+    }
+
+
+def test_three_generators_run_on_three_nodes(three_nodes, tmp_path):
+    cluster, _ = three_nodes
+    outcome = driver.run(
+        parse_scenario(scenario(3, 90)), str(tmp_path), cluster.address, lambda line: None
+    )
+    assert outcome.status == "completed"
+    rows = pd.read_parquet(f"{outcome.run_dir}/requests")
+    assert len(rows) == 270 and rows["ok"].all()
+    assert rows.groupby("worker")["node"].nunique().eq(1).all()
+    assert rows["node"].nunique() == 3
+    target = read_manifest(outcome.run_dir)["targets"]["async"]
+    assert target["placement"] == "STRICT_SPREAD"
+    assert {g["node"] for g in target["generators"]} == set(rows["node"])
+
+
+def test_a_lost_node_leaves_a_partial_run_with_the_others_complete(three_nodes, tmp_path):
+    cluster, workers = three_nodes
+    doomed = workers[0]
+    removal = threading.Timer(
+        1.5, cluster.remove_node, args=(doomed,), kwargs={"allow_graceful": False}
+    )
+    removal_started = threading.Event()
+
+    def log(line: str) -> None:
+        # The first progress line: every generator is sending. Kill a node shortly after.
+        if line.startswith("async:") and not removal_started.is_set():
+            removal_started.set()
+            removal.start()
+
+    start = time.monotonic()
+    outcome = driver.run(parse_scenario(scenario(8, 60)), str(tmp_path), cluster.address, log)
+    removal.join()
+    assert time.monotonic() - start < 120
+    assert outcome.status == "partial"
+
+    manifest = read_manifest(outcome.run_dir)
+    assert manifest["status"] == "partial"
+    generators = manifest["targets"]["async"]["generators"]
+    lost = [g for g in generators if g["state"] == "lost"]
+    assert len(lost) == 1 and lost[0]["node"] == doomed.node_id
+    assert lost[0]["lost_at"] and lost[0]["missing"]["from"] and lost[0]["missing"]["to"]
+    assert sorted(g["state"] for g in generators) == ["completed", "completed", "lost"]
+
+    rows = pd.read_parquet(f"{outcome.run_dir}/requests")
+    by_worker = rows.groupby("worker").size()
+    survivors = [g["worker"] for g in generators if g["state"] == "completed"]
+    # Each surviving generator sent its whole share: 480 requests over three workers.
+    assert all(by_worker[w] == 160 for w in survivors)
+    # The lost one's rows up to its last handed-over batch are on disk.
+    assert 0 < by_worker.get(lost[0]["worker"], 0) < 160
