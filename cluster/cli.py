@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from targets.spec import parse_duration_ns
 
@@ -173,6 +173,29 @@ def _serve_async(args: argparse.Namespace) -> None:
 _EXIT = {"completed": 0, "partial": 1, "failed": 1, "interrupted": 130}
 
 
+class _Console:
+    """Event lines as they come; progress as one live line on a terminal, else plain lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.live, self.pending = stream, stream.isatty(), False
+
+    def line(self, text: str) -> None:
+        if self.pending:
+            self.stream.write("\n")
+            self.pending = False
+        if text:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def progress(self, text: str) -> None:
+        if not self.live:
+            self.line(text)
+            return
+        self.stream.write("\r\x1b[2K" + text)  # back to the line start, clear it, rewrite
+        self.stream.flush()
+        self.pending = True
+
+
 def embedded_ray_environment() -> None:
     """Environment for an embedded Ray cluster, set before Ray is imported.
 
@@ -191,10 +214,12 @@ def _run(args: argparse.Namespace) -> int:
     from cluster.scenario import load_scenario
 
     scenario = _checked(lambda: load_scenario(args.scenario, args.overrides))
+    console = _Console(sys.stdout)
     try:
-        outcome = driver.run(scenario, args.out, address, lambda line: print(line, flush=True))
+        outcome = driver.run(scenario, args.out, address, console.line, console.progress)
     except driver.RunInputError as exc:
         raise UsageError(str(exc)) from None
+    console.line("")
     for name, totals in outcome.totals.items():
         requests, ok = totals["requests"], totals["ok"]
         availability = f"{ok / requests:.4f}" if requests else "-"

@@ -17,16 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import ray
-import yaml
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import (
     NodeAffinitySchedulingStrategy,
@@ -35,9 +32,9 @@ from ray.util.scheduling_strategies import (
 
 from cluster import launch
 from cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
-from cluster.plan import generator_count, planned_end_ns, plans_for, target_urls
+from cluster.plan import generator_count, planned_end_ns, plans_for
 from cluster.scenario import Scenario, Target
-from targets.spec import format_error_spec, format_latency_spec
+from cluster.services import launch_services
 from workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
 from workers.shards import shard_dir
 
@@ -100,8 +97,13 @@ def _reachable(address: str) -> bool:
     return True
 
 
-def run(scenario: Scenario, out: str, address: str | None, log: Log) -> Outcome:
-    """Run a scenario on Ray; returns where its rows are and how it ended."""
+def run(
+    scenario: Scenario, out: str, address: str | None, log: Log, progress: Log | None = None
+) -> Outcome:
+    """Run a scenario on Ray; returns where its rows are and how it ended.
+
+    ``log`` takes event lines, ``progress`` the once-a-second lines (default: ``log``).
+    """
     embedded = connect(address, scenario.generators or 1)
     try:
         generators = generator_count(scenario, ray.available_resources().get("CPU", 0), embedded)
@@ -122,20 +124,25 @@ def run(scenario: Scenario, out: str, address: str | None, log: Log) -> Outcome:
         except OSError as exc:
             remove_run_dir(run_dir)
             raise RunInputError(f"--out {out}: cannot write there: {exc}") from None
-        return _run(scenario, run_dir, manifest, generators, log)
+        return _run(scenario, run_dir, manifest, generators, log, progress or log)
     finally:
         if embedded:
             ray.shutdown()
 
 
 def _run(
-    scenario: Scenario, run_dir: str, manifest: Manifest, generators: int, log: Log
+    scenario: Scenario,
+    run_dir: str,
+    manifest: Manifest,
+    generators: int,
+    log: Log,
+    progress: Log,
 ) -> Outcome:
     status = "completed"
     totals: dict[str, dict] = {}
     with ExitStack() as stack:
         try:
-            urls = _launch_services(scenario, stack, log)
+            urls, manifest.data["services"] = launch_services(scenario, stack, log)
         except launch.LaunchError as exc:
             log(f"error: {exc}")
             manifest.data["error"] = str(exc)
@@ -145,7 +152,14 @@ def _run(
         try:
             for target in scenario.targets:
                 lost = _run_target(
-                    scenario, target, urls[target.name], generators, output, manifest, log
+                    scenario,
+                    target,
+                    urls[target.name],
+                    generators,
+                    output,
+                    manifest,
+                    log,
+                    progress,
                 )
                 status = "partial" if lost or status == "partial" else status
                 totals[target.name] = _totals(run_dir, target.name)
@@ -155,73 +169,6 @@ def _run(
             manifest.data["totals"] = totals
             manifest.finish(status)
     return Outcome(run_dir, status, totals)
-
-
-def _launch_services(scenario: Scenario, stack: ExitStack, log: Log) -> dict:
-    """Start the dependency and the launched targets; URLs each generator cycles over."""
-    dependency = scenario.dependency
-    host = _driver_node_address()
-    dependency_url = None if dependency is None else dependency.url
-    if dependency is not None and dependency.launched and any(t.launched for t in scenario.targets):
-        args = ["--latency", format_latency_spec(dependency.latencies), "--host", host]
-        if dependency.errors is not None:
-            args += ["--errors", format_error_spec(dependency.errors)]
-        if dependency.seed is not None:
-            args += ["--seed", str(dependency.seed)]
-        faults = (scenario.source or {}).get("dependency", {}).get("faults")
-        if faults:
-            faults_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "faults.yaml"
-            faults_file.write_text(yaml.safe_dump(faults))
-            args += ["--faults", str(faults_file)]
-        service = stack.enter_context(launch.start("dependency", args))
-        dependency_url = service.url
-        log(f"dependency  {service.url}  ({format_latency_spec(dependency.latencies)})")
-    endpoints = 0 if dependency is None else dependency.endpoints
-    urls = {}
-    for target in scenario.targets:
-        target_url = None
-        if target.launched:
-            service = stack.enter_context(
-                launch.start(target.kind, _target_args(target, dependency_url, host))
-            )
-            target_url = service.url
-            log(f"{target.name:<11} {service.url}  ({_describe(target)})")
-        urls[target.name] = target_urls(target, target_url, endpoints)
-    return urls
-
-
-def _driver_node_address() -> str:
-    """The address other nodes reach the driver's node at (127.0.0.1 when embedded)."""
-    here = ray.get_runtime_context().get_node_id()
-    for node in ray.nodes():
-        if node["NodeID"] == here:
-            return node["NodeManagerAddress"]
-    raise RuntimeError("the driver's node is not in the cluster's node table")
-
-
-def _target_args(target: Target, dependency_url: str, host: str) -> list[str]:
-    args = ["--dependency", dependency_url, "--host", host]
-    if target.kind == "blocking":
-        args += ["--threads", str(target.threads)]
-    else:
-        args += ["--max-connections", str(target.max_connections)]
-    if target.dependency_timeout_s is not None:
-        args += ["--dependency-timeout", f"{target.dependency_timeout_s}s"]
-    return args
-
-
-def _describe(target: Target) -> str:
-    size = (
-        f"{target.threads} threads"
-        if target.kind == "blocking"
-        else f"max {target.max_connections or 'unlimited'} connections"
-    )
-    timeout = (
-        f", dependency timeout {target.dependency_timeout_s:g}s"
-        if target.dependency_timeout_s
-        else ""
-    )
-    return f"{target.kind}, {size}{timeout}"
 
 
 def _output(run_dir: str, stack: ExitStack) -> ToCollector | ToStorage:
@@ -257,6 +204,7 @@ def _run_target(
     output: ToCollector | ToStorage,
     manifest: Manifest,
     log: Log,
+    progress: Log,
 ) -> bool:
     """Run one target's load; True when a generator was lost."""
     block = manifest.target(target.name)
@@ -283,7 +231,7 @@ def _run_target(
         manifest.write()
         plans = plans_for(scenario, target, urls, generators, start_ns)
         refs = [actor.run.remote(plan, output) for actor, plan in zip(actors, plans, strict=True)]
-        watch = _Watch(target.name, actors, refs, block, manifest, start_ns, end_ns, log)
+        watch = _Watch(target.name, actors, refs, block, manifest, start_ns, end_ns, log, progress)
         try:
             watch.until_done()
         except KeyboardInterrupt:
@@ -306,9 +254,11 @@ class _Watch:
         start_ns: int,
         end_ns: int | None,
         log: Log,
+        progress: Log,
     ) -> None:
         self.name, self.actors, self.block, self.manifest = name, actors, block, manifest
         self.start_ns, self.end_ns, self.log = start_ns, end_ns, log
+        self.progress = progress
         self.pending = {ref: worker for worker, ref in enumerate(refs)}
         self.last_sent, self.last_time = 0, time.monotonic()
 
@@ -379,7 +329,7 @@ class _Watch:
                 if report:
                     reports.append(report)
         if any(r["sent"] for r in reports):
-            self.log(progress_line(self.name, reports, self._rate(reports), len(self.actors)))
+            self.progress(progress_line(self.name, reports, self._rate(reports), len(self.actors)))
 
     def _rate(self, reports: list[dict]) -> float:
         sent, now = sum(r["sent"] for r in reports), time.monotonic()

@@ -81,8 +81,15 @@ def start(kind: str, args: Sequence[str] = (), ready_timeout_s: float = 60.0) ->
     if "--port" not in args:
         command += ["--port", "0"]
     stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - the Service owns and closes it
+    # A session of its own: a terminal's Ctrl-C reaches the driver, which stops the load
+    # first and the services last, rather than every process at once.
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
     )
     lines: queue.Queue = queue.Queue()
     pump = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)

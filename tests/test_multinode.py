@@ -99,3 +99,32 @@ def test_a_lost_node_leaves_a_partial_run_with_the_others_complete(three_nodes, 
     assert all(by_worker[w] == 160 for w in survivors)
     # The lost one's rows up to its last handed-over batch are on disk.
     assert 0 < by_worker.get(lost[0]["worker"], 0) < 160
+
+
+def test_services_run_on_a_node_offering_the_targets_resource(tmp_path):
+    import socket
+    from urllib.parse import urlsplit
+
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    services_node = cluster.add_node(num_cpus=1, resources={"targets": 1})
+    cluster.wait_for_nodes()
+    try:
+        document = {**scenario(2, 50), "generators": 1}
+        outcome = driver.run(
+            parse_scenario(document), str(tmp_path), cluster.address, lambda line: None
+        )
+        assert outcome.status == "completed"
+        services = read_manifest(outcome.run_dir)["services"]
+        assert services["node"] == services_node.node_id
+        assert set(services["urls"]) == {"dependency", "async"}
+        rows = pd.read_parquet(f"{outcome.run_dir}/requests")
+        assert len(rows) == 100 and rows["ok"].all()
+        for url in services["urls"].values():  # stopped with the run
+            parts = urlsplit(url)
+            with socket.socket() as sock:
+                assert sock.connect_ex((parts.hostname, parts.port)) != 0
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -88,3 +88,38 @@ def test_an_unreachable_ray_address_is_exit_2(tmp_path):
     assert f"--address 127.0.0.1:{port}: cannot join a Ray cluster" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_ctrl_c_stops_the_generators_flushes_and_marks_the_run_interrupted(tmp_path):
+    import os
+    import signal
+
+    document = {**SCENARIO, "load": {"rate": 100, "duration": "60s", "timeout": "1s"}}
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text(yaml.safe_dump(document))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cluster", "run", str(scenario), "--out", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("async:"):
+                break
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C does
+        stdout, stderr = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    run_dir = Path(stdout.strip().splitlines()[-1])
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["ended"]
+    generators = manifest["targets"]["async"]["generators"]
+    assert [g["state"] for g in generators] == ["stopped", "stopped"]
+    rows = pd.read_parquet(run_dir / "requests")
+    assert 0 < len(rows) < 6000
+    assert len(rows) == sum(g["rows"] for g in generators)
+    assert not any(listening(url) for url in manifest["targets"]["async"]["urls"])
