@@ -1,5 +1,6 @@
 """Scripted TCP servers on loopback, for tests of how clients meet odd peers."""
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -26,14 +27,19 @@ def scripted_server(handle: Callable[[socket.socket], None]) -> Iterator[tuple[s
         yield f"http://127.0.0.1:{server.getsockname()[1]}/", accepted
     finally:
         server.close()
-        for conn in accepted:
-            conn.close()
+        for conn in accepted:  # handlers see the end of the stream and close their sockets
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 def read_request(conn: socket.socket) -> bool:
+    """Read one request's head; False when the peer (or the test) ended the connection."""
     data = b""
     while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
+        try:
+            chunk = conn.recv(65536)
+        except OSError:
+            return False
         if not chunk:
             return False
         data += chunk

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -83,6 +84,16 @@ class Endpoint:
         return cls((parts.scheme, parts.hostname, port), request)
 
 
+def _arm(loop: asyncio.AbstractEventLoop, deadline: float, callback, *args) -> asyncio.TimerHandle:
+    return loop.call_later(max(deadline - time.monotonic(), 0.0), callback, *args)
+
+
+def _early(deadline: float) -> bool:
+    # Loop timers run on a cached millisecond clock and may fire a little before the
+    # deadline on the real one; a request is cut only once its full timeout has passed.
+    return time.monotonic() < deadline
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request on it at a time."""
 
@@ -99,13 +110,16 @@ class _Connection(asyncio.Protocol):
         self.reused = False
 
     def start(self, endpoint: Endpoint, context: object, deadline: float) -> None:
-        """Send ``endpoint``'s request; it must complete by ``deadline`` (loop time)."""
+        """Send ``endpoint``'s request; it must complete by ``deadline`` (time.monotonic)."""
         self.endpoint, self.context, self.deadline = endpoint, context, deadline
         self.bytes_in, self.headers_done = 0, False
-        self.timer = self.client.loop.call_at(deadline, self._time_out)
+        self.timer = _arm(self.client.loop, deadline, self._time_out)
         self.transport.write(endpoint.request)
 
     def _time_out(self) -> None:
+        if _early(self.deadline):
+            self.timer = _arm(self.client.loop, self.deadline, self._time_out)
+            return
         self._finish(0, TIMEOUT)
         self.transport.abort()
 
@@ -223,7 +237,7 @@ class HttpClient:
 
     def send(self, endpoint: Endpoint, context: object) -> None:
         """Send one request; ``on_done`` is called exactly once with its outcome."""
-        deadline = self.loop.time() + self.timeout_s
+        deadline = time.monotonic() + self.timeout_s
         idle = self._idle.get(endpoint.origin)
         if idle:
             idle.pop().start(endpoint, context, deadline)
@@ -233,11 +247,14 @@ class HttpClient:
     def _open(self, pending: _Pending) -> None:
         if len(self._all) + len(self._pending) >= self.max_connections:
             self._close_one_idle()
-        pending.timer = self.loop.call_at(pending.deadline, self._expired, pending)
+        pending.timer = _arm(self.loop, pending.deadline, self._expired, pending)
         self._pending.add(pending)
         self.loop.create_task(self._connect(pending))
 
     def _expired(self, pending: _Pending) -> None:
+        if _early(pending.deadline):
+            pending.timer = _arm(self.loop, pending.deadline, self._expired, pending)
+            return
         self._pending.discard(pending)
         self.on_done(pending.context, 0, 0, TIMEOUT)
 

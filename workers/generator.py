@@ -180,6 +180,7 @@ class Generator:
         raise_nofile_limit()
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        self._over = asyncio.Event()
         self._wall0, self._mono0 = time.time_ns(), time.monotonic_ns()
         self._client = HttpClient(
             self.plan.max_in_flight, self.plan.timeout_ns / 1e9, self._on_done
@@ -201,10 +202,8 @@ class Generator:
                 await self._drain()
             finally:
                 self._client.close()
-                flusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await flusher
-                await self._flush(writer)
+                self._over.set()
+                await flusher
         gc.unfreeze()
         self._ended_ns = self._epoch(time.monotonic_ns())
         return self.summary()
@@ -353,9 +352,12 @@ class Generator:
             await asyncio.sleep(0.01)
 
     async def _flush_every(self, writer: ThreadPoolExecutor) -> None:
+        # Never cancelled: a flush cut short would lose the batch it had taken. It stops
+        # when the run is over, after a last flush of its own.
         interval = self.plan.batch_interval_ns / 1e9
-        while True:
-            await asyncio.sleep(interval)
+        while not self._over.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._over.wait(), interval)
             await self._flush(writer)
 
     async def _flush(self, writer: ThreadPoolExecutor) -> None:
