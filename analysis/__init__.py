@@ -1,0 +1,12 @@
+"""Analysis of blastradius runs: pure functions over the request rows (nothing of Ray).
+
+from analysis import load, summary, timeline
+runs = load("runs/blast-radius-20261126T210000Z-3f9a")
+summary(runs.rows)              # {target: SUMMARY}
+timeline(runs.rows, 1_000_000_000)
+"""
+
+from analysis.load import Runs, datetimes, load
+from analysis.stats import grouped_quantiles, summarize, summary, timeline
+
+__all__ = ["Runs", "datetimes", "grouped_quantiles", "load", "summarize", "summary", "timeline"]

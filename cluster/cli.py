@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a scenario value, e.g. load.rate=500 (repeatable)",
     )
+    analyze = commands.add_parser("analyze", help="availability and tail latency of a run")
+    analyze.add_argument("run_dir", metavar="RUN_DIR")
+    analyze.add_argument(
+        "--json", action="store_true", help='print {"targets": {NAME: SUMMARY}} as one JSON object'
+    )
     commands.add_parser("demo", help="show the blast radius on the reference services (preview)")
     return parser
 
@@ -220,18 +225,48 @@ def _run(args: argparse.Namespace) -> int:
     except driver.RunInputError as exc:
         raise UsageError(str(exc)) from None
     console.line("")
-    for name, totals in outcome.totals.items():
-        requests, ok = totals["requests"], totals["ok"]
-        availability = f"{ok / requests:.4f}" if requests else "-"
-        errors = " ".join(f"{k}={v}" for k, v in sorted(totals["errors"].items())) or "-"
-        print(
-            f"{name:<12} requests {requests:>9}  ok {ok:>9}  availability {availability}  "
-            f"errors {errors}"
-        )
+    if outcome.totals:
+        _print_analysis(outcome.run_dir)
     if outcome.status != "completed":
         print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
     print(outcome.run_dir, flush=True)
     return _EXIT[outcome.status]
+
+
+def _print_analysis(run_dir: str) -> None:
+    from analysis import load, summary
+    from analysis.table import summary_table, warnings
+
+    runs = load(run_dir)
+    summaries = summary(runs.rows)
+    for line in summary_table(summaries):
+        print(line)
+    for line in warnings(runs, summaries):
+        print(line, file=sys.stderr)
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    import json
+
+    from analysis import load, summary
+
+    try:
+        runs = load(args.run_dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.json:
+        _print_analysis(args.run_dir)
+        return
+    if len(runs.manifests) == 1:
+        document = {"targets": {str(k): v for k, v in summary(runs.rows).items()}}
+    else:
+        document = {
+            "runs": {
+                run: {"targets": {str(k): v for k, v in summary(rows).items()}}
+                for run, rows in runs.rows.groupby("run", observed=True)
+            }
+        }
+    print(json.dumps(document, indent=2))
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -255,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _SERVE[args.kind](args)
         elif args.command == "run":
             return _run(args)
+        elif args.command == "analyze":
+            _analyze(args)
         elif args.command == "demo":
             _demo(args)
     except (UsageError, ServeError) as exc:

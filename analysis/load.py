@@ -1,0 +1,127 @@
+"""Reading runs: Parquet shards and ``run.json`` into a DataFrame, nothing of Ray.
+
+``load(path)`` takes a run directory (``run.json`` + ``requests/``), a
+directory of runs, or a pyarrow filesystem URI of either. Shards are read one
+by one: a truncated or foreign file is reported by name in ``skipped`` and
+left out, never a crash. Files whose names start with ``_`` or ``.`` (shards
+being written) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+from workers.record import SCHEMA
+
+_NULLABLE_TIMES = ("sent_ns", "done_ns", "latency_ns", "service_ns")
+
+
+@dataclass
+class Runs:
+    """Rows of one or more runs, their manifests, and the files that could not be read."""
+
+    rows: pd.DataFrame
+    manifests: dict[str, dict] = field(default_factory=dict)  # run id -> run.json
+    skipped: list[str] = field(default_factory=list)  # "path: reason"
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest of a single run (the first, when there are several)."""
+        return next(iter(self.manifests.values()), {})
+
+
+def _resolve(location: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in location:
+        return pafs.FileSystem.from_uri(location)
+    return pafs.LocalFileSystem(), str(location)
+
+
+def _run_dirs(filesystem: pafs.FileSystem, path: str) -> list[str]:
+    if filesystem.get_file_info(f"{path}/run.json").type == pafs.FileType.File:
+        return [path]
+    selector = pafs.FileSelector(path, allow_not_found=True)
+    children = [
+        i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.Directory
+    ]
+    return sorted(
+        c for c in children if filesystem.get_file_info(f"{c}/run.json").type == pafs.FileType.File
+    )
+
+
+def _shards(filesystem: pafs.FileSystem, run_dir: str) -> list[tuple[str, str]]:
+    """(target, path) of every published shard of a run."""
+    selector = pafs.FileSelector(f"{run_dir}/requests", recursive=True, allow_not_found=True)
+    found = []
+    for info in filesystem.get_file_info(selector):
+        parts = info.path.split("/")
+        if info.type != pafs.FileType.File or parts[-1].startswith(("_", ".")):
+            continue
+        target = next((p.split("=", 1)[1] for p in parts if p.startswith("target=")), None)
+        if target is not None and info.path.endswith(".parquet"):
+            found.append((target, info.path))
+    return sorted(found)
+
+
+def _read_shard(filesystem: pafs.FileSystem, path: str) -> pa.Table:
+    table = pq.read_table(path, filesystem=filesystem)
+    missing = [name for name in SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"not a blastradius shard (no {missing[0]} column)")
+    return table.select(SCHEMA.names)
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Rows as pandas: categories for strings, exact nullable Int64 for times that may be null."""
+    mapping = {pa.int64(): pd.Int64Dtype()}
+    frame = table.to_pandas(types_mapper=mapping.get)
+    frame["intended_ns"] = frame["intended_ns"].astype("int64")
+    for name in ("target", "node", "error", "run"):
+        if name in frame:
+            frame[name] = frame[name].astype("category")
+    for name in ("seq",):
+        frame[name] = frame[name].astype("int64")
+    return frame
+
+
+def load(path: str) -> Runs:
+    """Read a run directory, a directory of runs, or a filesystem URI of either."""
+    filesystem, root = _resolve(str(path).rstrip("/"))
+    runs = _run_dirs(filesystem, root)
+    tables, manifests, skipped = [], {}, []
+    for run_dir in runs:
+        with filesystem.open_input_stream(f"{run_dir}/run.json") as stream:
+            manifest = json.loads(stream.read())
+        run_id = manifest.get("run_id", run_dir.rsplit("/", 1)[-1])
+        manifests[run_id] = manifest
+        for target, shard in _shards(filesystem, run_dir):
+            try:
+                table = _read_shard(filesystem, shard)
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                skipped.append(f"{shard}: {str(exc).splitlines()[0][:160]}")
+                continue
+            n = table.num_rows
+            table = table.append_column("target", pa.array([target] * n, pa.string()))
+            tables.append(table.append_column("run", pa.array([run_id] * n, pa.string())))
+    if not runs:
+        raise FileNotFoundError(f"{path}: no run.json here or in the directories below")
+    schema = pa.schema(
+        [
+            *(f.remove_metadata() if hasattr(f, "remove_metadata") else f for f in SCHEMA),
+            pa.field("target", pa.string()),
+            pa.field("run", pa.string()),
+        ]
+    )
+    unified = [t.cast(schema) for t in tables]
+    table = pa.concat_tables(unified) if unified else schema.empty_table()
+    return Runs(to_frame(table), manifests, skipped)
+
+
+def datetimes(ns: pd.Series) -> pd.Series:
+    """Epoch nanoseconds as timezone-aware UTC datetimes (nulls stay null)."""
+    return pd.to_datetime(ns.astype("Int64"), unit="ns", utc=True)

@@ -1,0 +1,52 @@
+"""Summaries as text: the table ``analyze`` and ``run`` print, and the run's warnings."""
+
+from __future__ import annotations
+
+from analysis.load import Runs
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def summary_table(summaries: dict[str, dict]) -> list[str]:
+    """One line per target: availability, goodput, latency percentiles, errors."""
+    header = (
+        f"{'target':<12}{'requests':>10}{'ok':>10}{'avail':>9}{'goodput/s':>11}"
+        f"{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}{'max ms':>10}  errors"
+    )
+    lines = [header]
+    for name, s in summaries.items():
+        availability = "-" if s["availability"] is None else f"{s['availability']:.4f}"
+        goodput = "-" if s["goodput_rps"] is None else f"{s['goodput_rps']:.1f}"
+        errors = " ".join(f"{k}={v}" for k, v in sorted(s["errors"].items())) or "-"
+        lines.append(
+            f"{name!s:<12}{s['requests']:>10}{s['ok']:>10}{availability:>9}"
+            f"{goodput:>11}{_ms(s['p50_ms']):>10}{_ms(s['p99_ms']):>10}"
+            f"{_ms(s['p999_ms']):>10}{_ms(s['max_ms']):>10}  {errors}"
+        )
+    return lines
+
+
+def warnings(runs: Runs, summaries: dict[str, dict]) -> list[str]:
+    """Saturated generators, lost generators and their missing windows, skipped files."""
+    lines = [
+        f"warning: {name}: a generator's send lag p99 passed 10 ms; these numbers "
+        "describe the generator as much as the target"
+        for name, s in summaries.items()
+        if s["saturated"]
+    ]
+    for manifest in runs.manifests.values():
+        for name, block in manifest.get("targets", {}).items():
+            for g in block.get("generators", []):
+                if g.get("state") == "lost":
+                    missing = g.get("missing", {})
+                    lines.append(
+                        f"warning: {name}: generator {g['worker']} was lost at "
+                        f"{g.get('lost_at')}; its share from {missing.get('from')} "
+                        f"to {missing.get('to')} is missing"
+                    )
+        if manifest.get("status") not in (None, "completed"):
+            lines.append(f"warning: run {manifest.get('run_id')} is {manifest.get('status')}")
+    lines += [f"warning: skipped {entry}" for entry in runs.skipped]
+    return lines

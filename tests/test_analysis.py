@@ -1,0 +1,206 @@
+"""Analysis: hand-worked tables, numpy-exact percentiles, edge cases, and a real run's rows."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis import grouped_quantiles, load, summary, timeline
+from analysis.load import to_frame
+from cluster import launch
+from workers.client import DROPPED, HTTP, TIMEOUT
+from workers.generator import Plan, run_plan
+from workers.record import NULL_NS, RowBuffer
+from workers.schedule import Schedule
+from workers.shards import shard_dir, shard_name, write_shard
+
+S, MS = 1_000_000_000, 1_000_000
+T0 = 1_790_000_000_000_000_000
+
+
+def rows(target: str, spec: list[tuple], timeout_ns: int = S, worker: int = 0) -> pd.DataFrame:
+    """Rows from (intended offset, lag, service, status, error code) tuples."""
+    buffer = RowBuffer(worker=worker, node="n", timeout_ns=timeout_ns)
+    for seq, (offset, lag, service, status, error) in enumerate(spec):
+        intended = T0 + offset
+        sent = NULL_NS if lag is None else intended + lag
+        done = intended + timeout_ns if sent == NULL_NS else sent + service
+        buffer.add(seq, 0, intended, sent, done, status, error, 2)
+    table = pa.Table.from_batches([buffer.close()])
+    return to_frame(table.append_column("target", pa.array([target] * table.num_rows)))
+
+
+def test_availability_counts_dropped_timed_out_and_http_errors_against_it():
+    frame = rows(
+        "t",
+        [
+            (0 * MS, 1 * MS, 10 * MS, 200, 0),
+            (10 * MS, 1 * MS, 20 * MS, 200, 0),
+            (20 * MS, 1 * MS, 30 * MS, 200, 0),
+            (30 * MS, 1 * MS, 40 * MS, 200, 0),
+            (40 * MS, 1 * MS, 999 * MS, 0, TIMEOUT),
+            (50 * MS, None, None, 0, DROPPED),
+            (60 * MS, 1 * MS, 5 * MS, 500, HTTP),
+            (70 * MS, 1 * MS, 50 * MS, 200, 0),
+        ],
+    )
+    s = summary(frame)["t"]
+    assert (s["requests"], s["ok"], s["availability"]) == (8, 5, 5 / 8)
+    assert s["errors"] == {"timeout": 1, "dropped": 1, "http": 1}
+    # ok latencies (lag + service): 11, 21, 31, 41, 51 ms; nearest rank.
+    assert (s["p50_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"]) == (31.0, 51.0, 51.0, 51.0)
+    assert s["service_p99_ms"] == 50.0
+    assert s["throughput_rps"] == pytest.approx(100.0)  # 8 arrivals 10 ms apart
+    assert s["goodput_rps"] == pytest.approx(62.5)
+    assert s["send_lag_p99_ms"] == 1.0 and s["saturated"] is False
+
+
+def test_a_generator_lagging_past_10_ms_marks_the_summary_saturated():
+    on_time = rows("t", [(i * MS, 1 * MS, 1 * MS, 200, 0) for i in range(100)], worker=0)
+    late = rows("t", [(i * MS, 20 * MS, 1 * MS, 200, 0) for i in range(100)], worker=1)
+    frame = pd.concat([on_time, late], ignore_index=True)
+    assert summary(frame)["t"]["saturated"] is True
+    assert summary(on_time)["t"]["saturated"] is False
+
+
+@pytest.mark.parametrize("case", ["every request failed", "one row", "no ok rows"])
+def test_edge_cases_give_none_not_errors(case):
+    spec = {
+        "every request failed": [(i * MS, None, None, 0, DROPPED) for i in range(5)],
+        "one row": [(0, 1 * MS, 2 * MS, 200, 0)],
+        "no ok rows": [(i * MS, 1, 5, 503, HTTP) for i in range(3)],
+    }[case]
+    s = summary(rows("t", spec))["t"]
+    assert s["requests"] == len(spec)
+    if case == "one row":
+        assert s["availability"] == 1.0 and s["p99_ms"] == 3.0
+        assert s["throughput_rps"] is None and s["goodput_rps"] is None
+    else:
+        assert s["availability"] == 0.0 and s["ok"] == 0
+        assert s["p50_ms"] is None and s["max_ms"] is None and s["service_p99_ms"] is None
+
+
+def test_a_run_with_no_rows_at_all(tmp_path):
+    _write_run(tmp_path / "empty-run", [])
+    runs = load(str(tmp_path / "empty-run"))
+    assert runs.rows.empty and runs.skipped == []
+    assert summary(runs.rows) == {}
+    assert timeline(runs.rows).empty
+
+
+def test_one_target_with_no_ok_rows_beside_a_healthy_one():
+    frame = pd.concat(
+        [
+            rows("good", [(i * MS, 0, 1 * MS, 200, 0) for i in range(10)]),
+            rows("bad", [(i * MS, 0, 1 * MS, 500, HTTP) for i in range(10)]),
+        ],
+        ignore_index=True,
+    )
+    frame["target"] = frame["target"].astype("category")
+    s = summary(frame)
+    assert s["good"]["availability"] == 1.0 and s["bad"]["availability"] == 0.0
+    assert s["bad"]["p99_ms"] is None
+    line = timeline(frame, S).set_index("target")
+    assert line.loc["bad", "availability"] == 0.0 and np.isnan(line.loc["bad", "p99_ms"])
+
+
+def test_timeline_windows_take_the_start_and_leave_the_end():
+    # Windows of 100 ms from the first intended time: 0 and 99.999999 ms fall in window 0,
+    # 100 ms exactly in window 1, and 250 ms (a failure) in window 2.
+    frame = rows(
+        "t",
+        [
+            (0, 0, 10 * MS, 200, 0),
+            (100 * MS - 1, 0, 20 * MS, 200, 0),
+            (100 * MS, 0, 30 * MS, 200, 0),
+            (250 * MS, None, None, 0, DROPPED),
+        ],
+    )
+    line = timeline(frame, 100 * MS)
+    assert line["window"].tolist() == [0, 1, 2]
+    assert line["scheduled"].tolist() == [2, 1, 1]
+    assert line["ok"].tolist() == [2, 1, 0]
+    assert line["availability"].tolist() == [1.0, 1.0, 0.0]
+    assert line["goodput_rps"].tolist() == [20.0, 10.0, 0.0]
+    assert line["p50_ms"].tolist()[:2] == [10.0, 30.0] and np.isnan(line["p50_ms"].iloc[2])
+    assert line["t_s"].tolist() == pytest.approx([0.0, 0.1, 0.2])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 10**9)), min_size=1, max_size=400),
+    st.sampled_from([0.0, 0.001, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0]),
+)
+def test_grouped_percentiles_equal_numpys_inverted_cdf(pairs, q):
+    groups = np.array([g for g, _ in pairs], np.int64)
+    values = np.array([v for _, v in pairs], np.int64)
+    got = grouped_quantiles(groups, values, 7, {"q": q})["q"]
+    for g in range(7):
+        mine = values[groups == g]
+        if len(mine):
+            assert got[g] == np.quantile(mine, q, method="inverted_cdf")
+        else:
+            assert np.isnan(got[g])
+
+
+def _write_run(run_dir, batches, target="t"):
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"run_id": run_dir.name, "status": "completed"}))
+    for n, batch in enumerate(batches):
+        write_shard([batch], shard_dir(str(run_dir), target), shard_name(0, n))
+
+
+def test_truncated_and_foreign_files_are_reported_by_name_and_skipped(tmp_path):
+    run_dir = tmp_path / "run-1"
+    buffer = RowBuffer(worker=0, node="n", timeout_ns=S)
+    buffer.add(0, 0, T0, T0, T0 + MS, 200, 0, 2)
+    _write_run(run_dir, [buffer.close()])
+    shards = run_dir / "requests" / "target=t"
+    good = (shards / "part-0000-000000.parquet").read_bytes()
+    (shards / "part-0000-000001.parquet").write_bytes(good[: len(good) // 2])
+    pd.DataFrame({"x": [1]}).to_parquet(shards / "part-0000-000002.parquet")
+    (shards / "_inflight-part.parquet").write_bytes(b"partial")
+    runs = load(str(run_dir))
+    assert len(runs.rows) == 1
+    assert [entry.split(":")[0].rsplit("/", 1)[-1] for entry in runs.skipped] == [
+        "part-0000-000001.parquet",
+        "part-0000-000002.parquet",
+    ]
+    assert "not a blastradius shard (no worker column)" in runs.skipped[1]
+
+
+def test_a_real_runs_parquet_read_with_plain_pandas_agrees_with_analyze_json(tmp_path):
+    with (
+        launch.start("dependency", ["--latency", "20*3,1500"]) as dependency,
+        launch.start("async", ["--dependency", dependency.url]) as target,
+    ):
+        urls = tuple(f"{target.url}/call/{i}" for i in range(4))
+        batches = []
+        run_plan(
+            Plan("async", urls, Schedule.constant_rate(100, duration_ns=2 * S), timeout_ns=1 * S),
+            batches.append,
+        )
+    run_dir = tmp_path / "real-run"
+    _write_run(run_dir, batches, target="async")
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster", "analyze", str(run_dir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    reported = json.loads(result.stdout)["targets"]["async"]
+
+    plain = pd.read_parquet(run_dir / "requests")
+    ok = plain[plain["ok"]]
+    assert reported["requests"] == len(plain) == 200
+    assert reported["availability"] == len(ok) / len(plain) == 0.75
+    p99 = np.quantile(ok["latency_ns"].to_numpy(), 0.99, method="inverted_cdf") / 1e6
+    assert reported["p99_ms"] == p99
+    assert reported["errors"] == {"timeout": 50}
