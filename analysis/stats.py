@@ -5,8 +5,8 @@ requests whose ``intended_ns`` falls in it; dropped, errored and timed-out
 requests all count against it. Percentiles are nearest-rank (numpy's
 ``inverted_cdf``), over ``latency_ns`` of ok requests unless said otherwise.
 
-Grouped percentiles sort once (by group, then value) and pick ranks per group
-with numpy's own ``inverted_cdf`` arithmetic, so every figure equals
+Grouped percentiles bucket rows by group once and select ranks per group with
+numpy's own ``inverted_cdf`` arithmetic, so every figure equals
 ``np.quantile(values, q, method="inverted_cdf")`` of that group.
 """
 
@@ -19,101 +19,147 @@ from workers.record import ERROR_KINDS
 
 QUANTILES = {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99, "p999_ms": 0.999, "p9999_ms": 0.9999}
 SATURATION_LAG_MS = 10.0
+_FEW_GROUPS = 4  # up to this many, one mask per group beats bucketing every row
 MS = 1e6
-
-
-def rank_indices(counts: np.ndarray, q: float) -> np.ndarray:
-    """Index within each group (of ``counts`` sizes, all > 0) of its ``q`` nearest-rank value.
-
-    The same arithmetic as numpy's ``inverted_cdf``: virtual index ``n*q - 1``,
-    rounded up unless it is whole.
-    """
-    virtual = counts * q - 1
-    below = np.floor(virtual)
-    index = below + ((virtual - below) > 0)
-    return np.clip(index, 0, counts - 1).astype(np.int64)
 
 
 def grouped_quantiles(
     groups: np.ndarray, values: np.ndarray, ngroups: int, qs: dict[str, float]
 ) -> dict[str, np.ndarray]:
-    """Nearest-rank quantiles of ``values`` per group code (0..ngroups-1); NaN when empty."""
-    order = np.lexsort((values, groups))
-    sorted_values = values[order]
+    """Nearest-rank quantiles of ``values`` per group code (0..ngroups-1); NaN when empty.
+
+    Each group's values are gathered (by mask for a few groups, else bucketed by a
+    radix sort of the codes), then its quantiles come from one ``np.partition``:
+    selection, not a full sort.
+    """
     counts = np.bincount(groups, minlength=ngroups)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    present = counts > 0
-    out = {}
-    for name, q in qs.items():
-        result = np.full(ngroups, np.nan)
-        if present.any():
-            picks = starts[present] + rank_indices(counts[present], q)
-            result[present] = sorted_values[picks]
-        out[name] = result
-    return out
+    names, fractions = list(qs), np.array(list(qs.values()))
+    present = np.flatnonzero(counts)
+    picked = np.full((ngroups, len(names)), np.nan)
+    ranks = _ranks(counts[present, None], fractions[None, :])
+    segments = _segments(groups, values, counts, present)
+    for g, segment, group_ranks in zip(present.tolist(), segments, ranks, strict=True):
+        picked[g] = np.partition(segment, group_ranks)[group_ranks]
+    return {name: picked[:, i] for i, name in enumerate(names)}
 
 
-def _quantile(values: np.ndarray, q: float) -> float | None:
-    if len(values) == 0:
-        return None
-    return float(np.quantile(values, q, method="inverted_cdf"))
+def _segments(groups: np.ndarray, values: np.ndarray, counts: np.ndarray, present: np.ndarray):
+    """Each present group's values: by mask for a few groups, else bucketed once."""
+    if len(present) <= _FEW_GROUPS:
+        for g in present.tolist():
+            yield values[groups == g]
+        return
+    codes = groups.astype(np.uint16) if len(counts) <= 1 << 16 else groups
+    bucketed = values[np.argsort(codes, kind="stable")]  # radix sort for 16-bit codes
+    ends = np.cumsum(counts)
+    for g in present.tolist():
+        yield bucketed[ends[g] - counts[g] : ends[g]]
 
 
-def _rate(intended: np.ndarray) -> float | None:
-    """Arrivals per second of a set of intended times: (n - 1) over their span."""
-    if len(intended) < 2:
-        return None
-    span_s = (intended.max() - intended.min()) / 1e9
-    return (len(intended) - 1) / span_s if span_s > 0 else None
+def _ranks(n: np.ndarray | int, fractions: np.ndarray) -> np.ndarray:
+    """Indices of the ``fractions`` nearest-rank values among ``n`` sorted ones.
+
+    numpy's ``inverted_cdf`` arithmetic: virtual index ``n*q - 1``, rounded up unless
+    it is whole.
+    """
+    virtual = n * fractions - 1
+    below = np.floor(virtual)
+    return np.clip(below + ((virtual - below) > 0), 0, n - 1).astype(np.int64)
 
 
-def _lag_p99_by_worker(frame: pd.DataFrame) -> list[float]:
-    sent = frame["sent_ns"].notna()
-    lag = (frame.loc[sent, "sent_ns"].astype("int64") - frame.loc[sent, "intended_ns"]).to_numpy()
-    workers = frame.loc[sent, "worker"].to_numpy()
-    return [p for w in np.unique(workers) if (p := _quantile(lag[workers == w], 0.99)) is not None]
+def _min_max(values: np.ndarray, groups: np.ndarray, ngroups: int) -> tuple[np.ndarray, ...]:
+    """Per group code: the smallest and largest value (0 for an empty group)."""
+    if ngroups <= _FEW_GROUPS:
+        pairs = [
+            (v.min(), v.max()) if len(v := values[groups == g]) else (0, 0) for g in range(ngroups)
+        ]
+        return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    spans = pd.Series(values).groupby(groups).agg(["min", "max"]).reindex(range(ngroups))
+    return spans["min"].fillna(0).to_numpy(), spans["max"].fillna(0).to_numpy()
+
+
+def _ints(series: pd.Series) -> np.ndarray:
+    """A column of nanoseconds as int64 (nulls as 0: callers mask them out)."""
+    return series.to_numpy(dtype=np.int64, na_value=0)
+
+
+def _summaries(frame: pd.DataFrame, codes: np.ndarray, ngroups: int) -> list[dict]:
+    """SUMMARY of each group code, computed for all groups at once."""
+    ok = frame["ok"].to_numpy(dtype=bool)
+    sent = frame["sent_ns"].notna().to_numpy()
+    intended = frame["intended_ns"].to_numpy()
+    requests = np.bincount(codes, minlength=ngroups)
+    good = np.bincount(codes, weights=ok, minlength=ngroups).astype(np.int64)
+    latency_q = grouped_quantiles(
+        codes[ok], _ints(frame["latency_ns"])[ok], ngroups, {**QUANTILES, "max_ms": 1.0}
+    )
+    service_q = grouped_quantiles(
+        codes[ok], _ints(frame["service_ns"])[ok], ngroups, {"service_p99_ms": 0.99}
+    )
+    lag = _ints(frame["sent_ns"])[sent] - intended[sent]
+    lag_q = grouped_quantiles(codes[sent], lag, ngroups, {"send_lag_p99_ms": 0.99})
+    workers = frame["worker"].to_numpy().astype(np.int64)[sent]
+    nworkers = int(workers.max()) + 1 if len(workers) else 1
+    per_worker = grouped_quantiles(
+        codes[sent] * nworkers + workers, lag, ngroups * nworkers, {"p99": 0.99}
+    )["p99"].reshape(ngroups, nworkers)
+    first, last = _min_max(intended, codes, ngroups)
+    error_codes = frame["error"].astype("category")
+    kinds = list(error_codes.cat.categories)
+    error_counts = np.bincount(
+        codes * len(kinds) + error_codes.cat.codes.to_numpy(), minlength=ngroups * len(kinds)
+    ).reshape(ngroups, len(kinds))
+
+    def ms(values: np.ndarray, g: int) -> float | None:
+        return None if np.isnan(values[g]) else float(values[g]) / MS
+
+    result = []
+    for g in range(ngroups):
+        n = int(requests[g])
+        span_s = (last[g] - first[g]) / 1e9 if n > 1 else 0
+        throughput = (n - 1) / span_s if span_s > 0 else None
+        availability = good[g] / n if n else None
+        result.append(
+            {
+                "requests": n,
+                "ok": int(good[g]),
+                "availability": availability,
+                "throughput_rps": throughput,
+                "goodput_rps": None if throughput is None else throughput * availability,
+                **{name: ms(latency_q[name], g) for name in (*QUANTILES, "max_ms")},
+                "service_p99_ms": ms(service_q["service_p99_ms"], g),
+                "errors": {
+                    kind: int(error_counts[g, k])
+                    for k, kind in enumerate(kinds)
+                    if kind and kind in ERROR_KINDS and error_counts[g, k]
+                },
+                "send_lag_p99_ms": ms(lag_q["send_lag_p99_ms"], g),
+                "saturated": bool(np.nanmax(per_worker[g], initial=0) / MS > SATURATION_LAG_MS),
+            }
+        )
+    return result
 
 
 def summarize(frame: pd.DataFrame) -> dict:
     """The SUMMARY of one group of rows (DESIGN.md keys)."""
-    n = len(frame)
-    ok = frame["ok"].to_numpy(dtype=bool)
-    latency = frame["latency_ns"].to_numpy()[ok].astype(np.int64)
-    service = frame["service_ns"].to_numpy()[ok].astype(np.int64)
-    sent = frame["sent_ns"].notna()
-    lag = (frame.loc[sent, "sent_ns"].astype("int64") - frame.loc[sent, "intended_ns"]).to_numpy()
-    throughput = _rate(frame["intended_ns"].to_numpy())
-    availability = float(ok.sum() / n) if n else None
-    errors = frame["error"].astype(str).value_counts()
-    worker_lags = _lag_p99_by_worker(frame)
-    summary = {
-        "requests": n,
-        "ok": int(ok.sum()),
-        "availability": availability,
-        "throughput_rps": throughput,
-        "goodput_rps": None if throughput is None else throughput * availability,
-    }
-    for name, q in QUANTILES.items():
-        value = _quantile(latency, q)
-        summary[name] = None if value is None else value / MS
-    summary["max_ms"] = float(latency.max()) / MS if len(latency) else None
-    service_p99 = _quantile(service, 0.99)
-    summary["service_p99_ms"] = None if service_p99 is None else service_p99 / MS
-    summary["errors"] = {k: int(v) for k, v in errors.items() if k and k in ERROR_KINDS and v}
-    lag_p99 = _quantile(lag, 0.99)
-    summary["send_lag_p99_ms"] = None if lag_p99 is None else lag_p99 / MS
-    summary["saturated"] = any(p / MS > SATURATION_LAG_MS for p in worker_lags)
-    return summary
+    return _summaries(frame, np.zeros(len(frame), np.int64), 1)[0]
 
 
 def summary(frame: pd.DataFrame, by: str | list[str] = "target") -> dict:
     """SUMMARY per group: ``{target: SUMMARY}``, or keyed by tuples for several columns."""
     keys = [by] if isinstance(by, str) else list(by)
-    result = {}
-    for key, group in frame.groupby(keys, observed=True, sort=True):
-        name = key[0] if len(keys) == 1 else key
-        result[name] = summarize(group)
-    return result
+    if frame.empty:
+        return {}
+    if len(keys) == 1:  # the common case, without hashing every row
+        column = frame[keys[0]].astype("category")
+        codes = column.cat.codes.to_numpy().astype(np.int64)
+        labels = list(column.cat.categories)
+    else:
+        grouped = frame.groupby(keys, observed=True, sort=True)
+        codes = grouped.ngroup().to_numpy().astype(np.int64)
+        labels = list(grouped.size().index)
+    summaries = _summaries(frame, codes, len(labels))
+    return {label: s for label, s in zip(labels, summaries, strict=True) if s["requests"]}
 
 
 def timeline(
@@ -142,14 +188,13 @@ def timeline(
             ]
         )
     intended = frame["intended_ns"].to_numpy()
+    targets = frame["target"].astype("category")
+    codes = targets.cat.codes.to_numpy().astype(np.int64)
     if start_ns is None:
-        origin = frame.groupby("target", observed=True)["intended_ns"].transform("min")
-        origin = origin.to_numpy()
+        origin = _min_max(intended, codes, len(targets.cat.categories))[0][codes]
     else:
         origin = start_ns
     window = (intended - origin) // window_ns
-    targets = frame["target"].astype("category")
-    codes = targets.cat.codes.to_numpy().astype(np.int64)
     nwindows = int(window.max()) + 1
     cell = codes * nwindows + window  # one code per (target, window)
     ncells = len(targets.cat.categories) * nwindows
