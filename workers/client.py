@@ -217,16 +217,7 @@ class HttpClient:
         count = max(1, min(per_origin, self.max_connections // max(len(origins), 1)))
 
         async def one(endpoint: Endpoint) -> None:
-            scheme, host, port = endpoint.origin
-            tls = ssl.create_default_context() if scheme == "https" else None
-            _, connection = await self.loop.create_connection(
-                lambda: _Connection(self, endpoint.origin),
-                host,
-                port,
-                ssl=tls,
-                server_hostname=host if tls else None,
-            )
-            self._all.add(connection)
+            connection = await self._create(endpoint.origin)
             self._idle.setdefault(connection.origin, []).append(connection)
 
         attempts = [one(e) for e in origins.values() for _ in range(count)]
@@ -258,26 +249,31 @@ class HttpClient:
         self._pending.discard(pending)
         self.on_done(pending.context, 0, 0, TIMEOUT)
 
-    async def _connect(self, pending: _Pending) -> None:
-        scheme, host, port = pending.endpoint.origin
+    async def _create(self, origin: tuple[str, str, int]) -> _Connection:
+        """Open one connection to ``origin`` and count it as open."""
+        scheme, host, port = origin
         tls = None
         if scheme == "https":
             tls = self._ssl = self._ssl or ssl.create_default_context()
+        _, connection = await self.loop.create_connection(
+            lambda: _Connection(self, origin),
+            host,
+            port,
+            ssl=tls,
+            server_hostname=host if tls else None,
+        )
+        self._all.add(connection)
+        return connection
+
+    async def _connect(self, pending: _Pending) -> None:
         try:
-            _, connection = await self.loop.create_connection(
-                lambda: _Connection(self, pending.endpoint.origin),
-                host,
-                port,
-                ssl=tls,
-                server_hostname=host if tls else None,
-            )
+            connection = await self._create(pending.endpoint.origin)
         except (OSError, ssl.SSLError):
             if pending in self._pending:
                 self._pending.discard(pending)
                 pending.timer.cancel()
                 self.on_done(pending.context, 0, 0, CONNECT)
             return
-        self._all.add(connection)
         if pending not in self._pending:  # it timed out while connecting: keep the connection
             self._idle.setdefault(connection.origin, []).append(connection)
             return

@@ -7,7 +7,7 @@ closes them into ``pyarrow.RecordBatch`` es, deriving ``latency_ns``,
 ``service_ns`` and ``ok`` once per batch rather than once per request.
 
 Error kinds are a small closed set, in ``ERROR_KINDS``; see
-``workers.client.classify`` for where exceptions map onto them.
+``workers.client`` for where request outcomes map onto them.
 """
 
 from __future__ import annotations
