@@ -6,7 +6,17 @@ summary(runs.rows)              # {target: SUMMARY}
 timeline(runs.rows, 1_000_000_000)
 """
 
+from analysis.compare import compare
 from analysis.load import Runs, datetimes, load
 from analysis.stats import grouped_quantiles, summarize, summary, timeline
 
-__all__ = ["Runs", "datetimes", "grouped_quantiles", "load", "summarize", "summary", "timeline"]
+__all__ = [
+    "Runs",
+    "compare",
+    "datetimes",
+    "grouped_quantiles",
+    "load",
+    "summarize",
+    "summary",
+    "timeline",
+]

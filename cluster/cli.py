@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--json", action="store_true", help='print {"targets": {NAME: SUMMARY}} as one JSON object'
     )
+    compare = commands.add_parser("compare", help="targets (or runs) side by side, with ratios")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     commands.add_parser("demo", help="show the blast radius on the reference services (preview)")
     return parser
 
@@ -269,6 +271,33 @@ def _analyze(args: argparse.Namespace) -> None:
     print(json.dumps(document, indent=2))
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from analysis import compare, load, summary
+
+    summaries = {}
+    for run_dir in args.run_dirs:
+        try:
+            runs = load(run_dir)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+        for run, rows in runs.rows.groupby("run", observed=True):
+            for target, s in summary(rows).items():
+                name = str(target) if len(args.run_dirs) == 1 else f"{run}/{target}"
+                summaries[name] = s
+    table = compare(summaries)
+    width = max((len(name) for name in summaries), default=0) + 2
+    print(
+        f"{'':<{width}}{'requests':>10}{'avail':>9}{'goodput/s':>11}{'p50 ms':>10}"
+        f"{'p99 ms':>10}{'errors':>9}{'avail -base':>13}{'goodput x':>11}{'p99 x':>8}"
+    )
+    for row in table.itertuples():
+        print(
+            f"{row.name:<{width}}{row.requests:>10.0f}{row.availability:>9.4f}"
+            f"{row.goodput_rps:>11.1f}{row.p50_ms:>10.1f}{row.p99_ms:>10.1f}{row.errors:>9}"
+            f"{row.availability_delta:>+13.4f}{row.goodput_x:>11.2f}{row.p99_x:>8.2f}"
+        )
+
+
 def _demo(args: argparse.Namespace) -> None:
     from cluster import demo
 
@@ -292,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         elif args.command == "analyze":
             _analyze(args)
+        elif args.command == "compare":
+            _compare(args)
         elif args.command == "demo":
             _demo(args)
     except (UsageError, ServeError) as exc:

@@ -24,15 +24,20 @@ S, MS = 1_000_000_000, 1_000_000
 T0 = 1_790_000_000_000_000_000
 
 
-def rows(target: str, spec: list[tuple], timeout_ns: int = S, worker: int = 0) -> pd.DataFrame:
-    """Rows from (intended offset, lag, service, status, error code) tuples."""
+def batch(spec: list[tuple], timeout_ns: int = S, worker: int = 0) -> pa.RecordBatch:
+    """A record batch from (intended offset, lag, service, status, error code) tuples."""
     buffer = RowBuffer(worker=worker, node="n", timeout_ns=timeout_ns)
     for seq, (offset, lag, service, status, error) in enumerate(spec):
         intended = T0 + offset
         sent = NULL_NS if lag is None else intended + lag
         done = intended + timeout_ns if sent == NULL_NS else sent + service
         buffer.add(seq, 0, intended, sent, done, status, error, 2)
-    table = pa.Table.from_batches([buffer.close()])
+    return buffer.close()
+
+
+def rows(target: str, spec: list[tuple], timeout_ns: int = S, worker: int = 0) -> pd.DataFrame:
+    """Rows of one target, as ``analysis.load`` gives them."""
+    table = pa.Table.from_batches([batch(spec, timeout_ns, worker)])
     return to_frame(table.append_column("target", pa.array([target] * table.num_rows)))
 
 
@@ -204,3 +209,52 @@ def test_a_real_runs_parquet_read_with_plain_pandas_agrees_with_analyze_json(tmp
     p99 = np.quantile(ok["latency_ns"].to_numpy(), 0.99, method="inverted_cdf") / 1e6
     assert reported["p99_ms"] == p99
     assert reported["errors"] == {"timeout": 50}
+
+
+def _summary(availability, goodput, p99, errors=0):
+    return {
+        "requests": 100,
+        "availability": availability,
+        "goodput_rps": goodput,
+        "p50_ms": 1.0,
+        "p99_ms": p99,
+        "p999_ms": p99,
+        "max_ms": p99,
+        "errors": {"timeout": errors} if errors else {},
+    }
+
+
+def test_compare_puts_targets_side_by_side_with_ratios_to_the_first():
+    from analysis import compare
+
+    table = compare(
+        {
+            "async": _summary(0.9, 90.0, 50.0, 10),
+            "sync": _summary(0.15, 15.0, 900.0, 85),
+            "empty": _summary(0.0, 0.0, None, 100),
+        }
+    ).set_index("name")
+    assert table.loc["sync", "availability_delta"] == pytest.approx(-0.75)
+    assert table.loc["sync", "goodput_x"] == pytest.approx(1 / 6)
+    assert table.loc["sync", "p99_x"] == pytest.approx(18.0)
+    assert table.loc["async", ["goodput_x", "p99_x"]].tolist() == [1.0, 1.0]
+    assert table.loc["sync", "errors"] == 85
+    assert np.isnan(table.loc["empty", "p99_x"])
+    assert compare({}).empty
+    assert (
+        compare({"a": _summary(1.0, 10.0, 5.0), "b": _summary(1.0, 20.0, 10.0)}, baseline="b")
+        .set_index("name")
+        .loc["a", "p99_x"]
+        == 0.5
+    )
+
+
+def test_the_compare_command_reads_several_runs(tmp_path, capsys):
+    from cluster.cli import main
+
+    for name, service in (("run-a", 10 * MS), ("run-b", 40 * MS)):
+        _write_run(tmp_path / name, [batch([(i * MS, 0, service, 200, 0) for i in range(20)])])
+    assert main(["compare", str(tmp_path / "run-a"), str(tmp_path / "run-b")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    b_line = next(line for line in out if line.startswith("run-b/t"))
+    assert b_line.split()[-1] == "4.00"  # p99 40 ms over the baseline's 10 ms

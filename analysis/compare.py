@@ -1,0 +1,33 @@
+"""Targets or runs side by side, with ratios to the first (the baseline)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+COLUMNS = ("requests", "availability", "goodput_rps", "p50_ms", "p99_ms", "p999_ms", "max_ms")
+
+
+def compare(summaries: dict[str, dict], baseline: str | None = None) -> pd.DataFrame:
+    """One row per SUMMARY (a target, or ``run/target``), with ratios to ``baseline``.
+
+    ``baseline`` defaults to the first entry. Ratio columns: ``goodput_x`` and
+    ``p99_x`` (this over the baseline), and ``availability_delta`` (this minus the
+    baseline). A ratio with a missing or zero side is NaN.
+    """
+    if not summaries:
+        return pd.DataFrame(
+            columns=["name", *COLUMNS, "errors", "availability_delta", "goodput_x", "p99_x"]
+        )
+    frame = pd.DataFrame(
+        [
+            {"name": name, **{c: s[c] for c in COLUMNS}, "errors": sum(s["errors"].values())}
+            for name, s in summaries.items()
+        ]
+    )
+    frame[list(COLUMNS)] = frame[list(COLUMNS)].astype(float)
+    base = frame.loc[frame["name"] == (baseline or frame["name"].iloc[0])].iloc[0]
+    frame["availability_delta"] = frame["availability"] - base["availability"]
+    for column, ratio in (("goodput_rps", "goodput_x"), ("p99_ms", "p99_x")):
+        denominator = base[column] if base[column] else float("nan")
+        frame[ratio] = frame[column] / denominator
+    return frame
