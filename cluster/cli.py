@@ -130,7 +130,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare = commands.add_parser("compare", help="targets (or runs) side by side, with ratios")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    commands.add_parser("demo", help="show the blast radius on the reference services (preview)")
+    report = commands.add_parser(
+        "report", help="an HTML page with the summary and plots of a run (or runs compared)"
+    )
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where report.html and plots/ go (default: the run directory; for several "
+        "runs, a compare-<time> directory beside the first)",
+    )
+    demo = commands.add_parser(
+        "demo", help="the blast-radius experiment on an embedded Ray: table and report"
+    )
+    demo.add_argument(
+        "--full", action="store_true", help="the essay's sizes (1000 req/s, 500 threads)"
+    )
+    demo.add_argument("--out", default="runs", metavar="DIR", help="where runs go (default runs/)")
+    demo.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value of the demo's scenario, e.g. load.duration=10s",
+    )
     return parser
 
 
@@ -298,10 +322,51 @@ def _compare(args: argparse.Namespace) -> None:
         )
 
 
-def _demo(args: argparse.Namespace) -> None:
-    from cluster import demo
+def _report(args: argparse.Namespace) -> None:
+    from analysis.report import write_report
 
-    demo.run_preview(print)
+    out = args.out or _report_dir(args.run_dirs)
+    try:
+        report = write_report(args.run_dirs, out)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+    print(report.html, flush=True)
+
+
+def _report_dir(run_dirs: Sequence[str]) -> str:
+    """Default report location: the run itself, or a compare-<time> directory beside it."""
+    import datetime as dt
+    import secrets
+    from pathlib import Path
+
+    first = run_dirs[0].rstrip("/")
+    if "://" in first:
+        raise UsageError(f"{first}: a report of a URI needs --out DIR (a local directory)")
+    if len(run_dirs) == 1 and (Path(first) / "run.json").is_file():
+        return first
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    parent = Path(first).parent if (Path(first) / "run.json").is_file() else Path(first)
+    return str(parent / f"compare-{stamp}-{secrets.token_hex(2)}")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    embedded_ray_environment()
+    from cluster import demo, driver
+
+    console = _Console(sys.stdout)
+    try:
+        outcome = demo.run_demo(args.full, args.overrides, args.out, console.line, console.progress)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except driver.RunInputError as exc:
+        raise UsageError(str(exc)) from None
+    if outcome.status != "completed":
+        print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
+    print(f"run: {outcome.run_dir}")
+    print(f"report: {outcome.report}" if outcome.report else "report: none (no rows)", flush=True)
+    return _EXIT[outcome.status]
 
 
 _SERVE = {"dependency": _serve_dependency, "blocking": _serve_blocking, "async": _serve_async}
@@ -323,8 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _analyze(args)
         elif args.command == "compare":
             _compare(args)
+        elif args.command == "report":
+            _report(args)
         elif args.command == "demo":
-            _demo(args)
+            return _demo(args)
     except (UsageError, ServeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,79 +1,179 @@
-"""``blastradius demo`` (preview): the blast radius on the real reference services.
+"""``blastradius demo``: the blast-radius experiment, end to end, on the embedded local Ray.
 
-Until the Ray load generator exists, the demo shows the essence with a
-handful of requests: four concurrent calls through a 2-thread blocking
-target and through the async target to a 1 s dependency endpoint, with a
-``/healthz`` probe sent while they are in flight. The blocking target needs
-two rounds (its threads are all stuck) and its health check waits too; the
-async target answers in one round and stays healthy.
+It runs ``scenarios/quick/30s.yaml`` (``--full``: ``scenarios/essay/30s.yaml``,
+the essay's sizes): one dependency endpoint of ten takes 30 s, and the same
+open-loop load goes through a blocking service (a fixed thread pool) and an
+async one. It prints a comparison table (availability overall, on the healthy
+endpoints and on the slow ones, goodput, p50/p99, errors by kind, and the
+concurrency Little's law says the load needs against the threads or pooled
+connections there were), writes the HTML report, and prints its path.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-import requests
+import numpy as np
+import pandas as pd
 
-from cluster import launch
+from cluster.scenario import Scenario, Target, load_scenario
+from targets.faults import EndpointModel
+from workers.schedule import Schedule
 
-PROBE_DELAY_S = 0.2
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+QUICK = SCENARIOS / "quick" / "30s.yaml"
+FULL = SCENARIOS / "essay" / "30s.yaml"
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Burst:
-    """What a burst of concurrent calls saw: statuses, time for all, /healthz time."""
+class DemoOutcome:
+    """Where the demo's run and report are, how the run ended, and the table printed."""
 
-    statuses: tuple[int, ...]
-    all_answered_s: float
-    healthz_s: float
-
-
-def _timed_get(url: str, timeout_s: float) -> tuple[int, float]:
-    start = time.monotonic()
-    status = requests.get(url, timeout=timeout_s).status_code
-    return status, time.monotonic() - start
+    run_dir: str
+    status: str
+    report: Path | None
+    table: tuple[str, ...]
 
 
-def concurrent_calls(
-    target_url: str, calls: int, path: str = "/call/0", timeout_s: float = 30.0
-) -> Burst:
-    """Send ``calls`` concurrent GETs of ``path``, probe ``/healthz`` meanwhile, time both."""
-    with ThreadPoolExecutor(calls + 1) as pool:
-        start = time.monotonic()
-        futures = [pool.submit(_timed_get, target_url + path, timeout_s) for _ in range(calls)]
-        time.sleep(PROBE_DELAY_S)  # let the calls take their threads before probing
-        healthz = pool.submit(_timed_get, target_url + "/healthz", timeout_s)
-        statuses = tuple(f.result()[0] for f in futures)
-        all_answered_s = time.monotonic() - start
-        return Burst(statuses, all_answered_s, healthz.result()[1])
+def peak_rate_rps(scenario: Scenario) -> float:
+    """The highest rate the scenario's schedule reaches (0 for a closed loop)."""
+    shape = scenario.load.shape
+    if not isinstance(shape, Schedule):
+        return 0.0
+    return max(max(s.start_rps, s.end_rps) for s in shape.stages)
 
 
-def run_preview(out: Callable[[str], None]) -> dict[str, Burst]:
-    """Start dependency, blocking (2 threads) and async targets; burst each; print a table."""
-    out("blastradius demo (preview: the reference services with a few requests; the Ray")
-    out("load generator, Parquet rows and reports are not built yet)")
-    with ExitStack() as stack:
-        dependency = stack.enter_context(launch.start("dependency", ["--latency", "1s"]))
-        targets = {
-            "blocking, 2 threads": stack.enter_context(
-                launch.start("blocking", ["--dependency", dependency.url, "--threads", "2"])
-            ),
-            "async": stack.enter_context(launch.start("async", ["--dependency", dependency.url])),
-        }
-        out(f"dependency {dependency.url}: one endpoint, 1 s per call")
-        out("4 concurrent calls through each target, /healthz probed while they run:\n")
-        out(f"{'target':<22}{'statuses':<22}{'all answered':>14}{'/healthz took':>16}")
-        results = {}
-        for name, service in targets.items():
-            burst = results[name] = concurrent_calls(service.url, 4)
-            out(
-                f"{name:<22}{','.join(map(str, burst.statuses)):<22}"
-                f"{burst.all_answered_s:>13.2f}s{burst.healthz_s:>15.3f}s"
-            )
-    out("\nThe blocking target serves 2 calls at a time, so 4 take two rounds and even its")
-    out("health check waits for a thread; the async target waits on all 4 at once.")
-    return results
+def _phases(scenario: Scenario) -> list[tuple]:
+    """The dependency's endpoint latencies in each phase of its fault schedule."""
+    dependency = scenario.dependency
+    if dependency is None or not dependency.latencies:
+        return []
+    n = len(dependency.latencies)
+    model = EndpointModel(dependency.latencies, (0.0,) * n, dependency.faults)
+    times = [0, *(f.at_ns for f in dependency.faults)]
+    return [tuple(model.at(i, t)[0] for i in range(n)) for t in times]
+
+
+def concurrency_needed(scenario: Scenario, target: Target) -> float | None:
+    """Little's law: requests in flight = arrival rate x time each one is held.
+
+    A request holds a thread (or a pooled connection) for its dependency call,
+    which ends at the endpoint's latency or at the target's dependency timeout,
+    whichever comes first. Endpoints are cycled evenly, so the mean is over them.
+    With a fault schedule, the worst phase counts.
+    """
+    phases = _phases(scenario)
+    if not phases:
+        return None
+    cap_ns = None if target.dependency_timeout_s is None else int(target.dependency_timeout_s * 1e9)
+    held_s = max(np.mean([lat.mean_ns(cap_ns) for lat in phase]) for phase in phases) / 1e9
+    return peak_rate_rps(scenario) * float(held_s)
+
+
+def capacity(target: Target) -> str:
+    """The concurrency a launched target has: its threads, its pool, or no limit."""
+    if target.kind == "blocking":
+        return f"{target.threads} threads"
+    if target.max_connections:
+        return f"{target.max_connections} conns"
+    return "no limit"
+
+
+def slow_endpoints(scenario: Scenario) -> tuple[int, ...]:
+    """Endpoints whose mean latency is, at some time, past the client deadline."""
+    timeout_ns = scenario.load.timeout_ns
+    slow = {
+        i
+        for phase in _phases(scenario)
+        for i, latency in enumerate(phase)
+        if latency.mean_ns() > timeout_ns
+    }
+    return tuple(sorted(slow))
+
+
+def comparison_table(scenario: Scenario, rows: pd.DataFrame) -> list[str]:
+    """The demo's table: one line per target, from the rows (see the module docstring)."""
+    from analysis import summary
+
+    summaries = summary(rows)
+    slow = slow_endpoints(scenario)
+    part = np.where(rows["endpoint"].isin(slow).to_numpy(), "slow", "healthy")
+    by_part = summary(rows.assign(part=part), by=["target", "part"])
+    header = (
+        f"{'target':<16}{'avail':>7}{'healthy':>9}{'slow':>7}{'goodput/s':>11}"
+        f"{'p50 ms':>9}{'p99 ms':>9}  {'in flight needed / there':<26}errors"
+    )
+    lines = [header]
+    for target in scenario.targets:
+        s = summaries.get(target.name)
+        if s is None:
+            continue
+        needed = concurrency_needed(scenario, target)
+        little = "-" if needed is None else f"{needed:,.0f} / {capacity(target)}"
+        errors = " ".join(f"{k}={v}" for k, v in sorted(s["errors"].items())) or "-"
+        lines.append(
+            f"{target.name:<16}{_num(s['availability'], '.3f'):>7}"
+            f"{_num(_avail(by_part, target.name, 'healthy'), '.3f'):>9}"
+            f"{_num(_avail(by_part, target.name, 'slow'), '.3f'):>7}"
+            f"{_num(s['goodput_rps'], ',.1f'):>11}{_num(s['p50_ms'], ',.0f'):>9}"
+            f"{_num(s['p99_ms'], ',.0f'):>9}  {little:<26}{errors}"
+        )
+    return lines
+
+
+def _avail(by_part: dict, target: str, part: str) -> float | None:
+    return (by_part.get((target, part)) or {}).get("availability")
+
+
+def _num(value: float | None, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+def explain(scenario: Scenario) -> list[str]:
+    """What the table shows, in the scenario's own numbers."""
+    rate = peak_rate_rps(scenario)
+    slow = slow_endpoints(scenario)
+    return [
+        f"{rate:g} requests/s over {len(scenario.dependency.latencies)} dependency endpoints, "
+        f"endpoint {','.join(map(str, slow)) or '-'} (at its worst) slower than the "
+        f"{scenario.load.timeout_ns / 1e9:g} s client deadline.",
+        "healthy/slow: availability on the healthy endpoints and on the slow one.",
+        "in flight needed: Little's law, rate x mean time a request holds a thread or a",
+        "connection on its dependency call. The blocking service has fewer threads than",
+        "that, so they all end up waiting on the slow endpoint and the healthy endpoints",
+        "fail too: the blast radius. The async service holds its waiting calls without",
+        "threads and loses only the slow endpoint's share.",
+    ]
+
+
+def run_demo(
+    full: bool,
+    overrides: Sequence[str],
+    out: str,
+    log: Log,
+    progress: Log | None = None,
+) -> DemoOutcome:
+    """Run the experiment on an embedded Ray cluster, print the table, write the report."""
+    from analysis import load
+    from analysis.report import write_report
+    from cluster import driver
+
+    path = FULL if full else QUICK
+    if not path.is_file():
+        raise ValueError(f"{path}: the demo's scenario file is missing (run from a checkout)")
+    scenario = load_scenario(path, overrides)
+    log(f"blastradius demo: {path.relative_to(SCENARIOS.parent)}")
+    outcome = driver.run(scenario, out, None, log, progress)
+    runs = load(outcome.run_dir)
+    if runs.rows.empty:
+        return DemoOutcome(outcome.run_dir, outcome.status, None, ())
+    table = comparison_table(scenario, runs.rows)
+    log("")
+    for line in (*table, "", *explain(scenario)):
+        log(line)
+    report = write_report([outcome.run_dir], outcome.run_dir)
+    return DemoOutcome(outcome.run_dir, outcome.status, report.html, tuple(table))

@@ -32,9 +32,9 @@ from ray.util.scheduling_strategies import (
 
 from cluster import launch
 from cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
-from cluster.plan import generator_count, planned_end_ns, plans_for
+from cluster.plan import fault_marks, generator_count, planned_end_ns, plans_for
 from cluster.scenario import Scenario, Target
-from cluster.services import launch_services
+from cluster.services import anchor_faults, launch_services
 from workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
 from workers.shards import shard_dir
 
@@ -165,6 +165,10 @@ def _run(
                 totals[target.name] = _totals(run_dir, target.name)
         except KeyboardInterrupt:
             status = "interrupted"
+        except launch.LaunchError as exc:
+            log(f"error: {exc}")
+            manifest.data["error"] = str(exc)
+            status = "failed"
         finally:
             manifest.data["totals"] = totals
             manifest.finish(status)
@@ -228,6 +232,11 @@ def _run_target(
                 ],
             }
         )
+        marks = fault_marks(scenario)
+        dependency_url = manifest.data.get("services", {}).get("urls", {}).get("dependency")
+        if marks and dependency_url:
+            anchor_faults(dependency_url, start_ns)
+            block["faults"] = marks
         manifest.write()
         plans = plans_for(scenario, target, urls, generators, start_ns)
         refs = [actor.run.remote(plan, output) for actor, plan in zip(actors, plans, strict=True)]

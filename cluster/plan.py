@@ -44,6 +44,27 @@ def plans_for(
     ]
 
 
+def fault_marks(scenario: Scenario) -> list[dict]:
+    """The dependency's fault events as plot marks: seconds from a target's load start."""
+    if scenario.dependency is None:
+        return []
+    marks = []
+    for fault in scenario.dependency.faults:
+        endpoints = fault.endpoints
+        where = (
+            "all endpoints"
+            if endpoints is None
+            else f"endpoint{'s' if len(endpoints) > 1 else ''} {','.join(map(str, endpoints))}"
+        )
+        changes = []
+        if fault.latency is not None:
+            changes.append(f"latency {fault.latency}")
+        if fault.error_p is not None:
+            changes.append(f"errors {fault.error_p:g}")
+        marks.append({"at_s": fault.at_ns / 1e9, "label": f"{where}: {', '.join(changes)}"})
+    return marks
+
+
 def planned_end_ns(scenario: Scenario, start_ns: int) -> int | None:
     """When the last request's deadline falls (None: a closed loop ended by a count)."""
     shape, timeout_ns = scenario.load.shape, scenario.load.timeout_ns

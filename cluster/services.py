@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import ray
+import requests
 import yaml
 
 from cluster import launch
@@ -140,6 +141,19 @@ def launch_services(scenario: Scenario, stack: ExitStack, log) -> tuple[dict, di
             log(f"{target.name:<11} {target_url}  ({_describe(target)})")
         urls[target.name] = target_urls(target, target_url, dependency.endpoints)
     return urls, info
+
+
+def anchor_faults(dependency_url: str, origin_ns: int) -> None:
+    """Make the launched dependency's fault times count from ``origin_ns`` (epoch ns)."""
+    try:
+        answer = requests.post(
+            f"{dependency_url}/clock", params={"origin_ns": str(origin_ns)}, timeout=10
+        )
+        answer.raise_for_status()
+    except requests.RequestException as exc:
+        raise launch.LaunchError(
+            f"dependency {dependency_url}: cannot set its clock: {exc}"
+        ) from None
 
 
 def _target_args(target: Target, dependency_url: str) -> list[str]:

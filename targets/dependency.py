@@ -4,6 +4,9 @@
 from the fault schedule in force), then answers 200, or 500 with the
 endpoint's error probability; 404 for an unknown i. ``GET /healthz`` answers
 at once; ``GET /stats`` gives in-flight and peak in-flight requests.
+``POST /clock?origin_ns=N`` moves the fault schedule's origin to epoch time N
+(a run's driver sets it to each target's load start, so a fault ``at: 10s``
+lands 10 s into every target's load); by default it is the server's start.
 Sleeping requests cost no thread, so it holds tens of thousands at once.
 """
 
@@ -88,6 +91,14 @@ def make_app(config: DependencyConfig) -> web.Application:
     async def stats_handler(request: web.Request) -> web.Response:
         return web.json_response({**stats.as_dict(), "endpoints": model.endpoints})
 
+    async def set_clock(request: web.Request) -> web.Response:
+        nonlocal started_ns
+        text = request.query.get("origin_ns", "")
+        if not text.lstrip("-").isdigit():
+            raise web.HTTPBadRequest(text="origin_ns: expected epoch nanoseconds\n")
+        started_ns = time.monotonic_ns() + (int(text) - time.time_ns())
+        return web.json_response({"origin_ns": int(text)})
+
     async def reset_clock(app: web.Application) -> None:
         nonlocal started_ns
         started_ns = time.monotonic_ns()
@@ -97,4 +108,5 @@ def make_app(config: DependencyConfig) -> web.Application:
     app.router.add_get(r"/endpoint/{i:\d+}", endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats_handler)
+    app.router.add_post("/clock", set_clock)
     return app

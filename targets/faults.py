@@ -2,7 +2,8 @@
 
 A schedule is a list of events, from a YAML/JSON file or a scenario block::
 
-    - at: 10s            # time since the dependency started (a bare number is seconds)
+    - at: 10s            # time since the origin (a bare number is seconds): the
+                         # dependency's start, or the time POST /clock set
       endpoint: 9        # an index, a list of indices, or "all"
       latency: 30s       # optional: a latency VALUE (bare number = ms, distributions allowed)
       errors: 0.5        # optional: probability of HTTP 500
@@ -159,4 +160,4 @@ class EndpointModel:
     def at(self, endpoint: int, elapsed_ns: int) -> tuple[Latency, float]:
         """Endpoint ``endpoint``'s (latency, error probability) ``elapsed_ns`` after start."""
         k = bisect.bisect_right(self._times[endpoint], elapsed_ns) - 1
-        return self._states[endpoint][k]
+        return self._states[endpoint][max(k, 0)]  # before the origin: the starting state

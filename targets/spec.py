@@ -75,6 +75,10 @@ class Fixed:
         """One latency draw (always ``ns``)."""
         return self.ns
 
+    def mean_ns(self, cap_ns: int | None = None) -> float:
+        """Mean latency, of ``min(latency, cap)`` when a cap (a caller's timeout) is given."""
+        return float(self.ns if cap_ns is None else min(self.ns, cap_ns))
+
     def __str__(self) -> str:
         return format_duration_ns(self.ns)
 
@@ -93,6 +97,16 @@ class Uniform:
     def sample_ns(self, rng: random.Random) -> int:
         """One latency draw."""
         return rng.randint(self.low_ns, self.high_ns)
+
+    def mean_ns(self, cap_ns: int | None = None) -> float:
+        """Mean latency, of ``min(latency, cap)`` when a cap is given."""
+        low, high = self.low_ns, self.high_ns
+        if cap_ns is None or cap_ns >= high:
+            return (low + high) / 2
+        if cap_ns <= low or high == low:
+            return float(min(cap_ns, low))
+        below = (cap_ns - low) / (high - low)  # P(latency < cap)
+        return below * (low + cap_ns) / 2 + (1 - below) * cap_ns
 
     def __str__(self) -> str:
         return f"uniform({format_duration_ns(self.low_ns)},{format_duration_ns(self.high_ns)})"
@@ -115,6 +129,19 @@ class LogNormal:
         """One latency draw."""
         sigma = math.log(self.p99_ns / self.median_ns) / _Z99
         return round(rng.lognormvariate(math.log(self.median_ns), sigma))
+
+    def mean_ns(self, cap_ns: int | None = None) -> float:
+        """Mean latency, of ``min(latency, cap)`` when a cap is given (closed form)."""
+        mu, sigma = math.log(self.median_ns), math.log(self.p99_ns / self.median_ns) / _Z99
+        mean = math.exp(mu + sigma**2 / 2)
+        if cap_ns is None:
+            return mean
+        z = (math.log(cap_ns) - mu) / sigma
+
+        def phi(x: float) -> float:
+            return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+        return mean * phi(z - sigma) + cap_ns * (1 - phi(z))
 
     def __str__(self) -> str:
         median, p99 = format_duration_ns(self.median_ns), format_duration_ns(self.p99_ns)

@@ -1,4 +1,4 @@
-"""The command line: one-line errors with exit 2, clean stops, the demo preview."""
+"""The command line: one-line errors with exit 2, clean stops."""
 
 import signal
 import socket
@@ -110,14 +110,3 @@ def test_services_stop_cleanly_on_signals(kind, sig, slow_dependency):
     assert code == 0
     assert elapsed < 10
     assert "Traceback" not in stderr
-
-
-def test_demo_preview_runs_and_shows_both_targets():
-    result = subprocess.run(
-        [sys.executable, "-m", "cluster", "demo"], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    rows = {line.split("  ")[0]: line for line in lines if line.startswith(("blocking", "async"))}
-    assert set(rows) == {"blocking, 2 threads", "async"}
-    assert all("200,200,200,200" in row for row in rows.values())

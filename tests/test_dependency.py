@@ -3,6 +3,7 @@
 import asyncio
 import math
 import statistics
+import tempfile
 import time
 
 import aiohttp
@@ -104,3 +105,24 @@ def test_holds_10000_concurrent_sleeping_requests():
     assert statuses.count(200) == n
     # Every request was asleep in the server at the same moment.
     assert stats["peak_in_flight"] == n
+
+
+def test_post_clock_moves_the_fault_schedules_origin():
+    """A fault at 1 s counts from the origin set by POST /clock (the driver's load start)."""
+    import yaml
+
+    with tempfile.TemporaryDirectory() as scratch:
+        faults = f"{scratch}/faults.yaml"
+        with open(faults, "w") as file:
+            yaml.safe_dump([{"at": "1s", "endpoint": 0, "latency": "400ms"}], file)
+        args = ["--latency", "1ms", "--faults", faults]
+        with launch.start("dependency", args) as dependency, requests.Session() as session:
+            url = f"{dependency.url}/endpoint/0"
+            clock = f"{dependency.url}/clock"
+            later = session.post(clock, params={"origin_ns": time.time_ns() + 60 * 10**9})
+            assert later.status_code == 200
+            assert _timed(session, url)[1] < 0.2  # the fault is a minute away
+            earlier = session.post(clock, params={"origin_ns": time.time_ns() - 2 * 10**9})
+            assert earlier.status_code == 200
+            assert _timed(session, url)[1] >= 0.399  # 2 s after the origin: slow
+            assert session.post(clock, params={"origin_ns": "soon"}).status_code == 400

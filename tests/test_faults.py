@@ -92,3 +92,14 @@ def test_endpoint_model_rejects_faults_on_missing_endpoints():
     faults = parse_faults([{"at": "1s", "endpoint": 10, "latency": "1s"}])
     with pytest.raises(ValueError, match="faults: endpoint 10 does not exist"):
         EndpointModel((Fixed(0),) * 10, (0.0,) * 10, faults)
+
+
+def test_before_the_origin_an_endpoint_is_in_its_starting_state():
+    model = EndpointModel(
+        [Fixed(MS), Fixed(MS)],
+        [0.0, 0.0],
+        parse_faults([{"at": "1s", "endpoint": 1, "latency": "30s"}]),
+    )
+    assert model.at(1, -5 * S) == (Fixed(MS), 0.0)
+    assert model.at(1, 0) == (Fixed(MS), 0.0)
+    assert model.at(1, 1 * S) == (Fixed(30 * S), 0.0)

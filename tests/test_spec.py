@@ -172,3 +172,30 @@ def test_distributions_draw_within_their_shape():
     median, p99 = draws[len(draws) // 2], draws[int(len(draws) * 0.99)]
     assert 180 * MS < median < 220 * MS
     assert 1.6 * S < p99 < 2.5 * S
+
+
+@pytest.mark.parametrize(
+    ("latency", "cap_ns", "mean_ns"),
+    [
+        (Fixed(200 * MS), None, 200 * MS),
+        (Fixed(30 * S), 1 * S, 1 * S),
+        (Fixed(200 * MS), 1 * S, 200 * MS),
+        (Uniform(100 * MS, 300 * MS), None, 200 * MS),
+        (Uniform(100 * MS, 300 * MS), 300 * MS, 200 * MS),
+        # Half below the cap (mean 150 ms), half capped at 200 ms.
+        (Uniform(100 * MS, 300 * MS), 200 * MS, 175 * MS),
+        (Uniform(100 * MS, 300 * MS), 50 * MS, 50 * MS),
+    ],
+)
+def test_mean_latency_with_and_without_a_cap(latency, cap_ns, mean_ns):
+    assert latency.mean_ns(cap_ns) == pytest.approx(mean_ns)
+
+
+@pytest.mark.parametrize("cap_ns", [None, 150 * MS, 400 * MS, 2 * S])
+def test_lognormal_mean_matches_its_draws(cap_ns):
+    latency = LogNormal(200 * MS, 1 * S)
+    rng = random.Random(3)
+    draws = [latency.sample_ns(rng) for _ in range(200_000)]
+    if cap_ns is not None:
+        draws = [min(d, cap_ns) for d in draws]
+    assert latency.mean_ns(cap_ns) == pytest.approx(sum(draws) / len(draws), rel=0.02)

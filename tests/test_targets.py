@@ -12,9 +12,9 @@ import time
 
 import pytest
 import requests
+from bursts import concurrent_calls
 
 from cluster import launch
-from cluster.demo import concurrent_calls
 
 TARGETS = ["blocking_2_threads", "async_target"]
 

@@ -1,0 +1,237 @@
+"""Plots of request rows, drawn with matplotlib's ``Figure`` (no pyplot, no display).
+
+Each function takes rows (or a timeline) with a ``series`` column naming what
+is compared (a target, or ``run/target``) and returns a ``Figure``; curves of
+several series are overlaid, and the latency timeline has one panel per
+series. Fault times (seconds from each series' start) are marked as vertical
+lines on the timelines. Nothing here reads files or knows about Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+MS = 1e6
+NINES = (0.0, 0.9, 0.99, 0.999, 0.9999, 0.99999)
+_WIDE = (9.0, 4.2)
+
+Faults = Mapping[str, Sequence[tuple[float, str]]]  # series -> [(at_s, label)]
+
+
+def _figure(size: tuple[float, float] = _WIDE, rows: int = 1) -> tuple[Figure, list]:
+    figure = Figure(figsize=size, layout="constrained", dpi=100)
+    axes = figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    return figure, list(axes)
+
+
+def _series(frame: pd.DataFrame) -> list[str]:
+    return [str(s) for s in pd.unique(frame["series"].astype(str))]
+
+
+def _ok_ms(rows: pd.DataFrame, series: str, column: str = "latency_ns") -> np.ndarray:
+    mine = rows[(rows["series"].astype(str) == series) & rows["ok"].to_numpy(dtype=bool)]
+    return mine[column].to_numpy(dtype=np.float64, na_value=np.nan) / MS
+
+
+def _plain(value: float, _position: object = None) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.3g}"
+
+
+def _log_y(axes) -> None:
+    """A log latency axis with plain numbers; minor labels only within one decade."""
+    axes.set_yscale("log")
+    axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes.yaxis.set_major_formatter(FuncFormatter(_plain))
+    low, high = axes.get_ylim()
+    axes.yaxis.set_minor_formatter(
+        FuncFormatter(_plain) if high / max(low, 1e-12) < 10 else NullFormatter()
+    )
+
+
+def _legend(axes, **options: object) -> None:
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(**options)
+
+
+def _empty_note(axes, text: str = "no successful requests") -> None:
+    axes.text(0.5, 0.5, text, transform=axes.transAxes, ha="center", va="center", color="0.4")
+
+
+def latency_histogram(rows: pd.DataFrame) -> Figure:
+    """Histogram of ok requests' latency (from the intended time), log-spaced bins, overlaid."""
+    figure, (axes,) = _figure()
+    samples = {s: _ok_ms(rows, s) for s in _series(rows)}
+    present = [v for v in samples.values() if len(v)]
+    if not present:
+        _empty_note(axes)
+        return figure
+    everything = np.concatenate(present)
+    low, high = max(everything.min(), 1e-3), max(everything.max(), 1e-3) * 1.001
+    bins = np.geomspace(low, high if high > low else low * 10, 60)
+    for series, values in samples.items():
+        if len(values):
+            axes.hist(values, bins=bins, histtype="step", linewidth=1.6, label=series)
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(FuncFormatter(_plain))
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.set_xlabel("latency from the intended send time (ms, log scale)")
+    axes.set_ylabel("requests")
+    axes.set_title("Latency of successful requests")
+    _legend(axes, loc="upper right")
+    return figure
+
+
+def _nines_x(q: np.ndarray) -> np.ndarray:
+    return -np.log10(1.0 - q)
+
+
+def percentile_curve(rows: pd.DataFrame) -> Figure:
+    """Nearest-rank latency percentiles on a "nines" axis (50%, 90%, 99%, ...), overlaid.
+
+    Solid: from the intended send time (what users waited); dashed: from the
+    actual send (what a closed-loop tool would report).
+    """
+    figure, (axes,) = _figure()
+    drawn = 0
+    top = 0.0
+    for series in _series(rows):
+        for column, style, suffix in (("latency_ns", "-", ""), ("service_ns", "--", " (service)")):
+            values = _ok_ms(rows, series, column)
+            if not len(values):
+                continue
+            n = len(values)
+            q = np.unique(np.concatenate([1.0 - np.geomspace(1.0, 1.0 / n, 400), [0.0]]))
+            q = q[q < 1.0]
+            y = np.quantile(values, q, method="inverted_cdf")
+            color = f"C{_series(rows).index(series)}"
+            axes.plot(_nines_x(q), y, style, color=color, label=series + suffix)
+            drawn += 1
+            top = max(top, float(_nines_x(q).max()))
+    if not drawn:
+        _empty_note(axes)
+        return figure
+    ticks = [q for q in NINES if _nines_x(np.array(q)) <= top + 1e-9]
+    axes.xaxis.set_major_locator(FixedLocator(_nines_x(np.array(ticks))))
+    axes.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: f"{100 * (1 - 10**-x):.{max(0, round(x) - 2)}f}%")
+    )
+    _log_y(axes)
+    axes.set_xlabel("percentile (nearest rank)")
+    axes.set_ylabel("latency (ms, log scale)")
+    axes.set_title("Latency by percentile: from the intended send (solid), from the send (dashed)")
+    _legend(axes, loc="upper left", fontsize="small")
+    return figure
+
+
+def _mark_faults(axes, faults: Faults, series: Sequence[str]) -> None:
+    seen: set[tuple[float, str]] = set()
+    for name in series:
+        for at_s, label in faults.get(name, ()):
+            if (at_s, label) in seen:
+                continue
+            seen.add((at_s, label))
+            axes.axvline(at_s, color="crimson", linestyle=":", linewidth=1.4)
+            axes.annotate(
+                label,
+                (at_s, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                color="crimson",
+                fontsize="small",
+            )
+
+
+def latency_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure:
+    """p50/p90/p99 of ok requests per window, one panel per series."""
+    names = _series(line) or ["(no rows)"]
+    figure, panels = _figure((_WIDE[0], 2.4 * len(names) + 0.6), rows=len(names))
+    for axes, name in zip(panels, names, strict=True):
+        mine = line[line["series"].astype(str) == name]
+        if mine[["p50_ms", "p90_ms", "p99_ms"]].notna().to_numpy().any():
+            for column, width in (("p50_ms", 1.0), ("p90_ms", 1.3), ("p99_ms", 1.8)):
+                axes.plot(mine["t_s"], mine[column], linewidth=width, marker=".", label=column[:3])
+            _log_y(axes)
+            _legend(axes, loc="upper left", fontsize="small", ncols=3)
+        else:
+            _empty_note(axes)
+        _mark_faults(axes, faults or {}, [name])
+        axes.set_ylabel("ms (log)")
+        axes.set_title(f"{name}: latency of successful requests per window", fontsize="medium")
+    panels[-1].set_xlabel("seconds from the start of the load")
+    return figure
+
+
+def goodput_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure:
+    """Successful requests per second (solid) against those scheduled (thin), overlaid."""
+    figure, (axes,) = _figure()
+    for index, name in enumerate(_series(line)):
+        mine = line[line["series"].astype(str) == name]
+        width_s = _window_s(line)
+        color = f"C{index}"
+        axes.plot(
+            mine["t_s"], mine["goodput_rps"], color=color, linewidth=1.8, label=f"{name} ok/s"
+        )
+        axes.plot(
+            mine["t_s"],
+            mine["scheduled"] / width_s,
+            color=color,
+            linewidth=0.8,
+            alpha=0.6,
+            label=f"{name} scheduled/s",
+        )
+    _mark_faults(axes, faults or {}, _series(line))
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("seconds from the start of the load")
+    axes.set_ylabel("requests per second")
+    axes.set_title("Goodput: successful requests per second, against the schedule")
+    _legend(axes, loc="lower left", fontsize="small", ncols=2)
+    return figure
+
+
+def _window_s(line: pd.DataFrame) -> float:
+    times = np.unique(line["t_s"].to_numpy())
+    return float(np.min(np.diff(times))) if len(times) > 1 else 1.0
+
+
+def availability_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure:
+    """Availability (ok / scheduled) per window of intended time, overlaid."""
+    figure, (axes,) = _figure()
+    for name in _series(line):
+        mine = line[line["series"].astype(str) == name]
+        axes.plot(mine["t_s"], mine["availability"], linewidth=1.8, label=name)
+    _mark_faults(axes, faults or {}, _series(line))
+    axes.set_ylim(-0.02, 1.05)
+    axes.set_xlabel("seconds from the start of the load")
+    axes.set_ylabel("availability")
+    axes.set_title("Availability per window: successful / scheduled")
+    _legend(axes, loc="lower left", fontsize="small")
+    return figure
+
+
+def endpoint_availability(summaries: Mapping[tuple[str, int], dict]) -> Figure:
+    """Availability per endpoint, one group of bars per series: the blast radius at a glance.
+
+    ``summaries`` is keyed by ``(series, endpoint)`` as ``summary(rows, by=[...])`` gives.
+    """
+    figure, (axes,) = _figure()
+    names = list(dict.fromkeys(str(k[0]) for k in summaries))
+    endpoints = sorted({int(k[1]) for k in summaries})
+    width = 0.8 / max(len(names), 1)
+    for index, name in enumerate(names):
+        heights = [(summaries.get((name, e)) or {}).get("availability") or 0.0 for e in endpoints]
+        x = np.arange(len(endpoints)) + (index - (len(names) - 1) / 2) * width
+        axes.bar(x, heights, width=width, label=name)
+    axes.set_xticks(np.arange(len(endpoints)), [str(e) for e in endpoints])
+    axes.set_ylim(0, 1.22)
+    axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    axes.set_xlabel("endpoint")
+    axes.set_ylabel("availability")
+    axes.set_title("Availability per endpoint")
+    _legend(axes, loc="upper center", fontsize="small", ncols=max(len(names), 1))
+    return figure

@@ -1,0 +1,335 @@
+"""The HTML report: one self-contained page for a run, or for several runs compared.
+
+``write_report(paths, out_dir)`` loads the runs, draws the plots, writes them
+as PNGs to ``<out_dir>/plots/`` and writes ``<out_dir>/report.html`` with the
+same images embedded (data URIs), so the page can be mailed or archived alone.
+The page has the summary table (ratios to the first series when there are
+several), warnings (saturated or lost generators and their missing windows,
+skipped files), the plots, and each run's scenario, status, generator
+placement and versions.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+
+from analysis import plots
+from analysis.compare import compare
+from analysis.load import Runs, load
+from analysis.stats import summary, timeline
+from analysis.table import warnings
+
+S = 1_000_000_000
+MAX_WINDOWS = 600  # timeline points per series before the window widens
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where a report went: the page and its PNGs."""
+
+    html: Path
+    plots: tuple[Path, ...]
+
+
+def series_rows(runs: Runs) -> pd.DataFrame:
+    """The rows with a ``series`` column: the target, or ``run/target`` over several runs."""
+    rows = runs.rows
+    if len(runs.manifests) <= 1:
+        return rows.assign(series=rows["target"].astype(str).astype("category"))
+    label = _run_labels(runs)
+    series = rows["run"].astype(str).map(label) + "/" + rows["target"].astype(str)
+    return rows.assign(series=series.astype("category"))
+
+
+def _run_labels(runs: Runs) -> dict[str, str]:
+    """Scenario names when they tell the runs apart, else run ids."""
+    names = {run: str(m.get("scenario", {}).get("name", run)) for run, m in runs.manifests.items()}
+    return names if len(set(names.values())) == len(names) else {r: r for r in runs.manifests}
+
+
+def _origins(runs: Runs, rows: pd.DataFrame) -> dict[str, int]:
+    """Each series' load start (ns): the manifest's, else its first intended time."""
+    labels = _run_labels(runs) if len(runs.manifests) > 1 else None
+    origins = {}
+    for run, manifest in runs.manifests.items():
+        for target, block in manifest.get("targets", {}).items():
+            if "start_ns" in block:
+                origins[f"{labels[run]}/{target}" if labels else target] = int(block["start_ns"])
+    for name, group in rows.groupby("series", observed=True):
+        origins.setdefault(str(name), int(group["intended_ns"].min()))
+    return origins
+
+
+def fault_marks(runs: Runs) -> dict[str, list[tuple[float, str]]]:
+    """Per series, the dependency's fault times (s from the load start) and what changed."""
+    labels = _run_labels(runs) if len(runs.manifests) > 1 else None
+    marks: dict[str, list[tuple[float, str]]] = {}
+    for run, manifest in runs.manifests.items():
+        for target, block in manifest.get("targets", {}).items():
+            name = f"{labels[run]}/{target}" if labels else target
+            marks[name] = [(float(f["at_s"]), str(f["label"])) for f in block.get("faults", [])]
+    return marks
+
+
+def window_ns(rows: pd.DataFrame) -> int:
+    """1 s, or a whole number of seconds wide enough for at most MAX_WINDOWS per series."""
+    if rows.empty:
+        return S
+    spans = rows.groupby("series", observed=True)["intended_ns"].agg(["min", "max"])
+    longest_s = float((spans["max"] - spans["min"]).max()) / S
+    return S * max(1, int(np.ceil(longest_s / MAX_WINDOWS)))
+
+
+def series_timeline(rows: pd.DataFrame, origins: dict[str, int], width_ns: int) -> pd.DataFrame:
+    """The timeline of each series from its own origin, with a ``series`` column."""
+    parts = []
+    for name, group in rows.groupby("series", observed=True):
+        part = timeline(group.assign(target=str(name)), width_ns, origins.get(str(name)))
+        parts.append(part.rename(columns={"target": "series"}))
+    if not parts:
+        return timeline(rows).rename(columns={"target": "series"})
+    return pd.concat(parts, ignore_index=True)
+
+
+def figures(runs: Runs) -> dict[str, tuple[str, Figure]]:
+    """Every plot of the report: file stem -> (caption, figure)."""
+    rows = series_rows(runs)
+    width = window_ns(rows)
+    line = series_timeline(rows, _origins(runs, rows), width)
+    faults = fault_marks(runs)
+    per_endpoint = summary(rows, by=["series", "endpoint"]) if not rows.empty else {}
+    seconds = f"{width // S} s"
+    return {
+        "availability_timeline": (
+            f"Availability per {seconds} window of intended send time.",
+            plots.availability_timeline(line, faults),
+        ),
+        "endpoint_availability": (
+            "Availability per endpoint: where the failures are.",
+            plots.endpoint_availability(per_endpoint),
+        ),
+        "goodput_timeline": (
+            f"Successful requests per second ({seconds} windows) against the schedule.",
+            plots.goodput_timeline(line, faults),
+        ),
+        "latency_timeline": (
+            f"p50, p90 and p99 latency of successful requests per {seconds} window.",
+            plots.latency_timeline(line, faults),
+        ),
+        "percentiles": (
+            "Latency by percentile (nearest rank), from the intended send and from the send.",
+            plots.percentile_curve(rows),
+        ),
+        "latency_histogram": (
+            "Latency of successful requests, measured from the intended send time.",
+            plots.latency_histogram(rows),
+        ),
+    }
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
+    """Load ``paths`` (run directories or directories of runs) and write the report."""
+    runs = _load_all(paths)
+    out = Path(out_dir)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    images, written = [], []
+    for stem, (caption, figure) in figures(runs).items():
+        data = _png(figure)
+        path = out / "plots" / f"{stem}.png"
+        path.write_bytes(data)
+        written.append(path)
+        images.append((caption, stem, data))
+    page = out / "report.html"
+    temp = out / "_report.html.tmp"
+    temp.write_text(render(runs, images))
+    temp.replace(page)
+    return Report(page, tuple(written))
+
+
+def _load_all(paths: Sequence[str]) -> Runs:
+    loaded = [load(p) for p in paths]
+    if len(loaded) == 1:
+        return loaded[0]
+    manifests = {k: v for r in loaded for k, v in r.manifests.items()}
+    skipped = [s for r in loaded for s in r.skipped]
+    frames = [r.rows for r in loaded]
+    rows = pd.concat(frames, ignore_index=True)
+    for name in ("target", "node", "error", "run"):
+        rows[name] = rows[name].astype(str).astype("category")
+    return Runs(rows, manifests, skipped)
+
+
+# ---- HTML ------------------------------------------------------------------------------
+
+_STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d232b;
+       max-width: 1100px; margin: 2em auto; padding: 0 1.2em; }
+h1 { font-size: 1.6em; margin-bottom: 0.1em; } h2 { margin-top: 1.8em; border-bottom: 1px solid
+#dde2e8; padding-bottom: 0.2em; } .sub { color: #5b6673; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.6em 0; font-variant-numeric: tabular-nums;
+        font-size: 0.86em; } .scroll { overflow-x: auto; }
+th, td { padding: 0.3em 0.55em; border-bottom: 1px solid #e6e9ee; text-align: right; }
+th { background: #f4f6f9; font-weight: 600; } td:first-child, th:first-child { text-align: left; }
+td.good { color: #17803d; font-weight: 600; } td.fair { color: #a86400; font-weight: 600; }
+td.bad { color: #c0262d; font-weight: 600; }
+.warn { background: #fff6e5; border-left: 4px solid #e0a100; padding: 0.5em 0.9em;
+        margin: 0.4em 0; } .ok { color: #5b6673; }
+figure { margin: 1.4em 0; } figure img { max-width: 100%; border: 1px solid #e6e9ee; }
+figcaption { color: #5b6673; font-size: 0.92em; }
+pre { background: #f4f6f9; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
+"""
+
+_COLUMNS = (
+    ("requests", "requests", "{:,.0f}"),
+    ("availability", "availability", "{:.4f}"),
+    ("goodput_rps", "goodput/s", "{:,.1f}"),
+    ("p50_ms", "p50 ms", "{:,.1f}"),
+    ("p99_ms", "p99 ms", "{:,.1f}"),
+    ("p999_ms", "p99.9 ms", "{:,.1f}"),
+    ("max_ms", "max ms", "{:,.1f}"),
+    ("service_p99_ms", "service p99 ms", "{:,.1f}"),
+    ("send_lag_p99_ms", "send lag p99 ms", "{:,.2f}"),
+)
+
+
+def _cell(value: object, pattern: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    return pattern.format(value)
+
+
+def _grade(availability: float | None) -> str:
+    if availability is None:
+        return ""
+    return "good" if availability >= 0.99 else "fair" if availability >= 0.9 else "bad"
+
+
+def summary_html(summaries: dict[str, dict]) -> str:
+    """The summary table, with ratios to the first series when there are several."""
+    ratios = compare(summaries).set_index("name") if len(summaries) > 1 else None
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in _COLUMNS)
+    extra = (
+        "<th>avail &minus; first</th><th>goodput &times;</th><th>p99 &times;</th>"
+        if ratios is not None
+        else ""
+    )
+    lines = [f"<table><tr><th>series</th>{head}<th>errors</th>{extra}</tr>"]
+    for name, s in summaries.items():
+        cells = []
+        for key, _, pattern in _COLUMNS:
+            grade = _grade(s[key]) if key == "availability" else ""
+            cells.append(f'<td class="{grade}">{_cell(s[key], pattern)}</td>')
+        errors = ", ".join(f"{k} {v:,}" for k, v in sorted(s["errors"].items())) or "-"
+        if ratios is not None:
+            r = ratios.loc[str(name)]
+            cells += [
+                f"<td>{_cell(r['availability_delta'], '{:+.4f}')}</td>",
+                f"<td>{_cell(r['goodput_x'], '{:.2f}')}</td>",
+                f"<td>{_cell(r['p99_x'], '{:.2f}')}</td>",
+            ]
+            cells.insert(len(_COLUMNS), f"<td>{html.escape(errors)}</td>")
+        else:
+            cells.append(f"<td>{html.escape(errors)}</td>")
+        lines.append(f"<tr><td>{html.escape(str(name))}</td>{''.join(cells)}</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _placement_html(manifest: dict) -> str:
+    lines = []
+    for target, block in manifest.get("targets", {}).items():
+        rows = "".join(
+            f"<tr><td>{g.get('worker')}</td><td><code>{html.escape(str(g.get('node', ''))[:16])}"
+            f"</code></td><td>{html.escape(str(g.get('state', '')))}</td>"
+            f"<td>{_cell(g.get('rows'), '{:,}')}</td>"
+            f"<td>{_cell(g.get('send_lag_p99_ms'), '{:.2f}')}</td></tr>"
+            for g in block.get("generators", [])
+        )
+        lines.append(
+            f"<p><b>{html.escape(target)}</b>: {html.escape(str(block.get('placement', '-')))}"
+            f" placement, load from {html.escape(str(block.get('start', '-')))}</p>"
+            "<table><tr><th>generator</th><th>node</th><th>state</th><th>rows</th>"
+            f"<th>send lag p99 ms</th></tr>{rows}</table>"
+        )
+    return "\n".join(lines)
+
+
+def _run_html(run: str, manifest: dict) -> str:
+    scenario = yaml.safe_dump(manifest.get("scenario", {}), sort_keys=False)
+    facts = {
+        "status": manifest.get("status"),
+        "started": manifest.get("started"),
+        "ended": manifest.get("ended"),
+        "nodes": manifest.get("ray", {}).get("nodes"),
+        "generators": manifest.get("ray", {}).get("generators"),
+    }
+    fact_rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in facts.items()
+    )
+    versions = json.dumps(manifest.get("versions", {}))
+    return (
+        f"<h2>Run {html.escape(run)}</h2><table>{fact_rows}</table>"
+        f"<h3>Generator placement</h3>{_placement_html(manifest)}"
+        f"<details><summary>Scenario</summary><pre>{html.escape(scenario)}</pre></details>"
+        f"<details><summary>Versions</summary><pre>{html.escape(versions)}</pre></details>"
+    )
+
+
+def render(runs: Runs, images: Sequence[tuple[str, str, bytes]]) -> str:
+    """The whole page: summary, warnings, plots (embedded PNGs), then each run's details."""
+    rows = series_rows(runs)
+    summaries = {str(k): v for k, v in summary(rows, by="series").items()}
+    notes = warnings(runs, summary(runs.rows)) if not runs.rows.empty else []
+    if runs.rows.empty:
+        notes.append("warning: no request rows were found")
+    title = (
+        f"blastradius: {next(iter(runs.manifests))}"
+        if len(runs.manifests) == 1
+        else f"blastradius: {len(runs.manifests)} runs compared"
+    )
+    warning_html = (
+        "".join(
+            f'<div class="warn">{html.escape(n.removeprefix("warning: "))}</div>' for n in notes
+        )
+        or '<p class="ok">No warnings: every generator kept its schedule and finished.</p>'
+    )
+    figure_html = "".join(
+        f'<figure><img alt="{html.escape(stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(caption)}</figcaption>'
+        "</figure>"
+        for caption, stem, data in images
+    )
+    generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f'<p class="sub">Generated {generated}. Availability is ok requests over those '
+        "scheduled; percentiles are nearest-rank over successful requests, measured from "
+        "the intended send time.</p>"
+        f'<h2>Summary</h2><div class="scroll">{summary_html(summaries)}</div>'
+        f"<h2>Warnings</h2>{warning_html}"
+        f"<h2>Plots</h2>{figure_html}"
+        + "".join(_run_html(run, m) for run, m in runs.manifests.items())
+        + "</body></html>\n"
+    )

@@ -1,0 +1,154 @@
+"""The blast-radius experiments end to end through the CLI, and the demo's arithmetic.
+
+The end-to-end cases are the quick scenarios, shortened: the blast radius itself
+(the blocking service's healthy endpoints fail too, the async service keeps its
+healthy endpoints), the 200 ms control, and a fault landing at the same moment of
+every target's load.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cluster.demo import QUICK, capacity, concurrency_needed, slow_endpoints
+from cluster.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted((ROOT / "scenarios").rglob("*.yaml"))
+S = 1_000_000_000
+
+
+def run_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def availability(rows: pd.DataFrame) -> float:
+    return float(rows["ok"].mean())
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_every_shipped_scenario_is_valid(path):
+    scenario = load_scenario(path)
+    assert scenario.name == yaml.safe_load(path.read_text())["name"]
+
+
+@pytest.mark.parametrize(
+    ("path", "needed"),
+    [
+        # rate x mean time a request holds a thread: (9 x 0.2 + 30) / 10 = 3.18 s.
+        ("quick/30s.yaml", {"blocking": 318, "async": 318}),
+        ("essay/30s.yaml", {"blocking": 3180, "async": 3180}),
+        ("essay/200ms.yaml", {"blocking": 200, "async": 200}),
+        ("essay/600ms.yaml", {"blocking": 600, "async": 600}),
+        ("quick/600ms.yaml", {"blocking": 60, "async": 60}),
+        # A 1 s dependency timeout caps endpoint 9: (9 x 0.2 + 1) / 10 = 0.28 s.
+        ("quick/30s-dependency-timeout.yaml", {"blocking-timeout": 28}),
+        # 200 ms everywhere until endpoint 9 turns 30 s: the worst phase counts.
+        ("quick/slow-at-10s.yaml", {"blocking": 318, "async": 318}),
+    ],
+)
+def test_littles_law_concurrency_needed(path, needed):
+    scenario = load_scenario(ROOT / "scenarios" / path)
+    got = {t.name: concurrency_needed(scenario, t) for t in scenario.targets}
+    assert got == pytest.approx(needed)
+
+
+def test_quick_cases_keep_the_essays_ratio_of_threads_to_load():
+    for case in ("200ms", "600ms", "30s"):
+        quick = load_scenario(ROOT / "scenarios" / "quick" / f"{case}.yaml")
+        essay = load_scenario(ROOT / "scenarios" / "essay" / f"{case}.yaml")
+        for scenario in (quick, essay):
+            rate = scenario.load.shape.stages[0].start_rps
+            blocking = next(t for t in scenario.targets if t.kind == "blocking")
+            assert blocking.threads / (rate * 0.2) == pytest.approx(2.5)
+        assert quick.dependency.latencies == essay.dependency.latencies
+
+
+def test_capacity_and_slow_endpoints():
+    scenario = load_scenario(QUICK)
+    assert [capacity(t) for t in scenario.targets] == ["50 threads", "no limit"]
+    assert slow_endpoints(scenario) == (9,)
+    pool = load_scenario(ROOT / "scenarios" / "quick" / "30s-async-pool.yaml")
+    assert capacity(pool.targets[0]) == "10 conns"
+    fault = load_scenario(ROOT / "scenarios" / "quick" / "slow-at-10s.yaml")
+    assert slow_endpoints(fault) == (9,)
+    fast = load_scenario(ROOT / "scenarios" / "quick" / "200ms.yaml")
+    assert slow_endpoints(fast) == ()
+
+
+def test_demo_shows_the_blast_radius_and_writes_a_report(tmp_path):
+    """The quick 30 s case, shortened: the demo's table, report, and the rows behind them."""
+    result = run_cli("demo", "--out", str(tmp_path), "--set", "load.duration=15s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    report = Path(lines[-1].removeprefix("report: "))
+    run_dir = Path(lines[-2].removeprefix("run: "))
+    assert report == run_dir / "report.html" and report.is_file()
+    assert (run_dir / "plots" / "availability_timeline.png").stat().st_size > 5_000
+    table = {line.split()[0]: line for line in lines if line.startswith(("blocking ", "async "))}
+    assert "318 / 50 threads" in table["blocking"] and "318 / no limit" in table["async"]
+
+    rows = pd.read_parquet(run_dir / "requests")
+    assert len(rows) == 2 * 1500
+    blocking = rows[rows["target"] == "blocking"]
+    async_ = rows[rows["target"] == "async"]
+    healthy = list(range(9))
+    assert availability(async_) >= 0.85
+    assert availability(blocking) <= 0.5
+    # The blast radius: the blocking service's healthy endpoints fail too ...
+    assert availability(blocking[blocking["endpoint"].isin(healthy)]) <= 0.5
+    # ... while the async service's healthy endpoints live, and only endpoint 9 fails.
+    assert availability(async_[async_["endpoint"].isin(healthy)]) >= 0.95
+    assert availability(async_[async_["endpoint"] == 9]) == 0.0
+
+
+def test_with_200ms_everywhere_both_services_serve_everything(tmp_path):
+    scenario = ROOT / "scenarios" / "quick" / "200ms.yaml"
+    result = run_cli("run", str(scenario), "--out", str(tmp_path), "--set", "load.duration=8s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_parquet(Path(result.stdout.strip().splitlines()[-1]) / "requests")
+    for target in ("blocking", "async"):
+        mine = rows[rows["target"] == target]
+        assert len(mine) == 800
+        assert availability(mine) >= 0.99, target
+
+
+def test_a_fault_lands_at_the_same_moment_of_every_targets_load(tmp_path):
+    """Fault times count from each target's load start, so every target sees the change."""
+    scenario = {
+        "name": "fault-anchor",
+        "load": {"rate": 50, "duration": "6s", "timeout": "1s"},
+        "generators": 1,
+        "dependency": {
+            "latency": "20*10",
+            "faults": [{"at": "3s", "endpoint": 9, "latency": "30s"}],
+        },
+        "targets": [{"name": "first", "kind": "async"}, {"name": "second", "kind": "async"}],
+    }
+    path = tmp_path / "fault.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    result = run_cli("run", str(path), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    manifest = json.loads((run_dir / "run.json").read_text())
+    rows = pd.read_parquet(run_dir / "requests")
+    for target in ("first", "second"):
+        block = manifest["targets"][target]
+        assert block["faults"] == [{"at_s": 3.0, "label": "endpoint 9: latency 30s"}]
+        mine = rows[(rows["target"] == target) & (rows["endpoint"] == 9)]
+        since_s = (mine["intended_ns"] - block["start_ns"]) / S
+        assert mine[since_s < 2.5]["ok"].all(), target  # before the fault: fast
+        assert not mine[since_s > 3.5]["ok"].any(), target  # after it: past the deadline
+        others = rows[(rows["target"] == target) & (rows["endpoint"] != 9)]
+        assert availability(others) >= 0.98, target

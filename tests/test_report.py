@@ -1,0 +1,184 @@
+"""Plots and the HTML report: PNGs that decode, pages whose every image exists or is embedded."""
+
+import base64
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import yaml
+
+from analysis import load, plots
+from analysis.load import to_frame
+from analysis.report import figures, series_rows, window_ns, write_report
+from workers.client import TIMEOUT
+from workers.record import RowBuffer
+from workers.shards import shard_dir, shard_name, write_shard
+
+S, MS = 1_000_000_000, 1_000_000
+T0 = 1_790_000_000_000_000_000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _batch(n: int, fail_every: int = 0, endpoints: int = 10) -> pa.RecordBatch:
+    """n requests 10 ms apart; every ``fail_every``-th times out, latency grows with i."""
+    buffer = RowBuffer(worker=0, node="node-a", timeout_ns=S)
+    for i in range(n):
+        intended = T0 + i * 10 * MS
+        failed = fail_every and i % fail_every == 0
+        service = S if failed else (5 + i % 50) * MS
+        status, error = (0, TIMEOUT) if failed else (200, 0)
+        buffer.add(
+            i, i % endpoints, intended, intended + MS, intended + MS + service, status, error, 2
+        )
+    return buffer.close()
+
+
+def _write_run(run_dir: Path, targets: dict[str, pa.RecordBatch | None], faults=()) -> Path:
+    run_dir.mkdir(parents=True)
+    manifest = {
+        "run_id": run_dir.name,
+        "status": "completed",
+        "scenario": {"name": run_dir.name.split("-")[0]},
+        "targets": {
+            name: {
+                "start_ns": T0,
+                "placement": "SPREAD",
+                "generators": [{"worker": 0, "node": "node-a", "state": "completed"}],
+                "faults": list(faults),
+            }
+            for name in targets
+        },
+    }
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+    for name, batch in targets.items():
+        if batch is not None:
+            write_shard([batch], shard_dir(str(run_dir), name), shard_name(0, 0))
+    return run_dir
+
+
+def _images(page: str) -> list[str]:
+    return re.findall(r'<img[^>]*src="([^"]+)"', page)
+
+
+def test_a_report_embeds_decodable_pngs_and_writes_them_beside_the_page(tmp_path):
+    run = _write_run(
+        tmp_path / "blast-1",
+        {"sync": _batch(500, fail_every=3), "async": _batch(500, fail_every=10)},
+        faults=[{"at_s": 2.0, "label": "endpoint 9: latency 30s"}],
+    )
+    report = write_report([str(run)], run)
+    assert report.html == run / "report.html"
+    page = report.html.read_text()
+    sources = _images(page)
+    assert len(sources) == len(report.plots) == 6
+    for source, path in zip(sources, report.plots, strict=True):
+        assert source.startswith("data:image/png;base64,")
+        embedded = base64.b64decode(source.split(",", 1)[1])
+        assert embedded.startswith(PNG_MAGIC) and embedded == path.read_bytes()
+        assert len(embedded) > 5_000  # a drawn plot, not an empty canvas
+    # The summary table carries the figures of the rows, and ratios to the first series.
+    assert "0.9000" in page and "0.6660" in page and "p99 &times;" in page
+    assert "endpoint 9: latency 30s" not in page  # marks are drawn in the plots, not the text
+    assert "No warnings" in page and "SPREAD" in page
+    assert not list(run.glob("_*"))  # the page was published whole
+
+
+@pytest.mark.parametrize(
+    "case", ["no rows", "one row", "every request failed", "one target with no ok rows"]
+)
+def test_edge_cases_still_draw_every_plot(tmp_path, case):
+    targets = {
+        "no rows": {"t": None},
+        "one row": {"t": _batch(1)},
+        "every request failed": {"t": _batch(20, fail_every=1)},
+        "one target with no ok rows": {"good": _batch(50), "bad": _batch(50, fail_every=1)},
+    }[case]
+    run = _write_run(tmp_path / "edge-1", targets)
+    report = write_report([str(run)], run)
+    assert all(p.read_bytes().startswith(PNG_MAGIC) for p in report.plots)
+    page = report.html.read_text()
+    if case == "no rows":
+        assert "no request rows were found" in page
+
+
+def test_several_runs_are_compared_under_their_scenario_names(tmp_path):
+    first = _write_run(tmp_path / "alpha-1", {"sync": _batch(200, fail_every=2)})
+    second = _write_run(tmp_path / "beta-1", {"sync": _batch(200)})
+    report = write_report([str(first), str(second)], tmp_path / "cmp")
+    page = report.html.read_text()
+    assert "2 runs compared" in page
+    assert "alpha/sync" in page and "beta/sync" in page
+    assert "Run alpha-1" in page and "Run beta-1" in page
+
+
+def test_series_and_windows():
+    frame = to_frame(
+        pa.Table.from_batches([_batch(100)]).append_column("target", pa.array(["t"] * 100))
+    )
+    assert window_ns(series_rows(load_like(frame))) == S
+    long = frame.assign(intended_ns=frame["intended_ns"] + np.arange(100) * 30 * S)
+    assert window_ns(series_rows(load_like(long))) == 5 * S  # 2,970 s in at most 600 windows
+
+
+def load_like(frame: pd.DataFrame):
+    from analysis.load import Runs
+
+    return Runs(frame, {"r": {}})
+
+
+def test_percentile_curve_plots_numpys_nearest_rank_values():
+    frame = to_frame(
+        pa.Table.from_batches([_batch(1000)]).append_column("target", pa.array(["t"] * 1000))
+    ).assign(series="t")
+    figure = plots.percentile_curve(frame)
+    line = figure.axes[0].lines[0]  # from the intended send time
+    x, y = line.get_xdata(), line.get_ydata()
+    q = 1 - 10.0 ** -np.asarray(x)
+    values = frame["latency_ns"].to_numpy(dtype=np.float64) / MS
+    assert np.allclose(y, np.quantile(values, q, method="inverted_cdf"))
+    assert y[-1] == values.max()
+
+
+def test_fault_times_are_marked_on_the_timelines(tmp_path):
+    run = _write_run(
+        tmp_path / "fault-1",
+        {"t": _batch(500)},
+        faults=[{"at_s": 2.0, "label": "endpoint 9: latency 30s"}],
+    )
+    for stem in ("availability_timeline", "goodput_timeline", "latency_timeline"):
+        figure = figures(load(str(run)))[stem][1]
+        marks = [ln for ax in figure.axes for ln in ax.lines if list(ln.get_xdata()) == [2.0, 2.0]]
+        texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+        assert marks and "endpoint 9: latency 30s" in texts, stem
+
+
+def test_report_cli_writes_the_page_and_names_bad_input(tmp_path):
+    run = _write_run(tmp_path / "cli-1", {"t": _batch(100, fail_every=5)})
+    ok = subprocess.run(
+        [sys.executable, "-m", "cluster", "report", str(run)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1] == str(run / "report.html")
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "cluster", "report", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and "no run.json" in missing.stderr
+
+
+def test_scenario_in_the_report_is_the_manifests(tmp_path):
+    run = _write_run(tmp_path / "scn-1", {"t": _batch(10)})
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["scenario"] = {"name": "scn", "load": {"rate": 5, "duration": "2s"}}
+    (run / "run.json").write_text(json.dumps(manifest))
+    page = write_report([str(run)], run).html.read_text()
+    assert yaml.safe_dump(manifest["scenario"], sort_keys=False).splitlines()[1] in page
