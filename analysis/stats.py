@@ -5,9 +5,11 @@ requests whose ``intended_ns`` falls in it; dropped, errored and timed-out
 requests all count against it. Percentiles are nearest-rank (numpy's
 ``inverted_cdf``), over ``latency_ns`` of ok requests unless said otherwise.
 
-Grouped percentiles bucket rows by group once and select ranks per group with
-numpy's own ``inverted_cdf`` arithmetic, so every figure equals
-``np.quantile(values, q, method="inverted_cdf")`` of that group.
+Grouped percentiles come from ``analysis.select``: two chunked passes (a
+histogram of log-spaced buckets, then only the buckets holding the wanted
+ranks), so every figure equals ``np.quantile(values, q, method="inverted_cdf")``
+of its group without copying any group's values. Past ``_SELECT_GROUPS``
+groups, each group's values are gathered by a radix sort of the codes instead.
 """
 
 from __future__ import annotations
@@ -15,67 +17,77 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.select import CHUNK, nearest_rank_ranks, select_grouped
 from workers.record import ERROR_KINDS
 
 QUANTILES = {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99, "p999_ms": 0.999, "p9999_ms": 0.9999}
 SATURATION_LAG_MS = 10.0
-_FEW_GROUPS = 4  # up to this many, one mask per group beats bucketing every row
+_SELECT_GROUPS = 1 << 16  # up to this many, chunked histogram selection (analysis.select)
 MS = 1e6
 
 
 def grouped_quantiles(
-    groups: np.ndarray, values: np.ndarray, ngroups: int, qs: dict[str, float]
+    groups: np.ndarray,
+    values: np.ndarray,
+    ngroups: int,
+    qs: dict[str, float],
+    where: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Nearest-rank quantiles of ``values`` per group code (0..ngroups-1); NaN when empty.
-
-    Each group's values are gathered (by mask for a few groups, else bucketed by a
-    radix sort of the codes), then its quantiles come from one ``np.partition``:
-    selection, not a full sort.
-    """
-    counts = np.bincount(groups, minlength=ngroups)
-    names, fractions = list(qs), np.array(list(qs.values()))
-    present = np.flatnonzero(counts)
-    picked = np.full((ngroups, len(names)), np.nan)
-    ranks = _ranks(counts[present, None], fractions[None, :])
-    segments = _segments(groups, values, counts, present)
-    for g, segment, group_ranks in zip(present.tolist(), segments, ranks, strict=True):
-        picked[g] = np.partition(segment, group_ranks)[group_ranks]
-    return {name: picked[:, i] for i, name in enumerate(names)}
+    """Nearest-rank quantiles of int64 ``values`` per group code (0..ngroups-1), over the
+    rows in ``where`` (default all); NaN for a group with no such rows."""
+    fractions = np.array(list(qs.values()), np.float64)
+    if ngroups <= _SELECT_GROUPS:
+        picked, _ = select_grouped(groups, values, ngroups, fractions, where)
+    else:
+        if where is not None:
+            groups, values = groups[where], values[where]
+        picked = _gathered_quantiles(groups, values, ngroups, fractions)
+    return {name: picked[:, i] for i, name in enumerate(qs)}
 
 
-def _segments(groups: np.ndarray, values: np.ndarray, counts: np.ndarray, present: np.ndarray):
-    """Each present group's values: by mask for a few groups, else bucketed once."""
-    if len(present) <= _FEW_GROUPS:
-        for g in present.tolist():
-            yield values[groups == g]
-        return
-    codes = groups.astype(np.uint16) if len(counts) <= 1 << 16 else groups
-    bucketed = values[np.argsort(codes, kind="stable")]  # radix sort for 16-bit codes
+def _gathered_quantiles(
+    groups: np.ndarray, values: np.ndarray, ngroups: int, fractions: np.ndarray
+) -> np.ndarray:
+    """Quantiles per group by gathering each group's values (stable sort of the codes)
+    and partitioning them: for more groups than a histogram can hold."""
+    counts = bincount(groups, ngroups)
+    picked = np.full((ngroups, len(fractions)), np.nan)
+    ordered = values[np.argsort(groups, kind="stable")]
     ends = np.cumsum(counts)
-    for g in present.tolist():
-        yield bucketed[ends[g] - counts[g] : ends[g]]
-
-
-def _ranks(n: np.ndarray | int, fractions: np.ndarray) -> np.ndarray:
-    """Indices of the ``fractions`` nearest-rank values among ``n`` sorted ones.
-
-    numpy's ``inverted_cdf`` arithmetic: virtual index ``n*q - 1``, rounded up unless
-    it is whole.
-    """
-    virtual = n * fractions - 1
-    below = np.floor(virtual)
-    return np.clip(below + ((virtual - below) > 0), 0, n - 1).astype(np.int64)
+    for g in np.flatnonzero(counts).tolist():
+        segment = ordered[ends[g] - counts[g] : ends[g]]
+        ranks = nearest_rank_ranks(np.array(len(segment)), fractions)
+        picked[g] = np.partition(segment, ranks)[ranks]
+    return picked
 
 
 def _min_max(values: np.ndarray, groups: np.ndarray, ngroups: int) -> tuple[np.ndarray, ...]:
     """Per group code: the smallest and largest value (0 for an empty group)."""
-    if ngroups <= _FEW_GROUPS:
-        pairs = [
-            (v.min(), v.max()) if len(v := values[groups == g]) else (0, 0) for g in range(ngroups)
-        ]
-        return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-    spans = pd.Series(values).groupby(groups).agg(["min", "max"]).reindex(range(ngroups))
-    return spans["min"].fillna(0).to_numpy(), spans["max"].fillna(0).to_numpy()
+    lows = np.full(ngroups, np.iinfo(np.int64).max)
+    highs = np.full(ngroups, np.iinfo(np.int64).min)
+    for start in range(0, len(values), CHUNK):
+        g, v = groups[start : start + CHUNK], values[start : start + CHUNK]
+        np.minimum.at(lows, g, v)
+        np.maximum.at(highs, g, v)
+    empty = bincount(groups, ngroups) == 0
+    lows[empty], highs[empty] = 0, 0
+    return lows, highs
+
+
+def bincount(keys: np.ndarray, length: int) -> np.ndarray:
+    """``np.bincount(keys, minlength=length)`` in chunks (numpy casts its input to intp)."""
+    counts = np.zeros(length, np.int64)
+    for start in range(0, len(keys), CHUNK):
+        counts += np.bincount(keys[start : start + CHUNK], minlength=length)[:length]
+    return counts
+
+
+def _small_codes(codes: np.ndarray, ngroups: int) -> np.ndarray:
+    """Group codes in the narrowest integer type that holds them (less memory traffic)."""
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if ngroups <= np.iinfo(dtype).max:
+            return codes.astype(dtype, copy=False)
+    return codes
 
 
 def _ints(series: pd.Series) -> np.ndarray:
@@ -83,32 +95,57 @@ def _ints(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype=np.int64, na_value=0)
 
 
+def _saturated(codes: np.ndarray, workers: np.ndarray, lag: np.ndarray, ngroups: int) -> np.ndarray:
+    """Per group: whether any generator's send-lag p99 passed ``SATURATION_LAG_MS``.
+
+    Exact without selecting: a nearest-rank p99 (index r among n sorted values)
+    exceeds T exactly when at most r values are <= T, so counting suffices.
+    Counted in chunks, so no temporary is as long as the rows.
+    """
+    if not len(lag):
+        return np.zeros(ngroups, bool)
+    nworkers = int(workers.max()) + 1
+    cells = ngroups * nworkers
+    n, within = np.zeros(cells, np.int64), np.zeros(cells, np.int64)
+    for start in range(0, len(lag), CHUNK):
+        end = start + CHUNK
+        key = codes[start:end].astype(np.int64) * nworkers + workers[start:end]
+        n += np.bincount(key, minlength=cells)
+        within += np.bincount(key[lag[start:end] <= SATURATION_LAG_MS * MS], minlength=cells)
+    r = nearest_rank_ranks(np.maximum(n, 1), np.array(0.99))
+    late = (n > 0) & (within <= r)
+    return late.reshape(ngroups, nworkers).any(axis=1)
+
+
 def _summaries(frame: pd.DataFrame, codes: np.ndarray, ngroups: int) -> list[dict]:
     """SUMMARY of each group code, computed for all groups at once."""
+    codes = _small_codes(codes, ngroups)
     ok = frame["ok"].to_numpy(dtype=bool)
-    sent = frame["sent_ns"].notna().to_numpy()
     intended = frame["intended_ns"].to_numpy()
-    requests = np.bincount(codes, minlength=ngroups)
-    good = np.bincount(codes, weights=ok, minlength=ngroups).astype(np.int64)
+    sent = frame["sent_ns"].notna().to_numpy()
+    all_sent = bool(sent.all())
+    good = bincount(codes[ok], ngroups)
     latency_q = grouped_quantiles(
-        codes[ok], _ints(frame["latency_ns"])[ok], ngroups, {**QUANTILES, "max_ms": 1.0}
+        codes, _ints(frame["latency_ns"]), ngroups, {**QUANTILES, "max_ms": 1.0}, ok
     )
     service_q = grouped_quantiles(
-        codes[ok], _ints(frame["service_ns"])[ok], ngroups, {"service_p99_ms": 0.99}
+        codes, _ints(frame["service_ns"]), ngroups, {"service_p99_ms": 0.99}, ok
     )
-    lag = _ints(frame["sent_ns"])[sent] - intended[sent]
-    lag_q = grouped_quantiles(codes[sent], lag, ngroups, {"send_lag_p99_ms": 0.99})
-    workers = frame["worker"].to_numpy().astype(np.int64)[sent]
-    nworkers = int(workers.max()) + 1 if len(workers) else 1
-    per_worker = grouped_quantiles(
-        codes[sent] * nworkers + workers, lag, ngroups * nworkers, {"p99": 0.99}
-    )["p99"].reshape(ngroups, nworkers)
+    lag = _ints(frame["sent_ns"]) - intended
+    lag_q = grouped_quantiles(
+        codes, lag, ngroups, {"send_lag_p99_ms": 0.99}, None if all_sent else sent
+    )
+    sent_codes, lag = (codes, lag) if all_sent else (codes[sent], lag[sent])
+    workers = frame["worker"].to_numpy()
+    saturated = _saturated(sent_codes, workers if all_sent else workers[sent], lag, ngroups)
     first, last = _min_max(intended, codes, ngroups)
     error_codes = frame["error"].astype("category")
     kinds = list(error_codes.cat.categories)
-    error_counts = np.bincount(
-        codes * len(kinds) + error_codes.cat.codes.to_numpy(), minlength=ngroups * len(kinds)
-    ).reshape(ngroups, len(kinds))
+    error_keys = codes.astype(np.int16 if ngroups * len(kinds) < 2**15 else np.int64)
+    error_keys *= len(kinds)
+    error_keys += error_codes.cat.codes.to_numpy()
+    error_counts = bincount(error_keys, ngroups * len(kinds)).reshape(ngroups, len(kinds))
+    requests = error_counts.sum(axis=1)  # every row has one error kind ("" for none)
 
     def ms(values: np.ndarray, g: int) -> float | None:
         return None if np.isnan(values[g]) else float(values[g]) / MS
@@ -134,7 +171,7 @@ def _summaries(frame: pd.DataFrame, codes: np.ndarray, ngroups: int) -> list[dic
                     if kind and kind in ERROR_KINDS and error_counts[g, k]
                 },
                 "send_lag_p99_ms": ms(lag_q["send_lag_p99_ms"], g),
-                "saturated": bool(np.nanmax(per_worker[g], initial=0) / MS > SATURATION_LAG_MS),
+                "saturated": bool(saturated[g]),
             }
         )
     return result
@@ -152,7 +189,7 @@ def summary(frame: pd.DataFrame, by: str | list[str] = "target") -> dict:
         return {}
     if len(keys) == 1:  # the common case, without hashing every row
         column = frame[keys[0]].astype("category")
-        codes = column.cat.codes.to_numpy().astype(np.int64)
+        codes = column.cat.codes.to_numpy()
         labels = list(column.cat.categories)
     else:
         grouped = frame.groupby(keys, observed=True, sort=True)
@@ -160,6 +197,20 @@ def summary(frame: pd.DataFrame, by: str | list[str] = "target") -> dict:
         labels = list(grouped.size().index)
     summaries = _summaries(frame, codes, len(labels))
     return {label: s for label, s in zip(labels, summaries, strict=True) if s["requests"]}
+
+
+def _cells(
+    intended: np.ndarray, codes: np.ndarray, origins: np.ndarray, window_ns: int, nwindows: int
+) -> np.ndarray:
+    """One code per (target, window) for every row: ``target * nwindows + window``."""
+    dtype = np.int32 if len(origins) * nwindows < 2**31 else np.int64
+    cell = np.empty(len(intended), dtype)
+    for start in range(0, len(intended), CHUNK):
+        end = start + CHUNK
+        c = codes[start:end].astype(np.int64)
+        window = (intended[start:end] - origins[c]) // window_ns
+        cell[start:end] = c * nwindows + window
+    return cell
 
 
 def timeline(
@@ -189,21 +240,18 @@ def timeline(
         )
     intended = frame["intended_ns"].to_numpy()
     targets = frame["target"].astype("category")
-    codes = targets.cat.codes.to_numpy().astype(np.int64)
-    if start_ns is None:
-        origin = _min_max(intended, codes, len(targets.cat.categories))[0][codes]
-    else:
-        origin = start_ns
-    window = (intended - origin) // window_ns
-    nwindows = int(window.max()) + 1
-    cell = codes * nwindows + window  # one code per (target, window)
-    ncells = len(targets.cat.categories) * nwindows
+    ntargets = len(targets.cat.categories)
+    codes = _small_codes(targets.cat.codes.to_numpy(), ntargets)
+    firsts, lasts = _min_max(intended, codes, ntargets)
+    origins = firsts if start_ns is None else np.full(ntargets, start_ns)
+    nwindows = int(((lasts - origins) // window_ns).max()) + 1
+    cell = _cells(intended, codes, origins, window_ns, nwindows)
+    ncells = ntargets * nwindows
     ok = frame["ok"].to_numpy(dtype=bool)
-    scheduled = np.bincount(cell, minlength=ncells)
-    good = np.bincount(cell, weights=ok, minlength=ncells).astype(np.int64)
-    latency = frame["latency_ns"].to_numpy()[ok].astype(np.int64)
+    scheduled = bincount(cell, ncells)
+    good = bincount(cell[ok], ncells)
     qs = grouped_quantiles(
-        cell[ok], latency, ncells, {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99}
+        cell, _ints(frame["latency_ns"]), ncells, {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99}, ok
     )
     keep = scheduled > 0
     cells = np.flatnonzero(keep)

@@ -1,6 +1,6 @@
 """Benchmark: summary + 1 s timeline over 10 million rows, beside plain pandas.
 
-    python benchmarks/analysis_speed.py [--rows 10000000] [--json FILE]
+    python benchmarks/analysis_speed.py [--rows 10000000] [--shuffle] [--json FILE]
 
 Each approach runs in a process of its own, pinned to one core (taskset), on the
 same synthetic rows (seeded): two targets, 1000 s of intended times, 10% of
@@ -9,6 +9,9 @@ tracemalloc's peak during a second, traced call (numpy and pandas allocations
 are traced), beside the size of the columns it needs.
 
 - blastradius: ``analysis.summary(rows)`` and ``analysis.timeline(rows, 1 s)``;
+``--shuffle`` puts the rows in a random order first (a run's rows come in time
+order per generator; this shows the figures do not depend on it).
+
 - pandas: the straightforward groupby version, ``groupby().quantile()`` for
   the percentiles, counts and sums by groupby.
 """
@@ -89,8 +92,11 @@ def plain_pandas(rows: pd.DataFrame) -> object:
     return counts, latency, service, lag, errors, line.join(line_q)
 
 
-def measure(which: str, n: int) -> dict:
+def measure(which: str, n: int, shuffle: bool = False) -> dict:
     rows = synthetic_rows(n)
+    if shuffle:
+        order = np.random.default_rng(1).permutation(n)
+        rows = rows.iloc[order].reset_index(drop=True)
     columns_mib = rows[NEEDED].memory_usage(deep=True).sum() / 2**20
     run = {"ours": ours, "pandas": plain_pandas}[which]
     start = time.perf_counter()
@@ -114,10 +120,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--shuffle", action="store_true", help="rows in a random order")
     parser.add_argument("--one", choices=["ours", "pandas"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.rows)))
+        print(json.dumps(measure(args.one, args.rows, args.shuffle)))
         return
     results = {}
     for which in ("ours", "pandas"):
@@ -131,6 +138,7 @@ def main() -> None:
             which,
             "--rows",
             str(args.rows),
+            *(["--shuffle"] if args.shuffle else []),
         ]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         results[which] = json.loads(output.strip().splitlines()[-1])
