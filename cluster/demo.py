@@ -158,8 +158,9 @@ def run_demo(
     progress: Log | None = None,
 ) -> DemoOutcome:
     """Run the experiment on an embedded Ray cluster, print the table, write the report."""
-    from analysis import load
+    from analysis import load, summary
     from analysis.report import write_report
+    from analysis.table import warnings
     from cluster import driver
 
     path = FULL if full else QUICK
@@ -174,6 +175,8 @@ def run_demo(
     table = comparison_table(scenario, runs.rows)
     log("")
     for line in (*table, "", *explain(scenario)):
+        log(line)
+    for line in warnings(runs, summary(runs.rows)):
         log(line)
     report = write_report([outcome.run_dir], outcome.run_dir)
     return DemoOutcome(outcome.run_dir, outcome.status, report.html, tuple(table))

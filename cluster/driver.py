@@ -142,7 +142,8 @@ def _run(
     totals: dict[str, dict] = {}
     with ExitStack() as stack:
         try:
-            urls, manifest.data["services"] = launch_services(scenario, stack, log)
+            launched = launch_services(scenario, stack, log)
+            manifest.data["services"] = launched.info
         except launch.LaunchError as exc:
             log(f"error: {exc}")
             manifest.data["error"] = str(exc)
@@ -154,13 +155,16 @@ def _run(
                 lost = _run_target(
                     scenario,
                     target,
-                    urls[target.name],
+                    launched.urls[target.name],
                     generators,
                     output,
                     manifest,
                     log,
                     progress,
                 )
+                if target.name in launched.targets:
+                    launched.retire(target.name)
+                    log(f"{target.name}: load over; service stopped")
                 status = "partial" if lost or status == "partial" else status
                 totals[target.name] = _totals(run_dir, target.name)
         except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
@@ -53,6 +54,12 @@ class LocalHost:
         self._services.append(service)
         return service.url
 
+    def stop_one(self, url: str) -> None:
+        """Stop the service at ``url`` (if it is still running)."""
+        for service in [s for s in self._services if s.url == url]:
+            self._services.remove(service)
+            service.stop()
+
     def stop(self) -> None:
         """Stop every service started here, the last started first."""
         while self._services:
@@ -75,6 +82,10 @@ class ServiceHost:
         """Start one service there; its URL."""
         return self.host.start(kind, args, faults_yaml)
 
+    def stop_one(self, url: str) -> None:
+        """Stop the service at ``url`` there."""
+        self.host.stop_one(url)
+
     def stop(self) -> None:
         """Stop every service started there."""
         self.host.stop()
@@ -90,6 +101,9 @@ class _RemoteHost:
             return ray.get(self.actor.start.remote(kind, args, faults_yaml))
         except ray.exceptions.RayTaskError as exc:
             raise launch.LaunchError(str(exc.cause)) from None
+
+    def stop_one(self, url: str) -> None:
+        ray.get(self.actor.stop_one.remote(url), timeout=60)
 
     def stop(self) -> None:
         try:
@@ -111,16 +125,36 @@ def open_host(stack: ExitStack) -> LocalHost | _RemoteHost:
     return host
 
 
-def launch_services(scenario: Scenario, stack: ExitStack, log) -> tuple[dict, dict]:
-    """Start the dependency and launched targets: (URLs each target's generators cycle
-    over, a description of the services for the manifest)."""
+@dataclass
+class Launched:
+    """The services a run started: the URLs each target's generators cycle over, a
+    description for the manifest, and where they run."""
+
+    urls: dict[str, tuple[str, ...]]
+    info: dict
+    host: LocalHost | _RemoteHost | None = None
+    targets: dict[str, str] = field(default_factory=dict)  # launched target -> its URL
+
+    def retire(self, target: str) -> None:
+        """Stop a launched target once its load is over.
+
+        Targets run one after another; a blocking target left running keeps its
+        stuck threads and its queue, and would take CPU from the next one's run.
+        """
+        url = self.targets.pop(target, None)
+        if url is not None and self.host is not None:
+            self.host.stop_one(url)
+
+
+def launch_services(scenario: Scenario, stack: ExitStack, log) -> Launched:
+    """Start the dependency and the launched targets (stopped when ``stack`` closes)."""
     dependency = scenario.dependency
     needed = any(t.launched for t in scenario.targets)
     if not needed:
         endpoints = 0 if dependency is None else dependency.endpoints
-        return {t.name: target_urls(t, None, endpoints) for t in scenario.targets}, {}
+        return Launched({t.name: target_urls(t, None, endpoints) for t in scenario.targets}, {})
     host = open_host(stack)
-    info: dict = {"node": host.node, "urls": {}}
+    launched = Launched({}, {"node": host.node, "urls": {}}, host)
     dependency_url = dependency.url
     if dependency.launched:
         args = ["--latency", format_latency_spec(dependency.latencies)]
@@ -130,17 +164,16 @@ def launch_services(scenario: Scenario, stack: ExitStack, log) -> tuple[dict, di
             args += ["--seed", str(dependency.seed)]
         faults = (scenario.source or {}).get("dependency", {}).get("faults")
         dependency_url = host.start("dependency", args, yaml.safe_dump(faults) if faults else None)
-        info["urls"]["dependency"] = dependency_url
+        launched.info["urls"]["dependency"] = dependency_url
         log(f"dependency  {dependency_url}  ({format_latency_spec(dependency.latencies)})")
-    urls = {}
     for target in scenario.targets:
         target_url = None
         if target.launched:
             target_url = host.start(target.kind, _target_args(target, dependency_url))
-            info["urls"][target.name] = target_url
+            launched.info["urls"][target.name] = launched.targets[target.name] = target_url
             log(f"{target.name:<11} {target_url}  ({_describe(target)})")
-        urls[target.name] = target_urls(target, target_url, dependency.endpoints)
-    return urls, info
+        launched.urls[target.name] = target_urls(target, target_url, dependency.endpoints)
+    return launched
 
 
 def anchor_faults(dependency_url: str, origin_ns: int) -> None:

@@ -140,7 +140,12 @@ def test_a_fault_lands_at_the_same_moment_of_every_targets_load(tmp_path):
     path.write_text(yaml.safe_dump(scenario))
     result = run_cli("run", str(path), "--out", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.splitlines()
+    run_dir = Path(lines[-1])
+    # The first target's service is stopped before the second target's load begins.
+    stopped = lines.index("first: load over; service stopped")
+    assert not any(line.startswith("second:") for line in lines[:stopped])
+    assert any(line.startswith("second:") for line in lines[stopped:])
     manifest = json.loads((run_dir / "run.json").read_text())
     rows = pd.read_parquet(run_dir / "requests")
     for target in ("first", "second"):
