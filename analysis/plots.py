@@ -30,7 +30,13 @@ def _figure(size: tuple[float, float] = _WIDE, rows: int = 1) -> tuple[Figure, l
 
 
 def _series(frame: pd.DataFrame) -> list[str]:
-    return [str(s) for s in pd.unique(frame["series"].astype(str))]
+    """The series present, in category order when ``series`` is categorical."""
+    column = frame["series"]
+    present = [str(s) for s in pd.unique(column.astype(str))]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        ordered = [str(c) for c in column.cat.categories]
+        return [name for name in ordered if name in set(present)]
+    return present
 
 
 def _ok_ms(rows: pd.DataFrame, series: str, column: str = "latency_ns") -> np.ndarray:
@@ -190,7 +196,7 @@ def goodput_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure
     axes.set_xlabel("seconds from the start of the load")
     axes.set_ylabel("requests per second")
     axes.set_title("Goodput: successful requests per second, against the schedule")
-    _legend(axes, loc="lower left", fontsize="small", ncols=2)
+    _legend(axes, loc="best", fontsize="small", ncols=2)
     return figure
 
 
@@ -210,7 +216,7 @@ def availability_timeline(line: pd.DataFrame, faults: Faults | None = None) -> F
     axes.set_xlabel("seconds from the start of the load")
     axes.set_ylabel("availability")
     axes.set_title("Availability per window: successful / scheduled")
-    _legend(axes, loc="lower left", fontsize="small")
+    _legend(axes, loc="best", fontsize="small")
     return figure
 
 
@@ -228,10 +234,11 @@ def endpoint_availability(summaries: Mapping[tuple[str, int], dict]) -> Figure:
         x = np.arange(len(endpoints)) + (index - (len(names) - 1) / 2) * width
         axes.bar(x, heights, width=width, label=name)
     axes.set_xticks(np.arange(len(endpoints)), [str(e) for e in endpoints])
-    axes.set_ylim(0, 1.22)
+    columns = len(names) if sum(len(n) for n in names) < 60 else 2
+    axes.set_ylim(0, 1.22 if columns >= len(names) else 1.1 + 0.08 * -(-len(names) // 2))
     axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     axes.set_xlabel("endpoint")
     axes.set_ylabel("availability")
     axes.set_title("Availability per endpoint")
-    _legend(axes, loc="upper center", fontsize="small", ncols=max(len(names), 1))
+    _legend(axes, loc="upper center", fontsize="small", ncols=max(columns, 1))
     return figure

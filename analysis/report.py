@@ -44,13 +44,27 @@ class Report:
 
 
 def series_rows(runs: Runs) -> pd.DataFrame:
-    """The rows with a ``series`` column: the target, or ``run/target`` over several runs."""
+    """The rows with a ``series`` column: the target, or ``run/target`` over several runs.
+
+    Series keep the order runs were given in and each scenario's order of targets,
+    so the first is the baseline of the ratios.
+    """
     rows = runs.rows
     if len(runs.manifests) <= 1:
-        return rows.assign(series=rows["target"].astype(str).astype("category"))
-    label = _run_labels(runs)
-    series = rows["run"].astype(str).map(label) + "/" + rows["target"].astype(str)
-    return rows.assign(series=series.astype("category"))
+        series = rows["target"].astype(str)
+        labels = {run: None for run in runs.manifests}
+    else:
+        labels = _run_labels(runs)
+        series = rows["run"].astype(str).map(labels) + "/" + rows["target"].astype(str)
+    order = [
+        target if label is None else f"{label}/{target}"
+        for run, label in labels.items()
+        for target in runs.manifests[run].get("targets", {})
+    ]
+    seen = set(series.unique())
+    categories = [name for name in dict.fromkeys(order) if name in seen]
+    categories += sorted(seen - set(categories))
+    return rows.assign(series=pd.Categorical(series, categories=categories))
 
 
 def _run_labels(runs: Runs) -> dict[str, str]:

@@ -110,10 +110,11 @@ def test_edge_cases_still_draw_every_plot(tmp_path, case):
 def test_several_runs_are_compared_under_their_scenario_names(tmp_path):
     first = _write_run(tmp_path / "alpha-1", {"sync": _batch(200, fail_every=2)})
     second = _write_run(tmp_path / "beta-1", {"sync": _batch(200)})
-    report = write_report([str(first), str(second)], tmp_path / "cmp")
+    report = write_report([str(second), str(first)], tmp_path / "cmp")
     page = report.html.read_text()
     assert "2 runs compared" in page
-    assert "alpha/sync" in page and "beta/sync" in page
+    # Rows keep the order the runs were given in: the first is the ratios' baseline.
+    assert page.index("<td>beta/sync</td>") < page.index("<td>alpha/sync</td>")
     assert "Run alpha-1" in page and "Run beta-1" in page
 
 
