@@ -4,6 +4,9 @@ from analysis import load, summary, timeline
 runs = load("runs/blast-radius-20261126T210000Z-3f9a")
 summary(runs.rows)              # {target: SUMMARY}
 timeline(runs.rows, 1_000_000_000)
+
+The plots and the HTML report (matplotlib, imported only there):
+``analysis.report.write_report([run_dir], out_dir)``.
 """
 
 from analysis.compare import compare

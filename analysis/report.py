@@ -43,26 +43,29 @@ class Report:
     plots: tuple[Path, ...]
 
 
+def series_names(runs: Runs) -> dict[tuple[str, str], str]:
+    """The series name of each (run, target) in the manifests, in their order: the
+    target, or ``<run label>/<target>`` when several runs are compared."""
+    labels = _run_labels(runs) if len(runs.manifests) > 1 else None
+    return {
+        (run, target): target if labels is None else f"{labels[run]}/{target}"
+        for run, manifest in runs.manifests.items()
+        for target in manifest.get("targets", {})
+    }
+
+
 def series_rows(runs: Runs) -> pd.DataFrame:
-    """The rows with a ``series`` column: the target, or ``run/target`` over several runs.
+    """The rows with a ``series`` column (see ``series_names``).
 
     Series keep the order runs were given in and each scenario's order of targets,
     so the first is the baseline of the ratios.
     """
     rows = runs.rows
-    if len(runs.manifests) <= 1:
-        series = rows["target"].astype(str)
-        labels = {run: None for run in runs.manifests}
-    else:
-        labels = _run_labels(runs)
-        series = rows["run"].astype(str).map(labels) + "/" + rows["target"].astype(str)
-    order = [
-        target if label is None else f"{label}/{target}"
-        for run, label in labels.items()
-        for target in runs.manifests[run].get("targets", {})
-    ]
+    series = rows["target"].astype(str)
+    if len(runs.manifests) > 1:
+        series = rows["run"].astype(str).map(_run_labels(runs)) + "/" + series
     seen = set(series.unique())
-    categories = [name for name in dict.fromkeys(order) if name in seen]
+    categories = [name for name in dict.fromkeys(series_names(runs).values()) if name in seen]
     categories += sorted(seen - set(categories))
     return rows.assign(series=pd.Categorical(series, categories=categories))
 
@@ -75,12 +78,11 @@ def _run_labels(runs: Runs) -> dict[str, str]:
 
 def _origins(runs: Runs, rows: pd.DataFrame) -> dict[str, int]:
     """Each series' load start (ns): the manifest's, else its first intended time."""
-    labels = _run_labels(runs) if len(runs.manifests) > 1 else None
     origins = {}
-    for run, manifest in runs.manifests.items():
-        for target, block in manifest.get("targets", {}).items():
-            if "start_ns" in block:
-                origins[f"{labels[run]}/{target}" if labels else target] = int(block["start_ns"])
+    for (run, target), name in series_names(runs).items():
+        block = runs.manifests[run]["targets"][target]
+        if "start_ns" in block:
+            origins[name] = int(block["start_ns"])
     for name, group in rows.groupby("series", observed=True):
         origins.setdefault(str(name), int(group["intended_ns"].min()))
     return origins
@@ -88,13 +90,13 @@ def _origins(runs: Runs, rows: pd.DataFrame) -> dict[str, int]:
 
 def fault_marks(runs: Runs) -> dict[str, list[tuple[float, str]]]:
     """Per series, the dependency's fault times (s from the load start) and what changed."""
-    labels = _run_labels(runs) if len(runs.manifests) > 1 else None
-    marks: dict[str, list[tuple[float, str]]] = {}
-    for run, manifest in runs.manifests.items():
-        for target, block in manifest.get("targets", {}).items():
-            name = f"{labels[run]}/{target}" if labels else target
-            marks[name] = [(float(f["at_s"]), str(f["label"])) for f in block.get("faults", [])]
-    return marks
+    return {
+        name: [
+            (float(f["at_s"]), str(f["label"]))
+            for f in runs.manifests[run]["targets"][target].get("faults", [])
+        ]
+        for (run, target), name in series_names(runs).items()
+    }
 
 
 def window_ns(rows: pd.DataFrame) -> int:
@@ -253,6 +255,7 @@ def summary_html(summaries: dict[str, dict]) -> str:
             grade = _grade(s[key]) if key == "availability" else ""
             cells.append(f'<td class="{grade}">{_cell(s[key], pattern)}</td>')
         errors = ", ".join(f"{k} {v:,}" for k, v in sorted(s["errors"].items())) or "-"
+        cells.append(f"<td>{html.escape(errors)}</td>")
         if ratios is not None:
             r = ratios.loc[str(name)]
             cells += [
@@ -260,9 +263,6 @@ def summary_html(summaries: dict[str, dict]) -> str:
                 f"<td>{_cell(r['goodput_x'], '{:.2f}')}</td>",
                 f"<td>{_cell(r['p99_x'], '{:.2f}')}</td>",
             ]
-            cells.insert(len(_COLUMNS), f"<td>{html.escape(errors)}</td>")
-        else:
-            cells.append(f"<td>{html.escape(errors)}</td>")
         lines.append(f"<tr><td>{html.escape(str(name))}</td>{''.join(cells)}</tr>")
     lines.append("</table>")
     return "\n".join(lines)
