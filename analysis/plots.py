@@ -32,15 +32,19 @@ def _figure(size: tuple[float, float] = _WIDE, rows: int = 1) -> tuple[Figure, l
 def _series(frame: pd.DataFrame) -> list[str]:
     """The series present, in category order when ``series`` is categorical."""
     column = frame["series"]
-    present = [str(s) for s in pd.unique(column.astype(str))]
+    present = [str(s) for s in column.unique()]
     if isinstance(column.dtype, pd.CategoricalDtype):
-        ordered = [str(c) for c in column.cat.categories]
-        return [name for name in ordered if name in set(present)]
+        return [str(c) for c in column.cat.categories if str(c) in present]
     return present
 
 
+def _of(frame: pd.DataFrame, series: str) -> pd.DataFrame:
+    """The rows (or timeline) of one series."""
+    return frame[frame["series"] == series]
+
+
 def _ok_ms(rows: pd.DataFrame, series: str, column: str = "latency_ns") -> np.ndarray:
-    mine = rows[(rows["series"].astype(str) == series) & rows["ok"].to_numpy(dtype=bool)]
+    mine = rows[(rows["series"] == series).to_numpy() & rows["ok"].to_numpy(dtype=bool)]
     return mine[column].to_numpy(dtype=np.float64, na_value=np.nan) / MS
 
 
@@ -105,7 +109,7 @@ def percentile_curve(rows: pd.DataFrame) -> Figure:
     figure, (axes,) = _figure()
     drawn = 0
     top = 0.0
-    for series in _series(rows):
+    for index, series in enumerate(_series(rows)):
         for column, style, suffix in (("latency_ns", "-", ""), ("service_ns", "--", " (service)")):
             values = _ok_ms(rows, series, column)
             if not len(values):
@@ -114,8 +118,7 @@ def percentile_curve(rows: pd.DataFrame) -> Figure:
             q = np.unique(np.concatenate([1.0 - np.geomspace(1.0, 1.0 / n, 400), [0.0]]))
             q = q[q < 1.0]
             y = np.quantile(values, q, method="inverted_cdf")
-            color = f"C{_series(rows).index(series)}"
-            axes.plot(_nines_x(q), y, style, color=color, label=series + suffix)
+            axes.plot(_nines_x(q), y, style, color=f"C{index}", label=series + suffix)
             drawn += 1
             top = max(top, float(_nines_x(q).max()))
     if not drawn:
@@ -158,7 +161,7 @@ def latency_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure
     names = _series(line) or ["(no rows)"]
     figure, panels = _figure((_WIDE[0], 2.4 * len(names) + 0.6), rows=len(names))
     for axes, name in zip(panels, names, strict=True):
-        mine = line[line["series"].astype(str) == name]
+        mine = _of(line, name)
         if mine[["p50_ms", "p90_ms", "p99_ms"]].notna().to_numpy().any():
             for column, width in (("p50_ms", 1.0), ("p90_ms", 1.3), ("p99_ms", 1.8)):
                 axes.plot(mine["t_s"], mine[column], linewidth=width, marker=".", label=column[:3])
@@ -176,9 +179,9 @@ def latency_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure
 def goodput_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure:
     """Successful requests per second (solid) against those scheduled (thin), overlaid."""
     figure, (axes,) = _figure()
+    width_s = _window_s(line)
     for index, name in enumerate(_series(line)):
-        mine = line[line["series"].astype(str) == name]
-        width_s = _window_s(line)
+        mine = _of(line, name)
         color = f"C{index}"
         axes.plot(
             mine["t_s"], mine["goodput_rps"], color=color, linewidth=1.8, label=f"{name} ok/s"
@@ -209,7 +212,7 @@ def availability_timeline(line: pd.DataFrame, faults: Faults | None = None) -> F
     """Availability (ok / scheduled) per window of intended time, overlaid."""
     figure, (axes,) = _figure()
     for name in _series(line):
-        mine = line[line["series"].astype(str) == name]
+        mine = _of(line, name)
         axes.plot(mine["t_s"], mine["availability"], linewidth=1.8, label=name)
     _mark_faults(axes, faults or {}, _series(line))
     axes.set_ylim(-0.02, 1.05)

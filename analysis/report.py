@@ -119,9 +119,12 @@ def series_timeline(rows: pd.DataFrame, origins: dict[str, int], width_ns: int) 
     return pd.concat(parts, ignore_index=True)
 
 
-def figures(runs: Runs) -> dict[str, tuple[str, Figure]]:
-    """Every plot of the report: file stem -> (caption, figure)."""
-    rows = series_rows(runs)
+def figures(runs: Runs, rows: pd.DataFrame | None = None) -> dict[str, tuple[str, Figure]]:
+    """Every plot of the report: file stem -> (caption, figure).
+
+    ``rows`` are ``series_rows(runs)`` when the caller has them already.
+    """
+    rows = series_rows(runs) if rows is None else rows
     width = window_ns(rows)
     line = series_timeline(rows, _origins(runs, rows), width)
     faults = fault_marks(runs)
@@ -164,10 +167,11 @@ def _png(figure: Figure) -> bytes:
 def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
     """Load ``paths`` (run directories or directories of runs) and write the report."""
     runs = _load_all(paths)
+    rows = series_rows(runs)
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     images, written = [], []
-    for stem, (caption, figure) in figures(runs).items():
+    for stem, (caption, figure) in figures(runs, rows).items():
         data = _png(figure)
         path = out / "plots" / f"{stem}.png"
         path.write_bytes(data)
@@ -175,7 +179,7 @@ def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
         images.append((caption, stem, data))
     page = out / "report.html"
     temp = out / "_report.html.tmp"
-    temp.write_text(render(runs, images))
+    temp.write_text(render(runs, rows, images))
     temp.replace(page)
     return Report(page, tuple(written))
 
@@ -309,11 +313,13 @@ def _run_html(run: str, manifest: dict) -> str:
     )
 
 
-def render(runs: Runs, images: Sequence[tuple[str, str, bytes]]) -> str:
-    """The whole page: summary, warnings, plots (embedded PNGs), then each run's details."""
-    rows = series_rows(runs)
+def render(runs: Runs, rows: pd.DataFrame, images: Sequence[tuple[str, str, bytes]]) -> str:
+    """The whole page: summary, warnings, plots (embedded PNGs), then each run's details.
+
+    ``rows`` are ``series_rows(runs)``.
+    """
     summaries = {str(k): v for k, v in summary(rows, by="series").items()}
-    notes = warnings(runs, summary(runs.rows)) if not runs.rows.empty else []
+    notes = warnings(runs, summaries)
     if runs.rows.empty:
         notes.append("warning: no request rows were found")
     title = (

@@ -19,13 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis import load, summary  # noqa: E402
-from cluster.demo import capacity, concurrency_needed, slow_endpoints  # noqa: E402
+from analysis import load  # noqa: E402
+from cluster.demo import comparison  # noqa: E402
 from cluster.scenario import load_scenario  # noqa: E402
 
 
@@ -54,34 +52,9 @@ def newest_run(path: Path, out: str) -> str | None:
 
 
 def rows_for(path: Path, run_dir: str) -> list[dict]:
-    """One table row per target of the scenario's run."""
-    scenario = load_scenario(path)
-    rows = load(run_dir).rows
-    slow = slow_endpoints(scenario)
-    part = np.where(rows["endpoint"].isin(slow).to_numpy(), "slow", "healthy")
-    overall = summary(rows)
-    by_part = summary(rows.assign(part=part), by=["target", "part"])
-    table = []
-    for target in scenario.targets:
-        s = overall[target.name]
-        table.append(
-            {
-                "scenario": path.stem,
-                "target": target.name,
-                "availability": s["availability"],
-                "healthy": (by_part.get((target.name, "healthy")) or {}).get("availability"),
-                "slow": (by_part.get((target.name, "slow")) or {}).get("availability"),
-                "goodput_rps": s["goodput_rps"],
-                "p50_ms": s["p50_ms"],
-                "p99_ms": s["p99_ms"],
-                "errors": s["errors"],
-                "needed": concurrency_needed(scenario, target),
-                "capacity": capacity(target),
-                "saturated": s["saturated"],
-                "run_dir": run_dir,
-            }
-        )
-    return table
+    """One table row per target of the scenario's run (``cluster.demo.comparison``)."""
+    rows = comparison(load_scenario(path), load(run_dir).rows)
+    return [{"scenario": path.stem, **row, "run_dir": run_dir} for row in rows]
 
 
 def _f(value: float | None, pattern: str) -> str:

@@ -355,11 +355,12 @@ def _demo(args: argparse.Namespace) -> int:
     embedded_ray_environment()
     from cluster import demo, driver
 
+    path = demo.FULL if args.full else demo.QUICK
+    scenario = _checked(lambda: demo.demo_scenario(path, args.overrides))
     console = _Console(sys.stdout)
+    console.line(f"blastradius demo: {path.relative_to(demo.SCENARIOS.parent)}")
     try:
-        outcome = demo.run_demo(args.full, args.overrides, args.out, console.line, console.progress)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        outcome = demo.run_demo(scenario, args.out, console.line, console.progress)
     except driver.RunInputError as exc:
         raise UsageError(str(exc)) from None
     if outcome.status != "completed":

@@ -95,38 +95,45 @@ def slow_endpoints(scenario: Scenario) -> tuple[int, ...]:
     return tuple(sorted(slow))
 
 
-def comparison_table(scenario: Scenario, rows: pd.DataFrame) -> list[str]:
-    """The demo's table: one line per target, from the rows (see the module docstring)."""
+def comparison(scenario: Scenario, rows: pd.DataFrame) -> list[dict]:
+    """One entry per target: its SUMMARY figures, availability on the healthy and on the
+    slow endpoints, and the concurrency Little's law needs against what it had."""
     from analysis import summary
 
     summaries = summary(rows)
-    slow = slow_endpoints(scenario)
-    part = np.where(rows["endpoint"].isin(slow).to_numpy(), "slow", "healthy")
+    part = np.where(rows["endpoint"].isin(slow_endpoints(scenario)).to_numpy(), "slow", "healthy")
     by_part = summary(rows.assign(part=part), by=["target", "part"])
+    return [
+        {
+            "target": target.name,
+            **summaries[target.name],
+            "healthy": (by_part.get((target.name, "healthy")) or {}).get("availability"),
+            "slow": (by_part.get((target.name, "slow")) or {}).get("availability"),
+            "needed": concurrency_needed(scenario, target),
+            "capacity": capacity(target),
+        }
+        for target in scenario.targets
+        if target.name in summaries
+    ]
+
+
+def comparison_table(scenario: Scenario, rows: pd.DataFrame) -> list[str]:
+    """The demo's table: one line per target, from the rows (see the module docstring)."""
     header = (
         f"{'target':<16}{'avail':>7}{'healthy':>9}{'slow':>7}{'goodput/s':>11}"
         f"{'p50 ms':>9}{'p99 ms':>9}  {'in flight needed / there':<26}errors"
     )
     lines = [header]
-    for target in scenario.targets:
-        s = summaries.get(target.name)
-        if s is None:
-            continue
-        needed = concurrency_needed(scenario, target)
-        little = "-" if needed is None else f"{needed:,.0f} / {capacity(target)}"
-        errors = " ".join(f"{k}={v}" for k, v in sorted(s["errors"].items())) or "-"
+    for c in comparison(scenario, rows):
+        little = "-" if c["needed"] is None else f"{c['needed']:,.0f} / {c['capacity']}"
+        errors = " ".join(f"{k}={v}" for k, v in sorted(c["errors"].items())) or "-"
         lines.append(
-            f"{target.name:<16}{_num(s['availability'], '.3f'):>7}"
-            f"{_num(_avail(by_part, target.name, 'healthy'), '.3f'):>9}"
-            f"{_num(_avail(by_part, target.name, 'slow'), '.3f'):>7}"
-            f"{_num(s['goodput_rps'], ',.1f'):>11}{_num(s['p50_ms'], ',.0f'):>9}"
-            f"{_num(s['p99_ms'], ',.0f'):>9}  {little:<26}{errors}"
+            f"{c['target']:<16}{_num(c['availability'], '.3f'):>7}"
+            f"{_num(c['healthy'], '.3f'):>9}{_num(c['slow'], '.3f'):>7}"
+            f"{_num(c['goodput_rps'], ',.1f'):>11}{_num(c['p50_ms'], ',.0f'):>9}"
+            f"{_num(c['p99_ms'], ',.0f'):>9}  {little:<26}{errors}"
         )
     return lines
-
-
-def _avail(by_part: dict, target: str, part: str) -> float | None:
-    return (by_part.get((target, part)) or {}).get("availability")
 
 
 def _num(value: float | None, pattern: str) -> str:
@@ -150,9 +157,18 @@ def explain(scenario: Scenario) -> list[str]:
     ]
 
 
+def demo_scenario(path: Path, overrides: Sequence[str]) -> Scenario:
+    """The demo's scenario file (``QUICK`` or ``FULL``), with ``--set`` overrides.
+
+    ``ValueError`` for a bad override or a missing file.
+    """
+    if not path.is_file():
+        raise ValueError(f"{path}: the demo's scenario file is missing (run from a checkout)")
+    return load_scenario(path, overrides)
+
+
 def run_demo(
-    full: bool,
-    overrides: Sequence[str],
+    scenario: Scenario,
     out: str,
     log: Log,
     progress: Log | None = None,
@@ -163,11 +179,6 @@ def run_demo(
     from analysis.table import warnings
     from cluster import driver
 
-    path = FULL if full else QUICK
-    if not path.is_file():
-        raise ValueError(f"{path}: the demo's scenario file is missing (run from a checkout)")
-    scenario = load_scenario(path, overrides)
-    log(f"blastradius demo: {path.relative_to(SCENARIOS.parent)}")
     outcome = driver.run(scenario, out, None, log, progress)
     runs = load(outcome.run_dir)
     if runs.rows.empty:

@@ -32,9 +32,9 @@ from ray.util.scheduling_strategies import (
 
 from cluster import launch
 from cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
-from cluster.plan import fault_marks, generator_count, planned_end_ns, plans_for
+from cluster.plan import generator_count, planned_end_ns, plans_for
 from cluster.scenario import Scenario, Target
-from cluster.services import anchor_faults, launch_services
+from cluster.services import Launched, launch_services
 from workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
 from workers.shards import shard_dir
 
@@ -155,15 +155,14 @@ def _run(
                 lost = _run_target(
                     scenario,
                     target,
-                    launched.urls[target.name],
+                    launched,
                     generators,
                     output,
                     manifest,
                     log,
                     progress,
                 )
-                if target.name in launched.targets:
-                    launched.retire(target.name)
+                if launched.retire(target.name):
                     log(f"{target.name}: load over; service stopped")
                 status = "partial" if lost or status == "partial" else status
                 totals[target.name] = _totals(run_dir, target.name)
@@ -207,7 +206,7 @@ def _placement(generators: int, stack: ExitStack) -> tuple[list, str]:
 def _run_target(
     scenario: Scenario,
     target: Target,
-    urls: tuple[str, ...],
+    launched: Launched,
     generators: int,
     output: ToCollector | ToStorage,
     manifest: Manifest,
@@ -215,6 +214,7 @@ def _run_target(
     progress: Log,
 ) -> bool:
     """Run one target's load; True when a generator was lost."""
+    urls = launched.urls[target.name]
     block = manifest.target(target.name)
     block["urls"] = list(urls)
     with ExitStack() as stack:
@@ -236,10 +236,8 @@ def _run_target(
                 ],
             }
         )
-        marks = fault_marks(scenario)
-        dependency_url = manifest.data.get("services", {}).get("urls", {}).get("dependency")
-        if marks and dependency_url:
-            anchor_faults(dependency_url, start_ns)
+        marks = launched.anchor_faults(start_ns)
+        if marks:
             block["faults"] = marks
         manifest.write()
         plans = plans_for(scenario, target, urls, generators, start_ns)

@@ -20,7 +20,7 @@ import requests
 import yaml
 
 from cluster import launch
-from cluster.plan import target_urls
+from cluster.plan import fault_marks, target_urls
 from cluster.scenario import Scenario, Target
 from targets.spec import format_error_spec, format_latency_spec
 
@@ -125,6 +125,19 @@ def open_host(stack: ExitStack) -> LocalHost | _RemoteHost:
     return host
 
 
+def anchor_faults(dependency_url: str, origin_ns: int) -> None:
+    """Make the launched dependency's fault times count from ``origin_ns`` (epoch ns)."""
+    try:
+        answer = requests.post(
+            f"{dependency_url}/clock", params={"origin_ns": str(origin_ns)}, timeout=10
+        )
+        answer.raise_for_status()
+    except requests.RequestException as exc:
+        raise launch.LaunchError(
+            f"dependency {dependency_url}: cannot set its clock: {exc}"
+        ) from None
+
+
 @dataclass
 class Launched:
     """The services a run started: the URLs each target's generators cycle over, a
@@ -134,16 +147,28 @@ class Launched:
     info: dict
     host: LocalHost | _RemoteHost | None = None
     targets: dict[str, str] = field(default_factory=dict)  # launched target -> its URL
+    dependency_url: str | None = None  # a launched dependency's
+    faults: list[dict] = field(default_factory=list)  # its fault schedule, as plot marks
 
-    def retire(self, target: str) -> None:
-        """Stop a launched target once its load is over.
+    def anchor_faults(self, origin_ns: int) -> list[dict]:
+        """Make a launched dependency's fault times count from ``origin_ns`` (a target's
+        load start); the fault marks, or [] when there is no schedule to anchor."""
+        if not self.faults or self.dependency_url is None:
+            return []
+        anchor_faults(self.dependency_url, origin_ns)
+        return self.faults
+
+    def retire(self, target: str) -> bool:
+        """Stop a launched target once its load is over; whether there was one to stop.
 
         Targets run one after another; a blocking target left running keeps its
         stuck threads and its queue, and would take CPU from the next one's run.
         """
         url = self.targets.pop(target, None)
-        if url is not None and self.host is not None:
-            self.host.stop_one(url)
+        if url is None or self.host is None:
+            return False
+        self.host.stop_one(url)
+        return True
 
 
 def launch_services(scenario: Scenario, stack: ExitStack, log) -> Launched:
@@ -164,7 +189,8 @@ def launch_services(scenario: Scenario, stack: ExitStack, log) -> Launched:
             args += ["--seed", str(dependency.seed)]
         faults = (scenario.source or {}).get("dependency", {}).get("faults")
         dependency_url = host.start("dependency", args, yaml.safe_dump(faults) if faults else None)
-        launched.info["urls"]["dependency"] = dependency_url
+        launched.info["urls"]["dependency"] = launched.dependency_url = dependency_url
+        launched.faults = fault_marks(scenario)
         log(f"dependency  {dependency_url}  ({format_latency_spec(dependency.latencies)})")
     for target in scenario.targets:
         target_url = None
@@ -174,19 +200,6 @@ def launch_services(scenario: Scenario, stack: ExitStack, log) -> Launched:
             log(f"{target.name:<11} {target_url}  ({_describe(target)})")
         launched.urls[target.name] = target_urls(target, target_url, dependency.endpoints)
     return launched
-
-
-def anchor_faults(dependency_url: str, origin_ns: int) -> None:
-    """Make the launched dependency's fault times count from ``origin_ns`` (epoch ns)."""
-    try:
-        answer = requests.post(
-            f"{dependency_url}/clock", params={"origin_ns": str(origin_ns)}, timeout=10
-        )
-        answer.raise_for_status()
-    except requests.RequestException as exc:
-        raise launch.LaunchError(
-            f"dependency {dependency_url}: cannot set its clock: {exc}"
-        ) from None
 
 
 def _target_args(target: Target, dependency_url: str) -> list[str]:
