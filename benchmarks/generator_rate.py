@@ -1,6 +1,7 @@
 """Benchmark: the highest open-loop rate one generator keeps on one core, beside Locust.
 
     python benchmarks/generator_rate.py [--seconds 10] [--long-seconds 120] [--json FILE]
+                                        [--post-json-bytes 1024]
 
 Needs nginx (Debian: ``apt-get install nginx-light``), taskset, and the bench
 extra (``pip install -e '.[bench]'``, which brings Locust).
@@ -13,8 +14,10 @@ core 1), each load generator pinned to core 0:
    request recorded and written to Parquet;
 2. Locust, FastHttpUser, one process, as many requests per second as it can
    (closed loop, no wait time), at several user counts; its best is kept;
-3. a long blastradius run at half the highest rate: RSS over time (flat?) and
-   Parquet bytes per request.
+3. (1) and (2) again for a POST of a JSON body (1 KB by default), the same
+   request from both;
+4. a long blastradius run at half the highest GET rate: RSS over time (flat?)
+   and Parquet bytes per request.
 
 The figure of merit is the ratio of (1) to (2): requests per second per core.
 """
@@ -70,6 +73,20 @@ class Hit(FastHttpUser):
         self.client.get("/")
 """
 
+LOCUSTFILE_POST = """
+import json
+
+from locust import FastHttpUser, task
+
+BODY = json.dumps({{"data": "x" * {filler}}}, separators=(",", ":")).encode()
+
+
+class Post(FastHttpUser):
+    @task
+    def post(self):
+        self.client.post("/", data=BODY, headers={{"Content-Type": "application/json"}})
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -97,7 +114,7 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.05)
 
 
-def probe(url: str, rate: float, seconds: float) -> dict:
+def probe(url: str, rate: float, seconds: float, post_bytes: int = 0) -> dict:
     command = [
         "taskset",
         "-c",
@@ -110,6 +127,8 @@ def probe(url: str, rate: float, seconds: float) -> dict:
         str(rate),
         "--seconds",
         str(seconds),
+        "--post-json-bytes",
+        str(post_bytes),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -120,14 +139,14 @@ def keeps_up(run: dict) -> bool:
     return run["ok"] >= OK_FRACTION * run["planned"] and lag is not None and lag < LAG_LIMIT_MS
 
 
-def highest_rate(url: str, seconds: float, log) -> tuple[float, list[dict]]:
+def highest_rate(url: str, seconds: float, log, post_bytes: int = 0) -> tuple[float, list[dict]]:
     """Double from 1000 req/s until the generator falls behind, then bisect to 5%."""
     runs, low, high, rate = [], 0.0, None, 1000.0
     while high is None or (high - low) / high > 0.05:
         # A rate counts as too high only if a second probe at it falls behind too:
         # one stall of the shared machine must not end the search.
         for _ in range(2):
-            run = probe(url, rate, seconds)
+            run = probe(url, rate, seconds, post_bytes)
             run["kept_up"] = keeps_up(run)
             runs.append(run)
             log(
@@ -147,10 +166,11 @@ def highest_rate(url: str, seconds: float, log) -> tuple[float, list[dict]]:
     return low, runs
 
 
-def locust_rps(url: str, users: int, seconds: int, workdir: Path) -> float:
-    locustfile = workdir / "locustfile.py"
-    locustfile.write_text(LOCUSTFILE)
-    prefix = workdir / f"locust-{users}"
+def locust_rps(url: str, users: int, seconds: int, workdir: Path, post_bytes: int = 0) -> float:
+    locustfile = workdir / f"locustfile_{post_bytes}.py"
+    filler = max(post_bytes - 12, 0)
+    locustfile.write_text(LOCUSTFILE_POST.format(filler=filler) if post_bytes else LOCUSTFILE)
+    prefix = workdir / f"locust-{post_bytes}-{users}"
     command = [
         "taskset",
         "-c",
@@ -196,6 +216,9 @@ def main() -> None:
     parser.add_argument("--locust-seconds", type=int, default=15)
     parser.add_argument("--long-seconds", type=float, default=120, help="length of the memory run")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--post-json-bytes", type=int, default=1024, help="size of the POST case's JSON body"
+    )
     args = parser.parse_args()
 
     def log(line: str) -> None:
@@ -210,6 +233,13 @@ def main() -> None:
         for users in (16, 64, 256):
             locust[users] = locust_rps(url, users, args.locust_seconds, workdir)
             log(f"  locust {users:4d} users: {locust[users]:8.0f} req/s")
+        post = args.post_json_bytes
+        log(f"POST of a {post}-byte JSON body:")
+        post_best, post_runs = highest_rate(url, args.seconds, log, post)
+        locust_post = {}
+        for users in (16, 64, 256):
+            locust_post[users] = locust_rps(url, users, args.locust_seconds, workdir, post)
+            log(f"  locust POST {users:4d} users: {locust_post[users]:8.0f} req/s")
         long_rate = best / 2
         log(f"  long run: {long_rate:.0f} req/s for {args.long_seconds:.0f} s ...")
         long_run = probe(url, long_rate, args.long_seconds)
@@ -226,6 +256,14 @@ def main() -> None:
         "ratio": best / locust_best,
         "locust_by_users": locust,
         "probes": runs,
+        "post": {
+            "json_bytes": post,
+            "blastradius_max_rps": post_best,
+            "locust_max_rps": max(locust_post.values()),
+            "ratio": post_best / max(locust_post.values()),
+            "locust_by_users": locust_post,
+            "probes": post_runs,
+        },
         "long_run": {
             "rate": long_rate,
             "seconds": args.long_seconds,
@@ -246,6 +284,11 @@ def main() -> None:
         f"{locust_best:.0f} req/s"
     )
     log(f"ratio: {results['ratio']:.2f}x")
+    pr = results["post"]
+    log(
+        f"POST {post} B JSON: blastradius {post_best:.0f} req/s, Locust "
+        f"{pr['locust_max_rps']:.0f} req/s, ratio {pr['ratio']:.2f}x"
+    )
     lr = results["long_run"]
     log(
         f"long run at {long_rate:.0f} req/s for {args.long_seconds:.0f} s: RSS "

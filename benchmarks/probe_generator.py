@@ -24,8 +24,16 @@ import pyarrow.parquet as pq
 from workers.generator import Plan, run_plan
 from workers.schedule import Schedule
 from workers.shards import shard_dir, shard_name, write_shard
+from workers.template import RequestTemplate
 
 S = 1_000_000_000
+
+
+def json_body(size: int) -> bytes:
+    """A JSON object of exactly ``size`` bytes (at least 12)."""
+    body = json.dumps({"data": "x" * max(size - 12, 0)}, separators=(",", ":")).encode()
+    assert len(body) == max(size, 12)
+    return body
 
 
 def rss_mib() -> float:
@@ -46,6 +54,9 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument(
+        "--post-json-bytes", type=int, default=0, help="POST a JSON body of this size instead"
+    )
     args = parser.parse_args()
 
     out = tempfile.mkdtemp(prefix="blastradius-bench-")
@@ -56,7 +67,15 @@ def main() -> None:
         write_shard([batch], directory, shard_name(0, next(shards)))
 
     schedule = Schedule.constant_rate(args.rate, duration_ns=int(args.seconds * S))
-    plan = Plan("bench", (args.url,), schedule, timeout_ns=1 * S)
+    request = args.url
+    if args.post_json_bytes:
+        request = RequestTemplate(
+            args.url,
+            method="POST",
+            headers=(("Content-Type", "application/json"),),
+            body=json_body(args.post_json_bytes),
+        )
+    plan = Plan("bench", (request,), schedule, timeout_ns=1 * S)
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
     start = time.monotonic()

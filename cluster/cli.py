@@ -96,6 +96,61 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     _add_listen_flags(async_)
 
 
+def _add_load_parser(commands: argparse._SubParsersAction) -> None:
+    load = commands.add_parser(
+        "load",
+        help="load one URL from flags (no scenario file); prints the run directory",
+        description="Send open-loop load at one URL, as a one-target scenario: the same "
+        "run directory, rows and exit codes as 'run'. Redirects are recorded, not followed.",
+    )
+    load.add_argument("url", metavar="URL")
+    load.add_argument("--rate", type=float, required=True, metavar="R", help="requests/s in total")
+    load.add_argument("--duration", metavar="D", help="how long, e.g. 30s (or --requests)")
+    load.add_argument("--requests", type=int, metavar="N", help="how many requests in total")
+    load.add_argument(
+        "--timeout", default="1s", metavar="D", help="deadline from the intended send (default 1s)"
+    )
+    load.add_argument(
+        "--arrival", default="constant", metavar="KIND", help="constant (default) or poisson"
+    )
+    load.add_argument(
+        "--method", "-X", default="GET", metavar="M", help="HTTP method (default GET)"
+    )
+    load.add_argument(
+        "--header",
+        "-H",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header (repeatable); ${NAME} in a value reads the environment",
+    )
+    load.add_argument("--body", metavar="TEXT", help="request body")
+    load.add_argument(
+        "--json", dest="json_text", metavar="JSON", help="a JSON body (sets Content-Type)"
+    )
+    load.add_argument("--body-file", metavar="FILE", help="request body from a file")
+    load.add_argument(
+        "--insecure", "-k", action="store_true", help="do not verify TLS certificates"
+    )
+    load.add_argument("--ca", metavar="FILE", help="trust this CA (PEM) instead of the system's")
+    load.add_argument("--cert", metavar="FILE", help="client certificate (PEM) for mutual TLS")
+    load.add_argument("--key", metavar="FILE", help="the client certificate's key (PEM)")
+    load.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        metavar="N",
+        help="connections opened before the start (default 0: on demand)",
+    )
+    load.add_argument("--generators", type=int, metavar="N", help="generator actors")
+    load.add_argument("--name", default="load", help="run and target name (default load)")
+    load.add_argument(
+        "--out", default="runs", metavar="DIR|URI", help="where runs go (default runs/)"
+    )
+    load.add_argument("--address", metavar="RAY_ADDRESS", help="join this Ray cluster")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``blastradius`` argument parser."""
     parser = _Parser(prog="blastradius", description="Distributed HTTP load testing on Ray.")
@@ -123,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a scenario value, e.g. load.rate=500 (repeatable)",
     )
+    _add_load_parser(commands)
     analyze = commands.add_parser("analyze", help="availability and tail latency of a run")
     analyze.add_argument("run_dir", metavar="RUN_DIR")
     analyze.add_argument(
@@ -237,17 +293,36 @@ def embedded_ray_environment() -> None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _address(args: argparse.Namespace) -> str | None:
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         embedded_ray_environment()
-    from cluster import driver
+    return address
+
+
+def _run(args: argparse.Namespace) -> int:
+    address = _address(args)
     from cluster.scenario import load_scenario
 
     scenario = _checked(lambda: load_scenario(args.scenario, args.overrides))
+    return _execute(scenario, args.out, address)
+
+
+def _load(args: argparse.Namespace) -> int:
+    address = _address(args)
+    from cluster.url_run import UrlRun, url_scenario
+
+    fields = {k: v for k, v in vars(args).items() if k in UrlRun.__dataclass_fields__}
+    scenario = _checked(lambda: url_scenario(UrlRun(**fields)))
+    return _execute(scenario, args.out, address)
+
+
+def _execute(scenario: object, out: str, address: str | None) -> int:
+    from cluster import driver
+
     console = _Console(sys.stdout)
     try:
-        outcome = driver.run(scenario, args.out, address, console.line, console.progress)
+        outcome = driver.run(scenario, out, address, console.line, console.progress)
     except driver.RunInputError as exc:
         raise UsageError(str(exc)) from None
     console.line("")
@@ -385,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _SERVE[args.kind](args)
         elif args.command == "run":
             return _run(args)
+        elif args.command == "load":
+            return _load(args)
         elif args.command == "analyze":
             _analyze(args)
         elif args.command == "compare":

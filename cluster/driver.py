@@ -37,6 +37,7 @@ from cluster.scenario import Scenario, Target
 from cluster.services import Launched, launch_services
 from workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
 from workers.shards import shard_dir
+from workers.template import redact_url
 
 Log = Callable[[str], None]
 START_DELAY_S = 2.0  # from the generators being ready to their common start time
@@ -214,9 +215,12 @@ def _run_target(
     progress: Log,
 ) -> bool:
     """Run one target's load; True when a generator was lost."""
-    urls = launched.urls[target.name]
+    requests = launched.requests[target.name]
     block = manifest.target(target.name)
-    block["urls"] = list(urls)
+    block["urls"] = [redact_url(t.url) for t in requests]
+    if not target.launched:
+        block["requests"] = [t.redacted() for t in requests]
+        block["tls"] = None if target.tls is None else target.tls.redacted()
     with ExitStack() as stack:
         strategies, placement = _placement(generators, stack)
         actors = [GeneratorActor.options(scheduling_strategy=s).remote() for s in strategies]
@@ -240,7 +244,7 @@ def _run_target(
         if marks:
             block["faults"] = marks
         manifest.write()
-        plans = plans_for(scenario, target, urls, generators, start_ns)
+        plans = plans_for(scenario, target, requests, generators, start_ns)
         refs = [actor.run.remote(plan, output) for actor, plan in zip(actors, plans, strict=True)]
         watch = _Watch(target.name, actors, refs, block, manifest, start_ns, end_ns, log, progress)
         try:

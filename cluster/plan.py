@@ -5,6 +5,7 @@ from __future__ import annotations
 from cluster.scenario import Scenario, Target
 from workers.generator import Plan
 from workers.schedule import intended_offsets
+from workers.template import RequestTemplate
 
 EMBEDDED_MAX_GENERATORS = 4
 
@@ -17,28 +18,37 @@ def generator_count(scenario: Scenario, free_cpus: float, embedded: bool) -> int
     return min(count, EMBEDDED_MAX_GENERATORS) if embedded else count
 
 
-def target_urls(target: Target, target_url: str | None, endpoints: int) -> tuple[str, ...]:
-    """The URLs a generator cycles over: ``/call/0..n-1`` of a launched target, or as given."""
+def target_requests(
+    target: Target, target_url: str | None, endpoints: int
+) -> tuple[RequestTemplate, ...]:
+    """What a generator sends: GET ``/call/0..n-1`` of a launched target, or as given."""
     if target.launched:
-        return tuple(f"{target_url}/call/{i}" for i in range(endpoints))
-    return target.urls
+        return tuple(RequestTemplate(f"{target_url}/call/{i}") for i in range(endpoints))
+    return target.requests
 
 
 def plans_for(
-    scenario: Scenario, target: Target, urls: tuple[str, ...], generators: int, start_ns: int
+    scenario: Scenario,
+    target: Target,
+    requests: tuple[RequestTemplate, ...],
+    generators: int,
+    start_ns: int,
 ) -> list[Plan]:
     """One plan per generator: the same schedule, interleaved ``generators`` ways."""
     load = scenario.load
     return [
         Plan(
             target.name,
-            urls,
+            requests,
             load.shape,
             load.timeout_ns,
             worker=worker,
             workers=generators,
             start_ns=start_ns,
             max_in_flight=load.max_in_flight,
+            connections=load.connections,
+            tls=target.tls,
+            seed=load.seed,
         )
         for worker in range(generators)
     ]

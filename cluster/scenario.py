@@ -28,14 +28,29 @@ validation, so an override is checked exactly like the file. Errors are
       - {name: sync, kind: blocking, threads: 500, dependency_timeout: 1s}
       - {name: async, kind: async, max_connections: 0}
       - {name: mine, url: "http://127.0.0.1:8080/api"}   # or urls: [...], cycled
+      - name: api                 # any HTTP/1.1 service, with the requests it takes
+        method: POST              # GET HEAD POST PUT PATCH DELETE OPTIONS
+        url: "https://api.internal/orders"
+        headers: {Authorization: "Bearer ${API_TOKEN}"}   # ${NAME}: from the environment
+        json: {item: 42}          # or body: text, or body_file: path
+        tls: {ca: ca.pem}         # or {verify: false}; cert: and key: for mutual TLS
+      - name: mix
+        requests:                 # templates, cycled, or drawn by weight (seeded)
+          - {url: "http://127.0.0.1:8080/a", weight: 9}
+          - {url: "http://127.0.0.1:8080/b", method: DELETE, weight: 1}
+
+Files (``body_file``, ``tls.ca``, ``tls.cert``, ``tls.key``) are read when the
+scenario is loaded, relative to the scenario file's directory.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +61,14 @@ from targets.spec import Latency, parse_duration_ns, parse_error_spec, parse_lat
 from workers.client import Endpoint
 from workers.generator import ClosedLoop
 from workers.schedule import ARRIVALS, Schedule, Stage
+from workers.template import (
+    REDACTED,
+    RequestTemplate,
+    Tls,
+    expand_env,
+    redact_url,
+    weights_of,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KINDS = ("blocking", "async")
@@ -115,6 +138,8 @@ class Load:
     shape: Schedule | ClosedLoop
     timeout_ns: int
     max_in_flight: int = 10_000
+    connections: int = 0  # opened per origin before the start, over all generators
+    seed: int = 0
 
     @property
     def closed(self) -> bool:
@@ -155,6 +180,9 @@ def parse_load(value: object) -> Load:
     if arrival not in ARRIVALS:
         raise ValueError(f"{fields.at('arrival')}: {arrival!r} is not one of {', '.join(ARRIVALS)}")
     seed = _number(fields.get("seed", 0), fields.at("seed"), integer=True, strict=False)
+    connections = _number(
+        fields.get("connections", 0), fields.at("connections"), integer=True, strict=False
+    )
     shape = _load_shape(fields, duration_ns, requests, arrival, seed)
     fields.done(
         (
@@ -165,11 +193,12 @@ def parse_load(value: object) -> Load:
             "timeout",
             "seed",
             "max_in_flight",
+            "connections",
             "stages",
             "closed",
         )
     )
-    return Load(shape, timeout_ns, max_in_flight)
+    return Load(shape, timeout_ns, max_in_flight, connections, seed)
 
 
 def _load_shape(
@@ -257,23 +286,166 @@ def parse_dependency(value: object) -> Dependency:
 
 @dataclass(frozen=True)
 class Target:
-    """A service under test: launched (``kind``) or given by URL(s)."""
+    """A service under test: launched (``kind``) or given by the requests to send it."""
 
     name: str
-    kind: str | None = None  # blocking | async | None (urls given)
-    urls: tuple[str, ...] = ()
+    kind: str | None = None  # blocking | async | None (requests given)
+    requests: tuple[RequestTemplate, ...] = ()
     threads: int = 500
     max_connections: int = 0
     dependency_timeout_s: float | None = None
+    tls: Tls | None = None
 
     @property
     def launched(self) -> bool:
         """Whether the driver starts this target."""
         return self.kind is not None
 
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The URLs of a target given by requests (empty for a launched one)."""
+        return tuple(t.url for t in self.requests)
 
-def parse_target(value: object, path: str) -> Target:
-    """One entry of ``targets``."""
+
+_REQUEST_KEYS = ("method", "headers", "body", "json", "body_file")
+
+
+@dataclass(frozen=True)
+class _Files:
+    """Where relative paths in a scenario point, and the environment ``${NAME}`` reads."""
+
+    base: Path = field(default_factory=Path.cwd)
+    env: Mapping[str, str] | None = None
+
+    def read(self, value: object, path: str) -> bytes:
+        name = Path(_text(value, path))
+        try:
+            return (name if name.is_absolute() else self.base / name).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read {str(name)!r}: {exc.strerror}") from None
+
+
+def _request_fields(fields: _Fields, files: _Files, defaults: Mapping[str, Any]) -> dict:
+    """Method, headers and body of a request block, over ``defaults`` (a target's own)."""
+    result = dict(defaults)
+    method = fields.get("method")
+    if method is not None:
+        result["method"] = _text(method, fields.at("method")).upper()
+    headers = fields.get("headers")
+    if headers is not None:
+        merged = {name.lower(): (name, value) for name, value in result.get("headers", ())}
+        for name, value in _headers(headers, fields.at("headers"), files).items():
+            merged[name.lower()] = (name, value)
+        result["headers"] = tuple(merged.values())
+    given = [key for key in ("body", "json", "body_file") if fields.get(key) is not None]
+    if len(given) > 1:
+        raise ValueError(f"{fields.at(given[1])}: give one of body, json or body_file")
+    if given:
+        result["body"], content_type = _body(fields, given[0], files)
+        headers = result.get("headers", ())
+        if content_type and not any(n.lower() == "content-type" for n, _ in headers):
+            result["headers"] = (*headers, ("Content-Type", content_type))
+    return result
+
+
+def _headers(value: object, path: str, files: _Files) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{path}: expected a mapping of header names to values")
+    headers = {}
+    for name, raw in value.items():
+        at = f"{path}.{name}"
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise ValueError(f"{at}: expected text, got {_kind(raw)}")
+        try:
+            headers[str(name)] = expand_env(str(raw), files.env)
+        except ValueError as exc:
+            raise ValueError(f"{at}: {exc}") from None
+    return headers
+
+
+def _body(fields: _Fields, key: str, files: _Files) -> tuple[bytes, str | None]:
+    value, at = fields.get(key), fields.at(key)
+    if key == "body":
+        if not isinstance(value, str):
+            raise ValueError(f"{at}: expected text, got {_kind(value)} (use json: for a mapping)")
+        return value.encode(), None
+    if key == "json":
+        if not isinstance(value, (dict, list)):
+            raise ValueError(f"{at}: expected a mapping or a list, got {_kind(value)}")
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        return text.encode(), "application/json"
+    return files.read(value, at), None
+
+
+def _template(fields: _Fields, url: object, at: str, request: Mapping[str, Any]) -> RequestTemplate:
+    url = _text(url, at)
+    try:
+        return RequestTemplate(url, **request)
+    except ValueError as exc:
+        message = str(exc)
+        key, _, rest = message.partition(": ")
+        if key == "url":
+            raise ValueError(f"{at}: {rest}") from None
+        raise ValueError(f"{fields.at(key) if key else at}: {rest}") from None
+
+
+def _tls(value: object, path: str, files: _Files) -> Tls:
+    fields = _Fields(value, path)
+    verify = fields.get("verify", True)
+    if not isinstance(verify, bool):
+        raise ValueError(f"{fields.at('verify')}: expected true or false")
+    pems = {
+        key: None if fields.get(key) is None else files.read(fields.get(key), fields.at(key))
+        for key in ("ca", "cert", "key")
+    }
+    fields.done(("verify", "ca", "cert", "key"))
+    try:
+        text = {k: None if v is None else v.decode("latin-1") for k, v in pems.items()}
+        return Tls(verify, text["ca"], text["cert"], text["key"])
+    except ValueError as exc:
+        raise ValueError(f"{path}.{str(exc).removeprefix('tls.')}") from None
+
+
+def _requests(fields: _Fields, files: _Files) -> tuple[RequestTemplate, ...]:
+    """A target's templates: from ``url``, ``urls`` or ``requests``, over its own defaults."""
+    defaults = _request_fields(fields, files, {})
+    url, urls, listed = fields.get("url"), fields.get("urls"), fields.get("requests")
+    if listed is None:
+        items = [url] if url is not None else urls
+        if not isinstance(items, list) or not items:
+            raise ValueError(f"{fields.at('urls')}: expected a non-empty list of URLs")
+        return tuple(
+            _template(
+                fields,
+                item,
+                fields.at("url") if url is not None else f"{fields.at('urls')}[{i}]",
+                defaults,
+            )
+            for i, item in enumerate(items)
+        )
+    if not isinstance(listed, list) or not listed:
+        raise ValueError(f"{fields.at('requests')}: expected a non-empty list of requests")
+    templates = []
+    for i, item in enumerate(listed):
+        block = _Fields(item, f"{fields.at('requests')}[{i}]")
+        request = _request_fields(block, files, defaults)
+        weight = block.get("weight")
+        if weight is not None:
+            request["weight"] = _number(weight, block.at("weight"), strict=False)
+        block.done(("url", *_REQUEST_KEYS, "weight"))
+        templates.append(_template(block, block.get("url"), block.at("url"), request))
+    try:
+        weights_of(templates)
+    except ValueError as exc:
+        raise ValueError(f"{fields.at('requests')}: {exc}") from None
+    return tuple(templates)
+
+
+def parse_target(
+    value: object, path: str, base: Path | None = None, env: Mapping[str, str] | None = None
+) -> Target:
+    """One entry of ``targets``; files are read from ``base``, ``${NAME}`` from ``env``."""
+    files = _Files(base or Path.cwd(), env)
     fields = _Fields(value, path)
     name = _text(fields.get("name"), fields.at("name"))
     if not _NAME.match(name):
@@ -282,20 +454,15 @@ def parse_target(value: object, path: str) -> Target:
             "or '-' (it names a directory)"
         )
     kind, url, urls = fields.get("kind"), fields.get("url"), fields.get("urls")
-    if sum(x is not None for x in (kind, url, urls)) != 1:
-        raise ValueError(f"{path}: give exactly one of kind (launched), url or urls")
+    listed = fields.get("requests")
+    if sum(x is not None for x in (kind, url, urls, listed)) != 1:
+        raise ValueError(f"{path}: give exactly one of kind (launched), url, urls or requests")
     if kind is None:
-        listed = [url] if url is not None else urls
-        if not isinstance(listed, list) or not listed:
-            raise ValueError(f"{fields.at('urls')}: expected a non-empty list of URLs")
-        for i, item in enumerate(listed):
-            at = fields.at("url") if url is not None else f"{fields.at('urls')}[{i}]"
-            try:
-                Endpoint.from_url(_text(item, at))
-            except ValueError as exc:
-                raise ValueError(f"{at}: {str(exc).removeprefix('url: ')}") from None
-        fields.done(("name", "url", "urls"))
-        return Target(name, None, tuple(listed))
+        templates = _requests(fields, files)
+        tls = fields.get("tls")
+        tls = None if tls is None else _tls(tls, fields.at("tls"), files)
+        fields.done(("name", "url", "urls", "requests", *_REQUEST_KEYS, "tls"))
+        return Target(name, None, templates, tls=tls)
     if kind not in KINDS:
         raise ValueError(f"{fields.at('kind')}: {kind!r} is not one of {', '.join(KINDS)}")
     known = ["name", "kind", "dependency_timeout"]
@@ -312,6 +479,25 @@ def parse_target(value: object, path: str) -> Target:
     return Target(name, kind, (), threads, max_connections, timeout_s)
 
 
+def redacted(document: Mapping) -> dict:
+    """A scenario document as it may be written down: header values and URL passwords
+    replaced (secrets stay out of run.json, reports and logs)."""
+    document = copy.deepcopy(dict(document))
+    targets = document.get("targets")
+    for target in targets if isinstance(targets, list) else ():
+        if not isinstance(target, dict):
+            continue
+        blocks = [target, *(r for r in target.get("requests") or () if isinstance(r, dict))]
+        for block in blocks:
+            if isinstance(block.get("headers"), dict):
+                block["headers"] = {name: REDACTED for name in block["headers"]}
+            if isinstance(block.get("url"), str):
+                block["url"] = redact_url(block["url"])
+        if isinstance(target.get("urls"), list):
+            target["urls"] = [redact_url(u) if isinstance(u, str) else u for u in target["urls"]]
+    return document
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A whole scenario: the load, the generators, the dependency and the targets."""
@@ -324,8 +510,14 @@ class Scenario:
     source: dict | None = None  # the validated document, for the run manifest
 
 
-def parse_scenario(document: object) -> Scenario:
-    """Validate a scenario document (parsed YAML) into a ``Scenario``."""
+def parse_scenario(
+    document: object, base: Path | None = None, env: Mapping[str, str] | None = None
+) -> Scenario:
+    """Validate a scenario document (parsed YAML) into a ``Scenario``.
+
+    Relative file names are read from ``base`` (default: the working directory);
+    ``${NAME}`` in header values reads ``env`` (default: the process environment).
+    """
     fields = _Fields(document, "")
     name = _text(fields.get("name"), "name")
     if not _NAME.match(name):
@@ -341,7 +533,7 @@ def parse_scenario(document: object) -> Scenario:
     targets = fields.get("targets")
     if not isinstance(targets, list) or not targets:
         raise ValueError("targets: expected a non-empty list of targets")
-    parsed = tuple(parse_target(t, f"targets[{i}]") for i, t in enumerate(targets))
+    parsed = tuple(parse_target(t, f"targets[{i}]", base, env) for i, t in enumerate(targets))
     names = [t.name for t in parsed]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
@@ -350,7 +542,7 @@ def parse_scenario(document: object) -> Scenario:
     if launched and dependency is None:
         raise ValueError(f"targets[{launched[0]}].kind: a launched target needs a dependency block")
     fields.done(("name", "load", "generators", "dependency", "targets"))
-    return Scenario(name, load, parsed, generators, dependency, dict(document))
+    return Scenario(name, load, parsed, generators, dependency, redacted(document))
 
 
 def apply_override(document: dict, assignment: str) -> None:
@@ -400,4 +592,4 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
         raise ValueError(f"{path}: expected a mapping at the top, got {_kind(document)}")
     for assignment in overrides:
         apply_override(document, assignment)
-    return parse_scenario(document)
+    return parse_scenario(document, path.parent)

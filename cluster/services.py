@@ -20,9 +20,10 @@ import requests
 import yaml
 
 from cluster import launch
-from cluster.plan import fault_marks, target_urls
+from cluster.plan import fault_marks, target_requests
 from cluster.scenario import Scenario, Target
 from targets.spec import format_error_spec, format_latency_spec
+from workers.template import RequestTemplate
 
 TARGETS_RESOURCE = "targets"
 
@@ -140,10 +141,10 @@ def anchor_faults(dependency_url: str, origin_ns: int) -> None:
 
 @dataclass
 class Launched:
-    """The services a run started: the URLs each target's generators cycle over, a
+    """The services a run started: the requests each target's generators send, a
     description for the manifest, and where they run."""
 
-    urls: dict[str, tuple[str, ...]]
+    requests: dict[str, tuple[RequestTemplate, ...]]
     info: dict
     host: LocalHost | _RemoteHost | None = None
     targets: dict[str, str] = field(default_factory=dict)  # launched target -> its URL
@@ -177,7 +178,7 @@ def launch_services(scenario: Scenario, stack: ExitStack, log) -> Launched:
     needed = any(t.launched for t in scenario.targets)
     if not needed:
         endpoints = 0 if dependency is None else dependency.endpoints
-        return Launched({t.name: target_urls(t, None, endpoints) for t in scenario.targets}, {})
+        return Launched({t.name: target_requests(t, None, endpoints) for t in scenario.targets}, {})
     host = open_host(stack)
     launched = Launched({}, {"node": host.node, "urls": {}}, host)
     dependency_url = dependency.url
@@ -198,7 +199,7 @@ def launch_services(scenario: Scenario, stack: ExitStack, log) -> Launched:
             target_url = host.start(target.kind, _target_args(target, dependency_url))
             launched.info["urls"][target.name] = launched.targets[target.name] = target_url
             log(f"{target.name:<11} {target_url}  ({_describe(target)})")
-        launched.urls[target.name] = target_urls(target, target_url, dependency.endpoints)
+        launched.requests[target.name] = target_requests(target, target_url, dependency.endpoints)
     return launched
 
 

@@ -28,7 +28,7 @@ rows = st.lists(
         st.one_of(st.none(), times),  # done offset
         st.integers(0, 599),  # status
         st.integers(0, len(ERROR_KINDS) - 1),  # error code
-        st.integers(0, 2**31 - 1),  # bytes in
+        st.integers(0, 2**40),  # bytes in: past 2 GiB (schema v2)
     ),
     max_size=50,
 )
@@ -60,7 +60,7 @@ def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated):
         return
     path = write_shard([batch], directory, "part-0003-000000.parquet")
     back = pq.read_table(path)
-    assert back.schema.metadata[METADATA_KEY] == b"1"
+    assert back.schema.metadata[METADATA_KEY] == b"2"
     assert back.schema.equals(SCHEMA, check_metadata=False)
     got = back.to_pylist()
     assert len(got) == len(generated)

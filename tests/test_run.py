@@ -1,6 +1,7 @@
 """``blastradius run`` end to end on the embedded local Ray, through the real CLI."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -125,3 +126,37 @@ def test_ctrl_c_stops_the_generators_flushes_and_marks_the_run_interrupted(tmp_p
     assert 0 < len(rows) < 6000
     assert len(rows) == sum(g["rows"] for g in generators)
     assert not any(listening(url) for url in manifest["targets"]["async"]["urls"])
+
+
+def test_load_one_url_from_flags_keeps_its_secret_out_of_everything_written(tmp_path):
+    """``blastradius load`` against uvicorn: the header's secret arrives, and appears in
+    neither run.json, the output, nor the report."""
+    from real_servers import uvicorn_echo
+
+    secret = "s3cret-" + os.urandom(6).hex()
+    log = tmp_path / "echo.jsonl"
+    with uvicorn_echo(log) as url:
+        args = ["load", f"{url}/orders", "--rate", "50", "--requests", "20", "-X", "POST"]
+        args += ["--json", '{"n": 1}', "--generators", "1", "--out", str(tmp_path / "runs")]
+        args += ["-H", "Authorization: Bearer ${BR_TEST_SECRET}"]
+        result = subprocess.run(
+            [sys.executable, "-m", "cluster", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "BR_TEST_SECRET": secret},
+        )
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    rows = pd.read_parquet(run_dir / "requests")
+    assert len(rows) == 20 and rows["ok"].all()
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) == 20 and {r["method"] for r in seen} == {"POST"}
+    assert all(dict(r["headers"])["authorization"] == f"Bearer {secret}" for r in seen)
+
+    report = run_cli("report", str(run_dir))
+    assert report.returncode == 0, report.stderr
+    manifest = (run_dir / "run.json").read_text()
+    assert json.loads(manifest)["targets"]["load"]["requests"][0]["method"] == "POST"
+    for text in (manifest, result.stdout, result.stderr, Path(report.stdout.strip()).read_text()):
+        assert secret not in text

@@ -14,12 +14,20 @@ bytes_in, error)``. This is the one place outcomes map onto the error kinds::
     timeout    no complete response within ``timeout_s`` of the send; the
                connection is closed (it cannot carry another request)
     connect    no connection: refused, unreachable, unknown host
+    tls        a connection, but no TLS session: the certificate did not
+               verify, or the handshake failed
     reset      the connection broke before the response was complete
-               (closed or reset by the peer); a request on a reused keep-alive
-               connection that broke before any response byte is retried once
-               on a new connection, as HTTP clients do for idempotent requests
-    other      a response that does not parse as HTTP, or the client closing
-               with the request unfinished
+               (closed or reset by the peer), including a body cut short of
+               its Content-Length or last chunk; a request on a reused
+               keep-alive connection that broke before any response byte is
+               retried once on a new connection, as HTTP clients do
+    other      a response that does not parse as HTTP, a ``101`` switch of
+               protocols nobody asked for, or the client closing with the
+               request unfinished
+
+A response is complete when its framing says so (Content-Length, the last
+chunk, or for a body without either, the connection's end). Interim ``1xx``
+responses are skipped: the request waits for its final response.
 
 ``dropped`` and ``http`` are decided by the generator, not here.
 """
@@ -27,16 +35,22 @@ bytes_in, error)``. This is the one place outcomes map onto the error kinds::
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
 from workers.record import ERROR_CODE
+from workers.template import Tls
+
+if TYPE_CHECKING:
+    from workers.template import RequestTemplate
 
 TIMEOUT = ERROR_CODE["timeout"]
 CONNECT = ERROR_CODE["connect"]
@@ -44,6 +58,7 @@ RESET = ERROR_CODE["reset"]
 HTTP = ERROR_CODE["http"]
 DROPPED = ERROR_CODE["dropped"]
 OTHER = ERROR_CODE["other"]
+TLS = ERROR_CODE["tls"]
 
 OnDone = Callable[[object, int, int, int], None]
 
@@ -53,35 +68,63 @@ def status_error(status: int) -> int:
     return 0 if 200 <= status < 300 else HTTP
 
 
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept as escapes
+_QUERY_SAFE = _PATH_SAFE + "?"
+_SET_BY_CLIENT = ("content-length", "transfer-encoding")
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A URL prepared for sending: where to connect and the exact request bytes."""
+    """A request prepared for sending: where to connect and the exact request bytes."""
 
     origin: tuple[str, str, int]  # scheme, host, port
     request: bytes
+    head: bool = False  # a HEAD request: its response has no body whatever it announces
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
         """Prepare a GET of ``url`` (http or https); ``ValueError`` names a bad URL."""
+        return cls._prepare(url, "GET", (), b"")
+
+    @classmethod
+    def build(cls, template: RequestTemplate) -> Endpoint:
+        """Prepare a request template; ``ValueError`` names what cannot be sent."""
+        return cls._prepare(template.url, template.method, template.headers, template.body)
+
+    @classmethod
+    def _prepare(
+        cls, url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url: {url!r} is not an http:// or https:// URL")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ValueError(f"url: {url!r} has a bad port") from None
-        default = (parts.scheme == "http" and port == 80) or (
-            parts.scheme == "https" and port == 443
-        )
-        host = parts.hostname if default else f"{parts.hostname}:{port}"
-        if ":" in parts.hostname and not default:
-            host = f"[{parts.hostname}]:{port}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = (
-            f"GET {target} HTTP/1.1\r\nHost: {host}\r\n"
-            "User-Agent: blastradius\r\nAccept: */*\r\n\r\n"
-        ).encode("latin-1")
-        return cls((parts.scheme, parts.hostname, port), request)
+            hostname = parts.hostname.encode("idna").decode("ascii")
+        except (ValueError, UnicodeError):
+            raise ValueError(f"url: {url!r} has a bad host or port") from None
+        default = port == (443 if parts.scheme == "https" else 80)
+        host = f"[{hostname}]" if ":" in hostname else hostname
+        host = host if default else f"{host}:{port}"
+        target = quote(parts.path or "/", safe=_PATH_SAFE)
+        if parts.query:
+            target += "?" + quote(parts.query, safe=_QUERY_SAFE)
+        fields = {"host": ("Host", host), "user-agent": ("User-Agent", "blastradius")}
+        fields["accept"] = ("Accept", "*/*")
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            basic = base64.b64encode(credentials.encode()).decode("ascii")
+            fields["authorization"] = ("Authorization", f"Basic {basic}")
+        for name, value in headers:
+            if name.lower() in _SET_BY_CLIENT:
+                raise ValueError(f"headers.{name}: set from the body; remove it")
+            fields[name.lower()] = (name, value)
+        if body or method in _BODY_METHODS:
+            fields["content-length"] = ("Content-Length", str(len(body)))
+        lines = "".join(f"{name}: {value}\r\n" for name, value in fields.values())
+        head = f"{method} {target} HTTP/1.1\r\n{lines}\r\n".encode("latin-1")
+        return cls((parts.scheme, hostname, port), head + body, method == "HEAD")
 
 
 def _arm(loop: asyncio.AbstractEventLoop, deadline: float, callback, *args) -> asyncio.TimerHandle:
@@ -106,13 +149,13 @@ class _Connection(asyncio.Protocol):
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.bytes_in = 0
-        self.headers_done = False
-        self.reused = False
+        self.headers_done = self.framed = self.received = self.head_done = False
+        self.reused = False  # it has been idle: the peer may have closed it meanwhile
 
     def start(self, endpoint: Endpoint, context: object, deadline: float) -> None:
         """Send ``endpoint``'s request; it must complete by ``deadline`` (time.monotonic)."""
         self.endpoint, self.context, self.deadline = endpoint, context, deadline
-        self.bytes_in, self.headers_done = 0, False
+        self.bytes_in, self.headers_done, self.framed, self.received = 0, False, False, False
         self.timer = _arm(self.client.loop, deadline, self._time_out)
         self.transport.write(endpoint.request)
 
@@ -135,37 +178,70 @@ class _Connection(asyncio.Protocol):
         if self.context is None:  # bytes nobody asked for: this connection is unusable
             self.transport.abort()
             return
+        self.received = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._finish(0, OTHER)
+        except httptools.HttpParserUpgrade:  # 101: the peer left HTTP/1.1
+            self._finish(self.parser.get_status_code(), OTHER)
             self.transport.abort()
+        except httptools.HttpParserError:
+            if not self.head_done:
+                self._finish(0, OTHER)
+                self.transport.abort()
+        if self.head_done:
+            # httptools cannot be told that a HEAD response has no body: the response
+            # ended with its head, and the next one needs a fresh parser.
+            status, keep_alive = self.parser.get_status_code(), self.parser.should_keep_alive()
+            self.parser, self.head_done = httptools.HttpResponseParser(self), False
+            self._complete(status, keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client._forget(self)
         if self.context is None:
             return
-        if self.headers_done and not self.parser.should_keep_alive():
+        if self.headers_done and not self.framed and exc is None:
             self._finish(self.parser.get_status_code(), 0)  # the body ended with the connection
-        elif self.reused and not self.headers_done and self.bytes_in == 0:
-            # A keep-alive connection the peer had closed: send once more on a new one.
+        elif self.reused and not self.received:
+            # An idle connection the peer had closed: send once more on a new one.
             context, self.context = self.context, None
             self.timer.cancel()
             self.client._open(_Pending(self.endpoint, context, self.deadline))
         else:
-            self._finish(0, RESET)
+            self._finish(0, RESET)  # nothing, part of a head, or a body cut short
 
     # --- httptools callbacks ------------------------------------------------------------
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Only Content-Length and Transfer-Encoding (14 and 17 bytes) frame a body.
+        if len(name) in (14, 17) and not self.head_done:
+            lower = name.lower()
+            if lower == b"content-length" or lower == b"transfer-encoding":
+                self.framed = True
+
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        if self.endpoint.head and self.parser.get_status_code() >= 200:
+            self.head_done = True  # ended in data_received, once this parser has returned
 
     def on_body(self, body: bytes) -> None:
-        self.bytes_in += len(body)
+        if not self.head_done:
+            self.bytes_in += len(body)
 
     def on_message_complete(self) -> None:
-        keep_alive = self.parser.should_keep_alive()
-        self._finish(self.parser.get_status_code(), 0, keep=keep_alive)
+        if self.head_done:
+            return
+        status = self.parser.get_status_code()
+        if status == 101:  # a switch of protocols nobody asked for: no HTTP/1.1 any more
+            self._finish(status, OTHER)
+            self.transport.abort()
+            return
+        if status < 200:  # interim (1xx): the final response follows
+            self.headers_done = self.framed = False
+            return
+        self._complete(status, self.parser.should_keep_alive())
+
+    def _complete(self, status: int, keep_alive: bool) -> None:
+        self._finish(status, 0, keep=keep_alive)
         if not keep_alive:
             self.transport.close()
 
@@ -181,6 +257,11 @@ class _Connection(asyncio.Protocol):
             self.reused = True
             self.client._idle.setdefault(self.origin, []).append(self)
         self.client.on_done(context, status, self.bytes_in, error)
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a failed connect failed in TLS (after TCP connected) rather than before."""
+    return isinstance(exc, ssl.SSLError | ssl.CertificateError)
 
 
 class _Pending:
@@ -202,22 +283,32 @@ class HttpClient:
     the pool is full).
     """
 
-    def __init__(self, max_connections: int, timeout_s: float, on_done: OnDone) -> None:
+    def __init__(
+        self, max_connections: int, timeout_s: float, on_done: OnDone, tls: Tls | None = None
+    ) -> None:
         self.max_connections, self.timeout_s, self.on_done = max_connections, timeout_s, on_done
         self.loop = asyncio.get_running_loop()
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._all: set[_Connection] = set()
         self._pending: set[_Pending] = set()
+        self._tls = tls
         self._ssl: ssl.SSLContext | None = None
 
     async def warm(self, endpoints: Sequence[Endpoint], per_origin: int, timeout_s: float) -> int:
         """Open up to ``per_origin`` idle connections to each origin (failures are ignored:
-        a target that is down shows up as ``connect`` rows later). Returns how many opened."""
+        a target that is down shows up as ``connect`` rows later). Returns how many opened.
+
+        Idle connections are not free for every server: one that serves a connection at
+        a time (or gives each new connection a thread) waits on them. Warm only on request.
+        """
         origins = {endpoint.origin: endpoint for endpoint in endpoints}
-        count = max(1, min(per_origin, self.max_connections // max(len(origins), 1)))
+        count = min(per_origin, self.max_connections // max(len(origins), 1))
+        if count <= 0:
+            return 0
 
         async def one(endpoint: Endpoint) -> None:
             connection = await self._create(endpoint.origin)
+            connection.reused = True  # idle until used, so it may be stale by then
             self._idle.setdefault(connection.origin, []).append(connection)
 
         attempts = [one(e) for e in origins.values() for _ in range(count)]
@@ -254,7 +345,9 @@ class HttpClient:
         scheme, host, port = origin
         tls = None
         if scheme == "https":
-            tls = self._ssl = self._ssl or ssl.create_default_context()
+            if self._ssl is None:
+                self._ssl = (self._tls or Tls()).context()
+            tls = self._ssl
         _, connection = await self.loop.create_connection(
             lambda: _Connection(self, origin),
             host,
@@ -268,11 +361,11 @@ class HttpClient:
     async def _connect(self, pending: _Pending) -> None:
         try:
             connection = await self._create(pending.endpoint.origin)
-        except (OSError, ssl.SSLError):
+        except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
             if pending in self._pending:
                 self._pending.discard(pending)
                 pending.timer.cancel()
-                self.on_done(pending.context, 0, 0, CONNECT)
+                self.on_done(pending.context, 0, 0, TLS if _tls_failure(exc) else CONNECT)
             return
         if pending not in self._pending:  # it timed out while connecting: keep the connection
             self._idle.setdefault(connection.origin, []).append(connection)

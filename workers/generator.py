@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -46,6 +47,7 @@ from workers.client import DROPPED, TIMEOUT, Endpoint, HttpClient, status_error
 from workers.progress import Counters
 from workers.record import NULL_NS, SCHEMA, RowBuffer
 from workers.schedule import Schedule, share
+from workers.template import RequestTemplate, Tls, pick, weights_of
 
 # Takes each closed batch on a writer thread; may return an awaitable (a write still under
 # way elsewhere) that the generator awaits before handing over the next batch.
@@ -53,7 +55,6 @@ Sink = Callable[[pa.RecordBatch], Awaitable | None]
 _YIELD_EVERY = 32  # sends in a row without sleeping before the loop lets responses in
 _INTERRUPTIBLE_SLEEP_S = 0.05
 _WRITER_NICE = 10
-_WARM_CONNECTIONS = 32  # opened per origin before the start, as wrk does
 _WARM_TIMEOUT_S = 5.0
 
 
@@ -82,10 +83,17 @@ def _split(total: int, worker: int, workers: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """One generator's work: its share of the load against one target."""
+    """One generator's work: its share of the load against one target.
+
+    ``requests`` are URLs (a GET each) or ``RequestTemplate``s; the request with
+    global index g uses template ``pick(g)``: cycled in order, or drawn by weight
+    (seeded by ``seed``) when a template has one. ``connections`` are opened to
+    each origin before the start and split over the workers like the load
+    (0: connections open on demand only).
+    """
 
     target: str
-    urls: tuple[str, ...]  # request with global index g goes to urls[g % len(urls)]
+    requests: tuple[str | RequestTemplate, ...]
     load: Schedule | ClosedLoop
     timeout_ns: int
     worker: int = 0
@@ -93,10 +101,20 @@ class Plan:
     start_ns: int | None = None  # epoch ns of schedule time 0; None: when the generator starts
     max_in_flight: int = 10_000
     batch_interval_ns: int = 1_000_000_000
+    connections: int = 0
+    tls: Tls | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.urls:
+        if not self.requests:
             raise ValueError("urls: at least one URL is needed")
+        templates = tuple(
+            r if isinstance(r, RequestTemplate) else RequestTemplate(r) for r in self.requests
+        )
+        object.__setattr__(self, "requests", templates)
+        weights_of(templates)
+        if self.connections < 0:
+            raise ValueError(f"connections: must be >= 0 (got {self.connections})")
         if self.timeout_ns <= 0:
             raise ValueError(f"timeout: must be positive (got {self.timeout_ns}ns)")
         if not 0 <= self.worker < self.workers:
@@ -105,8 +123,15 @@ class Plan:
             raise ValueError(f"max_in_flight: must be at least 1 (got {self.max_in_flight})")
         if self.batch_interval_ns <= 0:
             raise ValueError("batch_interval: must be positive")
-        for url in self.urls:
-            Endpoint.from_url(url)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The templates' URLs."""
+        return tuple(t.url for t in self.requests)
+
+    def pick(self, indices: np.ndarray) -> np.ndarray:
+        """The template index of each request, by global request index."""
+        return pick(indices, len(self.requests), weights_of(self.requests), self.seed)
 
     @property
     def closed(self) -> bool:
@@ -122,7 +147,7 @@ class Generator:
         self.counters = Counters()
         self._buffer = RowBuffer(plan.worker, node, plan.timeout_ns)
         self._waiting: deque[tuple[int, int, int]] = deque()  # (seq, endpoint, due mono ns)
-        self._endpoints = [Endpoint.from_url(url) for url in plan.urls]
+        self._endpoints = [Endpoint.build(template) for template in plan.requests]
         self._in_flight = 0
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,15 +208,16 @@ class Generator:
         self._over = asyncio.Event()
         self._wall0, self._mono0 = time.time_ns(), time.monotonic_ns()
         self._client = HttpClient(
-            self.plan.max_in_flight, self.plan.timeout_ns / 1e9, self._on_done
+            self.plan.max_in_flight, self.plan.timeout_ns / 1e9, self._on_done, self.plan.tls
         )
         gc.collect()
         gc.freeze()  # the start-up heap is permanent: collections need not rescan it
         with ThreadPoolExecutor(1, "shard-writer", initializer=_prepare_writer) as writer:
             flusher = asyncio.create_task(self._flush_every(writer))
             try:
+                warm = _split(self.plan.connections, self.plan.worker, self.plan.workers)
                 with contextlib.suppress(TimeoutError):
-                    await self._client.warm(self._endpoints, _WARM_CONNECTIONS, _WARM_TIMEOUT_S)
+                    await self._client.warm(self._endpoints, warm, _WARM_TIMEOUT_S)
                 start_ns = self.plan.start_ns
                 self._start_mono = time.monotonic_ns() if start_ns is None else self._mono(start_ns)
                 await self._sleep_until(self._start_mono)
@@ -226,9 +252,8 @@ class Generator:
 
     async def _open_loop(self) -> None:
         plan, seq, in_a_row = self.plan, 0, 0
-        n_urls = len(plan.urls)
         for indices, offsets in share(plan.load, plan.worker, plan.workers):
-            endpoints = (indices % n_urls).tolist()
+            endpoints = plan.pick(indices).tolist()
             for endpoint, due in zip(endpoints, (offsets + self._start_mono).tolist(), strict=True):
                 if due > time.monotonic_ns():
                     # Timers tick in milliseconds and may wake early: never send before due.
@@ -272,7 +297,8 @@ class Generator:
         self._start(seq, self._endpoint(seq), now)
 
     def _endpoint(self, seq: int) -> int:
-        return (seq * self.plan.workers + self.plan.worker) % len(self.plan.urls)
+        index = seq * self.plan.workers + self.plan.worker
+        return int(self.plan.pick(np.array([index]))[0])
 
     def _submit(self, seq: int, endpoint: int, due: int) -> None:
         if self._in_flight < self.plan.max_in_flight and not self._waiting:

@@ -1,4 +1,4 @@
-"""One row per request: the Parquet schema v1 and the columnar buffer that fills it.
+"""One row per request: the Parquet schema v2 and the columnar buffer that fills it.
 
 This module is the only definition of a request row. ``SCHEMA`` is the Arrow
 schema of DESIGN.md (``target`` is the hive partition, not a column);
@@ -17,10 +17,10 @@ from array import array
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: bytes_in int64 (was int32), error kind "tls"
 METADATA_KEY = b"blastradius.schema_version"
 
-ERROR_KINDS = ("", "timeout", "connect", "reset", "http", "dropped", "other")
+ERROR_KINDS = ("", "timeout", "connect", "reset", "http", "dropped", "other", "tls")
 ERROR_CODE = {kind: code for code, kind in enumerate(ERROR_KINDS)}
 
 NULL_NS = np.iinfo(np.int64).min  # sentinel in the buffers for a time that never happened
@@ -39,7 +39,7 @@ SCHEMA = pa.schema(
         pa.field("status", pa.int16(), nullable=False),
         pa.field("error", pa.dictionary(pa.int32(), pa.string()), nullable=False),
         pa.field("ok", pa.bool_(), nullable=False),
-        pa.field("bytes_in", pa.int32(), nullable=False),
+        pa.field("bytes_in", pa.int64(), nullable=False),
     ],
     metadata={METADATA_KEY: str(SCHEMA_VERSION).encode()},
 )
@@ -61,7 +61,7 @@ class RowBuffer:
     def _clear(self) -> None:
         self.seq, self.intended_ns = array("q"), array("q")
         self.sent_ns, self.done_ns = array("q"), array("q")
-        self.endpoint, self.bytes_in = array("i"), array("i")
+        self.endpoint, self.bytes_in = array("i"), array("q")
         self.status, self.error = array("h"), array("b")
 
     def __len__(self) -> int:
@@ -116,7 +116,7 @@ class RowBuffer:
             pa.array(status),
             pa.DictionaryArray.from_arrays(error.astype(np.int32), _ERROR_DICTIONARY),
             pa.array(ok),
-            pa.array(np.frombuffer(self.bytes_in, np.int32)),
+            pa.array(np.frombuffer(self.bytes_in, np.int64)),
         ]
         batch = pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
         self._clear()
