@@ -84,7 +84,7 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     for name in ("target", "node", "error", "run"):
         if name in frame:
             frame[name] = frame[name].astype("category")
-    for name in ("seq",):
+    for name in ("seq", "bytes_in"):  # never null: plain int64
         frame[name] = frame[name].astype("int64")
     return frame
 

@@ -11,7 +11,8 @@ core 1), each load generator pinned to core 0:
 
 1. blastradius: a search over open-loop rates for the highest one it keeps:
    at least 99% of the planned requests ok and send lag p99 under 10 ms, every
-   request recorded and written to Parquet;
+   request recorded and written to Parquet; 32 connections opened before the
+   start (``load.connections``; nginx takes idle connections at no cost);
 2. Locust, FastHttpUser, one process, as many requests per second as it can
    (closed loop, no wait time), at several user counts; its best is kept;
 3. (1) and (2) again for a POST of a JSON body (1 KB by default), the same
@@ -78,7 +79,7 @@ import json
 
 from locust import FastHttpUser, task
 
-BODY = json.dumps({{"data": "x" * {filler}}}, separators=(",", ":")).encode()
+BODY = json.dumps({{"data": "x" * {filler}}}, separators=(",", ":")).encode()  # as the probe's
 
 
 class Post(FastHttpUser):
@@ -114,6 +115,9 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.05)
 
 
+CONNECTIONS = 32  # opened before the start, as wrk does and as Locust's users do at spawn
+
+
 def probe(url: str, rate: float, seconds: float, post_bytes: int = 0) -> dict:
     command = [
         "taskset",
@@ -129,6 +133,8 @@ def probe(url: str, rate: float, seconds: float, post_bytes: int = 0) -> dict:
         str(seconds),
         "--post-json-bytes",
         str(post_bytes),
+        "--connections",
+        str(CONNECTIONS),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -168,7 +174,7 @@ def highest_rate(url: str, seconds: float, log, post_bytes: int = 0) -> tuple[fl
 
 def locust_rps(url: str, users: int, seconds: int, workdir: Path, post_bytes: int = 0) -> float:
     locustfile = workdir / f"locustfile_{post_bytes}.py"
-    filler = max(post_bytes - 12, 0)
+    filler = max(post_bytes - 11, 0)
     locustfile.write_text(LOCUSTFILE_POST.format(filler=filler) if post_bytes else LOCUSTFILE)
     prefix = workdir / f"locust-{post_bytes}-{users}"
     command = [

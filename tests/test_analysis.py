@@ -181,6 +181,25 @@ def test_truncated_and_foreign_files_are_reported_by_name_and_skipped(tmp_path):
     assert "not a blastradius shard (no worker column)" in runs.skipped[1]
 
 
+def test_schema_v1_shards_with_32_bit_bytes_in_still_load(tmp_path):
+    import pyarrow.parquet as pq
+
+    from workers.record import METADATA_KEY
+
+    new = pa.Table.from_batches([batch([(0, 0, MS, 200, 0)])])
+    v1_schema = new.schema.set(
+        new.schema.get_field_index("bytes_in"), pa.field("bytes_in", pa.int32(), nullable=False)
+    ).with_metadata({METADATA_KEY: b"1"})
+    run_dir = tmp_path / "run-v1"
+    _write_run(run_dir, [])
+    shards = run_dir / "requests" / "target=old"
+    shards.mkdir(parents=True)
+    pq.write_table(new.cast(v1_schema), shards / "part-0000-000000.parquet")
+    runs = load(str(run_dir))
+    assert not runs.skipped
+    assert runs.rows["bytes_in"].tolist() == [2] and runs.rows["bytes_in"].dtype == "int64"
+
+
 def test_a_real_runs_parquet_read_with_plain_pandas_agrees_with_analyze_json(tmp_path):
     with (
         launch.start("dependency", ["--latency", "20*3,1500"]) as dependency,

@@ -324,3 +324,9 @@ def test_bad_flags_are_named_as_flags(changes, message):
 
 def test_flag_messages_fall_back_to_the_document_path():
     assert flag_message("dependency.x: odd") == "dependency.x: odd"
+
+
+def test_a_template_never_shows_its_headers_or_body_in_a_repr():
+    template = RequestTemplate("http://h/", "POST", (("Authorization", "Bearer zz9"),), b"pw=zz8")
+    assert "zz9" not in repr(template) and "zz8" not in repr(template)
+    assert "http://h/" in repr(template)

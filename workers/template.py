@@ -71,8 +71,8 @@ class RequestTemplate:
 
     url: str
     method: str = "GET"
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold secrets
+    body: bytes = field(default=b"", repr=False)
     weight: float | None = None  # None: templates are cycled in order
 
     def __post_init__(self) -> None:
