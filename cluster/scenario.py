@@ -45,90 +45,25 @@ scenario is loaded, relative to the scenario file's directory.
 
 from __future__ import annotations
 
-import copy
-import json
-import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cluster.fields import Fields, kind_of, number, read_duration, text
+from cluster.request_keys import REQUEST_KEYS, Files, parse_requests, parse_tls, redacted
 from targets.faults import Fault, parse_faults
-from targets.spec import Latency, parse_duration_ns, parse_error_spec, parse_latency_spec
+from targets.spec import Latency, parse_error_spec, parse_latency_spec
 from workers.client import Endpoint
 from workers.generator import ClosedLoop
 from workers.schedule import ARRIVALS, Schedule, Stage
-from workers.template import (
-    REDACTED,
-    RequestTemplate,
-    Tls,
-    expand_env,
-    redact_url,
-    weights_of,
-)
+from workers.template import RequestTemplate, Tls
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KINDS = ("blocking", "async")
-
-
-class _Fields:
-    """A mapping being validated: every read is recorded so leftovers are unknown keys."""
-
-    def __init__(self, value: object, path: str) -> None:
-        if not isinstance(value, Mapping):
-            raise ValueError(f"{path or 'scenario'}: expected a mapping, got {_kind(value)}")
-        self.value, self.path = value, path
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.value.get(key, default)
-
-    def done(self, known: Sequence[str]) -> None:
-        unknown = [k for k in self.value if k not in known]
-        if unknown:
-            raise ValueError(
-                f"{self.at(str(unknown[0]))}: unknown key (known here: {', '.join(known)})"
-            )
-
-
-def _kind(value: object) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
-def _number(
-    value: object, path: str, integer: bool = False, minimum: float = 0, strict: bool = True
-) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{path}: expected a number, got {_kind(value)} {value!r}")
-    if integer and not float(value).is_integer():
-        raise ValueError(f"{path}: expected a whole number, got {value!r}")
-    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-        sign = ">" if strict else ">="
-        raise ValueError(f"{path}: must be {sign} {minimum:g} (got {value!r})")
-    return int(value) if integer else float(value)
-
-
-def _duration(value: object, path: str, positive: bool = True) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{path}: expected a duration like 30s, got {_kind(value)}")
-    try:
-        ns = parse_duration_ns(str(value), default_unit="s")
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    if positive and ns == 0:
-        raise ValueError(f"{path}: must be positive")
-    return ns
-
-
-def _text(value: object, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{path}: expected text, got {_kind(value)} {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -152,9 +87,9 @@ def _stages(value: object, path: str) -> tuple[Stage, ...]:
         raise ValueError(f"{path}: expected a non-empty list of stages")
     stages, previous_rps = [], 0.0
     for i, item in enumerate(value):
-        fields = _Fields(item, f"{path}[{i}]")
-        duration = _duration(fields.get("duration"), fields.at("duration"))
-        rate = _number(fields.get("rate"), fields.at("rate"), strict=False)
+        fields = Fields(item, f"{path}[{i}]")
+        duration = read_duration(fields.get("duration"), fields.at("duration"))
+        rate = number(fields.get("rate"), fields.at("rate"), strict=False)
         ramp = fields.get("ramp", False)
         if not isinstance(ramp, bool):
             raise ValueError(f"{fields.at('ramp')}: expected true or false")
@@ -166,21 +101,21 @@ def _stages(value: object, path: str) -> tuple[Stage, ...]:
 
 def parse_load(value: object) -> Load:
     """The ``load`` block."""
-    fields = _Fields(value, "load")
-    timeout_ns = _duration(fields.get("timeout", "1s"), fields.at("timeout"))
-    max_in_flight = _number(
+    fields = Fields(value, "load")
+    timeout_ns = read_duration(fields.get("timeout", "1s"), fields.at("timeout"))
+    max_in_flight = number(
         fields.get("max_in_flight", 10_000), fields.at("max_in_flight"), integer=True
     )
     duration = fields.get("duration")
-    duration_ns = None if duration is None else _duration(duration, fields.at("duration"))
+    duration_ns = None if duration is None else read_duration(duration, fields.at("duration"))
     requests = fields.get("requests")
     if requests is not None:
-        requests = _number(requests, fields.at("requests"), integer=True)
+        requests = number(requests, fields.at("requests"), integer=True)
     arrival = fields.get("arrival", "constant")
     if arrival not in ARRIVALS:
         raise ValueError(f"{fields.at('arrival')}: {arrival!r} is not one of {', '.join(ARRIVALS)}")
-    seed = _number(fields.get("seed", 0), fields.at("seed"), integer=True, strict=False)
-    connections = _number(
+    seed = number(fields.get("seed", 0), fields.at("seed"), integer=True, strict=False)
+    connections = number(
         fields.get("connections", 0), fields.at("connections"), integer=True, strict=False
     )
     shape = _load_shape(fields, duration_ns, requests, arrival, seed)
@@ -202,7 +137,7 @@ def parse_load(value: object) -> Load:
 
 
 def _load_shape(
-    fields: _Fields, duration_ns: int | None, requests: int | None, arrival: str, seed: int
+    fields: Fields, duration_ns: int | None, requests: int | None, arrival: str, seed: int
 ) -> Schedule | ClosedLoop:
     rate, stages, closed = fields.get("rate"), fields.get("stages"), fields.get("closed")
     shapes = (("rate", rate), ("stages", stages), ("closed", closed))
@@ -211,8 +146,8 @@ def _load_shape(
         which = " and ".join(given) if given else "none of them"
         raise ValueError(f"load: give exactly one of rate, stages or closed (got {which})")
     if closed is not None:
-        block = _Fields(closed, fields.at("closed"))
-        concurrency = _number(block.get("concurrency"), block.at("concurrency"), integer=True)
+        block = Fields(closed, fields.at("closed"))
+        concurrency = number(block.get("concurrency"), block.at("concurrency"), integer=True)
         block.done(("concurrency",))
         if duration_ns is None and requests is None:
             raise ValueError("load.duration: give a duration or a request count")
@@ -221,7 +156,7 @@ def _load_shape(
         if duration_ns is not None:
             raise ValueError("load.duration: stages have their own durations; remove this")
         return Schedule(_stages(stages, fields.at("stages")), arrival, requests, seed)
-    rate_rps = _number(rate, fields.at("rate"))
+    rate_rps = number(rate, fields.at("rate"))
     if duration_ns is None and requests is None:
         raise ValueError("load.duration: give a duration or a request count")
     return Schedule.constant_rate(rate_rps, duration_ns, requests, arrival, seed)
@@ -246,11 +181,11 @@ class Dependency:
 
 def parse_dependency(value: object) -> Dependency:
     """The ``dependency`` block."""
-    fields = _Fields(value, "dependency")
+    fields = Fields(value, "dependency")
     url = fields.get("url")
     if url is not None:
-        Endpoint.from_url(_text(url, fields.at("url")))
-        endpoints = _number(fields.get("endpoints", 1), fields.at("endpoints"), integer=True)
+        Endpoint.from_url(text(url, fields.at("url")))
+        endpoints = number(fields.get("endpoints", 1), fields.at("endpoints"), integer=True)
         for key in ("latency", "errors", "faults", "seed"):
             if fields.get(key) is not None:
                 raise ValueError(
@@ -279,7 +214,7 @@ def parse_dependency(value: object) -> Dependency:
             f"dependency.faults: endpoint {bad[0]} does not exist (there are {len(latencies)})"
         )
     seed = fields.get("seed")
-    seed = None if seed is None else _number(seed, fields.at("seed"), integer=True, strict=False)
+    seed = None if seed is None else number(seed, fields.at("seed"), integer=True, strict=False)
     fields.done(("latency", "errors", "faults", "seed", "url", "endpoints"))
     return Dependency(latencies, errors, faults, seed, None, len(latencies))
 
@@ -307,147 +242,13 @@ class Target:
         return tuple(t.url for t in self.requests)
 
 
-_REQUEST_KEYS = ("method", "headers", "body", "json", "body_file")
-
-
-@dataclass(frozen=True)
-class _Files:
-    """Where relative paths in a scenario point, and the environment ``${NAME}`` reads."""
-
-    base: Path = field(default_factory=Path.cwd)
-    env: Mapping[str, str] | None = None
-
-    def read(self, value: object, path: str) -> bytes:
-        name = Path(_text(value, path))
-        try:
-            return (name if name.is_absolute() else self.base / name).read_bytes()
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read {str(name)!r}: {exc.strerror}") from None
-
-
-def _request_fields(fields: _Fields, files: _Files, defaults: Mapping[str, Any]) -> dict:
-    """Method, headers and body of a request block, over ``defaults`` (a target's own)."""
-    result = dict(defaults)
-    method = fields.get("method")
-    if method is not None:
-        result["method"] = _text(method, fields.at("method")).upper()
-    headers = fields.get("headers")
-    if headers is not None:
-        merged = {name.lower(): (name, value) for name, value in result.get("headers", ())}
-        for name, value in _headers(headers, fields.at("headers"), files).items():
-            merged[name.lower()] = (name, value)
-        result["headers"] = tuple(merged.values())
-    given = [key for key in ("body", "json", "body_file") if fields.get(key) is not None]
-    if len(given) > 1:
-        raise ValueError(f"{fields.at(given[1])}: give one of body, json or body_file")
-    if given:
-        result["body"], content_type = _body(fields, given[0], files)
-        headers = result.get("headers", ())
-        if content_type and not any(n.lower() == "content-type" for n, _ in headers):
-            result["headers"] = (*headers, ("Content-Type", content_type))
-    return result
-
-
-def _headers(value: object, path: str, files: _Files) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{path}: expected a mapping of header names to values")
-    headers = {}
-    for name, raw in value.items():
-        at = f"{path}.{name}"
-        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-            raise ValueError(f"{at}: expected text, got {_kind(raw)}")
-        try:
-            headers[str(name)] = expand_env(str(raw), files.env)
-        except ValueError as exc:
-            raise ValueError(f"{at}: {exc}") from None
-    return headers
-
-
-def _body(fields: _Fields, key: str, files: _Files) -> tuple[bytes, str | None]:
-    value, at = fields.get(key), fields.at(key)
-    if key == "body":
-        if not isinstance(value, str):
-            raise ValueError(f"{at}: expected text, got {_kind(value)} (use json: for a mapping)")
-        return value.encode(), None
-    if key == "json":
-        if not isinstance(value, (dict, list)):
-            raise ValueError(f"{at}: expected a mapping or a list, got {_kind(value)}")
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-        return text.encode(), "application/json"
-    return files.read(value, at), None
-
-
-def _template(fields: _Fields, url: object, at: str, request: Mapping[str, Any]) -> RequestTemplate:
-    url = _text(url, at)
-    try:
-        return RequestTemplate(url, **request)
-    except ValueError as exc:
-        message = str(exc)
-        key, _, rest = message.partition(": ")
-        if key == "url":
-            raise ValueError(f"{at}: {rest}") from None
-        raise ValueError(f"{fields.at(key) if key else at}: {rest}") from None
-
-
-def _tls(value: object, path: str, files: _Files) -> Tls:
-    fields = _Fields(value, path)
-    verify = fields.get("verify", True)
-    if not isinstance(verify, bool):
-        raise ValueError(f"{fields.at('verify')}: expected true or false")
-    pems = {
-        key: None if fields.get(key) is None else files.read(fields.get(key), fields.at(key))
-        for key in ("ca", "cert", "key")
-    }
-    fields.done(("verify", "ca", "cert", "key"))
-    try:
-        text = {k: None if v is None else v.decode("latin-1") for k, v in pems.items()}
-        return Tls(verify, text["ca"], text["cert"], text["key"])
-    except ValueError as exc:
-        raise ValueError(f"{path}.{str(exc).removeprefix('tls.')}") from None
-
-
-def _requests(fields: _Fields, files: _Files) -> tuple[RequestTemplate, ...]:
-    """A target's templates: from ``url``, ``urls`` or ``requests``, over its own defaults."""
-    defaults = _request_fields(fields, files, {})
-    url, urls, listed = fields.get("url"), fields.get("urls"), fields.get("requests")
-    if listed is None:
-        items = [url] if url is not None else urls
-        if not isinstance(items, list) or not items:
-            raise ValueError(f"{fields.at('urls')}: expected a non-empty list of URLs")
-        return tuple(
-            _template(
-                fields,
-                item,
-                fields.at("url") if url is not None else f"{fields.at('urls')}[{i}]",
-                defaults,
-            )
-            for i, item in enumerate(items)
-        )
-    if not isinstance(listed, list) or not listed:
-        raise ValueError(f"{fields.at('requests')}: expected a non-empty list of requests")
-    templates = []
-    for i, item in enumerate(listed):
-        block = _Fields(item, f"{fields.at('requests')}[{i}]")
-        request = _request_fields(block, files, defaults)
-        weight = block.get("weight")
-        if weight is not None:
-            request["weight"] = _number(weight, block.at("weight"), strict=False)
-        block.done(("url", *_REQUEST_KEYS, "weight"))
-        templates.append(_template(block, block.get("url"), block.at("url"), request))
-    try:
-        weights_of(templates)
-    except ValueError as exc:
-        raise ValueError(f"{fields.at('requests')}: {exc}") from None
-    return tuple(templates)
-
-
 def parse_target(
     value: object, path: str, base: Path | None = None, env: Mapping[str, str] | None = None
 ) -> Target:
     """One entry of ``targets``; files are read from ``base``, ``${NAME}`` from ``env``."""
-    files = _Files(base or Path.cwd(), env)
-    fields = _Fields(value, path)
-    name = _text(fields.get("name"), fields.at("name"))
+    files = Files(base or Path.cwd(), env)
+    fields = Fields(value, path)
+    name = text(fields.get("name"), fields.at("name"))
     if not _NAME.match(name):
         raise ValueError(
             f"{fields.at('name')}: {name!r} must be letters, digits, '_', '.' "
@@ -458,10 +259,10 @@ def parse_target(
     if sum(x is not None for x in (kind, url, urls, listed)) != 1:
         raise ValueError(f"{path}: give exactly one of kind (launched), url, urls or requests")
     if kind is None:
-        templates = _requests(fields, files)
+        templates = parse_requests(fields, files)
         tls = fields.get("tls")
-        tls = None if tls is None else _tls(tls, fields.at("tls"), files)
-        fields.done(("name", "url", "urls", "requests", *_REQUEST_KEYS, "tls"))
+        tls = None if tls is None else parse_tls(tls, fields.at("tls"), files)
+        fields.done(("name", "url", "urls", "requests", *REQUEST_KEYS, "tls"))
         return Target(name, None, templates, tls=tls)
     if kind not in KINDS:
         raise ValueError(f"{fields.at('kind')}: {kind!r} is not one of {', '.join(KINDS)}")
@@ -469,33 +270,14 @@ def parse_target(
     known.append("threads" if kind == "blocking" else "max_connections")
     timeout = fields.get("dependency_timeout")
     timeout_s = (
-        None if timeout is None else _duration(timeout, fields.at("dependency_timeout")) / 1e9
+        None if timeout is None else read_duration(timeout, fields.at("dependency_timeout")) / 1e9
     )
-    threads = _number(fields.get("threads", 500), fields.at("threads"), integer=True)
-    max_connections = _number(
+    threads = number(fields.get("threads", 500), fields.at("threads"), integer=True)
+    max_connections = number(
         fields.get("max_connections", 0), fields.at("max_connections"), integer=True, strict=False
     )
     fields.done(known)
     return Target(name, kind, (), threads, max_connections, timeout_s)
-
-
-def redacted(document: Mapping) -> dict:
-    """A scenario document as it may be written down: header values and URL passwords
-    replaced (secrets stay out of run.json, reports and logs)."""
-    document = copy.deepcopy(dict(document))
-    targets = document.get("targets")
-    for target in targets if isinstance(targets, list) else ():
-        if not isinstance(target, dict):
-            continue
-        blocks = [target, *(r for r in target.get("requests") or () if isinstance(r, dict))]
-        for block in blocks:
-            if isinstance(block.get("headers"), dict):
-                block["headers"] = {name: REDACTED for name in block["headers"]}
-            if isinstance(block.get("url"), str):
-                block["url"] = redact_url(block["url"])
-        if isinstance(target.get("urls"), list):
-            target["urls"] = [redact_url(u) if isinstance(u, str) else u for u in target["urls"]]
-    return document
 
 
 @dataclass(frozen=True)
@@ -518,8 +300,8 @@ def parse_scenario(
     Relative file names are read from ``base`` (default: the working directory);
     ``${NAME}`` in header values reads ``env`` (default: the process environment).
     """
-    fields = _Fields(document, "")
-    name = _text(fields.get("name"), "name")
+    fields = Fields(document, "")
+    name = text(fields.get("name"), "name")
     if not _NAME.match(name):
         raise ValueError(f"name: {name!r} must be letters, digits, '_', '.' or '-'")
     if fields.get("load") is None:
@@ -527,7 +309,7 @@ def parse_scenario(
     load = parse_load(fields.get("load"))
     generators = fields.get("generators")
     if generators is not None:
-        generators = _number(generators, "generators", integer=True)
+        generators = number(generators, "generators", integer=True)
     dependency = fields.get("dependency")
     dependency = None if dependency is None else parse_dependency(dependency)
     targets = fields.get("targets")
@@ -579,17 +361,17 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     """Read, override and validate a scenario file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        source = path.read_text()
     except OSError as exc:
         raise ValueError(f"{path}: {exc.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.safe_load(source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ValueError(f"{path}: not valid YAML{where}") from None
     if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a mapping at the top, got {_kind(document)}")
+        raise ValueError(f"{path}: expected a mapping at the top, got {kind_of(document)}")
     for assignment in overrides:
         apply_override(document, assignment)
     return parse_scenario(document, path.parent)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -50,16 +50,23 @@ def _wait_answering(url: str, process: subprocess.Popen) -> None:
 
 
 def _wait_line(process: subprocess.Popen, text: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
-        if ready:
-            line = process.stdout.readline()
+    """Wait until the process prints a line holding ``text`` (read on a thread: a buffered
+    pipe may hold several lines at once, which ``select`` cannot see)."""
+    found = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:
             if text in line:
+                found.set()
                 return
-            if not line:
-                raise RuntimeError(f"{process.args[:3]} exited with {process.wait()}")
-    raise RuntimeError(f"{process.args[:3]} did not say {text!r} within {READY_TIMEOUT_S:.0f}s")
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not found.wait(0.2):
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:3]} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.args[:3]} did not say {text!r} in {READY_TIMEOUT_S:.0f}s")
 
 
 @contextlib.contextmanager

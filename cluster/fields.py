@@ -1,0 +1,78 @@
+"""Reading a validated document: every key known, every value checked, errors one line.
+
+``Fields`` wraps a mapping and records which keys were read, so whatever is
+left is an unknown key, reported with its path. The readers raise
+``ValueError`` with a message that begins with the field's path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from targets.spec import parse_duration_ns
+
+
+class Fields:
+    """A mapping being validated: every read is recorded so leftovers are unknown keys."""
+
+    def __init__(self, value: object, path: str) -> None:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{path or 'scenario'}: expected a mapping, got {kind_of(value)}")
+        self.value, self.path = value, path
+
+    def at(self, key: str) -> str:
+        """The path of ``key`` in this mapping, for messages."""
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default``."""
+        return self.value.get(key, default)
+
+    def done(self, known: Sequence[str]) -> None:
+        """``ValueError`` naming the first key that is not in ``known``."""
+        unknown = [k for k in self.value if k not in known]
+        if unknown:
+            raise ValueError(
+                f"{self.at(str(unknown[0]))}: unknown key (known here: {', '.join(known)})"
+            )
+
+
+def kind_of(value: object) -> str:
+    """What a value is, in a message: ``nothing`` for None, else its type's name."""
+    return "nothing" if value is None else type(value).__name__
+
+
+def number(
+    value: object, path: str, integer: bool = False, minimum: float = 0, strict: bool = True
+) -> float | int:
+    """A number above ``minimum`` (or at it when not ``strict``); whole when ``integer``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{path}: expected a number, got {kind_of(value)} {value!r}")
+    if integer and not float(value).is_integer():
+        raise ValueError(f"{path}: expected a whole number, got {value!r}")
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        sign = ">" if strict else ">="
+        raise ValueError(f"{path}: must be {sign} {minimum:g} (got {value!r})")
+    return int(value) if integer else float(value)
+
+
+def read_duration(value: object, path: str, positive: bool = True) -> int:
+    """A duration (``30s``, ``500ms``; a bare number is seconds) in nanoseconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{path}: expected a duration like 30s, got {kind_of(value)}")
+    try:
+        ns = parse_duration_ns(str(value), default_unit="s")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if positive and ns == 0:
+        raise ValueError(f"{path}: must be positive")
+    return ns
+
+
+def text(value: object, path: str) -> str:
+    """Text that is not blank."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{path}: expected text, got {kind_of(value)} {value!r}")
+    return value
