@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from workers.record import SCHEMA
+from workers.record import METADATA_KEY, SCHEMA, SCHEMA_VERSION
 
 _NULLABLE_TIMES = ("sent_ns", "done_ns", "latency_ns", "service_ns")
 
@@ -70,6 +70,12 @@ def _shards(filesystem: pafs.FileSystem, run_dir: str) -> list[tuple[str, str]]:
 
 def _read_shard(filesystem: pafs.FileSystem, path: str) -> pa.Table:
     table = pq.read_table(path, filesystem=filesystem)
+    version = (table.schema.metadata or {}).get(METADATA_KEY, b"1").decode()
+    if not version.isdigit() or not 1 <= int(version) <= SCHEMA_VERSION:
+        raise ValueError(
+            f"schema version {version} is not one this blastradius reads "
+            f"(1 to {SCHEMA_VERSION}): read it with the blastradius that wrote it"
+        )
     missing = [name for name in SCHEMA.names if name not in table.column_names]
     if missing:
         raise ValueError(f"not a blastradius shard (no {missing[0]} column)")

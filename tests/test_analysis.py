@@ -200,6 +200,24 @@ def test_schema_v1_shards_with_32_bit_bytes_in_still_load(tmp_path):
     assert runs.rows["bytes_in"].tolist() == [2] and runs.rows["bytes_in"].dtype == "int64"
 
 
+def test_a_shard_of_an_unknown_schema_version_is_skipped_and_named(tmp_path):
+    import pyarrow.parquet as pq
+
+    from workers.record import METADATA_KEY
+
+    table = pa.Table.from_batches([batch([(0, 0, MS, 200, 0)])])
+    run_dir = tmp_path / "run-future"
+    _write_run(run_dir, [batch([(0, 0, MS, 200, 0)])])
+    future = table.replace_schema_metadata({METADATA_KEY: b"99"})
+    pq.write_table(future, run_dir / "requests" / "target=t" / "part-0001-000000.parquet")
+    runs = load(str(run_dir))
+    assert len(runs.rows) == 1
+    (skipped,) = runs.skipped
+    assert "part-0001-000000.parquet: schema version 99 is not one this blastradius reads" in (
+        skipped
+    )
+
+
 def test_a_real_runs_parquet_read_with_plain_pandas_agrees_with_analyze_json(tmp_path):
     with (
         launch.start("dependency", ["--latency", "20*3,1500"]) as dependency,

@@ -168,3 +168,15 @@ def test_shards_publish_through_a_filesystem_uri(tmp_path):
         "part-0000-000000.parquet"
     ]
     assert pq.read_table(path).num_rows == 3
+
+
+def test_shards_store_times_as_deltas_compressed_with_zstd(tmp_path):
+    buffer = RowBuffer(worker=0, node="n", timeout_ns=TIMEOUT_NS)
+    _fill(buffer, [(i, 0, i * 1000, i * 1000 + 5, i * 1000 + 9, 200, 0, 3) for i in range(500)])
+    path = write_shard([buffer.close()], str(tmp_path), "part-0000-000000.parquet")
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    for name in ("seq", "intended_ns", "sent_ns", "done_ns", "latency_ns", "service_ns"):
+        assert "DELTA_BINARY_PACKED" in columns[name].encodings, name
+    assert {c.compression for c in columns.values()} == {"ZSTD"}
+    assert pq.read_table(path)["intended_ns"].to_pylist() == [EPOCH + i * 1000 for i in range(500)]

@@ -47,6 +47,7 @@ from workers.client import DROPPED, TIMEOUT, Endpoint, HttpClient, status_error
 from workers.progress import Counters
 from workers.record import NULL_NS, SCHEMA, RowBuffer
 from workers.schedule import Schedule, share
+from workers.shards import WRITE_OPTIONS
 from workers.template import RequestTemplate, Tls, pick, weights_of
 
 # Takes each closed batch on a writer thread; may return an awaitable (a write still under
@@ -401,7 +402,7 @@ def _prepare_writer() -> None:
     # and pays Parquet's one-time set-up (~10 ms) before the first send, not during one.
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _WRITER_NICE)
-    pq.write_table(SCHEMA.empty_table(), pa.BufferOutputStream())
+    pq.write_table(SCHEMA.empty_table(), pa.BufferOutputStream(), **WRITE_OPTIONS)
 
 
 def run_plan(plan: Plan, sink: Sink, node: str = "local") -> dict:
