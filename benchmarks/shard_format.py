@@ -35,7 +35,7 @@ NODE = "6b0f5c2f1d3e4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d"  # a Ray node 
 def batch(rate: int, seed: int = 0) -> pa.Table:
     """One second of one generator's rows at ``rate`` requests per second."""
     rng = np.random.default_rng(seed)
-    buffer = RowBuffer(worker=0, node=NODE, timeout_ns=1_000_000_000)
+    buffer = RowBuffer(worker=0, node=NODE)
     step = 1_000_000_000 // rate
     lags = rng.exponential(50_000, rate).astype(np.int64)
     services = (100_000 + rng.exponential(60_000, rate)).astype(np.int64)

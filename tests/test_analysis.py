@@ -15,8 +15,8 @@ from analysis import grouped_quantiles, load, select, summary, timeline
 from analysis.load import to_frame
 from analysis.stats import _gathered_quantiles
 from cluster import launch
-from workers.client import DROPPED, HTTP, TIMEOUT
 from workers.generator import Plan, run_plan
+from workers.outcome import DROPPED, HTTP, TIMEOUT
 from workers.record import NULL_NS, RowBuffer
 from workers.schedule import Schedule
 from workers.shards import shard_dir, shard_name, write_shard
@@ -27,7 +27,7 @@ T0 = 1_790_000_000_000_000_000
 
 def batch(spec: list[tuple], timeout_ns: int = S, worker: int = 0) -> pa.RecordBatch:
     """A record batch from (intended offset, lag, service, status, error code) tuples."""
-    buffer = RowBuffer(worker=worker, node="n", timeout_ns=timeout_ns)
+    buffer = RowBuffer(worker=worker, node="n")
     for seq, (offset, lag, service, status, error) in enumerate(spec):
         intended = T0 + offset
         sent = NULL_NS if lag is None else intended + lag
@@ -164,7 +164,7 @@ def _write_run(run_dir, batches, target="t"):
 
 def test_truncated_and_foreign_files_are_reported_by_name_and_skipped(tmp_path):
     run_dir = tmp_path / "run-1"
-    buffer = RowBuffer(worker=0, node="n", timeout_ns=S)
+    buffer = RowBuffer(worker=0, node="n")
     buffer.add(0, 0, T0, T0, T0 + MS, 200, 0, 2)
     _write_run(run_dir, [buffer.close()])
     shards = run_dir / "requests" / "target=t"

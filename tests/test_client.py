@@ -8,7 +8,8 @@ import time
 import pytest
 from servers import read_request, scripted_server
 
-from workers.client import CONNECT, OTHER, RESET, TIMEOUT, Endpoint, HttpClient
+from workers.client import Endpoint, HttpClient
+from workers.outcome import Ending
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,7 @@ def test_a_connection_that_breaks_mid_response_is_a_reset():
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
 
     with scripted_server(cut) as (url, _):
-        assert send([url]) == [(0, 10, RESET)]
+        assert send([url]) == [(0, 10, Ending.BROKEN)]
 
 
 def test_a_response_that_is_not_http_is_other():
@@ -132,7 +133,7 @@ def test_a_response_that_is_not_http_is_other():
             time.sleep(0.5)
 
     with scripted_server(garbage) as (url, _):
-        assert send([url]) == [(0, 0, OTHER)]
+        assert send([url]) == [(0, 0, Ending.NOT_HTTP)]
 
 
 def test_silence_is_a_timeout_and_the_connection_is_closed():
@@ -146,7 +147,7 @@ def test_silence_is_a_timeout_and_the_connection_is_closed():
 
     with scripted_server(silent) as (url, _):
         start = time.monotonic()
-        assert send([url], timeout_s=0.5) == [(0, 0, TIMEOUT)]
+        assert send([url], timeout_s=0.5) == [(0, 0, Ending.DEADLINE)]
         assert 0.45 <= time.monotonic() - start < 1.5
         assert closed.wait(5)
 
@@ -155,4 +156,4 @@ def test_a_refused_connection_is_connect():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    assert send([f"http://127.0.0.1:{port}/"]) == [(0, 0, CONNECT)]
+    assert send([f"http://127.0.0.1:{port}/"]) == [(0, 0, Ending.REFUSED)]

@@ -52,7 +52,7 @@ def _fill(buffer: RowBuffer, generated) -> None:
 @given(rows)
 def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated):
     directory = str(tmp_path_factory.mktemp("shards"))
-    buffer = RowBuffer(worker=3, node="node-a", timeout_ns=TIMEOUT_NS)
+    buffer = RowBuffer(worker=3, node="node-a")
     _fill(buffer, generated)
     batch = buffer.close()
     if not generated:
@@ -83,16 +83,13 @@ def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated):
             "service_ns": None if done is None or sent is None else done_ns - sent_ns,
             "status": status,
             "error": ERROR_KINDS[error],
-            "ok": 200 <= status < 300
-            and error == 0
-            and latency is not None
-            and latency <= TIMEOUT_NS,
+            "ok": error == 0,  # the kind is decided once, by workers.outcome.classify
             "bytes_in": nbytes,
         }
 
 
 def test_a_closed_buffer_starts_empty():
-    buffer = RowBuffer(worker=0, node="n", timeout_ns=TIMEOUT_NS)
+    buffer = RowBuffer(worker=0, node="n")
     _fill(buffer, [(0, 0, 0, 1, 2, 200, 0, 5)])
     assert buffer.close().num_rows == 1
     assert len(buffer) == 0 and buffer.close() is None
@@ -102,7 +99,7 @@ def test_shards_land_in_the_hive_layout_and_read_back_by_target(tmp_path):
     run = str(tmp_path / "run")
     for target in ("sync", "async"):
         for worker in range(2):
-            buffer = RowBuffer(worker=worker, node=f"node-{worker}", timeout_ns=TIMEOUT_NS)
+            buffer = RowBuffer(worker=worker, node=f"node-{worker}")
             _fill(buffer, [(i, 0, i, i, i + 5, 200, 0, 2) for i in range(10)])
             write_shard([buffer.close()], shard_dir(run, target), shard_name(worker, 0))
     assert sorted(p.name for p in (tmp_path / "run/requests/target=sync").iterdir()) == [
@@ -119,7 +116,7 @@ _SLOW_WRITER = textwrap.dedent("""
     import numpy as np
     from workers.record import RowBuffer
     from workers.shards import write_shard
-    buffer = RowBuffer(worker=0, node="n", timeout_ns=10**9)
+    buffer = RowBuffer(worker=0, node="n")
     n = 3_000_000
     rng = np.random.default_rng(0)
     seq = rng.integers(0, 2**62, n).tolist()
@@ -159,7 +156,7 @@ def test_a_write_killed_midway_leaves_only_an_underscore_file_readers_skip(tmp_p
 
 
 def test_shards_publish_through_a_filesystem_uri(tmp_path):
-    buffer = RowBuffer(worker=0, node="n", timeout_ns=TIMEOUT_NS)
+    buffer = RowBuffer(worker=0, node="n")
     _fill(buffer, [(i, 0, i, i, i + 5, 200, 0, 2) for i in range(3)])
     uri = f"file://{tmp_path}/run"
     path = write_shard([buffer.close()], shard_dir(uri, "t"), shard_name(0, 0))
@@ -171,7 +168,7 @@ def test_shards_publish_through_a_filesystem_uri(tmp_path):
 
 
 def test_shards_store_times_as_deltas_compressed_with_zstd(tmp_path):
-    buffer = RowBuffer(worker=0, node="n", timeout_ns=TIMEOUT_NS)
+    buffer = RowBuffer(worker=0, node="n")
     _fill(buffer, [(i, 0, i * 1000, i * 1000 + 5, i * 1000 + 9, 200, 0, 3) for i in range(500)])
     path = write_shard([buffer.close()], str(tmp_path), "part-0000-000000.parquet")
     group = pq.ParquetFile(path).metadata.row_group(0)

@@ -16,7 +16,7 @@ import yaml
 from analysis import load, plots
 from analysis.load import to_frame
 from analysis.report import figures, series_rows, window_ns, write_report
-from workers.client import TIMEOUT
+from workers.outcome import TIMEOUT
 from workers.record import RowBuffer
 from workers.shards import shard_dir, shard_name, write_shard
 
@@ -27,7 +27,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _batch(n: int, fail_every: int = 0, endpoints: int = 10) -> pa.RecordBatch:
     """n requests 10 ms apart; every ``fail_every``-th times out, latency grows with i."""
-    buffer = RowBuffer(worker=0, node="node-a", timeout_ns=S)
+    buffer = RowBuffer(worker=0, node="node-a")
     for i in range(n):
         intended = T0 + i * 10 * MS
         failed = fail_every and i % fail_every == 0

@@ -8,22 +8,13 @@ bytes prepared once per URL, responses parsed by ``httptools`` (llhttp, in
 C), completion by callback (no task per request), one timer per request.
 
 Every request ends in exactly one call of ``on_done(context, status,
-bytes_in, error)``. This is the one place outcomes map onto the error kinds::
-
-    ""         a response (any status: the generator marks non-2xx as ``http``)
-    timeout    no complete response within ``timeout_s`` of the send; the
-               connection is closed (it cannot carry another request)
-    connect    no connection: refused, unreachable, unknown host
-    tls        a connection, but no TLS session: the certificate did not
-               verify, or the handshake failed
-    reset      the connection broke before the response was complete
-               (closed or reset by the peer), including a body cut short of
-               its Content-Length or last chunk; a request on a reused
-               keep-alive connection that broke before any response byte is
-               retried once on a new connection, as HTTP clients do
-    other      a response that does not parse as HTTP, a ``101`` switch of
-               protocols nobody asked for, or the client closing with the
-               request unfinished
+bytes_in, ending)``, with an ``workers.outcome.Ending`` that says how it
+ended on the wire (a response, no response by the deadline, no connection,
+no TLS session, a broken connection, not HTTP, closed by the client). The
+error kind is decided from it in one place, ``workers.outcome.classify``.
+A request on an idle keep-alive connection that broke before any byte of
+the response came back is retried once on a new connection, as HTTP
+clients do; nothing else is retried.
 
 A response is complete when its framing says so (Content-Length, the last
 chunk, or for a body without either, the connection's end). Interim ``1xx``
@@ -46,26 +37,13 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
-from workers.record import ERROR_CODE
+from workers.outcome import Ending
 from workers.template import Tls
 
 if TYPE_CHECKING:
     from workers.template import RequestTemplate
 
-TIMEOUT = ERROR_CODE["timeout"]
-CONNECT = ERROR_CODE["connect"]
-RESET = ERROR_CODE["reset"]
-HTTP = ERROR_CODE["http"]
-DROPPED = ERROR_CODE["dropped"]
-OTHER = ERROR_CODE["other"]
-TLS = ERROR_CODE["tls"]
-
-OnDone = Callable[[object, int, int, int], None]
-
-
-def status_error(status: int) -> int:
-    """Error code of a response: none for 2xx, ``http`` otherwise."""
-    return 0 if 200 <= status < 300 else HTTP
+OnDone = Callable[[object, int, int, Ending], None]
 
 
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept as escapes
@@ -163,7 +141,7 @@ class _Connection(asyncio.Protocol):
         if _early(self.deadline):
             self.timer = _arm(self.client.loop, self.deadline, self._time_out)
             return
-        self._finish(0, TIMEOUT)
+        self._finish(0, Ending.DEADLINE)
         self.transport.abort()
 
     # --- asyncio protocol ---------------------------------------------------------------
@@ -182,11 +160,11 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # 101: the peer left HTTP/1.1
-            self._finish(self.parser.get_status_code(), OTHER)
+            self._finish(self.parser.get_status_code(), Ending.NOT_HTTP)
             self.transport.abort()
         except httptools.HttpParserError:
             if not self.head_done:
-                self._finish(0, OTHER)
+                self._finish(0, Ending.NOT_HTTP)
                 self.transport.abort()
         if self.head_done:
             # httptools cannot be told that a HEAD response has no body: the response
@@ -200,14 +178,14 @@ class _Connection(asyncio.Protocol):
         if self.context is None:
             return
         if self.headers_done and not self.framed and exc is None:
-            self._finish(self.parser.get_status_code(), 0)  # the body ended with the connection
+            self._finish(self.parser.get_status_code(), Ending.RESPONSE)  # ended by the close
         elif self.reused and not self.received:
             # An idle connection the peer had closed: send once more on a new one.
             context, self.context = self.context, None
             self.timer.cancel()
             self.client._open(_Pending(self.endpoint, context, self.deadline))
         else:
-            self._finish(0, RESET)  # nothing, part of a head, or a body cut short
+            self._finish(0, Ending.BROKEN)  # nothing, part of a head, or a body cut short
 
     # --- httptools callbacks ------------------------------------------------------------
 
@@ -232,7 +210,7 @@ class _Connection(asyncio.Protocol):
             return
         status = self.parser.get_status_code()
         if status == 101:  # a switch of protocols nobody asked for: no HTTP/1.1 any more
-            self._finish(status, OTHER)
+            self._finish(status, Ending.NOT_HTTP)
             self.transport.abort()
             return
         if status < 200:  # interim (1xx): the final response follows
@@ -241,13 +219,13 @@ class _Connection(asyncio.Protocol):
         self._complete(status, self.parser.should_keep_alive())
 
     def _complete(self, status: int, keep_alive: bool) -> None:
-        self._finish(status, 0, keep=keep_alive)
+        self._finish(status, Ending.RESPONSE, keep=keep_alive)
         if not keep_alive:
             self.transport.close()
 
     # --- the one exit of a request on a connection ---------------------------------------
 
-    def _finish(self, status: int, error: int, keep: bool = False) -> None:
+    def _finish(self, status: int, ending: Ending, keep: bool = False) -> None:
         context = self.context
         if context is None:
             return
@@ -256,12 +234,16 @@ class _Connection(asyncio.Protocol):
         if keep:
             self.reused = True
             self.client._idle.setdefault(self.origin, []).append(self)
-        self.client.on_done(context, status, self.bytes_in, error)
+        self.client.on_done(context, status, self.bytes_in, ending)
 
 
-def _tls_failure(exc: BaseException) -> bool:
-    """Whether a failed connect failed in TLS (after TCP connected) rather than before."""
-    return isinstance(exc, ssl.SSLError | ssl.CertificateError)
+def _connect_failure(exc: BaseException) -> Ending:
+    """How a failed connect ended: in TLS (after TCP connected), or before it."""
+    return (
+        Ending.TLS_FAILED
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError)
+        else Ending.REFUSED
+    )
 
 
 class _Pending:
@@ -338,7 +320,7 @@ class HttpClient:
             pending.timer = _arm(self.loop, pending.deadline, self._expired, pending)
             return
         self._pending.discard(pending)
-        self.on_done(pending.context, 0, 0, TIMEOUT)
+        self.on_done(pending.context, 0, 0, Ending.DEADLINE)
 
     async def _create(self, origin: tuple[str, str, int]) -> _Connection:
         """Open one connection to ``origin`` and count it as open."""
@@ -365,7 +347,7 @@ class HttpClient:
             if pending in self._pending:
                 self._pending.discard(pending)
                 pending.timer.cancel()
-                self.on_done(pending.context, 0, 0, TLS if _tls_failure(exc) else CONNECT)
+                self.on_done(pending.context, 0, 0, _connect_failure(exc))
             return
         if pending not in self._pending:  # it timed out while connecting: keep the connection
             self._idle.setdefault(connection.origin, []).append(connection)
@@ -387,11 +369,11 @@ class HttpClient:
             idle.remove(connection)
 
     def close(self) -> None:
-        """Close every connection; requests still in flight end as ``other``."""
+        """Close every connection; requests still in flight end ``ABANDONED``."""
         for pending in list(self._pending):
             self._pending.discard(pending)
             pending.timer.cancel()
-            self.on_done(pending.context, 0, 0, OTHER)
+            self.on_done(pending.context, 0, 0, Ending.ABANDONED)
         for connection in list(self._all):
-            connection._finish(0, OTHER)
+            connection._finish(0, Ending.ABANDONED)
             connection.transport.abort()

@@ -43,7 +43,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from targets.serving import new_event_loop, raise_nofile_limit
-from workers.client import DROPPED, TIMEOUT, Endpoint, HttpClient, status_error
+from workers.client import Endpoint, HttpClient
+from workers.outcome import Ending, classify
 from workers.progress import Counters
 from workers.record import NULL_NS, SCHEMA, RowBuffer
 from workers.schedule import Schedule, share
@@ -146,7 +147,7 @@ class Generator:
     def __init__(self, plan: Plan, sink: Sink, node: str = "local") -> None:
         self.plan, self.sink, self.node = plan, sink, node
         self.counters = Counters()
-        self._buffer = RowBuffer(plan.worker, node, plan.timeout_ns)
+        self._buffer = RowBuffer(plan.worker, node)
         self._waiting: deque[tuple[int, int, int]] = deque()  # (seq, endpoint, due mono ns)
         self._endpoints = [Endpoint.build(template) for template in plan.requests]
         self._in_flight = 0
@@ -312,12 +313,10 @@ class Generator:
         self._client.send(self._endpoints[endpoint], (seq, endpoint, due, time.monotonic_ns()))
 
     def _on_done(
-        self, context: tuple[int, int, int, int], status: int, nbytes: int, error: int
+        self, context: tuple[int, int, int, int], status: int, nbytes: int, ending: Ending
     ) -> None:
         seq, endpoint, due, sent = context
-        if error == 0:
-            error = status_error(status)
-        self._record(seq, endpoint, due, sent, time.monotonic_ns(), status, error, nbytes)
+        self._record(seq, endpoint, due, sent, time.monotonic_ns(), status, ending, nbytes)
         self._in_flight -= 1
         if self.plan.closed:
             self._next_user_request()
@@ -341,7 +340,7 @@ class Generator:
             self._drop(seq, endpoint, due, due + timeout)
 
     def _drop(self, seq: int, endpoint: int, due: int, done: int) -> None:
-        self._record(seq, endpoint, due, NULL_NS, done, 0, DROPPED, 0)
+        self._record(seq, endpoint, due, NULL_NS, done, 0, Ending.NOT_SENT, 0)
 
     def _record(
         self,
@@ -351,12 +350,11 @@ class Generator:
         sent: int,
         done: int,
         status: int,
-        error: int,
+        ending: Ending,
         nbytes: int,
     ) -> None:
         c = self.counters
-        if error == 0 and done - due > self.plan.timeout_ns:
-            error = TIMEOUT  # answered, but after the deadline
+        error = classify(ending, status, late=done - due > self.plan.timeout_ns)
         c.rows += 1
         c.by_error[error] += 1
         if sent != NULL_NS:

@@ -6,8 +6,9 @@ schema of DESIGN.md (``target`` is the hive partition, not a column);
 closes them into ``pyarrow.RecordBatch`` es, deriving ``latency_ns``,
 ``service_ns`` and ``ok`` once per batch rather than once per request.
 
-Error kinds are a small closed set, in ``ERROR_KINDS``; see
-``workers.client`` for where request outcomes map onto them.
+Error kinds are a small closed set, in ``ERROR_KINDS``; ``workers.outcome``
+is the one place request endings map onto them, and a row is ok exactly
+when its kind is "" (code 0).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def _nullable(values: np.ndarray) -> pa.Array:
 class RowBuffer:
     """Columns of the rows recorded since the last ``close``."""
 
-    def __init__(self, worker: int, node: str, timeout_ns: int) -> None:
-        self.worker, self.node, self.timeout_ns = worker, node, timeout_ns
+    def __init__(self, worker: int, node: str) -> None:
+        self.worker, self.node = worker, node
         self._clear()
 
     def _clear(self) -> None:
@@ -100,8 +101,7 @@ class RowBuffer:
         error = np.frombuffer(self.error, np.int8)
         latency = np.where(done == NULL_NS, NULL_NS, done - intended)
         service = np.where((done == NULL_NS) | (sent == NULL_NS), NULL_NS, done - sent)
-        ok = (status >= 200) & (status < 300) & (error == 0) & (done != NULL_NS)
-        ok &= latency <= self.timeout_ns
+        ok = error == 0  # classified once, in workers.outcome
         node = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([self.node]))
         columns = [
             pa.array(np.full(n, self.worker, np.int32)),

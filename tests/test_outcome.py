@@ -1,0 +1,37 @@
+"""The one place a request's ending becomes its error kind: every row of the table."""
+
+import pytest
+
+from workers.outcome import Ending, classify
+from workers.record import ERROR_KINDS
+
+
+@pytest.mark.parametrize(
+    ("ending", "status", "late", "kind"),
+    [
+        (Ending.RESPONSE, 200, False, ""),
+        (Ending.RESPONSE, 204, False, ""),
+        (Ending.RESPONSE, 299, False, ""),
+        (Ending.RESPONSE, 200, True, "timeout"),  # answered after the deadline
+        (Ending.RESPONSE, 302, False, "http"),  # redirects are not followed
+        (Ending.RESPONSE, 304, False, "http"),
+        (Ending.RESPONSE, 404, False, "http"),
+        (Ending.RESPONSE, 500, True, "http"),  # a late error is still an error of its kind
+        (Ending.RESPONSE, 199, False, "http"),
+        (Ending.DEADLINE, 0, True, "timeout"),
+        (Ending.REFUSED, 0, False, "connect"),
+        (Ending.TLS_FAILED, 0, False, "tls"),
+        (Ending.BROKEN, 0, False, "reset"),
+        (Ending.NOT_HTTP, 0, False, "other"),
+        (Ending.NOT_HTTP, 101, False, "other"),
+        (Ending.ABANDONED, 0, False, "other"),
+        (Ending.NOT_SENT, 0, True, "dropped"),
+    ],
+)
+def test_every_ending_has_one_kind(ending, status, late, kind):
+    assert ERROR_KINDS[classify(ending, status, late)] == kind
+
+
+def test_every_kind_but_http_and_ok_comes_from_a_failure_ending():
+    kinds = {ERROR_KINDS[classify(e, 0, False)] for e in Ending if e != Ending.RESPONSE}
+    assert kinds | {"", "http"} == set(ERROR_KINDS)

@@ -1,0 +1,67 @@
+"""How a request ended, and the one place that turns that into its error kind.
+
+The client tells how each request ended on the wire (an ``Ending``); the
+generator tells of the requests it never sent. ``classify`` maps the ending,
+the HTTP status and whether the end came after the request's deadline onto
+the closed set of error kinds of DESIGN.md, and a row is ok exactly when its
+kind is ``""``::
+
+    ending       status      after the deadline   kind
+    RESPONSE     2xx         no                   ""        ok
+    RESPONSE     2xx         yes                  timeout   (status kept)
+    RESPONSE     other       either               http
+    DEADLINE     -           -                    timeout   no complete response in time
+    REFUSED      -           -                    connect   no connection
+    TLS_FAILED   -           -                    tls       TCP connected, no TLS session
+    BROKEN       -           -                    reset     closed or reset before complete
+    NOT_HTTP     -           -                    other     not HTTP, or a 101 switch
+    ABANDONED    -           -                    other     the client closed first
+    NOT_SENT     -           -                    dropped   its deadline passed in line
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from workers.record import ERROR_CODE
+
+TIMEOUT = ERROR_CODE["timeout"]
+CONNECT = ERROR_CODE["connect"]
+TLS = ERROR_CODE["tls"]
+RESET = ERROR_CODE["reset"]
+HTTP = ERROR_CODE["http"]
+DROPPED = ERROR_CODE["dropped"]
+OTHER = ERROR_CODE["other"]
+
+
+class Ending(IntEnum):
+    """How a request ended, as its sender saw it."""
+
+    RESPONSE = 0  # a complete response (any status)
+    DEADLINE = 1  # no complete response by the deadline
+    REFUSED = 2  # no connection: refused, unreachable, unknown host
+    TLS_FAILED = 3  # a TCP connection, but no TLS session
+    BROKEN = 4  # the connection broke before the response was complete
+    NOT_HTTP = 5  # the peer did not speak HTTP/1.1 (or switched away from it)
+    ABANDONED = 6  # the client closed with the request unfinished
+    NOT_SENT = 7  # never sent: its deadline passed while it waited for a slot
+
+
+_KIND_OF_FAILURE = {
+    Ending.DEADLINE: TIMEOUT,
+    Ending.REFUSED: CONNECT,
+    Ending.TLS_FAILED: TLS,
+    Ending.BROKEN: RESET,
+    Ending.NOT_HTTP: OTHER,
+    Ending.ABANDONED: OTHER,
+    Ending.NOT_SENT: DROPPED,
+}
+
+
+def classify(ending: Ending, status: int, late: bool) -> int:
+    """The error code (``workers.record.ERROR_KINDS``) of a request; 0 means ok."""
+    if ending != Ending.RESPONSE:
+        return _KIND_OF_FAILURE[ending]
+    if not 200 <= status < 300:
+        return HTTP
+    return TIMEOUT if late else 0
