@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis.stats import summary
+
 COLUMNS = ("requests", "availability", "goodput_rps", "p50_ms", "p99_ms", "p999_ms", "max_ms")
 
 
-def compare(summaries: dict[str, dict], baseline: str | None = None) -> pd.DataFrame:
+def compare(summaries: dict[str, dict] | pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """One row per SUMMARY (a target, or ``run/target``), with ratios to ``baseline``.
 
-    ``baseline`` defaults to the first entry. Ratio columns: ``goodput_x`` and
-    ``p99_x`` (this over the baseline), and ``availability_delta`` (this minus the
-    baseline). A ratio with a missing or zero side is NaN.
+    ``summaries`` are ``{name: SUMMARY}`` (``analysis.summary``'s result), or rows:
+    ``load(...).rows`` (one series per target) or ``series_rows(runs)`` (one per run
+    and target). ``baseline`` defaults to the first entry. Ratio columns:
+    ``goodput_x`` and ``p99_x`` (this over the baseline), and ``availability_delta``
+    (this minus the baseline). A ratio with a missing or zero side is NaN.
     """
+    if isinstance(summaries, pd.DataFrame):
+        by = "series" if "series" in summaries else "target"
+        summaries = {str(k): v for k, v in summary(summaries, by=by).items()}
     if not summaries:
         return pd.DataFrame(
             columns=["name", *COLUMNS, "errors", "availability_delta", "goodput_x", "p99_x"]

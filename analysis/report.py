@@ -27,9 +27,10 @@ from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis.compare import compare
-from analysis.load import Runs, load
+from analysis.load import Runs
+from analysis.series import load_all, series_names, series_rows
 from analysis.stats import summary, timeline
-from analysis.table import warnings
+from analysis.table import error_counts, warnings
 
 S = 1_000_000_000
 MAX_WINDOWS = 600  # timeline points per series before the window widens
@@ -41,39 +42,6 @@ class Report:
 
     html: Path
     plots: tuple[Path, ...]
-
-
-def series_names(runs: Runs) -> dict[tuple[str, str], str]:
-    """The series name of each (run, target) in the manifests, in their order: the
-    target, or ``<run label>/<target>`` when several runs are compared."""
-    labels = _run_labels(runs) if len(runs.manifests) > 1 else None
-    return {
-        (run, target): target if labels is None else f"{labels[run]}/{target}"
-        for run, manifest in runs.manifests.items()
-        for target in manifest.get("targets", {})
-    }
-
-
-def series_rows(runs: Runs) -> pd.DataFrame:
-    """The rows with a ``series`` column (see ``series_names``).
-
-    Series keep the order runs were given in and each scenario's order of targets,
-    so the first is the baseline of the ratios.
-    """
-    rows = runs.rows
-    series = rows["target"].astype(str)
-    if len(runs.manifests) > 1:
-        series = rows["run"].astype(str).map(_run_labels(runs)) + "/" + series
-    seen = set(series.unique())
-    categories = [name for name in dict.fromkeys(series_names(runs).values()) if name in seen]
-    categories += sorted(seen - set(categories))
-    return rows.assign(series=pd.Categorical(series, categories=categories))
-
-
-def _run_labels(runs: Runs) -> dict[str, str]:
-    """Scenario names when they tell the runs apart, else run ids."""
-    names = {run: str(m.get("scenario", {}).get("name", run)) for run, m in runs.manifests.items()}
-    return names if len(set(names.values())) == len(names) else {r: r for r in runs.manifests}
 
 
 def _origins(runs: Runs, rows: pd.DataFrame) -> dict[str, int]:
@@ -166,7 +134,7 @@ def _png(figure: Figure) -> bytes:
 
 def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
     """Load ``paths`` (run directories or directories of runs) and write the report."""
-    runs = _load_all(paths)
+    runs = load_all(paths)
     rows = series_rows(runs)
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -182,19 +150,6 @@ def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
     temp.write_text(render(runs, rows, images))
     temp.replace(page)
     return Report(page, tuple(written))
-
-
-def _load_all(paths: Sequence[str]) -> Runs:
-    loaded = [load(p) for p in paths]
-    if len(loaded) == 1:
-        return loaded[0]
-    manifests = {k: v for r in loaded for k, v in r.manifests.items()}
-    skipped = [s for r in loaded for s in r.skipped]
-    frames = [r.rows for r in loaded]
-    rows = pd.concat(frames, ignore_index=True)
-    for name in ("target", "node", "error", "run"):
-        rows[name] = rows[name].astype(str).astype("category")
-    return Runs(rows, manifests, skipped)
 
 
 # ---- HTML ------------------------------------------------------------------------------
@@ -258,7 +213,7 @@ def summary_html(summaries: dict[str, dict]) -> str:
         for key, _, pattern in _COLUMNS:
             grade = _grade(s[key]) if key == "availability" else ""
             cells.append(f'<td class="{grade}">{_cell(s[key], pattern)}</td>')
-        errors = ", ".join(f"{k} {v:,}" for k, v in sorted(s["errors"].items())) or "-"
+        errors = error_counts(s["errors"], prose=True)
         cells.append(f"<td>{html.escape(errors)}</td>")
         if ratios is not None:
             r = ratios.loc[str(name)]

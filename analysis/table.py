@@ -5,6 +5,15 @@ from __future__ import annotations
 from analysis.load import Runs
 
 
+def error_counts(errors: dict[str, int], prose: bool = False) -> str:
+    """Errors by kind as text, in kind order: ``timeout=30 reset=2`` for tables and
+    progress lines, ``reset 2, timeout 1,030`` (``prose``) for Markdown and HTML; ``-``
+    for none."""
+    if prose:
+        return ", ".join(f"{k} {v:,}" for k, v in sorted(errors.items())) or "-"
+    return " ".join(f"{k}={v}" for k, v in sorted(errors.items())) or "-"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -19,7 +28,7 @@ def summary_table(summaries: dict[str, dict]) -> list[str]:
     for name, s in summaries.items():
         availability = "-" if s["availability"] is None else f"{s['availability']:.4f}"
         goodput = "-" if s["goodput_rps"] is None else f"{s['goodput_rps']:.1f}"
-        errors = " ".join(f"{k}={v}" for k, v in sorted(s["errors"].items())) or "-"
+        errors = error_counts(s["errors"])
         lines.append(
             f"{name!s:<12}{s['requests']:>10}{s['ok']:>10}{availability:>9}"
             f"{goodput:>11}{_ms(s['p50_ms']):>10}{_ms(s['p99_ms']):>10}"

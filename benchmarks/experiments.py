@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis import load  # noqa: E402
+from analysis.table import error_counts  # noqa: E402
 from cluster.demo import comparison  # noqa: E402
 from cluster.scenario import load_scenario  # noqa: E402
 
@@ -69,7 +70,7 @@ def markdown(table: list[dict]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in table:
-        errors = ", ".join(f"{k} {v:,}" for k, v in sorted(r["errors"].items())) or "-"
+        errors = error_counts(r["errors"], prose=True)
         lines.append(
             f"| {r['scenario']} | {r['target']} | {_f(r['availability'], '.3f')} "
             f"| {_f(r['healthy'], '.3f')} | {_f(r['slow'], '.3f')} "

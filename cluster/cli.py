@@ -336,10 +336,11 @@ def _execute(scenario: object, out: str, address: str | None) -> int:
 
 def _print_analysis(run_dir: str) -> None:
     from analysis import load, summary
+    from analysis.series import series_rows
     from analysis.table import summary_table, warnings
 
     runs = load(run_dir)
-    summaries = summary(runs.rows)
+    summaries = summary(series_rows(runs), by="series")  # runs' targets never merged
     for line in summary_table(summaries):
         print(line)
     for line in warnings(runs, summaries):
@@ -371,18 +372,15 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from analysis import compare, load, summary
+    from analysis import compare, summary
+    from analysis.series import load_all, series_rows
 
-    summaries = {}
-    for run_dir in args.run_dirs:
-        try:
-            runs = load(run_dir)
-        except FileNotFoundError as exc:
-            raise UsageError(str(exc)) from None
-        for run, rows in runs.rows.groupby("run", observed=True):
-            for target, s in summary(rows).items():
-                name = str(target) if len(args.run_dirs) == 1 else f"{run}/{target}"
-                summaries[name] = s
+    try:
+        runs = load_all(args.run_dirs)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    # One series per run and target, in the order given: the first is the baseline.
+    summaries = {str(k): v for k, v in summary(series_rows(runs), by="series").items()}
     table = compare(summaries)
     width = max((len(name) for name in summaries), default=0) + 2
     print(
@@ -478,4 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as a pipe tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.table import error_counts
 from cluster.scenario import Scenario, Target, load_scenario
 from targets.faults import EndpointModel
 from workers.schedule import Schedule
@@ -126,7 +127,7 @@ def comparison_table(scenario: Scenario, rows: pd.DataFrame) -> list[str]:
     lines = [header]
     for c in comparison(scenario, rows):
         little = "-" if c["needed"] is None else f"{c['needed']:,.0f} / {c['capacity']}"
-        errors = " ".join(f"{k}={v}" for k, v in sorted(c["errors"].items())) or "-"
+        errors = error_counts(c["errors"])
         lines.append(
             f"{c['target']:<16}{_num(c['availability'], '.3f'):>7}"
             f"{_num(c['healthy'], '.3f'):>9}{_num(c['slow'], '.3f'):>7}"

@@ -30,6 +30,7 @@ from ray.util.scheduling_strategies import (
     PlacementGroupSchedulingStrategy,
 )
 
+from analysis.table import error_counts
 from cluster import launch
 from cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
 from cluster.plan import generator_count, planned_end_ns, plans_for
@@ -275,6 +276,8 @@ class _Watch:
         self.start_ns, self.end_ns, self.log = start_ns, end_ns, log
         self.progress = progress
         self.pending = {ref: worker for worker, ref in enumerate(refs)}
+        # Each generator's last counts, kept once it ends: totals never go backwards.
+        self.latest: dict[int, dict] = {}
         self.last_sent, self.last_time = 0, time.monotonic()
 
     def until_done(self, interval_s: float = 1.0) -> None:
@@ -332,19 +335,25 @@ class _Watch:
                     "send_lag_p99_ms": summary["send_lag_p99_ms"],
                 }
             )
+            counts = {k: summary[k] for k in ("rows", "sent", "ok", "errors")}
+            last = self.latest.get(worker, {"elapsed_s": 0.0})
+            self.latest[worker] = {**last, **counts, "window": {"p99_ms": None}}
         self.manifest.write()
 
     def _progress(self) -> None:
         calls = {self.actors[w].progress.remote(): w for w in self.pending.values()}
         ready, _ = ray.wait(list(calls), num_returns=len(calls), timeout=0.5)
-        reports = []
         for ref in ready:
             with contextlib.suppress(ray.exceptions.RayError):
                 report = ray.get(ref)
                 if report:
-                    reports.append(report)
+                    self.latest[calls[ref]] = report
+        reports = list(self.latest.values())
         if any(r["sent"] for r in reports):
-            self.progress(progress_line(self.name, reports, self._rate(reports), len(self.actors)))
+            line = progress_line(
+                self.name, reports, self._rate(reports), len(self.pending), len(self.actors)
+            )
+            self.progress(line)
 
     def _rate(self, reports: list[dict]) -> float:
         sent, now = sum(r["sent"] for r in reports), time.monotonic()
@@ -353,8 +362,11 @@ class _Watch:
         return max(rate, 0.0)
 
 
-def progress_line(name: str, reports: list[dict], rate: float, generators: int) -> str:
-    """One progress line for a target from its generators' ``progress()`` reports."""
+def progress_line(
+    name: str, reports: list[dict], rate: float, running: int, generators: int
+) -> str:
+    """One progress line for a target from its generators' latest ``progress()`` reports
+    (a generator that ended keeps its final counts, so totals never go backwards)."""
     rows = sum(r["rows"] for r in reports)
     ok = sum(r["ok"] for r in reports)
     errors: dict[str, int] = {}
@@ -364,12 +376,12 @@ def progress_line(name: str, reports: list[dict], rate: float, generators: int) 
     p99s = [r["window"]["p99_ms"] for r in reports if r["window"]["p99_ms"] is not None]
     elapsed = max(r["elapsed_s"] for r in reports)
     ok_text = f"{100 * ok / rows:5.1f}%" if rows else "    -"
-    error_text = " ".join(f"{k}={v}" for k, v in sorted(errors.items())) or "-"
+    error_text = error_counts(errors)
     p99_text = f"{max(p99s):.0f}ms" if p99s else "-"
     return (
         f"{name}: {elapsed:5.1f}s  sent {sum(r['sent'] for r in reports):>8}  "
         f"ok {ok_text}  {rate:7.0f} req/s  p99(1s) {p99_text:>7}  errors {error_text}  "
-        f"generators {len(reports)}/{generators}"
+        f"generators {running}/{generators}"
     )
 
 

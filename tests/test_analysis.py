@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis import grouped_quantiles, load, select, summary, timeline
+from analysis import compare, grouped_quantiles, load, select, summary, timeline
 from analysis.load import to_frame
 from analysis.stats import _gathered_quantiles
 from cluster import launch
@@ -296,6 +296,51 @@ def test_the_compare_command_reads_several_runs(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     b_line = next(line for line in out if line.startswith("run-b/t"))
     assert b_line.split()[-1] == "4.00"  # p99 40 ms over the baseline's 10 ms
+
+
+def _write_scenario_run(run_dir, scenario, services_ms: dict[str, int]):
+    """A run of ``scenario`` whose targets (in this order) answer in the given times."""
+    run_dir.mkdir(parents=True)
+    manifest = {
+        "run_id": run_dir.name,
+        "status": "completed",
+        "scenario": {"name": scenario},
+        "targets": {name: {} for name in services_ms},
+    }
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+    for target, ms in services_ms.items():
+        rows = batch([(i * MS, 0, ms * MS, 200, 0) for i in range(20)])
+        write_shard([rows], shard_dir(str(run_dir), target), shard_name(0, 0))
+
+
+def test_runs_in_one_directory_are_never_merged_or_dropped(tmp_path, capsys):
+    """Three runs of one scenario: analyze and compare show 3 x 2 series, in run order and
+    each scenario's order of targets (sync before async, not by name)."""
+    from cluster.cli import main
+
+    for n, ms in enumerate((10, 20, 30)):
+        _write_scenario_run(tmp_path / f"smoke-{n}", "smoke", {"sync": ms, "async": 5})
+    assert main(["compare", str(tmp_path)]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == [f"smoke-{n}/{t}" for n in range(3) for t in ("sync", "async")]
+    assert main(["analyze", str(tmp_path)]) == 0
+    table = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in table] == names
+    assert [int(line.split()[1]) for line in table] == [20] * 6
+
+
+def test_compare_of_one_run_keeps_the_scenario_order_and_takes_rows(tmp_path, capsys):
+    from analysis.series import series_rows
+    from cluster.cli import main
+
+    _write_scenario_run(tmp_path / "run", "smoke", {"sync": 40, "async": 10})
+    assert main(["compare", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:]] == ["sync", "async"]  # sync is the baseline
+    runs = load(str(tmp_path / "run"))
+    table = compare(series_rows(runs)).set_index("name")
+    assert list(table.index) == ["sync", "async"] and table.loc["async", "p99_x"] == 0.25
+    assert set(compare(runs.rows)["name"]) == {"sync", "async"}
 
 
 @settings(max_examples=80, deadline=None)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -47,6 +48,10 @@ def test_a_run_writes_the_planned_rows_and_a_complete_manifest(tmp_path):
     assert len(rows) == 300 and rows["ok"].all()
     assert sorted(rows["seq"] * 2 + rows["worker"]) == list(range(300))
     assert set(rows["endpoint"]) == {0, 1, 2}
+    # Progress lines (plain lines off a terminal): the count sent never goes backwards,
+    # also when one generator has ended before the other.
+    sent = [int(m.group(1)) for m in re.finditer(r"^async: .* sent +(\d+) ", result.stdout, re.M)]
+    assert sent and sent == sorted(sent) and sent[-1] <= 300
 
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "completed" and manifest["ended"]
