@@ -25,7 +25,8 @@ from typing import Any
 import requests
 from gunicorn.app.base import BaseApplication
 
-from targets.serving import announce, raise_nofile_limit, url_of
+from targets.runtime import raise_nofile_limit
+from targets.serving import announce, url_of
 from targets.validation import validate_dependency_url, validate_timeout
 
 _STATUS_TEXT = {

@@ -9,9 +9,7 @@ printed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import resource
 import signal
 import socket
 import sys
@@ -19,21 +17,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from targets.runtime import new_event_loop, raise_nofile_limit
+
 LISTEN_BACKLOG = 4096
 
 
 class ServeError(Exception):
     """A service could not start (address in use, bad host); the message is one line."""
-
-
-def raise_nofile_limit() -> int:
-    """Raise the soft open-file limit to the hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -67,15 +57,6 @@ def url_of(sock: socket.socket) -> str:
 def announce(url: str) -> None:
     """Print the one readiness line (``listening on http://HOST:PORT``) and flush."""
     print(f"listening on {url}", flush=True)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop where it is installed, asyncio's otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 async def _serve_until_signalled(

@@ -13,7 +13,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import pytest
 
 from cluster import launch
-from targets.serving import raise_nofile_limit
+from targets.runtime import raise_nofile_limit
 
 
 @pytest.fixture(scope="session", autouse=True)

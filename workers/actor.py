@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from targets.serving import new_event_loop
+from targets.runtime import new_event_loop
 from workers.generator import Generator, Plan, Sink
 from workers.shards import shard_dir, shard_name, write_shard
 

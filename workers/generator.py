@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from targets.serving import new_event_loop, raise_nofile_limit
+from targets.runtime import new_event_loop, raise_nofile_limit
 from workers.client import Endpoint, HttpClient
 from workers.outcome import Ending, classify
 from workers.progress import Counters
