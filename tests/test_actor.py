@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
+from waits import wait_for
 
 from cluster import launch
 from workers.generator import Plan
@@ -53,8 +54,10 @@ def test_generators_hand_batches_to_the_collector_which_writes_shards(local_ray,
     plans = _plans(target.url, 2, 3, 200, time.time_ns() + S // 2)
     output = ToCollector(collector)
     runs = [actor.run.remote(plan, output) for actor, plan in zip(actors, plans, strict=True)]
-    time.sleep(2.0)
-    progress = ray.get([actor.progress.remote() for actor in actors])
+    progress = wait_for(
+        lambda: ray.get([actor.progress.remote() for actor in actors]),
+        lambda reports: all(p is not None and p["sent"] > 100 for p in reports),
+    )
     summaries = ray.get(runs)
 
     assert all(p["sent"] > 100 for p in progress)
@@ -90,7 +93,7 @@ def test_stop_reaches_a_running_generator(local_ray, target, tmp_path):
     ray.get(actor.ready.remote())
     (plan,) = _plans(target.url, 1, 60, 100, time.time_ns())
     run = actor.run.remote(plan, ToStorage(str(tmp_path)))
-    time.sleep(1.5)
+    wait_for(lambda: ray.get(actor.progress.remote()), lambda p: p is not None and p["sent"] >= 50)
     ray.get(actor.stop.remote())
     summary = ray.get(run, timeout=30)
     assert summary["stopped"] is True

@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 from bursts import concurrent_calls
+from waits import wait_for
 
 from cluster import launch
 
@@ -85,9 +86,11 @@ def _call_in_background(url: str, calls: int) -> list[threading.Thread]:
 
 
 def test_blocking_stats_count_busy_threads(blocking_2_threads):
-    calls = _call_in_background(f"{blocking_2_threads.url}/call/0", 1)
-    time.sleep(0.3)  # the call holds its thread for 1 s
-    stats = requests.get(f"{blocking_2_threads.url}/stats", timeout=10).json()
+    calls = _call_in_background(f"{blocking_2_threads.url}/call/0", 1)  # holds a thread 1 s
+    stats = wait_for(  # until the call holds its thread (the stats request holds the other)
+        lambda: requests.get(f"{blocking_2_threads.url}/stats", timeout=10).json(),
+        lambda stats: stats["busy_threads"] == 2,
+    )
     for call in calls:
         call.join()
     # The stats request itself holds the other thread.
@@ -95,9 +98,11 @@ def test_blocking_stats_count_busy_threads(blocking_2_threads):
 
 
 def test_async_stats_count_in_flight_requests(async_target):
-    calls = _call_in_background(f"{async_target.url}/call/0", 3)
-    time.sleep(0.3)
-    stats = requests.get(f"{async_target.url}/stats", timeout=10).json()
+    calls = _call_in_background(f"{async_target.url}/call/0", 3)  # each held 1 s
+    stats = wait_for(
+        lambda: requests.get(f"{async_target.url}/stats", timeout=10).json(),
+        lambda stats: stats["in_flight"] >= 3,
+    )
     for call in calls:
         call.join()
     assert stats["in_flight"] == 3
