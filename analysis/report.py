@@ -132,9 +132,11 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
-    """Load ``paths`` (run directories or directories of runs) and write the report."""
-    runs = load_all(paths)
+def write_report(paths: Sequence[str], out_dir: str | Path, runs: Runs | None = None) -> Report:
+    """Load ``paths`` (run directories or directories of runs) and write the report.
+
+    ``runs`` are those paths already loaded (``analysis.load``), to read them once."""
+    runs = load_all(paths) if runs is None else runs
     rows = series_rows(runs)
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)

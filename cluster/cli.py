@@ -257,7 +257,7 @@ def _serve_async(args: argparse.Namespace) -> None:
     serving.run_app(lambda: async_target.make_app(config), serving.listen(args.host, args.port))
 
 
-_EXIT = {"completed": 0, "partial": 1, "failed": 1, "interrupted": 130}
+_EXIT = {"completed": 0, "partial": 1, "failed": 1, "interrupted": 130}  # by RunStatus
 
 
 class _Console:

@@ -32,7 +32,15 @@ from ray.util.scheduling_strategies import (
 
 from analysis.table import error_counts
 from cluster import launch
-from cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
+from cluster.manifest import (
+    GeneratorState,
+    Manifest,
+    RunStatus,
+    iso,
+    make_run_dir,
+    new_run_id,
+    remove_run_dir,
+)
 from cluster.plan import generator_count, planned_end_ns, plans_for
 from cluster.scenario import Scenario, Target
 from cluster.services import Launched, launch_services
@@ -52,10 +60,10 @@ class RunInputError(Exception):
 
 @dataclass
 class Outcome:
-    """How a run ended: its directory and status (completed, partial, interrupted, failed)."""
+    """How a run ended: its directory and status."""
 
     run_dir: str
-    status: str
+    status: RunStatus
     totals: dict[str, dict] = field(default_factory=dict)
 
 
@@ -140,7 +148,7 @@ def _run(
     log: Log,
     progress: Log,
 ) -> Outcome:
-    status = "completed"
+    status = RunStatus.COMPLETED
     totals: dict[str, dict] = {}
     with ExitStack() as stack:
         try:
@@ -149,8 +157,8 @@ def _run(
         except launch.LaunchError as exc:
             log(f"error: {exc}")
             manifest.data["error"] = str(exc)
-            manifest.finish("failed")
-            return Outcome(run_dir, "failed")
+            manifest.finish(RunStatus.FAILED)
+            return Outcome(run_dir, RunStatus.FAILED)
         output = _output(run_dir, stack)
         try:
             for target in scenario.targets:
@@ -166,14 +174,14 @@ def _run(
                 )
                 if launched.retire(target.name):
                     log(f"{target.name}: load over; service stopped")
-                status = "partial" if lost or status == "partial" else status
+                status = RunStatus.PARTIAL if lost or status == RunStatus.PARTIAL else status
                 totals[target.name] = _totals(run_dir, target.name)
         except KeyboardInterrupt:
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
         except launch.LaunchError as exc:
             log(f"error: {exc}")
             manifest.data["error"] = str(exc)
-            status = "failed"
+            status = RunStatus.FAILED
         finally:
             manifest.data["totals"] = totals
             manifest.finish(status)
@@ -237,7 +245,8 @@ def _run_target(
                 "start_ns": start_ns,
                 "planned_end": iso(end_ns),
                 "generators": [
-                    {"worker": w, "node": nodes[w], "state": "running"} for w in range(generators)
+                    {"worker": w, "node": nodes[w], "state": GeneratorState.RUNNING}
+                    for w in range(generators)
                 ],
             }
         )
@@ -254,7 +263,7 @@ def _run_target(
             log(f"{target.name}: interrupted; stopping the generators")
             watch.stop()
             raise
-    return any(g["state"] == "lost" for g in block["generators"])
+    return any(g["state"] == GeneratorState.LOST for g in block["generators"])
 
 
 class _Watch:
@@ -299,9 +308,11 @@ class _Watch:
         while self.pending and time.monotonic() < deadline:
             done, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=1.0)
             for ref in done:
-                self._ended(self.pending.pop(ref), ref, state="stopped")
+                self._ended(self.pending.pop(ref), ref, state=GeneratorState.STOPPED)
 
-    def _ended(self, worker: int, ref: ray.ObjectRef, state: str = "completed") -> None:
+    def _ended(
+        self, worker: int, ref: ray.ObjectRef, state: GeneratorState = GeneratorState.COMPLETED
+    ) -> None:
         entry = self.block["generators"][worker]
         try:
             summary = ray.get(ref)
@@ -309,7 +320,7 @@ class _Watch:
             lost_ns = time.time_ns()
             entry.update(
                 {
-                    "state": "lost",
+                    "state": GeneratorState.LOST,
                     "lost_at": iso(lost_ns),
                     "lost_at_ns": lost_ns,
                     "error": str(exc).strip().splitlines()[0][:300],

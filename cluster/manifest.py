@@ -14,11 +14,31 @@ import json
 import platform
 import secrets
 import time
+from enum import StrEnum
 from importlib import metadata
 from typing import Any
 
 from workers.record import SCHEMA_VERSION
 from workers.shards import resolve
+
+
+class RunStatus(StrEnum):
+    """A run's status in ``run.json`` (it sets the exit code)."""
+
+    RUNNING = "running"  # the driver is at work (or died: nothing finished the run)
+    COMPLETED = "completed"  # every generator finished
+    PARTIAL = "partial"  # a generator or its node was lost
+    FAILED = "failed"  # a service did not start, or the run broke; ``error`` says why
+    INTERRUPTED = "interrupted"  # stopped by a signal; what was sent is flushed
+
+
+class GeneratorState(StrEnum):
+    """A generator's state in ``run.json``."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"  # asked to stop early (Ctrl-C)
+    LOST = "lost"  # its process or node died; ``missing`` says which window
 
 
 def new_run_id(name: str, now: dt.datetime | None = None) -> str:
@@ -73,7 +93,7 @@ class Manifest:
         self.run_dir = run_dir
         self.data: dict[str, Any] = {
             "run_id": run_id,
-            "status": "running",
+            "status": RunStatus.RUNNING,
             "scenario": scenario,
             "started": iso(time.time_ns()),
             "ended": None,
@@ -86,7 +106,7 @@ class Manifest:
         """The manifest's block for one target (created on first use)."""
         return self.data["targets"].setdefault(name, {"generators": []})
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: RunStatus) -> None:
         """Record the final status and end time, and write."""
         self.data["status"], self.data["ended"] = status, iso(time.time_ns())
         self.write()

@@ -199,3 +199,21 @@ def test_a_thread_per_connection_target_is_not_held_by_idle_connections(dependen
     # Held, the first ten waited 300 ms or more each here; served at once, about 5 ms.
     first = rows.sort_values("seq")["latency_ns"].iloc[:10]
     assert first.median() < 100 * MS
+
+
+def test_rows_recorded_while_the_last_batch_is_written_are_flushed_too(dependency):
+    """A slow sink (a busy collector, slow storage): the run ends while a periodic flush is
+    still writing, and the rows recorded meanwhile must still reach the sink."""
+    batches: list[pa.RecordBatch] = []
+
+    def slow_sink(batch: pa.RecordBatch) -> None:
+        time.sleep(0.3)
+        batches.append(batch)
+
+    schedule = Schedule.constant_rate(200, requests=200)
+    plan = Plan(
+        "slow", (f"{dependency.url}/endpoint/4",), schedule, timeout_ns=S, batch_interval_ns=S // 20
+    )
+    summary = run_plan(plan, slow_sink)
+    assert summary["rows"] == 200
+    assert sum(batch.num_rows for batch in batches) == 200

@@ -384,6 +384,9 @@ class Generator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._over.wait(), interval)
             await self._flush(writer)
+        # The run may have ended during that flush, with rows recorded after its batch
+        # was taken: they go in one more.
+        await self._flush(writer)
 
     async def _flush(self, writer: ThreadPoolExecutor) -> None:
         batch = self._buffer.close()
