@@ -6,8 +6,9 @@ stays free for ``progress()`` and ``stop()``, which also live in their own
 concurrency group. Closed batches leave through ``output``:
 
 - ``ToCollector``: to a ``ShardCollector`` actor (placed by the driver on its
-  own node) that writes shards as they arrive; the generator awaits each
-  write before the next, so a batch handed over before a crash is on disk.
+  own node) that writes shards as they arrive, several at once; the generator
+  awaits each write before the next, so a batch handed over before a crash is
+  on disk.
 - ``ToStorage``: straight to shared storage (``s3://``, ``gs://``, a mounted
   volume) from the generator's node.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,20 +59,32 @@ class ToCollector:
         return lambda batch: self.collector.put.remote(target, worker, next(counter), batch)
 
 
+COLLECTOR_WRITERS = 4  # shards written at once: a generator never waits on another's write
+
+
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class ShardCollector:
-    """Writes the batches generators hand it as shards under ``run_dir``."""
+    """Writes the batches generators hand it as shards under ``run_dir``, several at once.
 
-    def __init__(self, run_dir: str) -> None:
+    An async actor: each ``put`` waits for its own write on a pool of ``writers``
+    threads (Parquet encoding and file writes release the GIL), so generators' writes
+    overlap instead of queueing behind one another.
+    """
+
+    def __init__(self, run_dir: str, writers: int = COLLECTOR_WRITERS) -> None:
         self.run_dir = run_dir
         self.shards = 0
+        self.pool = ThreadPoolExecutor(writers, "shard-writer")
 
-    def put(self, target: str, worker: int, n: int, batch: pa.RecordBatch) -> str:
+    async def put(self, target: str, worker: int, n: int, batch: pa.RecordBatch) -> str:
         """Publish one batch as ``part-<worker>-<n>``; returns the shard's path."""
+        directory, name = shard_dir(self.run_dir, target), shard_name(worker, n)
+        loop = asyncio.get_running_loop()
+        path = await loop.run_in_executor(self.pool, write_shard, [batch], directory, name)
         self.shards += 1
-        return write_shard([batch], shard_dir(self.run_dir, target), shard_name(worker, n))
+        return path
 
-    def written(self) -> int:
+    async def written(self) -> int:
         """Shards written so far."""
         return self.shards
 
