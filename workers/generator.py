@@ -127,15 +127,6 @@ class Plan:
             raise ValueError("batch_interval: must be positive")
 
     @property
-    def urls(self) -> tuple[str, ...]:
-        """The templates' URLs."""
-        return tuple(t.url for t in self.requests)
-
-    def pick(self, indices: np.ndarray) -> np.ndarray:
-        """The template index of each request, by global request index."""
-        return pick(indices, len(self.requests), weights_of(self.requests), self.seed)
-
-    @property
     def closed(self) -> bool:
         """Whether this is closed-loop load (latency then excludes queueing before the send)."""
         return isinstance(self.load, ClosedLoop)
@@ -150,6 +141,7 @@ class Generator:
         self._buffer = RowBuffer(plan.worker, node)
         self._waiting: deque[tuple[int, int, int]] = deque()  # (seq, endpoint, due mono ns)
         self._endpoints = [Endpoint.build(template) for template in plan.requests]
+        self._weights = weights_of(plan.requests)  # None: templates are cycled
         self._in_flight = 0
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -255,7 +247,7 @@ class Generator:
     async def _open_loop(self) -> None:
         plan, seq, in_a_row = self.plan, 0, 0
         for indices, offsets in share(plan.load, plan.worker, plan.workers):
-            endpoints = plan.pick(indices).tolist()
+            endpoints = self._pick(indices).tolist()
             for endpoint, due in zip(endpoints, (offsets + self._start_mono).tolist(), strict=True):
                 if due > time.monotonic_ns():
                     # Timers tick in milliseconds and may wake early: never send before due.
@@ -300,7 +292,13 @@ class Generator:
 
     def _endpoint(self, seq: int) -> int:
         index = seq * self.plan.workers + self.plan.worker
-        return int(self.plan.pick(np.array([index]))[0])
+        if self._weights is None:
+            return index % len(self._endpoints)
+        return int(self._pick(np.array([index]))[0])
+
+    def _pick(self, indices: np.ndarray) -> np.ndarray:
+        """The template of each request, by global request index."""
+        return pick(indices, len(self._endpoints), self._weights, self.plan.seed)
 
     def _submit(self, seq: int, endpoint: int, due: int) -> None:
         if self._in_flight < self.plan.max_in_flight and not self._waiting:
