@@ -1,6 +1,6 @@
 """Analysis of blastradius runs: pure functions over the request rows (nothing of Ray).
 
-from analysis import load, summary, timeline
+from blastradius.analysis import load, summary, timeline
 runs = load("runs/blast-radius-20261126T210000Z-3f9a")
 summary(runs.rows)              # {target: SUMMARY}
 timeline(runs.rows, 1_000_000_000)
@@ -9,9 +9,9 @@ The plots and the HTML report (matplotlib, imported only there):
 ``analysis.report.write_report([run_dir], out_dir)``.
 """
 
-from analysis.compare import compare
-from analysis.load import Runs, datetimes, load
-from analysis.stats import grouped_quantiles, summarize, summary, timeline
+from blastradius.analysis.compare import compare
+from blastradius.analysis.load import Runs, datetimes, load
+from blastradius.analysis.stats import grouped_quantiles, summarize, summary, timeline
 
 __all__ = [
     "Runs",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.stats import summary
+from blastradius.analysis.stats import summary
 
 COLUMNS = ("requests", "availability", "goodput_rps", "p50_ms", "p99_ms", "p999_ms", "max_ms")
 

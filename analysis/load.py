@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from workers.record import METADATA_KEY, SCHEMA, SCHEMA_VERSION
+from blastradius.workers import layout
+from blastradius.workers.record import SCHEMA
 
 _NULLABLE_TIMES = ("sent_ns", "done_ns", "latency_ns", "service_ns")
 
@@ -36,46 +37,9 @@ class Runs:
         return next(iter(self.manifests.values()), {})
 
 
-def _resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in location:
-        return pafs.FileSystem.from_uri(location)
-    return pafs.LocalFileSystem(), str(location)
-
-
-def _run_dirs(filesystem: pafs.FileSystem, path: str) -> list[str]:
-    if filesystem.get_file_info(f"{path}/run.json").type == pafs.FileType.File:
-        return [path]
-    selector = pafs.FileSelector(path, allow_not_found=True)
-    children = [
-        i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.Directory
-    ]
-    return sorted(
-        c for c in children if filesystem.get_file_info(f"{c}/run.json").type == pafs.FileType.File
-    )
-
-
-def _shards(filesystem: pafs.FileSystem, run_dir: str) -> list[tuple[str, str]]:
-    """(target, path) of every published shard of a run."""
-    selector = pafs.FileSelector(f"{run_dir}/requests", recursive=True, allow_not_found=True)
-    found = []
-    for info in filesystem.get_file_info(selector):
-        parts = info.path.split("/")
-        if info.type != pafs.FileType.File or parts[-1].startswith(("_", ".")):
-            continue
-        target = next((p.split("=", 1)[1] for p in parts if p.startswith("target=")), None)
-        if target is not None and info.path.endswith(".parquet"):
-            found.append((target, info.path))
-    return sorted(found)
-
-
 def _read_shard(filesystem: pafs.FileSystem, path: str) -> pa.Table:
     table = pq.read_table(path, filesystem=filesystem)
-    version = (table.schema.metadata or {}).get(METADATA_KEY, b"1").decode()
-    if not version.isdigit() or not 1 <= int(version) <= SCHEMA_VERSION:
-        raise ValueError(
-            f"schema version {version} is not one this blastradius reads "
-            f"(1 to {SCHEMA_VERSION}): read it with the blastradius that wrote it"
-        )
+    layout.check_schema_version(table.schema.metadata)
     missing = [name for name in SCHEMA.names if name not in table.column_names]
     if missing:
         raise ValueError(f"not a blastradius shard (no {missing[0]} column)")
@@ -97,15 +61,15 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 
 def load(path: str) -> Runs:
     """Read a run directory, a directory of runs, or a filesystem URI of either."""
-    filesystem, root = _resolve(str(path).rstrip("/"))
-    runs = _run_dirs(filesystem, root)
+    filesystem, root = layout.resolve(str(path).rstrip("/"))
+    runs = layout.run_dirs(filesystem, root)
     tables, manifests, skipped = [], {}, []
     for run_dir in runs:
-        with filesystem.open_input_stream(f"{run_dir}/run.json") as stream:
+        with filesystem.open_input_stream(f"{run_dir}/{layout.MANIFEST}") as stream:
             manifest = json.loads(stream.read())
         run_id = manifest.get("run_id", run_dir.rsplit("/", 1)[-1])
         manifests[run_id] = manifest
-        for target, shard in _shards(filesystem, run_dir):
+        for target, shard in layout.shards(filesystem, run_dir):
             try:
                 table = _read_shard(filesystem, shard)
             except (OSError, ValueError, pa.ArrowException) as exc:

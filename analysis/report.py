@@ -25,12 +25,13 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from analysis import plots
-from analysis.compare import compare
-from analysis.load import Runs
-from analysis.series import load_all, series_names, series_rows
-from analysis.stats import summary, timeline
-from analysis.table import error_counts, warnings
+from blastradius.analysis import plots
+from blastradius.analysis.compare import compare
+from blastradius.analysis.load import Runs
+from blastradius.analysis.series import load_all, series_names, series_rows
+from blastradius.analysis.stats import summary, timeline
+from blastradius.analysis.table import error_counts, warnings
+from blastradius.workers.layout import publish_bytes
 
 S = 1_000_000_000
 MAX_WINDOWS = 600  # timeline points per series before the window widens
@@ -148,9 +149,7 @@ def write_report(paths: Sequence[str], out_dir: str | Path, runs: Runs | None = 
         written.append(path)
         images.append((caption, stem, data))
     page = out / "report.html"
-    temp = out / "_report.html.tmp"
-    temp.write_text(render(runs, rows, images))
-    temp.replace(page)
+    publish_bytes(str(page), render(runs, rows, images).encode())
     return Report(page, tuple(written))
 
 

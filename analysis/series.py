@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from analysis.load import Runs, load
+from blastradius.analysis.load import Runs, load
 
 
 def load_all(paths: Sequence[str]) -> Runs:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.select import CHUNK, nearest_rank_ranks, select_grouped
-from workers.record import ERROR_KINDS
+from blastradius.analysis.select import CHUNK, nearest_rank_ranks, select_grouped
+from blastradius.workers.record import ERROR_KINDS
 
 QUANTILES = {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99, "p999_ms": 0.999, "p9999_ms": 0.9999}
 SATURATION_LAG_MS = 10.0

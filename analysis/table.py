@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.load import Runs
+from blastradius.analysis.load import Runs
 
 
 def error_counts(errors: dict[str, int], prose: bool = False) -> str:

@@ -58,7 +58,7 @@ def synthetic_rows(n: int) -> pd.DataFrame:
 
 
 def ours(rows: pd.DataFrame) -> object:
-    from analysis import summary, timeline
+    from blastradius.analysis import summary, timeline
 
     return summary(rows), timeline(rows, S)
 

@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # sibling benchmark scripts
 
 import pyarrow.parquet as pq  # noqa: E402
 import ray  # noqa: E402
+from shard_format import batch  # noqa: E402
 
-from benchmarks.shard_format import batch  # noqa: E402
-from workers.actor import COLLECTOR_WRITERS, ShardCollector  # noqa: E402
+from blastradius.workers.actor import COLLECTOR_WRITERS, ShardCollector  # noqa: E402
 
 
 @ray.remote(num_cpus=0)
@@ -79,7 +79,7 @@ def main() -> None:
         include_dashboard=False,
         log_to_driver=False,
         logging_level="ERROR",
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},  # the producers import benchmarks/
+        runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}},  # producers import shard_format
     )
     results = []
     try:

@@ -20,18 +20,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from analysis import load  # noqa: E402
-from analysis.table import error_counts  # noqa: E402
-from cluster.demo import comparison  # noqa: E402
-from cluster.scenario import load_scenario  # noqa: E402
+from blastradius.analysis import load  # noqa: E402
+from blastradius.analysis.table import error_counts  # noqa: E402
+from blastradius.cluster.demo import comparison  # noqa: E402
+from blastradius.cluster.scenario import load_scenario  # noqa: E402
+
+BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
 
 
 def run(path: Path, out: str) -> str:
     """Run one scenario through the CLI; its run directory."""
     result = subprocess.run(
-        [sys.executable, "-m", "cluster", "run", str(path), "--out", out],
+        [*BLASTRADIUS, "run", str(path), "--out", out],
         capture_output=True,
         text=True,
         cwd=ROOT,

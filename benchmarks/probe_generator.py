@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from workers.generator import Plan, run_plan
-from workers.schedule import Schedule
-from workers.shards import shard_dir, shard_name, write_shard
-from workers.template import RequestTemplate
+from blastradius.workers.generator import Plan, run_plan
+from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.schedule import Schedule
+from blastradius.workers.shards import write_shard
+from blastradius.workers.template import RequestTemplate
 
 S = 1_000_000_000
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from workers.record import RowBuffer
-from workers.shards import WRITE_OPTIONS
+from blastradius.workers.record import RowBuffer
+from blastradius.workers.shards import WRITE_OPTIONS
 
 T0 = 1_790_000_000_000_000_000
 NODE = "6b0f5c2f1d3e4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d"  # a Ray node id's length

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from targets.spec import parse_duration_ns
+from blastradius.targets.spec import parse_duration_ns
 
 
 class UsageError(Exception):
@@ -72,7 +72,9 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
         "--errors", metavar="SPEC", help="per-endpoint probability of HTTP 500, e.g. '0*9,0.5'"
     )
     dependency.add_argument(
-        "--faults", metavar="FILE", help="YAML/JSON schedule of latency/error changes over time"
+        "--faults",
+        metavar="FILE",
+        help="YAML/JSON schedule of latency/error changes over time (- reads stdin)",
     )
     dependency.add_argument("--seed", type=int, help="seed for latency and error draws")
     _add_listen_flags(dependency)
@@ -157,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve_parser(commands)
     run = commands.add_parser("run", help="run a scenario on Ray; prints the run directory")
-    run.add_argument("scenario", metavar="SCENARIO.yaml")
+    run.add_argument(
+        "scenario",
+        metavar="SCENARIO",
+        help="a scenario file, or a shipped scenario by name (smoke, tiny, quick/30s, ...)",
+    )
     run.add_argument(
         "--out",
         default="runs",
@@ -222,7 +228,7 @@ def _checked(build: Callable[[], object]) -> object:
 
 
 def _serve_dependency(args: argparse.Namespace) -> None:
-    from targets import dependency, faults, serving, spec
+    from blastradius.targets import dependency, faults, serving, spec
 
     def build() -> dependency.DependencyConfig:
         latencies = spec.parse_latency_spec(args.latency)
@@ -238,7 +244,7 @@ def _serve_dependency(args: argparse.Namespace) -> None:
 
 
 def _serve_blocking(args: argparse.Namespace) -> None:
-    from targets import blocking, serving
+    from blastradius.targets import blocking, serving
 
     config = _checked(
         lambda: blocking.BlockingConfig(args.dependency, args.threads, args.dependency_timeout)
@@ -247,7 +253,7 @@ def _serve_blocking(args: argparse.Namespace) -> None:
 
 
 def _serve_async(args: argparse.Namespace) -> None:
-    from targets import async_target, serving
+    from blastradius.targets import async_target, serving
 
     config = _checked(
         lambda: async_target.AsyncConfig(
@@ -300,25 +306,40 @@ def _address(args: argparse.Namespace) -> str | None:
     return address
 
 
+# Set by Ray's job supervisor for a submitted job's entrypoint.
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def _out(out: str) -> str:
+    """``--out`` as given; a relative path inside a Ray job is bad input (exit 2)."""
+    if os.environ.get(RAY_JOB_ENV) and "://" not in out and not os.path.isabs(out):
+        raise UsageError(
+            f"--out {out}: a relative path inside a Ray job lands in the job's temporary "
+            "working directory; give an absolute path or a URI"
+        )
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
     address = _address(args)
-    from cluster.scenario import load_scenario
+    from blastradius.cluster.scenario import load_scenario
+    from blastradius.cluster.shipped import scenario_path
 
-    scenario = _checked(lambda: load_scenario(args.scenario, args.overrides))
-    return _execute(scenario, args.out, address)
+    scenario = _checked(lambda: load_scenario(scenario_path(args.scenario), args.overrides))
+    return _execute(scenario, _out(args.out), address)
 
 
 def _load(args: argparse.Namespace) -> int:
     address = _address(args)
-    from cluster.url_run import UrlRun, url_scenario
+    from blastradius.cluster.url_run import UrlRun, url_scenario
 
     fields = {k: v for k, v in vars(args).items() if k in UrlRun.__dataclass_fields__}
     scenario = _checked(lambda: url_scenario(UrlRun(**fields)))
-    return _execute(scenario, args.out, address)
+    return _execute(scenario, _out(args.out), address)
 
 
 def _execute(scenario: object, out: str, address: str | None) -> int:
-    from cluster import driver
+    from blastradius.cluster import driver
 
     console = _Console(sys.stdout)
     try:
@@ -335,9 +356,9 @@ def _execute(scenario: object, out: str, address: str | None) -> int:
 
 
 def _print_analysis(run_dir: str) -> None:
-    from analysis import load, summary
-    from analysis.series import series_rows
-    from analysis.table import summary_table, warnings
+    from blastradius.analysis import load, summary
+    from blastradius.analysis.series import series_rows
+    from blastradius.analysis.table import summary_table, warnings
 
     runs = load(run_dir)
     summaries = summary(series_rows(runs), by="series")  # runs' targets never merged
@@ -350,7 +371,7 @@ def _print_analysis(run_dir: str) -> None:
 def _analyze(args: argparse.Namespace) -> None:
     import json
 
-    from analysis import load, summary
+    from blastradius.analysis import load, summary
 
     try:
         runs = load(args.run_dir)
@@ -372,8 +393,8 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from analysis import compare, summary
-    from analysis.series import load_all, series_rows
+    from blastradius.analysis import compare, summary
+    from blastradius.analysis.series import load_all, series_rows
 
     try:
         runs = load_all(args.run_dirs)
@@ -396,7 +417,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from analysis.report import write_report
+    from blastradius.analysis.report import write_report
 
     out = args.out or _report_dir(args.run_dirs)
     try:
@@ -426,14 +447,15 @@ def _report_dir(run_dirs: Sequence[str]) -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     embedded_ray_environment()
-    from cluster import demo, driver
+    from blastradius.cluster import demo, driver
 
-    path = demo.FULL if args.full else demo.QUICK
-    scenario = _checked(lambda: demo.demo_scenario(path, args.overrides))
+    name = demo.FULL if args.full else demo.QUICK
+    out = _out(args.out)
+    scenario = _checked(lambda: demo.demo_scenario(name, args.overrides))
     console = _Console(sys.stdout)
-    console.line(f"blastradius demo: {path.relative_to(demo.SCENARIOS.parent)}")
+    console.line(f"blastradius demo: scenarios/{name}.yaml")
     try:
-        outcome = demo.run_demo(scenario, args.out, console.line, console.progress)
+        outcome = demo.run_demo(scenario, out, console.line, console.progress)
     except driver.RunInputError as exc:
         raise UsageError(str(exc)) from None
     if outcome.status != "completed":
@@ -448,8 +470,8 @@ _SERVE = {"dependency": _serve_dependency, "blocking": _serve_blocking, "async":
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    from cluster.launch import LaunchError
-    from targets.serving import ServeError
+    from blastradius.cluster.launch import LaunchError
+    from blastradius.targets.serving import ServeError
 
     args = build_parser().parse_args(argv)
     prog = f"blastradius {args.command}" + (f" {args.kind}" if args.command == "serve" else "")

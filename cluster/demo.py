@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.table import error_counts
-from cluster.scenario import Scenario, Target, load_scenario
-from targets.faults import EndpointModel
-from workers.schedule import Schedule
+from blastradius.analysis.table import error_counts
+from blastradius.cluster.scenario import Scenario, Target, load_scenario
+from blastradius.cluster.shipped import shipped
+from blastradius.targets.faults import EndpointModel
+from blastradius.workers.schedule import Schedule
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
-QUICK = SCENARIOS / "quick" / "30s.yaml"
-FULL = SCENARIOS / "essay" / "30s.yaml"
+QUICK = "quick/30s"  # shipped scenarios (cluster/shipped.py)
+FULL = "essay/30s"
 
 Log = Callable[[str], None]
 
@@ -99,7 +99,7 @@ def slow_endpoints(scenario: Scenario) -> tuple[int, ...]:
 def comparison(scenario: Scenario, rows: pd.DataFrame) -> list[dict]:
     """One entry per target: its SUMMARY figures, availability on the healthy and on the
     slow endpoints, and the concurrency Little's law needs against what it had."""
-    from analysis import summary
+    from blastradius.analysis import summary
 
     summaries = summary(rows)
     part = np.where(rows["endpoint"].isin(slow_endpoints(scenario)).to_numpy(), "slow", "healthy")
@@ -158,13 +158,14 @@ def explain(scenario: Scenario) -> list[str]:
     ]
 
 
-def demo_scenario(path: Path, overrides: Sequence[str]) -> Scenario:
-    """The demo's scenario file (``QUICK`` or ``FULL``), with ``--set`` overrides.
+def demo_scenario(name: str, overrides: Sequence[str]) -> Scenario:
+    """The demo's shipped scenario (``QUICK`` or ``FULL``), with ``--set`` overrides.
 
     ``ValueError`` for a bad override or a missing file.
     """
-    if not path.is_file():
-        raise ValueError(f"{path}: the demo's scenario file is missing (run from a checkout)")
+    path = shipped(name)
+    if path is None:
+        raise ValueError(f"{name}: the demo's scenario is missing from this installation")
     return load_scenario(path, overrides)
 
 
@@ -175,10 +176,10 @@ def run_demo(
     progress: Log | None = None,
 ) -> DemoOutcome:
     """Run the experiment on an embedded Ray cluster, print the table, write the report."""
-    from analysis import load, summary
-    from analysis.report import write_report
-    from analysis.table import warnings
-    from cluster import driver
+    from blastradius.analysis import load, summary
+    from blastradius.analysis.report import write_report
+    from blastradius.analysis.table import warnings
+    from blastradius.cluster import driver
 
     outcome = driver.run(scenario, out, None, log, progress)
     runs = load(outcome.run_dir)

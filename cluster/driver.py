@@ -1,10 +1,11 @@
 """The Ray driver: a scenario becomes a run directory of shards and a manifest.
 
-Order of a run: connect to Ray (embedded unless an address is given), create
-the run directory and ``run.json``, launch the dependency and targets, then
-for each target one after another: place the generators, start them together,
-watch them (progress once a second, lost generators recorded, Ctrl-C stops
-them all), and tear everything down whatever happens.
+Order of a run: connect to Ray (embedded unless an address is given), build
+the run plan once (``plan.py``), create the run directory and ``run.json``,
+start the plan's services, then for each target one after another: place the
+generators, start them together, watch them (progress once a second, lost
+generators recorded, Ctrl-C stops them all), and tear everything down
+whatever happens. Nothing goes back to the scenario: plan, execute, manifest.
 
 Placement: a STRICT_SPREAD placement group when enough nodes have a CPU for
 one generator each, otherwise Ray's SPREAD strategy. Batches come back through
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -30,9 +32,9 @@ from ray.util.scheduling_strategies import (
     PlacementGroupSchedulingStrategy,
 )
 
-from analysis.table import error_counts
-from cluster import launch
-from cluster.manifest import (
+from blastradius.analysis.table import error_counts
+from blastradius.cluster import launch
+from blastradius.cluster.manifest import (
     GeneratorState,
     Manifest,
     RunStatus,
@@ -41,12 +43,12 @@ from cluster.manifest import (
     new_run_id,
     remove_run_dir,
 )
-from cluster.plan import generator_count, planned_end_ns, plans_for
-from cluster.scenario import Scenario, Target
-from cluster.services import Launched, launch_services
-from workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
-from workers.shards import shard_dir
-from workers.template import redact_url
+from blastradius.cluster.plan import RunPlan, Step, build_plan, generator_count
+from blastradius.cluster.scenario import Scenario
+from blastradius.cluster.services import Services, start_services
+from blastradius.workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
+from blastradius.workers.layout import is_uri, resolve, shards
+from blastradius.workers.template import redact_url
 
 Log = Callable[[str], None]
 START_DELAY_S = 2.0  # from the generators being ready to their common start time
@@ -116,7 +118,8 @@ def run(
     """
     embedded = connect(address, scenario.generators or 1)
     try:
-        generators = generator_count(scenario, ray.available_resources().get("CPU", 0), embedded)
+        free_cpus = ray.available_resources().get("CPU", 0)
+        plan = build_plan(scenario, generator_count(scenario, free_cpus, embedded))
         run_id = new_run_id(scenario.name)
         try:
             run_dir = make_run_dir(out, run_id)
@@ -125,7 +128,7 @@ def run(
         ray_info = {
             "embedded": embedded,
             "address": address,
-            "generators": generators,
+            "generators": plan.generators,
             "nodes": len([n for n in ray.nodes() if n["Alive"]]),
         }
         manifest = Manifest(run_dir, run_id, scenario.source or {}, ray_info)
@@ -134,62 +137,101 @@ def run(
         except OSError as exc:
             remove_run_dir(run_dir)
             raise RunInputError(f"--out {out}: cannot write there: {exc}") from None
-        return _run(scenario, run_dir, manifest, generators, log, progress or log)
+        return _Execution(plan, run_dir, manifest, log, progress or log).run()
     finally:
         if embedded:
             ray.shutdown()
 
 
-def _run(
-    scenario: Scenario,
-    run_dir: str,
-    manifest: Manifest,
-    generators: int,
-    log: Log,
-    progress: Log,
-) -> Outcome:
-    status = RunStatus.COMPLETED
-    totals: dict[str, dict] = {}
-    with ExitStack() as stack:
-        try:
-            launched = launch_services(scenario, stack, log)
-            manifest.data["services"] = launched.info
-        except launch.LaunchError as exc:
-            log(f"error: {exc}")
-            manifest.data["error"] = str(exc)
-            manifest.finish(RunStatus.FAILED)
-            return Outcome(run_dir, RunStatus.FAILED)
-        output = _output(run_dir, stack)
-        try:
-            for target in scenario.targets:
-                lost = _run_target(
-                    scenario,
-                    target,
-                    launched,
-                    generators,
-                    output,
-                    manifest,
-                    log,
-                    progress,
-                )
-                if launched.retire(target.name):
-                    log(f"{target.name}: load over; service stopped")
-                status = RunStatus.PARTIAL if lost or status == RunStatus.PARTIAL else status
-                totals[target.name] = _totals(run_dir, target.name)
-        except KeyboardInterrupt:
-            status = RunStatus.INTERRUPTED
-        except launch.LaunchError as exc:
-            log(f"error: {exc}")
-            manifest.data["error"] = str(exc)
-            status = RunStatus.FAILED
-        finally:
-            manifest.data["totals"] = totals
-            manifest.finish(status)
-    return Outcome(run_dir, status, totals)
+@dataclass
+class _Execution:
+    """One run plan being executed: services, then each target's load in turn; what
+    happens is recorded in the manifest as it happens."""
+
+    plan: RunPlan
+    run_dir: str
+    manifest: Manifest
+    log: Log
+    progress: Log
+
+    def run(self) -> Outcome:
+        status = RunStatus.COMPLETED
+        totals: dict[str, dict] = {}
+        with ExitStack() as stack:
+            try:
+                services = start_services(self.plan, stack, self.log)
+                self.manifest.data["services"] = services.info
+            except launch.LaunchError as exc:
+                self.log(f"error: {exc}")
+                self.manifest.data["error"] = str(exc)
+                self.manifest.finish(RunStatus.FAILED)
+                return Outcome(self.run_dir, RunStatus.FAILED)
+            output = _output(self.run_dir, stack)
+            try:
+                for step in self.plan.steps:
+                    lost = self._target(step, services, output)
+                    if services.retire(step):
+                        self.log(f"{step.name}: load over; service stopped")
+                    status = RunStatus.PARTIAL if lost or status == RunStatus.PARTIAL else status
+                    totals[step.name] = _totals(self.run_dir, step.name)
+            except KeyboardInterrupt:
+                status = RunStatus.INTERRUPTED
+            except launch.LaunchError as exc:
+                self.log(f"error: {exc}")
+                self.manifest.data["error"] = str(exc)
+                status = RunStatus.FAILED
+            finally:
+                self.manifest.data["totals"] = totals
+                self.manifest.finish(status)
+        return Outcome(self.run_dir, status, totals)
+
+    def _target(self, step: Step, services: Services, output: ToCollector | ToStorage) -> bool:
+        """Run one target's load; True when a generator was lost."""
+        requests = services.requests(step)
+        block = self.manifest.target(step.name)
+        block["urls"] = [redact_url(t.url) for t in requests]
+        if step.service is None:
+            block["requests"] = [t.redacted() for t in requests]
+            tls = step.target.tls
+            block["tls"] = None if tls is None else tls.redacted()
+        with ExitStack() as stack:
+            strategies, placement = _placement(self.plan.generators, stack)
+            actors = [GeneratorActor.options(scheduling_strategy=s).remote() for s in strategies]
+            for actor in actors:
+                stack.callback(ray.kill, actor)
+            nodes = ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
+            start_ns = time.time_ns() + int(START_DELAY_S * 1e9)
+            end_ns = self.plan.end_ns(start_ns)
+            block.update(
+                {
+                    "placement": placement,
+                    "start": iso(start_ns),
+                    "start_ns": start_ns,
+                    "planned_end": iso(end_ns),
+                    "generators": [
+                        {"worker": w, "node": node, "state": GeneratorState.RUNNING}
+                        for w, node in enumerate(nodes)
+                    ],
+                }
+            )
+            marks = services.anchor_faults(start_ns)
+            if marks:
+                block["faults"] = marks
+            self.manifest.write()
+            plans = self.plan.generator_plans(step, requests, start_ns)
+            refs = [a.run.remote(p, output) for a, p in zip(actors, plans, strict=True)]
+            watch = _Watch(step.name, actors, refs, block, self, (start_ns, end_ns))
+            try:
+                watch.until_done()
+            except KeyboardInterrupt:
+                self.log(f"{step.name}: interrupted; stopping the generators")
+                watch.stop()
+                raise
+        return any(g["state"] == GeneratorState.LOST for g in block["generators"])
 
 
 def _output(run_dir: str, stack: ExitStack) -> ToCollector | ToStorage:
-    if "://" in run_dir:
+    if is_uri(run_dir):
         return ToStorage(run_dir)
     here = ray.get_runtime_context().get_node_id()
     collector = ShardCollector.options(
@@ -213,59 +255,6 @@ def _placement(generators: int, stack: ExitStack) -> tuple[list, str]:
     return ["SPREAD"] * generators, "SPREAD"
 
 
-def _run_target(
-    scenario: Scenario,
-    target: Target,
-    launched: Launched,
-    generators: int,
-    output: ToCollector | ToStorage,
-    manifest: Manifest,
-    log: Log,
-    progress: Log,
-) -> bool:
-    """Run one target's load; True when a generator was lost."""
-    requests = launched.requests[target.name]
-    block = manifest.target(target.name)
-    block["urls"] = [redact_url(t.url) for t in requests]
-    if not target.launched:
-        block["requests"] = [t.redacted() for t in requests]
-        block["tls"] = None if target.tls is None else target.tls.redacted()
-    with ExitStack() as stack:
-        strategies, placement = _placement(generators, stack)
-        actors = [GeneratorActor.options(scheduling_strategy=s).remote() for s in strategies]
-        for actor in actors:
-            stack.callback(ray.kill, actor)
-        nodes = ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
-        start_ns = time.time_ns() + int(START_DELAY_S * 1e9)
-        end_ns = planned_end_ns(scenario, start_ns)
-        block.update(
-            {
-                "placement": placement,
-                "start": iso(start_ns),
-                "start_ns": start_ns,
-                "planned_end": iso(end_ns),
-                "generators": [
-                    {"worker": w, "node": nodes[w], "state": GeneratorState.RUNNING}
-                    for w in range(generators)
-                ],
-            }
-        )
-        marks = launched.anchor_faults(start_ns)
-        if marks:
-            block["faults"] = marks
-        manifest.write()
-        plans = plans_for(scenario, target, requests, generators, start_ns)
-        refs = [actor.run.remote(plan, output) for actor, plan in zip(actors, plans, strict=True)]
-        watch = _Watch(target.name, actors, refs, block, manifest, start_ns, end_ns, log, progress)
-        try:
-            watch.until_done()
-        except KeyboardInterrupt:
-            log(f"{target.name}: interrupted; stopping the generators")
-            watch.stop()
-            raise
-    return any(g["state"] == GeneratorState.LOST for g in block["generators"])
-
-
 class _Watch:
     """Follows one target's generators to their end: progress, summaries, losses."""
 
@@ -275,15 +264,16 @@ class _Watch:
         actors: list,
         refs: list,
         block: dict,
-        manifest: Manifest,
-        start_ns: int,
-        end_ns: int | None,
-        log: Log,
-        progress: Log,
+        execution: _Execution,
+        window_ns: tuple[int, int | None],
     ) -> None:
-        self.name, self.actors, self.block, self.manifest = name, actors, block, manifest
-        self.start_ns, self.end_ns, self.log = start_ns, end_ns, log
-        self.progress = progress
+        self.name, self.actors, self.block = name, actors, block
+        self.manifest, self.log, self.progress = (
+            execution.manifest,
+            execution.log,
+            execution.progress,
+        )
+        self.start_ns, self.end_ns = window_ns
         self.pending = {ref: worker for worker, ref in enumerate(refs)}
         # Each generator's last counts, kept once it ends: totals never go backwards.
         self.latest: dict[int, dict] = {}
@@ -398,9 +388,13 @@ def progress_line(
 
 def _totals(run_dir: str, target: str) -> dict:
     """Counts read back from the target's shards: what is on disk is what counts."""
+    filesystem, path = resolve(run_dir)
+    paths = [p for name, p in shards(filesystem, path) if name == target]
     try:
-        table = pq.read_table(shard_dir(run_dir, target), columns=["ok", "error"])
-    except (OSError, ValueError):
+        table = pa.concat_tables(
+            pq.read_table(p, filesystem=filesystem, columns=["ok", "error"]) for p in paths
+        )
+    except (OSError, ValueError, pa.ArrowException):
         return {"requests": 0, "ok": 0, "errors": {}}
     ok = int(table["ok"].to_numpy().sum())
     errors = table["error"].to_pandas().value_counts().to_dict()

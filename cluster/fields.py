@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from targets.spec import parse_duration_ns
+from blastradius.targets.spec import parse_duration_ns
 
 
 class Fields:

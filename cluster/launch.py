@@ -75,9 +75,12 @@ def _last_line(stderr: IO[str]) -> str:
     return text[-1] if text else "no output"
 
 
-def start(kind: str, args: Sequence[str] = (), ready_timeout_s: float = 60.0) -> Service:
-    """Run ``blastradius serve KIND ARGS --port 0`` and wait for its ``listening on`` line."""
-    command = [sys.executable, "-m", "cluster", "serve", kind, *args]
+def start(
+    kind: str, args: Sequence[str] = (), stdin: str | None = None, ready_timeout_s: float = 60.0
+) -> Service:
+    """Run ``blastradius serve KIND ARGS --port 0`` (``stdin`` written to it, then closed)
+    and wait for its ``listening on`` line."""
+    command = [sys.executable, "-m", "blastradius.cluster", "serve", kind, *args]
     if "--port" not in args:
         command += ["--port", "0"]
     stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - the Service owns and closes it
@@ -85,12 +88,15 @@ def start(kind: str, args: Sequence[str] = (), ready_timeout_s: float = 60.0) ->
     # first and the services last, rather than every process at once.
     process = subprocess.Popen(
         command,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
         start_new_session=True,
     )
+    if stdin is not None:
+        with contextlib.suppress(BrokenPipeError), process.stdin:
+            process.stdin.write(stdin)
     lines: queue.Queue = queue.Queue()
     pump = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
     pump.start()

@@ -18,8 +18,8 @@ from enum import StrEnum
 from importlib import metadata
 from typing import Any
 
-from workers.record import SCHEMA_VERSION
-from workers.shards import resolve
+from blastradius.workers import layout
+from blastradius.workers.record import SCHEMA_VERSION
 
 
 class RunStatus(StrEnum):
@@ -74,16 +74,14 @@ def versions() -> dict[str, str]:
 
 def make_run_dir(out: str, run_id: str) -> str:
     """Create ``<out>/<run_id>``; ``OSError`` when it cannot be written."""
-    filesystem, path = resolve(out)
-    run_dir = f"{path.rstrip('/')}/{run_id}"
-    filesystem.create_dir(run_dir, recursive=True)
-    return f"{out.rstrip('/')}/{run_id}" if "://" in out else run_dir
+    run_dir = layout.join(out, run_id)
+    layout.make_dir(run_dir)
+    return run_dir
 
 
 def remove_run_dir(run_dir: str) -> None:
     """Delete a run directory (used when a run never started)."""
-    filesystem, path = resolve(run_dir)
-    filesystem.delete_dir(path)
+    layout.remove_dir(run_dir)
 
 
 class Manifest:
@@ -112,22 +110,13 @@ class Manifest:
         self.write()
 
     def write(self) -> None:
-        """Replace ``run.json`` (local: temp file then rename; object store: the key)."""
-        filesystem, path = resolve(self.run_dir)
+        """Replace ``run.json`` whole, atomically for readers."""
         text = json.dumps(self.data, indent=2, default=str).encode()
-        final = f"{path}/run.json"
-        if filesystem.type_name in ("s3", "gcs"):
-            with filesystem.open_output_stream(final) as out:
-                out.write(text)
-            return
-        temp = f"{path}/_run.json.tmp"
-        with filesystem.open_output_stream(temp) as out:
-            out.write(text)
-        filesystem.move(temp, final)
+        layout.publish_bytes(layout.join(self.run_dir, layout.MANIFEST), text)
 
 
 def read_manifest(run_dir: str) -> dict:
     """Read a run's ``run.json``."""
-    filesystem, path = resolve(run_dir)
-    with filesystem.open_input_stream(f"{path}/run.json") as stream:
+    filesystem, path = layout.resolve(layout.join(run_dir, layout.MANIFEST))
+    with filesystem.open_input_stream(path) as stream:
         return json.loads(stream.read())

@@ -1,13 +1,106 @@
-"""Planning, pure: how many generators, and each one's plan against a target."""
+"""The run plan, pure: a scenario becomes, once, everything the driver executes.
+
+A ``RunPlan`` holds the number of generators, the services to start (each as the
+``blastradius serve`` command that starts it), one ``Step`` per target in scenario
+order, and the dependency's fault events as plot marks. The driver executes it and
+records what happened; nothing goes back to the scenario document.
+"""
 
 from __future__ import annotations
 
-from cluster.scenario import Scenario, Target
-from workers.generator import Plan
-from workers.schedule import intended_offsets
-from workers.template import RequestTemplate
+from dataclasses import dataclass
+
+from blastradius.cluster.scenario import Scenario, Target
+from blastradius.targets.faults import format_faults
+from blastradius.targets.spec import format_error_spec, format_latency_spec
+from blastradius.workers.generator import Plan
+from blastradius.workers.schedule import intended_offsets
+from blastradius.workers.template import RequestTemplate
 
 EMBEDDED_MAX_GENERATORS = 4
+
+
+@dataclass(frozen=True)
+class ServiceLaunch:
+    """A reference service to start: ``blastradius serve KIND ARGS``, with ``stdin``
+    (a fault schedule) written to it; ``about`` describes it in one line for the log."""
+
+    kind: str
+    args: tuple[str, ...]
+    about: str
+    stdin: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One target's part of the run: the target, and for a launched one its service (to
+    which the driver adds ``--dependency URL``) and the number of endpoints it calls."""
+
+    target: Target
+    service: ServiceLaunch | None = None
+    endpoints: int = 0
+
+    @property
+    def name(self) -> str:
+        """The target's name."""
+        return self.target.name
+
+    def requests(self, url: str | None) -> tuple[RequestTemplate, ...]:
+        """What the generators send: ``GET /call/0..n-1`` of a launched target at ``url``,
+        or the target's own requests."""
+        if self.service is None:
+            return self.target.requests
+        return tuple(RequestTemplate(f"{url}/call/{i}") for i in range(self.endpoints))
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run does, decided before anything starts."""
+
+    scenario: Scenario
+    generators: int
+    steps: tuple[Step, ...]
+    dependency: ServiceLaunch | None = None  # a launched dependency
+    dependency_url: str | None = None  # a running one's
+    fault_marks: tuple[dict, ...] = ()
+
+    @property
+    def launches(self) -> bool:
+        """Whether the run starts any service."""
+        return any(step.service is not None for step in self.steps)
+
+    def generator_plans(
+        self, step: Step, requests: tuple[RequestTemplate, ...], start_ns: int
+    ) -> list[Plan]:
+        """One plan per generator: the same schedule, interleaved ``generators`` ways."""
+        load = self.scenario.load
+        return [
+            Plan(
+                step.name,
+                requests,
+                load.shape,
+                load.timeout_ns,
+                worker=worker,
+                workers=self.generators,
+                start_ns=start_ns,
+                max_in_flight=load.max_in_flight,
+                connections=load.connections,
+                tls=step.target.tls,
+                seed=load.seed,
+            )
+            for worker in range(self.generators)
+        ]
+
+    def end_ns(self, start_ns: int) -> int | None:
+        """When the last request's deadline falls (None: a closed loop ended by a count)."""
+        load = self.scenario.load
+        shape, timeout_ns = load.shape, load.timeout_ns
+        if load.closed:
+            return None if shape.duration_ns is None else start_ns + shape.duration_ns + timeout_ns
+        last = 0
+        for offsets in intended_offsets(shape):
+            last = int(offsets[-1])
+        return start_ns + last + timeout_ns
 
 
 def generator_count(scenario: Scenario, free_cpus: float, embedded: bool) -> int:
@@ -18,46 +111,52 @@ def generator_count(scenario: Scenario, free_cpus: float, embedded: bool) -> int
     return min(count, EMBEDDED_MAX_GENERATORS) if embedded else count
 
 
-def target_requests(
-    target: Target, target_url: str | None, endpoints: int
-) -> tuple[RequestTemplate, ...]:
-    """What a generator sends: GET ``/call/0..n-1`` of a launched target, or as given."""
-    if target.launched:
-        return tuple(RequestTemplate(f"{target_url}/call/{i}") for i in range(endpoints))
-    return target.requests
+def build_plan(scenario: Scenario, generators: int) -> RunPlan:
+    """The run plan of a scenario with ``generators`` generators."""
+    dependency = scenario.dependency
+    launches = any(t.launched for t in scenario.targets)
+    endpoints = 0 if dependency is None else dependency.endpoints
+    steps = tuple(
+        Step(t, _target_service(t), endpoints) if t.launched else Step(t) for t in scenario.targets
+    )
+    if not launches or dependency is None:
+        return RunPlan(scenario, generators, steps)
+    if not dependency.launched:
+        return RunPlan(scenario, generators, steps, dependency_url=dependency.url)
+    args = ["--latency", format_latency_spec(dependency.latencies)]
+    if dependency.errors is not None:
+        args += ["--errors", format_error_spec(dependency.errors)]
+    if dependency.seed is not None:
+        args += ["--seed", str(dependency.seed)]
+    schedule = None
+    if dependency.faults:
+        args += ["--faults", "-"]
+        schedule = format_faults(dependency.faults)
+    service = ServiceLaunch(
+        "dependency", tuple(args), format_latency_spec(dependency.latencies), schedule
+    )
+    return RunPlan(scenario, generators, steps, service, None, fault_marks(scenario))
 
 
-def plans_for(
-    scenario: Scenario,
-    target: Target,
-    requests: tuple[RequestTemplate, ...],
-    generators: int,
-    start_ns: int,
-) -> list[Plan]:
-    """One plan per generator: the same schedule, interleaved ``generators`` ways."""
-    load = scenario.load
-    return [
-        Plan(
-            target.name,
-            requests,
-            load.shape,
-            load.timeout_ns,
-            worker=worker,
-            workers=generators,
-            start_ns=start_ns,
-            max_in_flight=load.max_in_flight,
-            connections=load.connections,
-            tls=target.tls,
-            seed=load.seed,
-        )
-        for worker in range(generators)
-    ]
+def _target_service(target: Target) -> ServiceLaunch:
+    args = []
+    if target.kind == "blocking":
+        args += ["--threads", str(target.threads)]
+        size = f"{target.threads} threads"
+    else:
+        args += ["--max-connections", str(target.max_connections)]
+        size = f"max {target.max_connections or 'unlimited'} connections"
+    timeout = ""
+    if target.dependency_timeout_s is not None:
+        args += ["--dependency-timeout", f"{target.dependency_timeout_s}s"]
+        timeout = f", dependency timeout {target.dependency_timeout_s:g}s"
+    return ServiceLaunch(target.kind or "", tuple(args), f"{target.kind}, {size}{timeout}")
 
 
-def fault_marks(scenario: Scenario) -> list[dict]:
+def fault_marks(scenario: Scenario) -> tuple[dict, ...]:
     """The dependency's fault events as plot marks: seconds from a target's load start."""
     if scenario.dependency is None:
-        return []
+        return ()
     marks = []
     for fault in scenario.dependency.faults:
         endpoints = fault.endpoints
@@ -72,15 +171,4 @@ def fault_marks(scenario: Scenario) -> list[dict]:
         if fault.error_p is not None:
             changes.append(f"errors {fault.error_p:g}")
         marks.append({"at_s": fault.at_ns / 1e9, "label": f"{where}: {', '.join(changes)}"})
-    return marks
-
-
-def planned_end_ns(scenario: Scenario, start_ns: int) -> int | None:
-    """When the last request's deadline falls (None: a closed loop ended by a count)."""
-    shape, timeout_ns = scenario.load.shape, scenario.load.timeout_ns
-    if scenario.load.closed:
-        return None if shape.duration_ns is None else start_ns + shape.duration_ns + timeout_ns
-    last = 0
-    for offsets in intended_offsets(shape):
-        last = int(offsets[-1])
-    return start_ns + last + timeout_ns
+    return tuple(marks)

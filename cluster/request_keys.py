@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.fields import Fields, kind_of, number, text
-from workers.template import REDACTED, RequestTemplate, Tls, expand_env, redact_url, weights_of
+from blastradius.cluster.fields import Fields, kind_of, number, text
+from blastradius.workers.template import (
+    REDACTED,
+    RequestTemplate,
+    Tls,
+    expand_env,
+    redact_url,
+    weights_of,
+)
 
 REQUEST_KEYS = ("method", "headers", "body", "json", "body_file")
 

@@ -53,14 +53,20 @@ from typing import Any
 
 import yaml
 
-from cluster.fields import Fields, kind_of, number, read_duration, text
-from cluster.request_keys import REQUEST_KEYS, Files, parse_requests, parse_tls, redacted
-from targets.faults import Fault, parse_faults
-from targets.spec import Latency, parse_error_spec, parse_latency_spec
-from workers.client import Endpoint
-from workers.generator import ClosedLoop
-from workers.schedule import ARRIVALS, Schedule, Stage
-from workers.template import RequestTemplate, Tls
+from blastradius.cluster.fields import Fields, kind_of, number, read_duration, text
+from blastradius.cluster.request_keys import (
+    REQUEST_KEYS,
+    Files,
+    parse_requests,
+    parse_tls,
+    redacted,
+)
+from blastradius.targets.faults import Fault, parse_faults
+from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
+from blastradius.workers.client import Endpoint
+from blastradius.workers.generator import ClosedLoop
+from blastradius.workers.schedule import ARRIVALS, Schedule, Stage
+from blastradius.workers.template import RequestTemplate, Tls
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KINDS = ("blocking", "async")

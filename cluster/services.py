@@ -9,21 +9,15 @@ an embedded cluster), so every generator can reach them.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import ray
 import requests
-import yaml
 
-from cluster import launch
-from cluster.plan import fault_marks, target_requests
-from cluster.scenario import Scenario, Target
-from targets.spec import format_error_spec, format_latency_spec
-from workers.template import RequestTemplate
+from blastradius.cluster import launch
+from blastradius.cluster.plan import RunPlan, ServiceLaunch, Step
+from blastradius.workers.template import RequestTemplate
 
 TARGETS_RESOURCE = "targets"
 
@@ -43,17 +37,13 @@ class LocalHost:
         self.node = ray.get_runtime_context().get_node_id()
         self.address = node_address(self.node)
         self._services: list[launch.Service] = []
-        self._files = tempfile.mkdtemp(prefix="blastradius-services-")
 
-    def start(self, kind: str, args: list[str], faults_yaml: str | None = None) -> str:
-        """Start one service; its URL."""
-        if faults_yaml is not None:
-            faults = Path(self._files) / f"faults-{len(self._services)}.yaml"
-            faults.write_text(faults_yaml)
-            args = [*args, "--faults", str(faults)]
-        service = launch.start(kind, [*args, "--host", self.address])
-        self._services.append(service)
-        return service.url
+    def start(self, service: ServiceLaunch, extra: tuple[str, ...] = ()) -> str:
+        """Start one service (``extra`` arguments appended); its URL."""
+        args = [*service.args, *extra, "--host", self.address]
+        started = launch.start(service.kind, args, service.stdin)
+        self._services.append(started)
+        return started.url
 
     def stop_one(self, url: str) -> None:
         """Stop the service at ``url`` (if it is still running)."""
@@ -65,7 +55,6 @@ class LocalHost:
         """Stop every service started here, the last started first."""
         while self._services:
             self._services.pop().stop()
-        shutil.rmtree(self._files, ignore_errors=True)
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
@@ -79,9 +68,9 @@ class ServiceHost:
         """The node the services run on."""
         return self.host.node
 
-    def start(self, kind: str, args: list[str], faults_yaml: str | None = None) -> str:
+    def start(self, service: ServiceLaunch, extra: tuple[str, ...] = ()) -> str:
         """Start one service there; its URL."""
-        return self.host.start(kind, args, faults_yaml)
+        return self.host.start(service, extra)
 
     def stop_one(self, url: str) -> None:
         """Stop the service at ``url`` there."""
@@ -97,9 +86,9 @@ class _RemoteHost:
         self.actor = actor
         self.node = ray.get(actor.node.remote())
 
-    def start(self, kind: str, args: list[str], faults_yaml: str | None = None) -> str:
+    def start(self, service: ServiceLaunch, extra: tuple[str, ...] = ()) -> str:
         try:
-            return ray.get(self.actor.start.remote(kind, args, faults_yaml))
+            return ray.get(self.actor.start.remote(service, extra))
         except ray.exceptions.RayTaskError as exc:
             raise launch.LaunchError(str(exc.cause)) from None
 
@@ -140,89 +129,59 @@ def anchor_faults(dependency_url: str, origin_ns: int) -> None:
 
 
 @dataclass
-class Launched:
-    """The services a run started: the requests each target's generators send, a
-    description for the manifest, and where they run."""
+class Services:
+    """The services a run started, where they run, and their URLs (for the manifest)."""
 
-    requests: dict[str, tuple[RequestTemplate, ...]]
-    info: dict
+    plan: RunPlan
     host: LocalHost | _RemoteHost | None = None
-    targets: dict[str, str] = field(default_factory=dict)  # launched target -> its URL
-    dependency_url: str | None = None  # a launched dependency's
-    faults: list[dict] = field(default_factory=list)  # its fault schedule, as plot marks
+    dependency_url: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)  # launched target -> its URL
+
+    @property
+    def info(self) -> dict:
+        """What ``run.json`` records of them."""
+        if self.host is None:
+            return {}
+        urls = {"dependency": self.dependency_url} if self.plan.dependency else {}
+        return {"node": self.host.node, "urls": {**urls, **self.urls}}
+
+    def requests(self, step: Step) -> tuple[RequestTemplate, ...]:
+        """What the generators send to a step's target."""
+        return step.requests(self.urls.get(step.name))
 
     def anchor_faults(self, origin_ns: int) -> list[dict]:
         """Make a launched dependency's fault times count from ``origin_ns`` (a target's
         load start); the fault marks, or [] when there is no schedule to anchor."""
-        if not self.faults or self.dependency_url is None:
+        if not self.plan.fault_marks or self.plan.dependency is None:
             return []
         anchor_faults(self.dependency_url, origin_ns)
-        return self.faults
+        return list(self.plan.fault_marks)
 
-    def retire(self, target: str) -> bool:
+    def retire(self, step: Step) -> bool:
         """Stop a launched target once its load is over; whether there was one to stop.
 
         Targets run one after another; a blocking target left running keeps its
         stuck threads and its queue, and would take CPU from the next one's run.
         """
-        url = self.targets.pop(target, None)
+        url = self.urls.pop(step.name, None)
         if url is None or self.host is None:
             return False
         self.host.stop_one(url)
         return True
 
 
-def launch_services(scenario: Scenario, stack: ExitStack, log) -> Launched:
-    """Start the dependency and the launched targets (stopped when ``stack`` closes)."""
-    dependency = scenario.dependency
-    needed = any(t.launched for t in scenario.targets)
-    if not needed:
-        endpoints = 0 if dependency is None else dependency.endpoints
-        return Launched({t.name: target_requests(t, None, endpoints) for t in scenario.targets}, {})
-    host = open_host(stack)
-    launched = Launched({}, {"node": host.node, "urls": {}}, host)
-    dependency_url = dependency.url
-    if dependency.launched:
-        args = ["--latency", format_latency_spec(dependency.latencies)]
-        if dependency.errors is not None:
-            args += ["--errors", format_error_spec(dependency.errors)]
-        if dependency.seed is not None:
-            args += ["--seed", str(dependency.seed)]
-        faults = (scenario.source or {}).get("dependency", {}).get("faults")
-        dependency_url = host.start("dependency", args, yaml.safe_dump(faults) if faults else None)
-        launched.info["urls"]["dependency"] = launched.dependency_url = dependency_url
-        launched.faults = fault_marks(scenario)
-        log(f"dependency  {dependency_url}  ({format_latency_spec(dependency.latencies)})")
-    for target in scenario.targets:
-        target_url = None
-        if target.launched:
-            target_url = host.start(target.kind, _target_args(target, dependency_url))
-            launched.info["urls"][target.name] = launched.targets[target.name] = target_url
-            log(f"{target.name:<11} {target_url}  ({_describe(target)})")
-        launched.requests[target.name] = target_requests(target, target_url, dependency.endpoints)
-    return launched
-
-
-def _target_args(target: Target, dependency_url: str) -> list[str]:
-    args = ["--dependency", dependency_url]
-    if target.kind == "blocking":
-        args += ["--threads", str(target.threads)]
-    else:
-        args += ["--max-connections", str(target.max_connections)]
-    if target.dependency_timeout_s is not None:
-        args += ["--dependency-timeout", f"{target.dependency_timeout_s}s"]
-    return args
-
-
-def _describe(target: Target) -> str:
-    size = (
-        f"{target.threads} threads"
-        if target.kind == "blocking"
-        else f"max {target.max_connections or 'unlimited'} connections"
-    )
-    timeout = (
-        f", dependency timeout {target.dependency_timeout_s:g}s"
-        if target.dependency_timeout_s
-        else ""
-    )
-    return f"{target.kind}, {size}{timeout}"
+def start_services(plan: RunPlan, stack: ExitStack, log) -> Services:
+    """Start the plan's dependency and launched targets (stopped when ``stack`` closes)."""
+    services = Services(plan, dependency_url=plan.dependency_url)
+    if not plan.launches:
+        return services
+    services.host = open_host(stack)
+    if plan.dependency is not None:
+        services.dependency_url = services.host.start(plan.dependency)
+        log(f"dependency  {services.dependency_url}  ({plan.dependency.about})")
+    for step in plan.steps:
+        if step.service is not None:
+            url = services.host.start(step.service, ("--dependency", services.dependency_url))
+            services.urls[step.name] = url
+            log(f"{step.name:<11} {url}  ({step.service.about})")
+    return services

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.scenario import Scenario, parse_scenario
+from blastradius.cluster.scenario import Scenario, parse_scenario
 
 # Document paths as the flags that fill them (longest first where one is a prefix).
 _FLAGS = (

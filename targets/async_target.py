@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from targets.validation import validate_dependency_url, validate_timeout
+from blastradius.targets.validation import validate_dependency_url, validate_timeout
 
 _SESSION = web.AppKey("session", aiohttp.ClientSession)
 

@@ -25,9 +25,9 @@ from typing import Any
 import requests
 from gunicorn.app.base import BaseApplication
 
-from targets.runtime import raise_nofile_limit
-from targets.serving import announce, url_of
-from targets.validation import validate_dependency_url, validate_timeout
+from blastradius.targets.runtime import raise_nofile_limit
+from blastradius.targets.serving import announce, url_of
+from blastradius.targets.validation import validate_dependency_url, validate_timeout
 
 _STATUS_TEXT = {
     200: "200 OK",

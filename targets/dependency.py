@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from targets.faults import EndpointModel, Fault
-from targets.spec import Latency
+from blastradius.targets.faults import EndpointModel, Fault
+from blastradius.targets.spec import Latency
 
 
 @dataclass(frozen=True)

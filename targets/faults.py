@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import bisect
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from targets.spec import Latency, parse_duration_ns, parse_latency_value
+from blastradius.targets.spec import (
+    Latency,
+    format_duration_ns,
+    parse_duration_ns,
+    parse_latency_value,
+)
 
 _EVENT_KEYS = {"at", "endpoint", "latency", "errors"}
 
@@ -46,6 +52,18 @@ class Fault:
             raise ValueError("errors: probability outside [0, 1]")
         if self.endpoints is not None and any(i < 0 for i in self.endpoints):
             raise ValueError("endpoint: indices must not be negative")
+
+    def to_event(self) -> dict:
+        """This fault as a schedule event (``parse_fault`` reads it back equal)."""
+        event: dict = {
+            "at": format_duration_ns(self.at_ns),
+            "endpoint": "all" if self.endpoints is None else list(self.endpoints),
+        }
+        if self.latency is not None:
+            event["latency"] = str(self.latency)
+        if self.error_p is not None:
+            event["errors"] = self.error_p
+        return event
 
 
 def _parse_at(value: object) -> int:
@@ -106,11 +124,16 @@ def parse_faults(events: object) -> tuple[Fault, ...]:
     return tuple(sorted(faults, key=lambda f: f.at_ns))
 
 
+def format_faults(faults: Sequence[Fault]) -> str:
+    """A schedule as JSON, the form a launched dependency reads on its stdin."""
+    return json.dumps([fault.to_event() for fault in faults])
+
+
 def load_faults(path: str | Path) -> tuple[Fault, ...]:
-    """Read a fault schedule from a YAML or JSON file."""
+    """Read a fault schedule from a YAML or JSON file (``-``: from stdin)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
     except OSError as exc:
         raise ValueError(f"faults file {str(path)!r}: {exc.strerror}") from None
     try:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from targets.runtime import new_event_loop, raise_nofile_limit
+from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 
 LISTEN_BACKLOG = 4096
 

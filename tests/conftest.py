@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 # Ray clusters the tests start are private and on loopback, like the CLI's embedded one;
 # Ray reads these when it is imported.
@@ -11,14 +12,21 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import pytest
+from wheels import build_wheel
 
-from cluster import launch
-from targets.runtime import raise_nofile_limit
+from blastradius.cluster import launch
+from blastradius.targets.runtime import raise_nofile_limit
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _open_file_limit() -> None:
     raise_nofile_limit()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once per session from a copy of the tree."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from waits import wait_for
 
-from cluster import launch
-from workers.generator import Plan
-from workers.schedule import Schedule
+from blastradius.cluster import launch
+from blastradius.workers.generator import Plan
+from blastradius.workers.schedule import Schedule
 
 ray = pytest.importorskip("ray")
 
@@ -46,7 +46,7 @@ def _plans(target_url: str, workers: int, seconds: int, rate: int, start_ns: int
 
 
 def test_generators_hand_batches_to_the_collector_which_writes_shards(local_ray, target, tmp_path):
-    from workers.actor import GeneratorActor, ShardCollector, ToCollector
+    from blastradius.workers.actor import GeneratorActor, ShardCollector, ToCollector
 
     collector = ShardCollector.remote(str(tmp_path))
     actors = [GeneratorActor.remote() for _ in range(2)]
@@ -76,7 +76,7 @@ def test_generators_hand_batches_to_the_collector_which_writes_shards(local_ray,
 
 
 def test_generators_write_straight_to_shared_storage(local_ray, target, tmp_path):
-    from workers.actor import GeneratorActor, ToStorage
+    from blastradius.workers.actor import GeneratorActor, ToStorage
 
     actor = GeneratorActor.remote()
     ray.get(actor.ready.remote())
@@ -87,7 +87,7 @@ def test_generators_write_straight_to_shared_storage(local_ray, target, tmp_path
 
 
 def test_stop_reaches_a_running_generator(local_ray, target, tmp_path):
-    from workers.actor import GeneratorActor, ToStorage
+    from blastradius.workers.actor import GeneratorActor, ToStorage
 
     actor = GeneratorActor.remote()
     ray.get(actor.ready.remote())

@@ -11,15 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis import compare, grouped_quantiles, load, select, summary, timeline
-from analysis.load import to_frame
-from analysis.stats import _gathered_quantiles
-from cluster import launch
-from workers.generator import Plan, run_plan
-from workers.outcome import DROPPED, HTTP, TIMEOUT
-from workers.record import NULL_NS, RowBuffer
-from workers.schedule import Schedule
-from workers.shards import shard_dir, shard_name, write_shard
+from blastradius.analysis import compare, grouped_quantiles, load, select, summary, timeline
+from blastradius.analysis.load import to_frame
+from blastradius.analysis.stats import _gathered_quantiles
+from blastradius.cluster import launch
+from blastradius.workers.generator import Plan, run_plan
+from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.outcome import DROPPED, HTTP, TIMEOUT
+from blastradius.workers.record import NULL_NS, RowBuffer
+from blastradius.workers.schedule import Schedule
+from blastradius.workers.shards import write_shard
+
+BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
 
 S, MS = 1_000_000_000, 1_000_000
 T0 = 1_790_000_000_000_000_000
@@ -184,7 +187,7 @@ def test_truncated_and_foreign_files_are_reported_by_name_and_skipped(tmp_path):
 def test_schema_v1_shards_with_32_bit_bytes_in_still_load(tmp_path):
     import pyarrow.parquet as pq
 
-    from workers.record import METADATA_KEY
+    from blastradius.workers.record import METADATA_KEY
 
     new = pa.Table.from_batches([batch([(0, 0, MS, 200, 0)])])
     v1_schema = new.schema.set(
@@ -203,7 +206,7 @@ def test_schema_v1_shards_with_32_bit_bytes_in_still_load(tmp_path):
 def test_a_shard_of_an_unknown_schema_version_is_skipped_and_named(tmp_path):
     import pyarrow.parquet as pq
 
-    from workers.record import METADATA_KEY
+    from blastradius.workers.record import METADATA_KEY
 
     table = pa.Table.from_batches([batch([(0, 0, MS, 200, 0)])])
     run_dir = tmp_path / "run-future"
@@ -232,7 +235,7 @@ def test_a_real_runs_parquet_read_with_plain_pandas_agrees_with_analyze_json(tmp
     run_dir = tmp_path / "real-run"
     _write_run(run_dir, batches, target="async")
     result = subprocess.run(
-        [sys.executable, "-m", "cluster", "analyze", str(run_dir), "--json"],
+        [*BLASTRADIUS, "analyze", str(run_dir), "--json"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -263,7 +266,7 @@ def _summary(availability, goodput, p99, errors=0):
 
 
 def test_compare_puts_targets_side_by_side_with_ratios_to_the_first():
-    from analysis import compare
+    from blastradius.analysis import compare
 
     table = compare(
         {
@@ -288,7 +291,7 @@ def test_compare_puts_targets_side_by_side_with_ratios_to_the_first():
 
 
 def test_the_compare_command_reads_several_runs(tmp_path, capsys):
-    from cluster.cli import main
+    from blastradius.cluster.cli import main
 
     for name, service in (("run-a", 10 * MS), ("run-b", 40 * MS)):
         _write_run(tmp_path / name, [batch([(i * MS, 0, service, 200, 0) for i in range(20)])])
@@ -316,7 +319,7 @@ def _write_scenario_run(run_dir, scenario, services_ms: dict[str, int]):
 def test_runs_in_one_directory_are_never_merged_or_dropped(tmp_path, capsys):
     """Three runs of one scenario: analyze and compare show 3 x 2 series, in run order and
     each scenario's order of targets (sync before async, not by name)."""
-    from cluster.cli import main
+    from blastradius.cluster.cli import main
 
     for n, ms in enumerate((10, 20, 30)):
         _write_scenario_run(tmp_path / f"smoke-{n}", "smoke", {"sync": ms, "async": 5})
@@ -330,8 +333,8 @@ def test_runs_in_one_directory_are_never_merged_or_dropped(tmp_path, capsys):
 
 
 def test_compare_of_one_run_keeps_the_scenario_order_and_takes_rows(tmp_path, capsys):
-    from analysis.series import series_rows
-    from cluster.cli import main
+    from blastradius.analysis.series import series_rows
+    from blastradius.cluster.cli import main
 
     _write_scenario_run(tmp_path / "run", "smoke", {"sync": 40, "async": 10})
     assert main(["compare", str(tmp_path / "run")]) == 0

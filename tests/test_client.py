@@ -8,8 +8,8 @@ import time
 import pytest
 from servers import read_request, scripted_server
 
-from workers.client import Endpoint, HttpClient
-from workers.outcome import Ending
+from blastradius.workers.client import Endpoint, HttpClient
+from blastradius.workers.outcome import Ending
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,9 @@ import pytest
 from real_servers import gunicorn_sync, http_server, nginx, uvicorn_echo
 from servers import read_request, scripted_server
 
-from workers.generator import Plan, run_plan
-from workers.schedule import Schedule
-from workers.template import RequestTemplate
+from blastradius.workers.generator import Plan, run_plan
+from blastradius.workers.schedule import Schedule
+from blastradius.workers.template import RequestTemplate
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -110,7 +110,7 @@ def received(log: Path) -> list[dict]:
 
 
 def test_method_headers_body_and_host_arrive_exactly(echo, monkeypatch):
-    from cluster.scenario import parse_target
+    from blastradius.cluster.scenario import parse_target
 
     url, log = echo
     received(log)

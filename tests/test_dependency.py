@@ -7,9 +7,10 @@ import tempfile
 import time
 
 import aiohttp
+import pytest
 import requests
 
-from cluster import launch
+from blastradius.cluster import launch
 
 
 def _timed(session: requests.Session, url: str) -> tuple[int, float]:
@@ -64,11 +65,15 @@ def test_error_probability_holds_within_binomial_tolerance():
     assert set(healthy) == {200}
 
 
-def test_fault_schedule_switches_latency_at_its_time(tmp_path):
+@pytest.mark.parametrize("given", ["file", "stdin"])
+def test_fault_schedule_switches_latency_at_its_time(tmp_path, given):
+    schedule = "- at: 1.5s\n  endpoint: 0\n  latency: 400ms\n"
     faults = tmp_path / "faults.yaml"
-    faults.write_text("- at: 1.5s\n  endpoint: 0\n  latency: 400ms\n")
+    faults.write_text(schedule)
+    args = ["--latency", "50", "--faults", str(faults) if given == "file" else "-"]
+    stdin = schedule if given == "stdin" else None  # as the driver hands a plan's schedule
     with (
-        launch.start("dependency", ["--latency", "50", "--faults", str(faults)]) as dependency,
+        launch.start("dependency", args, stdin) as dependency,
         requests.Session() as session,
     ):
         ready = time.monotonic()

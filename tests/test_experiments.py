@@ -15,8 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from cluster.demo import QUICK, capacity, concurrency_needed, slow_endpoints
-from cluster.scenario import load_scenario
+from blastradius.cluster.demo import QUICK, capacity, concurrency_needed, slow_endpoints
+from blastradius.cluster.scenario import load_scenario
+from blastradius.cluster.shipped import shipped
+
+BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").rglob("*.yaml"))
@@ -25,7 +28,7 @@ S = 1_000_000_000
 
 def run_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cluster", *args],
+        [*BLASTRADIUS, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -76,7 +79,7 @@ def test_quick_cases_keep_the_essays_ratio_of_threads_to_load():
 
 
 def test_capacity_and_slow_endpoints():
-    scenario = load_scenario(QUICK)
+    scenario = load_scenario(shipped(QUICK))
     assert [capacity(t) for t in scenario.targets] == ["50 threads", "no limit"]
     assert slow_endpoints(scenario) == (9,)
     pool = load_scenario(ROOT / "scenarios" / "quick" / "30s-async-pool.yaml")

@@ -4,8 +4,15 @@ import json
 
 import pytest
 
-from targets.faults import EndpointModel, Fault, load_faults, parse_faults
-from targets.spec import Fixed, Uniform
+from blastradius.targets.faults import (
+    EndpointModel,
+    Fault,
+    format_faults,
+    load_faults,
+    parse_fault,
+    parse_faults,
+)
+from blastradius.targets.spec import Fixed, Uniform
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -103,3 +110,19 @@ def test_before_the_origin_an_endpoint_is_in_its_starting_state():
     assert model.at(1, -5 * S) == (Fixed(MS), 0.0)
     assert model.at(1, 0) == (Fixed(MS), 0.0)
     assert model.at(1, 1 * S) == (Fixed(30 * S), 0.0)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"at": "10s", "endpoint": 9, "latency": "30s"},
+        {"at": 1.5, "endpoint": [1, 2], "errors": 0.25},
+        {"at": "250ms", "endpoint": "all", "latency": "lognormal(200ms, p99=1.5s)", "errors": 1},
+        {"at": 0, "endpoint": 0, "latency": "uniform(1ms, 2ms)"},
+        {"at": "3us", "endpoint": [0], "latency": "100"},
+    ],
+)
+def test_a_fault_written_as_an_event_reads_back_equal(event):
+    fault = parse_fault(event)
+    assert parse_fault(fault.to_event()) == fault
+    assert parse_faults(json.loads(format_faults([fault, fault]))) == (fault, fault)

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 from servers import scripted_server
 
-from cluster import launch
-from workers.generator import ClosedLoop, Generator, Plan, run_plan
-from workers.schedule import Schedule
+from blastradius.cluster import launch
+from blastradius.workers.generator import ClosedLoop, Generator, Plan, run_plan
+from blastradius.workers.schedule import Schedule
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -1,11 +1,17 @@
-"""Imports run one way (DESIGN.md): checked in a fresh interpreter, module by module."""
+"""Imports run one way (DESIGN.md), all under ``blastradius.``; the wheel holds that and
+the scenarios only. Checked in fresh interpreters and on a wheel built from this tree."""
 
+import ast
 import json
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = ("cluster", "workers", "targets", "analysis")
 PROBE = """
 import importlib, json, sys
 importlib.import_module(sys.argv[1])
@@ -21,23 +27,80 @@ def loaded_by(module: str) -> set[str]:
 
 
 def project(modules: set[str]) -> set[str]:
-    return {m.split(".")[0] for m in modules} & {"cluster", "workers", "targets", "analysis"}
+    """The project's packages among ``modules``: ``blastradius.workers`` -> ``workers``."""
+    return {m.split(".")[1] for m in modules if m.startswith("blastradius.") and "." in m[12:]}
 
 
-@pytest.mark.parametrize("module", ["workers.generator", "workers.actor", "workers.client"])
+@pytest.mark.parametrize("module", ["generator", "actor", "client"])
 def test_the_generator_loads_no_server_stack_and_nothing_of_cluster_or_analysis(module):
-    modules = loaded_by(module)
+    modules = loaded_by(f"blastradius.workers.{module}")
     assert project(modules) <= {"workers", "targets"}
-    assert "aiohttp.web" not in modules and "targets.serving" not in modules
+    assert "aiohttp.web" not in modules and "blastradius.targets.serving" not in modules
 
 
-@pytest.mark.parametrize("module", ["targets.dependency", "targets.blocking", "targets.serving"])
+@pytest.mark.parametrize("module", ["dependency", "blocking", "serving"])
 def test_targets_import_nothing_else_of_the_project(module):
-    assert project(loaded_by(module)) == {"targets"}
+    assert project(loaded_by(f"blastradius.targets.{module}")) == {"targets"}
 
 
 def test_analysis_needs_only_the_row_schema_of_the_workers():
-    modules = loaded_by("analysis")
+    modules = loaded_by("blastradius.analysis")
     assert project(modules) <= {"analysis", "workers"}
-    assert {m for m in modules if m.startswith("workers.")} <= {"workers.record"}
+    workers = {m for m in modules if m.startswith("blastradius.workers.")}
+    assert workers <= {"blastradius.workers.record", "blastradius.workers.layout"}
     assert "ray" not in modules
+
+
+def bare_imports(source: str) -> list[str]:
+    """Imports of a project folder by its bare name (``import cluster``, ``from workers.x``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found += [n for n in names if n.split(".")[0] in FOLDERS]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "bare"),
+    [
+        ("import cluster", ["cluster"]),
+        ("from workers.record import SCHEMA", ["workers.record"]),
+        ("import os, analysis.load", ["analysis.load"]),
+        ("def f():\n    from targets import spec", ["targets"]),
+        ("from blastradius.cluster import cli", []),
+        ("from . import x", []),
+        ("import clusters", []),
+    ],
+)
+def test_the_bare_import_check_catches_what_it_should(source, bare):
+    assert bare_imports(source) == bare
+
+
+def test_no_module_imports_a_project_folder_by_its_bare_name():
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for folder in (*FOLDERS, "tests", "benchmarks", "scenarios")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for name in bare_imports(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_the_wheel_installs_one_namespace_with_the_scenarios(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"blastradius"}
+    packages = {n.split("/")[1] for n in names if n.startswith("blastradius/")}
+    assert packages == {*FOLDERS, "scenarios"}
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "scenarios").rglob("*.yaml")}
+    assert {f"blastradius/{s}" for s in shipped} <= set(names)
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert (
+        "blastradius = blastradius.cluster.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    )

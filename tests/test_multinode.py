@@ -9,9 +9,9 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from cluster import driver
-from cluster.manifest import read_manifest
-from cluster.scenario import parse_scenario
+from blastradius.cluster import driver
+from blastradius.cluster.manifest import read_manifest
+from blastradius.cluster.scenario import parse_scenario
 
 FAST_FAILURE_DETECTION = {
     "health_check_initial_delay_ms": 0,

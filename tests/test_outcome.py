@@ -2,8 +2,8 @@
 
 import pytest
 
-from workers.outcome import Ending, classify
-from workers.record import ERROR_KINDS
+from blastradius.workers.outcome import Ending, classify
+from blastradius.workers.record import ERROR_KINDS
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from workers.progress import LogHistogram
+from blastradius.workers.progress import LogHistogram
 
 
 @pytest.mark.parametrize("q", [0.5, 0.9, 0.99, 0.999])

@@ -84,15 +84,9 @@ def ray_head() -> Iterator[str]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_a_run_submitted_as_a_ray_job_succeeds(ray_head, tmp_path):
-    from ray.job_submission import JobStatus, JobSubmissionClient
+def _wait(client, job: str) -> tuple[object, str]:
+    from ray.job_submission import JobStatus
 
-    client = JobSubmissionClient(ray_head)
-    out = tmp_path / "runs"
-    job = client.submit_job(
-        entrypoint=f"python -m cluster run scenarios/tiny.yaml --out {out}",
-        runtime_env={"working_dir": str(ROOT)},
-    )
     deadline = time.monotonic() + 300
     while (status := client.get_job_status(job)) not in {
         JobStatus.SUCCEEDED,
@@ -101,9 +95,31 @@ def test_a_run_submitted_as_a_ray_job_succeeds(ray_head, tmp_path):
     }:
         assert time.monotonic() < deadline, client.get_job_logs(job)
         time.sleep(1)
-    logs = client.get_job_logs(job)
+    return status, client.get_job_logs(job)
+
+
+def test_a_run_submitted_as_a_ray_job_succeeds(ray_head, wheel, tmp_path):
+    """README's way: the project's wheel in the job's runtime_env, a shipped scenario by
+    name. (That it works on a head with only Ray installed: .ci/check-ray-job.)"""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(ray_head)
+    out = tmp_path / "runs"
+    job = client.submit_job(
+        entrypoint=f"blastradius run tiny --out {out}",
+        runtime_env={
+            "working_dir": str(wheel.parent),
+            "pip": [f"${{RAY_RUNTIME_ENV_CREATE_WORKING_DIR}}/{wheel.name}"],
+        },
+    )
+    status, logs = _wait(client, job)
     assert status == JobStatus.SUCCEEDED, logs
     run_dir = Path(logs.strip().splitlines()[-1])
     assert run_dir.parent == out
     rows = pd.read_parquet(run_dir / "requests")
     assert len(rows) == 100 and rows["ok"].all()
+
+    relative = client.submit_job(entrypoint="blastradius run tiny --out runs")
+    status, logs = _wait(client, relative)
+    assert status == JobStatus.FAILED
+    assert "--out runs: a relative path inside a Ray job" in logs

@@ -9,11 +9,14 @@ import time
 import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.record import ERROR_KINDS, METADATA_KEY, NULL_NS, SCHEMA, RowBuffer
-from workers.shards import shard_dir, shard_name, write_shard
+from blastradius.workers import layout
+from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.record import ERROR_KINDS, METADATA_KEY, NULL_NS, SCHEMA, RowBuffer
+from blastradius.workers.shards import write_shard
 
 TIMEOUT_NS = 1_000_000_000
 EPOCH = 1_790_000_000_000_000_000
@@ -114,8 +117,8 @@ def test_shards_land_in_the_hive_layout_and_read_back_by_target(tmp_path):
 _SLOW_WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from workers.record import RowBuffer
-    from workers.shards import write_shard
+    from blastradius.workers.record import RowBuffer
+    from blastradius.workers.shards import write_shard
     buffer = RowBuffer(worker=0, node="n")
     n = 3_000_000
     rng = np.random.default_rng(0)
@@ -177,3 +180,49 @@ def test_shards_store_times_as_deltas_compressed_with_zstd(tmp_path):
         assert "DELTA_BINARY_PACKED" in columns[name].encodings, name
     assert {c.compression for c in columns.values()} == {"ZSTD"}
     assert pq.read_table(path)["intended_ns"].to_pylist() == [EPOCH + i * 1000 for i in range(500)]
+
+
+def test_the_layout_lists_published_shards_only_and_names_their_target(tmp_path):
+    run = tmp_path / "run"
+    buffer = RowBuffer(worker=0, node="n")
+    _fill(buffer, [(0, 0, 0, 0, 5, 200, 0, 2)])
+    batch = buffer.close()
+    write_shard([batch], shard_dir(str(run), "a.b=c"), shard_name(0, 0))
+    write_shard([batch], shard_dir(str(run), "x"), shard_name(1, 3))
+    (run / "requests/target=x/_being-written.parquet").write_bytes(b"PAR1")
+    (run / "requests/target=x/.hidden.parquet").write_bytes(b"PAR1")
+    (run / "requests/target=x/notes.txt").write_text("not a shard")
+    (run / "requests/other").mkdir()
+    (run / "requests/other/part-0000-000000.parquet").write_bytes(b"PAR1")
+    filesystem, path = layout.resolve(str(run))
+    found = [(target, p.rsplit("/", 1)[1]) for target, p in layout.shards(filesystem, path)]
+    assert found == [("a.b=c", "part-0000-000000.parquet"), ("x", "part-0001-000003.parquet")]
+
+
+def test_a_failed_publish_leaves_neither_the_file_nor_its_temporary(tmp_path):
+    def write(filesystem, path):
+        with filesystem.open_output_stream(path) as out:
+            out.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        layout.publish(str(tmp_path / "run.json"), write)
+    assert list(tmp_path.iterdir()) == []
+    layout.publish_bytes(str(tmp_path / "run.json"), b"{}")
+    layout.publish_bytes(str(tmp_path / "run.json"), b'{"whole": true}')
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    assert (tmp_path / "run.json").read_bytes() == b'{"whole": true}'
+
+
+@pytest.mark.parametrize(
+    ("metadata", "version"),
+    [(None, 1), ({}, 1), ({METADATA_KEY: b"1"}, 1), ({METADATA_KEY: b"2"}, 2)],
+)
+def test_schema_versions_this_blastradius_reads(metadata, version):
+    assert layout.check_schema_version(metadata) == version
+
+
+@pytest.mark.parametrize("declared", [b"0", b"3", b"99", b"two", b"-1"])
+def test_an_unknown_schema_version_is_refused_naming_it(declared):
+    with pytest.raises(ValueError, match=f"schema version {declared.decode()} is not one"):
+        layout.check_schema_version({METADATA_KEY: declared})

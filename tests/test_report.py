@@ -13,12 +13,15 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from analysis import load, plots
-from analysis.load import to_frame
-from analysis.report import figures, series_rows, window_ns, write_report
-from workers.outcome import TIMEOUT
-from workers.record import RowBuffer
-from workers.shards import shard_dir, shard_name, write_shard
+from blastradius.analysis import load, plots
+from blastradius.analysis.load import to_frame
+from blastradius.analysis.report import figures, series_rows, window_ns, write_report
+from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.outcome import TIMEOUT
+from blastradius.workers.record import RowBuffer
+from blastradius.workers.shards import write_shard
+
+BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
 
 S, MS = 1_000_000_000, 1_000_000
 T0 = 1_790_000_000_000_000_000
@@ -128,7 +131,7 @@ def test_series_and_windows():
 
 
 def load_like(frame: pd.DataFrame):
-    from analysis.load import Runs
+    from blastradius.analysis.load import Runs
 
     return Runs(frame, {"r": {}})
 
@@ -162,13 +165,15 @@ def test_fault_times_are_marked_on_the_timelines(tmp_path):
 def test_report_cli_writes_the_page_and_names_bad_input(tmp_path):
     run = _write_run(tmp_path / "cli-1", {"t": _batch(100, fail_every=5)})
     ok = subprocess.run(
-        [sys.executable, "-m", "cluster", "report", str(run)], capture_output=True, text=True
+        [*BLASTRADIUS, "report", str(run)],
+        capture_output=True,
+        text=True,
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip().splitlines()[-1] == str(run / "report.html")
 
     missing = subprocess.run(
-        [sys.executable, "-m", "cluster", "report", str(tmp_path / "nope")],
+        [*BLASTRADIUS, "report", str(tmp_path / "nope")],
         capture_output=True,
         text=True,
     )

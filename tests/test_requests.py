@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from cluster.scenario import parse_scenario, parse_target, redacted
-from cluster.url_run import UrlRun, document, flag_message, url_scenario
-from workers.client import Endpoint
-from workers.template import RequestTemplate, expand_env, pick, redact_url, weights_of
+from blastradius.cluster.scenario import parse_scenario, parse_target, redacted
+from blastradius.cluster.url_run import UrlRun, document, flag_message, url_scenario
+from blastradius.workers.client import Endpoint
+from blastradius.workers.template import RequestTemplate, expand_env, pick, redact_url, weights_of
 
 
 def head_lines(endpoint: Endpoint) -> list[str]:

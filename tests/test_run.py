@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 import pandas as pd
 import yaml
 
+BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
+
 S = 1_000_000_000
 
 SCENARIO = {
@@ -25,7 +27,10 @@ SCENARIO = {
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cluster", *args], capture_output=True, text=True, timeout=timeout
+        [*BLASTRADIUS, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -106,7 +111,15 @@ def test_ctrl_c_stops_the_generators_flushes_and_marks_the_run_interrupted(tmp_p
     scenario = tmp_path / "long.yaml"
     scenario.write_text(yaml.safe_dump(document))
     process = subprocess.Popen(
-        [sys.executable, "-m", "cluster", "run", str(scenario), "--out", str(tmp_path / "runs")],
+        [
+            sys.executable,
+            "-m",
+            "blastradius.cluster",
+            "run",
+            str(scenario),
+            "--out",
+            str(tmp_path / "runs"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -145,7 +158,7 @@ def test_load_one_url_from_flags_keeps_its_secret_out_of_everything_written(tmp_
         args += ["--json", '{"n": 1}', "--generators", "1", "--out", str(tmp_path / "runs")]
         args += ["-H", "Authorization: Bearer ${BR_TEST_SECRET}"]
         result = subprocess.run(
-            [sys.executable, "-m", "cluster", *args],
+            [*BLASTRADIUS, *args],
             capture_output=True,
             text=True,
             timeout=300,

@@ -5,10 +5,10 @@ import textwrap
 import pytest
 import yaml
 
-from cluster.cli import main
-from cluster.scenario import apply_override, load_scenario, parse_scenario
-from workers.generator import ClosedLoop
-from workers.schedule import Stage
+from blastradius.cluster.cli import main
+from blastradius.cluster.scenario import apply_override, load_scenario, parse_scenario
+from blastradius.workers.generator import ClosedLoop
+from blastradius.workers.schedule import Stage
 
 S = 1_000_000_000
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from workers.schedule import CHUNK, Schedule, Stage, intended_offsets, share
+from blastradius.workers.schedule import CHUNK, Schedule, Stage, intended_offsets, share
 
 S = 1_000_000_000
 

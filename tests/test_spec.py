@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from targets.spec import (
+from blastradius.targets.spec import (
     Fixed,
     LogNormal,
     Uniform,

@@ -15,7 +15,7 @@ import requests
 from bursts import concurrent_calls
 from waits import wait_for
 
-from cluster import launch
+from blastradius.cluster import launch
 
 TARGETS = ["blocking_2_threads", "async_target"]
 

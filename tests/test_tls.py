@@ -16,8 +16,8 @@ from cryptography.x509.oid import NameOID
 from real_servers import uvicorn_echo
 from test_conformance import one
 
-from cluster.scenario import parse_target
-from workers.template import RequestTemplate, Tls
+from blastradius.cluster.scenario import parse_target
+from blastradius.workers.template import RequestTemplate, Tls
 
 
 def served(outcome: tuple) -> bool:

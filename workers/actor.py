@@ -26,9 +26,10 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from targets.runtime import new_event_loop
-from workers.generator import Generator, Plan, Sink
-from workers.shards import shard_dir, shard_name, write_shard
+from blastradius.targets.runtime import new_event_loop
+from blastradius.workers.generator import Generator, Plan, Sink
+from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.shards import write_shard
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,11 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
-from workers.outcome import Ending
-from workers.template import Tls
+from blastradius.workers.outcome import Ending
+from blastradius.workers.template import Tls
 
 if TYPE_CHECKING:
-    from workers.template import RequestTemplate
+    from blastradius.workers.template import RequestTemplate
 
 OnDone = Callable[[object, int, int, Ending], None]
 

@@ -42,14 +42,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from targets.runtime import new_event_loop, raise_nofile_limit
-from workers.client import Endpoint, HttpClient
-from workers.outcome import Ending, classify
-from workers.progress import Counters
-from workers.record import NULL_NS, SCHEMA, RowBuffer
-from workers.schedule import Schedule, share
-from workers.shards import WRITE_OPTIONS
-from workers.template import RequestTemplate, Tls, pick, weights_of
+from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
+from blastradius.workers.client import Endpoint, HttpClient
+from blastradius.workers.outcome import Ending, classify
+from blastradius.workers.progress import Counters
+from blastradius.workers.record import NULL_NS, SCHEMA, RowBuffer
+from blastradius.workers.schedule import Schedule, share
+from blastradius.workers.shards import WRITE_OPTIONS
+from blastradius.workers.template import RequestTemplate, Tls, pick, weights_of
 
 # Takes each closed batch on a writer thread; may return an awaitable (a write still under
 # way elsewhere) that the generator awaits before handing over the next batch.

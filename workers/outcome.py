@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from workers.record import ERROR_CODE
+from blastradius.workers.record import ERROR_CODE
 
 TIMEOUT = ERROR_CODE["timeout"]
 CONNECT = ERROR_CODE["connect"]

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workers.record import ERROR_KINDS
+from blastradius.workers.record import ERROR_KINDS
 
 # Bucket edges in ns: 1 us to 1000 s, about 4% apart; the first and last buckets are open.
 _EDGES = np.geomspace(1e3, 1e12, 541)

@@ -84,7 +84,7 @@ class RequestTemplate:
             raise ValueError(f"weight: must be a number >= 0 (got {self.weight!r})")
         if self.method == "HEAD" and self.body:
             raise ValueError("body: a HEAD request has no body")
-        from workers.client import Endpoint  # the client owns the wire format
+        from blastradius.workers.client import Endpoint  # the client owns the wire format
 
         Endpoint.build(self)
 

@@ -1,0 +1,84 @@
+"""The run plan, pure: what a scenario starts and sends, decided once."""
+
+import json
+
+import pytest
+import yaml
+
+from blastradius.cluster.plan import build_plan, generator_count
+from blastradius.cluster.scenario import parse_scenario
+from blastradius.targets.faults import parse_faults
+
+S = 1_000_000_000
+
+
+def scenario(**top):
+    document = {
+        "name": "p",
+        "load": {"rate": 100, "duration": "2s", "timeout": "1s"},
+        "dependency": {
+            "latency": "10*2,lognormal(200ms, p99=1s)",
+            "errors": "0,0,0.5",
+            "seed": 7,
+            "faults": [{"at": "1s", "endpoint": 2, "latency": "3s"}],
+        },
+        "targets": [
+            {"name": "sync", "kind": "blocking", "threads": 8, "dependency_timeout": "500ms"},
+            {"name": "async", "kind": "async"},
+        ],
+    }
+    document.update(top)
+    return parse_scenario(yaml.safe_load(yaml.safe_dump(document)))
+
+
+def test_a_launched_dependency_and_targets_become_serve_commands():
+    plan = build_plan(scenario(), 3)
+    assert plan.generators == 3 and plan.launches
+    dependency = plan.dependency
+    assert dependency.kind == "dependency"
+    args = dict(zip(dependency.args[::2], dependency.args[1::2], strict=True))
+    assert args["--errors"] == "0.0*2,0.5" and args["--seed"] == "7" and args["--faults"] == "-"
+    # The schedule travels on stdin, as parsed objects written back: nothing re-read.
+    assert parse_faults(json.loads(dependency.stdin)) == plan.scenario.dependency.faults
+    assert [m["label"] for m in plan.fault_marks] == ["endpoint 2: latency 3s"]
+    sync, async_ = plan.steps
+    assert sync.service.args == ("--threads", "8", "--dependency-timeout", "0.5s")
+    assert async_.service.args == ("--max-connections", "0")
+    assert [t.url for t in sync.requests("http://h:1")] == [
+        f"http://h:1/call/{i}" for i in (0, 1, 2)
+    ]
+
+
+def test_targets_given_by_url_start_nothing_and_send_their_own_requests():
+    plan = build_plan(
+        scenario(dependency=None, targets=[{"name": "mine", "urls": ["http://a/x", "http://a/y"]}]),
+        2,
+    )
+    assert not plan.launches and plan.dependency is None and plan.fault_marks == ()
+    (step,) = plan.steps
+    assert step.service is None
+    assert [t.url for t in step.requests(None)] == ["http://a/x", "http://a/y"]
+
+
+def test_a_running_dependency_is_passed_by_url_not_started():
+    plan = build_plan(scenario(dependency={"url": "http://dep:9/", "endpoints": 4}), 1)
+    assert plan.dependency is None and plan.dependency_url == "http://dep:9"
+    assert len(plan.steps[0].requests("http://t:1")) == 4
+
+
+def test_generator_plans_interleave_one_schedule_and_the_end_is_the_last_deadline():
+    plan = build_plan(scenario(), 2)
+    step = plan.steps[1]
+    plans = plan.generator_plans(step, step.requests("http://t:1"), start_ns=10 * S)
+    assert [(p.worker, p.workers, p.start_ns) for p in plans] == [(0, 2, 10 * S), (1, 2, 10 * S)]
+    # 200 requests at 100/s: the last is due at 1.99 s; its deadline 1 s after.
+    assert plan.end_ns(10 * S) == 10 * S + int(1.99 * S) + 1 * S
+
+
+@pytest.mark.parametrize(
+    ("generators", "free_cpus", "embedded", "count"),
+    [(None, 8, True, 4), (None, 8, False, 8), (None, 0.5, False, 1), (3, 1, True, 3)],
+)
+def test_generator_count(generators, free_cpus, embedded, count):
+    document = scenario(generators=generators) if generators else scenario()
+    assert generator_count(document, free_cpus, embedded) == count
