@@ -8,7 +8,9 @@ generators recorded, Ctrl-C stops them all), and tear everything down
 whatever happens. Nothing goes back to the scenario: plan, execute, manifest.
 
 Placement: a STRICT_SPREAD placement group when enough nodes have a CPU for
-one generator each, otherwise Ray's SPREAD strategy. Batches come back through
+one generator each, otherwise Ray's SPREAD strategy. When some node offers
+the ``loadgen`` resource, generators take a unit of it as well, so they run on
+those nodes only. SIGTERM stops a run as Ctrl-C does. Batches come back through
 a ``ShardCollector`` on the driver's node, which writes them as they arrive;
 with an ``--out`` URI (shared storage) generators write their shards directly.
 """
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -54,6 +58,7 @@ Log = Callable[[str], None]
 START_DELAY_S = 2.0  # from the generators being ready to their common start time
 READY_TIMEOUT_S = 120.0
 PLACEMENT_TIMEOUT_S = 10.0
+LOADGEN_RESOURCE = "loadgen"  # offered by generator nodes (k8s/: the loadgen worker group)
 
 
 class RunInputError(Exception):
@@ -67,6 +72,28 @@ class Outcome:
     run_dir: str
     status: RunStatus
     totals: dict[str, dict] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM (a pod deleted, ``ray job stop``, ``timeout``) stops a run as Ctrl-C does:
+    load stopped, batches flushed, services stopped, status ``interrupted``.
+
+    Installed after ``ray.init``, whose own handler exits at once and would leave the
+    run recorded as if it had completed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def connect(address: str | None, cpus_wanted: int) -> bool:
@@ -118,29 +145,40 @@ def run(
     """
     embedded = connect(address, scenario.generators or 1)
     try:
-        free_cpus = ray.available_resources().get("CPU", 0)
-        plan = build_plan(scenario, generator_count(scenario, free_cpus, embedded))
-        run_id = new_run_id(scenario.name)
-        try:
-            run_dir = make_run_dir(out, run_id)
-        except OSError as exc:
-            raise RunInputError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
-        ray_info = {
-            "embedded": embedded,
-            "address": address,
-            "generators": plan.generators,
-            "nodes": len([n for n in ray.nodes() if n["Alive"]]),
-        }
-        manifest = Manifest(run_dir, run_id, scenario.source or {}, ray_info)
-        try:
-            manifest.write()
-        except OSError as exc:
-            remove_run_dir(run_dir)
-            raise RunInputError(f"--out {out}: cannot write there: {exc}") from None
-        return _Execution(plan, run_dir, manifest, log, progress or log).run()
+        with _signals_interrupt():
+            plan, manifest = _open_run(scenario, out, address, embedded)
+            return _Execution(plan, manifest.run_dir, manifest, log, progress or log).run()
     finally:
         if embedded:
             ray.shutdown()
+
+
+def _open_run(
+    scenario: Scenario, out: str, address: str | None, embedded: bool
+) -> tuple[RunPlan, Manifest]:
+    """The run plan, and the run directory with its first ``run.json`` (RunInputError
+    when ``out`` cannot be written: nothing is left behind)."""
+    free = ray.available_resources()
+    slots = free.get(LOADGEN_RESOURCE, 0) if _loadgen_cluster() else free.get("CPU", 0)
+    plan = build_plan(scenario, generator_count(scenario, slots, embedded))
+    run_id = new_run_id(scenario.name)
+    try:
+        run_dir = make_run_dir(out, run_id)
+    except OSError as exc:
+        raise RunInputError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+    ray_info = {
+        "embedded": embedded,
+        "address": address,
+        "generators": plan.generators,
+        "nodes": len([n for n in ray.nodes() if n["Alive"]]),
+    }
+    manifest = Manifest(run_dir, run_id, scenario.source or {}, ray_info)
+    try:
+        manifest.write()
+    except OSError as exc:
+        remove_run_dir(run_dir)
+        raise RunInputError(f"--out {out}: cannot write there: {exc}") from None
+    return plan, manifest
 
 
 @dataclass
@@ -161,20 +199,14 @@ class _Execution:
             try:
                 services = start_services(self.plan, stack, self.log)
                 self.manifest.data["services"] = services.info
-            except launch.LaunchError as exc:
-                self.log(f"error: {exc}")
-                self.manifest.data["error"] = str(exc)
-                self.manifest.finish(RunStatus.FAILED)
-                return Outcome(self.run_dir, RunStatus.FAILED)
-            output = _output(self.run_dir, stack)
-            try:
+                output = _output(self.run_dir, stack)
                 for step in self.plan.steps:
                     lost = self._target(step, services, output)
                     if services.retire(step):
                         self.log(f"{step.name}: load over; service stopped")
                     status = RunStatus.PARTIAL if lost or status == RunStatus.PARTIAL else status
                     totals[step.name] = _totals(self.run_dir, step.name)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _signals_interrupt)
                 status = RunStatus.INTERRUPTED
             except launch.LaunchError as exc:
                 self.log(f"error: {exc}")
@@ -195,8 +227,8 @@ class _Execution:
             tls = step.target.tls
             block["tls"] = None if tls is None else tls.redacted()
         with ExitStack() as stack:
-            strategies, placement = _placement(self.plan.generators, stack)
-            actors = [GeneratorActor.options(scheduling_strategy=s).remote() for s in strategies]
+            options, placement = _placement(self.plan.generators, stack)
+            actors = [GeneratorActor.options(**o).remote() for o in options]
             for actor in actors:
                 stack.callback(ray.kill, actor)
             nodes = ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
@@ -241,18 +273,35 @@ def _output(run_dir: str, stack: ExitStack) -> ToCollector | ToStorage:
     return ToCollector(collector)
 
 
-def _placement(generators: int, stack: ExitStack) -> tuple[list, str]:
-    """Scheduling strategies, one per generator, and the name of the placement used."""
-    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
+def _loadgen_cluster() -> bool:
+    """Whether some node offers the ``loadgen`` resource: then generators run only there."""
+    return any(n["Alive"] and n["Resources"].get(LOADGEN_RESOURCE, 0) >= 1 for n in ray.nodes())
+
+
+def _placement(generators: int, stack: ExitStack) -> tuple[list[dict], str]:
+    """Actor options, one per generator, and the name of the placement used.
+
+    Each generator takes a CPU, and a unit of ``loadgen`` where nodes offer it (so on
+    a cluster with generator nodes, nothing else hosts one).
+    """
+    loadgen = _loadgen_cluster()
+    need = {"CPU": 1, LOADGEN_RESOURCE: 1} if loadgen else {"CPU": 1}
+    extra = {"resources": {LOADGEN_RESOURCE: 1}} if loadgen else {}
+    nodes = [
+        n
+        for n in ray.nodes()
+        if n["Alive"] and all(n["Resources"].get(k, 0) >= v for k, v in need.items())
+    ]
     if generators > 1 and len(nodes) >= generators:
-        group = placement_group([{"CPU": 1}] * generators, strategy="STRICT_SPREAD")
+        group = placement_group([need] * generators, strategy="STRICT_SPREAD")
         if group.wait(timeout_seconds=PLACEMENT_TIMEOUT_S):
             stack.callback(remove_placement_group, group)
             return [
-                PlacementGroupSchedulingStrategy(group, i) for i in range(generators)
+                {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, i), **extra}
+                for i in range(generators)
             ], "STRICT_SPREAD"
         remove_placement_group(group)
-    return ["SPREAD"] * generators, "SPREAD"
+    return [{"scheduling_strategy": "SPREAD", **extra}] * generators, "SPREAD"
 
 
 class _Watch:

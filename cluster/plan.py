@@ -103,11 +103,13 @@ class RunPlan:
         return start_ns + last + timeout_ns
 
 
-def generator_count(scenario: Scenario, free_cpus: float, embedded: bool) -> int:
-    """The scenario's count, or one per free CPU (at most 4 on an embedded cluster)."""
+def generator_count(scenario: Scenario, free_slots: float, embedded: bool) -> int:
+    """The scenario's count, or one per free slot: a free CPU, or a free unit of the
+    ``loadgen`` resource on a cluster with generator nodes (at most 4 on an embedded
+    cluster)."""
     if scenario.generators is not None:
         return scenario.generators
-    count = max(1, int(free_cpus))
+    count = max(1, int(free_slots))
     return min(count, EMBEDDED_MAX_GENERATORS) if embedded else count
 
 

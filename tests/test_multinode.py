@@ -128,3 +128,29 @@ def test_services_run_on_a_node_offering_the_targets_resource(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_generators_run_only_on_nodes_offering_loadgen_one_per_unit(tmp_path):
+    """With generator nodes (the ``loadgen`` resource), a node with spare CPUs but no
+    ``loadgen`` gets no generator, and the default count is one per ``loadgen`` unit."""
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
+    )
+    loadgen = [cluster.add_node(num_cpus=1, resources={"loadgen": 1}) for _ in range(2)]
+    cluster.wait_for_nodes()
+    try:
+        document = scenario(2, 60)
+        del document["generators"]  # one per free slot
+        outcome = driver.run(
+            parse_scenario(document), str(tmp_path), cluster.address, lambda line: None
+        )
+        assert outcome.status == "completed"
+        rows = pd.read_parquet(f"{outcome.run_dir}/requests")
+        assert len(rows) == 120 and rows["ok"].all()
+        assert set(rows["node"]) == {node.node_id for node in loadgen}
+        manifest = read_manifest(outcome.run_dir)
+        assert manifest["ray"]["generators"] == 2
+        assert manifest["targets"]["async"]["placement"] == "STRICT_SPREAD"
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pandas as pd
+import pytest
 import yaml
 
 BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
@@ -103,7 +104,10 @@ def test_an_unreachable_ray_address_is_exit_2(tmp_path):
     assert not out.exists()
 
 
-def test_ctrl_c_stops_the_generators_flushes_and_marks_the_run_interrupted(tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_the_generators_flushes_and_marks_the_run_interrupted(tmp_path, stop):
+    """Ctrl-C (SIGINT to the terminal's process group), or SIGTERM to the driver alone (a
+    pod deleted, ``ray job stop``, ``timeout``): the same orderly stop, never "completed"."""
     import os
     import signal
 
@@ -129,7 +133,10 @@ def test_ctrl_c_stops_the_generators_flushes_and_marks_the_run_interrupted(tmp_p
         for line in process.stdout:
             if line.startswith("async:"):
                 break
-        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C does
+        if stop == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C does
+        else:
+            process.send_signal(signal.SIGTERM)  # as Kubernetes does to a container's PID 1
         stdout, stderr = process.communicate(timeout=90)
     finally:
         if process.poll() is None:
