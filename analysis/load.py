@@ -61,8 +61,13 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 
 def load(path: str) -> Runs:
     """Read a run directory, a directory of runs, or a filesystem URI of either."""
-    filesystem, root = layout.resolve(str(path).rstrip("/"))
-    runs = layout.run_dirs(filesystem, root)
+    shown = str(path) if str(path).isprintable() else repr(str(path))  # messages: one line
+    try:
+        filesystem, root = layout.resolve(str(path).rstrip("/"))
+        runs = layout.run_dirs(filesystem, root)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileNotFoundError(f"{shown}: cannot read it: {first[:200]}") from None
     tables, manifests, skipped = [], {}, []
     for run_dir in runs:
         with filesystem.open_input_stream(f"{run_dir}/{layout.MANIFEST}") as stream:
@@ -79,7 +84,7 @@ def load(path: str) -> Runs:
             table = table.append_column("target", pa.array([target] * n, pa.string()))
             tables.append(table.append_column("run", pa.array([run_id] * n, pa.string())))
     if not runs:
-        raise FileNotFoundError(f"{path}: no run.json here or in the directories below")
+        raise FileNotFoundError(f"{shown}: no run.json here or in the directories below")
     schema = pa.schema(
         [
             *(f.remove_metadata() if hasattr(f, "remove_metadata") else f for f in SCHEMA),

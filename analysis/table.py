@@ -38,7 +38,8 @@ def summary_table(summaries: dict[str, dict]) -> list[str]:
 
 
 def warnings(runs: Runs, summaries: dict[str, dict]) -> list[str]:
-    """Saturated generators, lost generators and their missing windows, skipped files."""
+    """Saturated generators, lost generators and their missing windows, runs that did not
+    complete (and why; a run still ``running`` is one whose driver died), skipped files."""
     lines = [
         f"warning: {name}: a generator's send lag p99 passed 10 ms; these numbers "
         "describe the generator as much as the target"
@@ -48,14 +49,22 @@ def warnings(runs: Runs, summaries: dict[str, dict]) -> list[str]:
     for manifest in runs.manifests.values():
         for name, block in manifest.get("targets", {}).items():
             for g in block.get("generators", []):
-                if g.get("state") == "lost":
+                if g.get("state") in ("lost", "failed"):
                     missing = g.get("missing", {})
+                    how = "was lost" if g["state"] == "lost" else f"failed ({g.get('error')})"
                     lines.append(
-                        f"warning: {name}: generator {g['worker']} was lost at "
+                        f"warning: {name}: generator {g['worker']} {how} at "
                         f"{g.get('lost_at')}; its share from {missing.get('from')} "
                         f"to {missing.get('to')} is missing"
                     )
-        if manifest.get("status") not in (None, "completed"):
-            lines.append(f"warning: run {manifest.get('run_id')} is {manifest.get('status')}")
+        status, run = manifest.get("status"), manifest.get("run_id")
+        if status == "running":
+            lines.append(
+                f"warning: run {run} is incomplete: its driver never finished it (run.json "
+                "still says running); these are the rows it wrote before it stopped"
+            )
+        elif status not in (None, "completed"):
+            error = f": {manifest['error']}" if manifest.get("error") else ""
+            lines.append(f"warning: run {run} is {status}{error}")
     lines += [f"warning: skipped {entry}" for entry in runs.skipped]
     return lines

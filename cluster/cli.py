@@ -303,6 +303,10 @@ def _address(args: argparse.Namespace) -> str | None:
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         embedded_ray_environment()
+    else:
+        # Ray retries its first call to a cluster 20 times; the driver checks the port
+        # answers first, so what remains to fail (a refused token) is not transient.
+        os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", "5")
     return address
 
 

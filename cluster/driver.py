@@ -21,6 +21,7 @@ import contextlib
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +66,10 @@ class RunInputError(Exception):
     """Bad input found before anything was started (exit 2): the message is one line."""
 
 
+class _GeneratorFailed(Exception):
+    """A generator raised (its output failed, most likely): the run stops, ``failed``."""
+
+
 @dataclass
 class Outcome:
     """How a run ended: its directory and status."""
@@ -72,6 +77,12 @@ class Outcome:
     run_dir: str
     status: RunStatus
     totals: dict[str, dict] = field(default_factory=dict)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message in one line (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -96,12 +107,13 @@ def _signals_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def connect(address: str | None, cpus_wanted: int) -> bool:
-    """Join the cluster at ``address``, or start an embedded one; True when embedded."""
+def connect(address: str | None) -> bool:
+    """Join the cluster at ``address``, or start an embedded one (as many CPUs as this
+    machine has cores); True when embedded."""
     if address is None:
         ray.init(
             address="local",
-            num_cpus=max(os.cpu_count() or 1, cpus_wanted),
+            num_cpus=os.cpu_count() or 1,
             include_dashboard=False,
             log_to_driver=False,
             _node_ip_address="127.0.0.1",
@@ -112,12 +124,36 @@ def connect(address: str | None, cpus_wanted: int) -> bool:
         raise RunInputError(
             f"--address {address}: cannot join a Ray cluster: nothing answers there"
         )
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunInputError(f"--address {address}: cannot join a Ray cluster: {first}") from None
-    return False
+    with _core_log() as core_log:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            error = exc
+        else:
+            return False
+    if "Unauthenticated" in "".join(core_log):
+        reason = "it refused this process's token (RAY_AUTH_MODE, RAY_AUTH_TOKEN)"
+    else:
+        reason = first_line(error)
+    raise RunInputError(f"--address {address}: cannot join a Ray cluster: {reason}")
+
+
+@contextlib.contextmanager
+def _core_log() -> Iterator[list[str]]:
+    """While joining: what Ray's C++ core writes to stderr (a refused token, retries)
+    goes to a file instead, and into the list once the block ends; the CLI's errors
+    stay one line. Ray's own log files keep it all."""
+    text: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text.append(captured.read().decode(errors="replace"))
 
 
 def _reachable(address: str) -> bool:
@@ -143,14 +179,13 @@ def run(
 
     ``log`` takes event lines, ``progress`` the once-a-second lines (default: ``log``).
     """
-    embedded = connect(address, scenario.generators or 1)
+    embedded = connect(address)
     try:
         with _signals_interrupt():
             plan, manifest = _open_run(scenario, out, address, embedded)
             return _Execution(plan, manifest.run_dir, manifest, log, progress or log).run()
     finally:
-        if embedded:
-            ray.shutdown()
+        ray.shutdown()  # the connection this run made (and an embedded cluster with it)
 
 
 def _open_run(
@@ -158,9 +193,13 @@ def _open_run(
 ) -> tuple[RunPlan, Manifest]:
     """The run plan, and the run directory with its first ``run.json`` (RunInputError
     when ``out`` cannot be written: nothing is left behind)."""
-    free = ray.available_resources()
-    slots = free.get(LOADGEN_RESOURCE, 0) if _loadgen_cluster() else free.get("CPU", 0)
+    slots, slot = _free_slots()
     plan = build_plan(scenario, generator_count(scenario, slots, embedded))
+    if plan.generators > slots:
+        where = "the embedded cluster (this machine's cores)" if embedded else "the cluster"
+        raise RunInputError(
+            f"generators: {plan.generators} need {slot} each; {where} has {int(slots)} free"
+        )
     run_id = new_run_id(scenario.name)
     try:
         run_dir = make_run_dir(out, run_id)
@@ -201,24 +240,44 @@ class _Execution:
                 self.manifest.data["services"] = services.info
                 output = _output(self.run_dir, stack)
                 for step in self.plan.steps:
-                    lost = self._target(step, services, output)
+                    states = self._target(step, services, output)
                     if services.retire(step):
                         self.log(f"{step.name}: load over; service stopped")
-                    status = RunStatus.PARTIAL if lost or status == RunStatus.PARTIAL else status
                     totals[step.name] = _totals(self.run_dir, step.name)
+                    if GeneratorState.FAILED in states:
+                        raise _GeneratorFailed(self._failure(step.name))
+                    if GeneratorState.LOST in states:
+                        status = RunStatus.PARTIAL
             except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _signals_interrupt)
                 status = RunStatus.INTERRUPTED
-            except launch.LaunchError as exc:
+            except (launch.LaunchError, _GeneratorFailed) as exc:
                 self.log(f"error: {exc}")
                 self.manifest.data["error"] = str(exc)
                 status = RunStatus.FAILED
+            except Exception as exc:  # whatever broke, the run says so: never "completed"
+                reason = f"{type(exc).__name__}: {first_line(exc)}"
+                self.log(f"error: the run broke: {reason}")
+                self.manifest.data["error"] = reason
+                status = RunStatus.FAILED
             finally:
                 self.manifest.data["totals"] = totals
-                self.manifest.finish(status)
+                try:
+                    self.manifest.finish(status)
+                except OSError as exc:  # the output went away or filled up: say so, once
+                    self.log(f"error: cannot write {self.run_dir}/run.json: {first_line(exc)}")
+                    status = RunStatus.FAILED
         return Outcome(self.run_dir, status, totals)
 
-    def _target(self, step: Step, services: Services, output: ToCollector | ToStorage) -> bool:
-        """Run one target's load; True when a generator was lost."""
+    def _failure(self, target: str) -> str:
+        """Why a target's run failed: its first failed generator's error, in one line."""
+        block = self.manifest.target(target)
+        failed = next(g for g in block["generators"] if g["state"] == GeneratorState.FAILED)
+        return f"{target}: generator {failed['worker']} failed: {failed['error']}"
+
+    def _target(
+        self, step: Step, services: Services, output: ToCollector | ToStorage
+    ) -> set[GeneratorState]:
+        """Run one target's load; the states its generators ended in."""
         requests = services.requests(step)
         block = self.manifest.target(step.name)
         block["urls"] = [redact_url(t.url) for t in requests]
@@ -259,7 +318,7 @@ class _Execution:
                 self.log(f"{step.name}: interrupted; stopping the generators")
                 watch.stop()
                 raise
-        return any(g["state"] == GeneratorState.LOST for g in block["generators"])
+        return {g["state"] for g in block["generators"]}
 
 
 def _output(run_dir: str, stack: ExitStack) -> ToCollector | ToStorage:
@@ -271,6 +330,15 @@ def _output(run_dir: str, stack: ExitStack) -> ToCollector | ToStorage:
     ).remote(run_dir)
     stack.callback(ray.kill, collector)
     return ToCollector(collector)
+
+
+def _free_slots() -> tuple[int, str]:
+    """How many generators the cluster can place now, and what each takes."""
+    free = ray.available_resources()
+    cpus = int(free.get("CPU", 0))
+    if _loadgen_cluster():
+        return min(int(free.get(LOADGEN_RESOURCE, 0)), cpus), "a CPU and a unit of loadgen"
+    return cpus, "a CPU"
 
 
 def _loadgen_cluster() -> bool:
@@ -356,24 +424,29 @@ class _Watch:
         try:
             summary = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            lost_ns = time.time_ns()
+            ended_ns = time.time_ns()
+            # RayTaskError: the generator raised (its output failed, say): it failed.
+            # Anything else: its process or node died: it was lost.
+            failed = isinstance(exc, ray.exceptions.RayTaskError)
+            cause = exc.cause if failed and isinstance(exc.cause, BaseException) else exc
+            error = f"{type(cause).__name__}: {first_line(cause)}" if failed else first_line(exc)
             entry.update(
                 {
-                    "state": GeneratorState.LOST,
-                    "lost_at": iso(lost_ns),
-                    "lost_at_ns": lost_ns,
-                    "error": str(exc).strip().splitlines()[0][:300],
+                    "state": GeneratorState.FAILED if failed else GeneratorState.LOST,
+                    "lost_at": iso(ended_ns),
+                    "lost_at_ns": ended_ns,
+                    "error": error,
                     # Rows up to the last shard this generator handed over are on
                     # disk; its share of the schedule from about here on is missing.
                     "missing": {
-                        "from": iso(max(self.start_ns, lost_ns - 10**9)),
+                        "from": iso(max(self.start_ns, ended_ns - 10**9)),
                         "to": iso(self.end_ns),
                     },
                 }
             )
             self.log(
-                f"{self.name}: generator {worker} on node {entry['node'][:12]} was lost "
-                f"({entry['error'][:80]})"
+                f"{self.name}: generator {worker} on node {entry['node'][:12]} "
+                f"{'failed' if failed else 'was lost'} ({error[:120]})"
             )
         else:
             entry.update(

@@ -8,10 +8,13 @@ left is an unknown key, reported with its path. The readers raise
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from blastradius.targets.spec import parse_duration_ns
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Fields:
@@ -23,7 +26,9 @@ class Fields:
         self.value, self.path = value, path
 
     def at(self, key: str) -> str:
-        """The path of ``key`` in this mapping, for messages."""
+        """The path of ``key`` in this mapping, for messages (a key that is not a plain
+        word is quoted, so a message stays one line whatever the document holds)."""
+        key = key if _PLAIN_KEY.fullmatch(key) else repr(key)
         return f"{self.path}.{key}" if self.path else key
 
     def get(self, key: str, default: Any = None) -> Any:

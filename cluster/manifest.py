@@ -10,6 +10,7 @@ versions of blastradius, Ray and Python. Each write replaces the file whole.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import platform
 import secrets
@@ -28,7 +29,8 @@ class RunStatus(StrEnum):
     RUNNING = "running"  # the driver is at work (or died: nothing finished the run)
     COMPLETED = "completed"  # every generator finished
     PARTIAL = "partial"  # a generator or its node was lost
-    FAILED = "failed"  # a service did not start, or the run broke; ``error`` says why
+    FAILED = "failed"  # a service did not start, a generator failed, or the run broke;
+    # ``error`` says why
     INTERRUPTED = "interrupted"  # stopped by a signal; what was sent is flushed
 
 
@@ -39,6 +41,7 @@ class GeneratorState(StrEnum):
     COMPLETED = "completed"
     STOPPED = "stopped"  # asked to stop early (Ctrl-C)
     LOST = "lost"  # its process or node died; ``missing`` says which window
+    FAILED = "failed"  # it raised (its output failed, say); ``error`` says why
 
 
 def new_run_id(name: str, now: dt.datetime | None = None) -> str:
@@ -110,9 +113,16 @@ class Manifest:
         self.write()
 
     def write(self) -> None:
-        """Replace ``run.json`` whole, atomically for readers."""
+        """Replace ``run.json`` whole, atomically for readers; on a full disk, in place
+        (its own space is reused), so that a run can still say why it failed."""
         text = json.dumps(self.data, indent=2, default=str).encode()
-        layout.publish_bytes(layout.join(self.run_dir, layout.MANIFEST), text)
+        location = layout.join(self.run_dir, layout.MANIFEST)
+        try:
+            layout.publish_bytes(location, text)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            layout.overwrite_bytes(location, text)
 
 
 def read_manifest(run_dir: str) -> dict:

@@ -70,6 +70,27 @@ def test_availability_counts_dropped_timed_out_and_http_errors_against_it():
     assert s["send_lag_p99_ms"] == 1.0 and s["saturated"] is False
 
 
+def test_the_tail_percentiles_are_each_their_own_nearest_rank():
+    # Latencies 1..10000 ms: the nearest rank of q is ceil(q * n).
+    frame = rows("t", [(i * MS, 0, (i + 1) * MS, 200, 0) for i in range(10_000)], timeout_ns=20 * S)
+    s = summary(frame)["t"]
+    assert (s["p50_ms"], s["p90_ms"], s["p99_ms"]) == (5000.0, 9000.0, 9900.0)
+    assert (s["p999_ms"], s["p9999_ms"], s["max_ms"]) == (9990.0, 9999.0, 10000.0)
+
+
+def test_saturation_is_judged_per_generator_not_over_all_of_them():
+    # Five late sends of 1005 are under 1% pooled; they are all of generator 1's sends.
+    on_time = rows("t", [(i * MS, 1 * MS, 1 * MS, 200, 0) for i in range(1000)], worker=0)
+    late = rows("t", [(i * MS, 20 * MS, 1 * MS, 200, 0) for i in range(5)], worker=1)
+    assert summary(pd.concat([on_time, late], ignore_index=True))["t"]["saturated"] is True
+
+
+@pytest.mark.parametrize(("lag_ns", "saturated"), [(10 * MS, False), (10 * MS + 1, True)])
+def test_saturation_begins_past_10_ms_of_send_lag(lag_ns, saturated):
+    frame = rows("t", [(i * MS, lag_ns, 1 * MS, 200, 0) for i in range(100)])
+    assert summary(frame)["t"]["saturated"] is saturated
+
+
 def test_a_generator_lagging_past_10_ms_marks_the_summary_saturated():
     on_time = rows("t", [(i * MS, 1 * MS, 1 * MS, 200, 0) for i in range(100)], worker=0)
     late = rows("t", [(i * MS, 20 * MS, 1 * MS, 200, 0) for i in range(100)], worker=1)

@@ -217,3 +217,33 @@ def test_rows_recorded_while_the_last_batch_is_written_are_flushed_too(dependenc
     summary = run_plan(plan, slow_sink)
     assert summary["rows"] == 200
     assert sum(batch.num_rows for batch in batches) == 200
+
+
+def test_a_connection_that_never_opens_is_a_timeout_not_a_connect_error():
+    """A port whose accept queue is full drops further SYNs: connecting neither succeeds
+    nor fails before the deadline. That is a timeout; ``connect`` is a refusal."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        held = []
+        for _ in range(4):  # fill the queue (never accepted)
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+            held.append(client)
+        try:
+            plan = Plan(
+                "syn-dropped",
+                (f"http://127.0.0.1:{port}/",),
+                Schedule.constant_rate(20, requests=5),
+                timeout_ns=300 * MS,
+            )
+            summary, rows = run(plan)
+        finally:
+            for client in held:
+                client.close()
+    assert len(rows) == 5
+    assert set(rows["error"]) == {"timeout"} and set(rows["status"]) == {0}
+    assert rows["latency_ns"].between(300 * MS, 300 * MS + 200 * MS).all()
+    assert summary["errors"] == {"timeout": 5}

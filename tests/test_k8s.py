@@ -131,7 +131,8 @@ def _strict(schema: dict) -> dict:
 def _crd_validators() -> dict[str, jsonschema.Draft7Validator]:
     validators = {}
     for path in sorted(CRDS.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+        # The CRDs are MBs of YAML: libyaml's loader where PyYAML has it (seconds faster).
+        crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         kind = crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             schema = _strict(version["schema"]["openAPIV3Schema"])

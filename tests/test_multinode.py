@@ -64,6 +64,21 @@ def test_three_generators_run_on_three_nodes(three_nodes, tmp_path):
     assert {g["node"] for g in target["generators"]} == set(rows["node"])
 
 
+def test_more_generators_than_the_cluster_can_place_is_bad_input_before_any_run(
+    three_nodes, tmp_path
+):
+    cluster, _ = three_nodes
+    document = {**scenario(2, 50), "generators": 5}
+    with pytest.raises(driver.RunInputError) as raised:
+        driver.run(parse_scenario(document), str(tmp_path), cluster.address, lambda line: None)
+    assert str(raised.value) == "generators: 5 need a CPU each; the cluster has 3 free"
+    assert list(tmp_path.iterdir()) == []
+    outcome = driver.run(
+        parse_scenario(scenario(2, 60)), str(tmp_path), cluster.address, lambda line: None
+    )
+    assert outcome.status == "completed"  # the cluster is fine: three fit
+
+
 def test_a_lost_node_leaves_a_partial_run_with_the_others_complete(three_nodes, tmp_path):
     cluster, workers = three_nodes
     doomed = workers[0]
@@ -89,7 +104,11 @@ def test_a_lost_node_leaves_a_partial_run_with_the_others_complete(three_nodes, 
     generators = manifest["targets"]["async"]["generators"]
     lost = [g for g in generators if g["state"] == "lost"]
     assert len(lost) == 1 and lost[0]["node"] == doomed.node_id
-    assert lost[0]["lost_at"] and lost[0]["missing"]["from"] and lost[0]["missing"]["to"]
+    missing = lost[0]["missing"]
+    # Missing from about its loss (rows up to its last handed-over batch are on disk) to
+    # the planned end: a window, never empty.
+    assert missing["from"] <= lost[0]["lost_at"] < missing["to"]
+    assert missing["to"] == manifest["targets"]["async"]["planned_end"]
     assert sorted(g["state"] for g in generators) == ["completed", "completed", "lost"]
 
     rows = pd.read_parquet(f"{outcome.run_dir}/requests")

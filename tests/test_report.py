@@ -188,3 +188,92 @@ def test_scenario_in_the_report_is_the_manifests(tmp_path):
     (run / "run.json").write_text(json.dumps(manifest))
     page = write_report([str(run)], run).html.read_text()
     assert yaml.safe_dump(manifest["scenario"], sort_keys=False).splitlines()[1] in page
+
+
+def test_timelines_count_from_the_manifests_load_start_not_the_first_row(tmp_path):
+    from blastradius.analysis.report import _origins, series_timeline
+
+    run = _write_run(tmp_path / "late-1", {"t": _batch(200)})
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["targets"]["t"]["start_ns"] = T0 - 3 * S  # the first row is due 3 s in
+    (run / "run.json").write_text(json.dumps(manifest))
+    runs = load(run)
+    rows = series_rows(runs)
+    line = series_timeline(rows, _origins(runs, rows), S)
+    assert line["t_s"].min() == 3.0
+
+
+def test_a_lost_generator_is_warned_of_by_analyze_and_in_the_report(tmp_path):
+    run = _write_run(tmp_path / "lost-1", {"t": _batch(100)})
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["status"] = "partial"
+    manifest["targets"]["t"]["generators"] = [
+        {"worker": 0, "node": "node-a", "state": "completed"},
+        {
+            "worker": 1,
+            "node": "node-b",
+            "state": "lost",
+            "lost_at": "2026-09-21T10:00:01.000+00:00",
+            "missing": {
+                "from": "2026-09-21T10:00:00.000+00:00",
+                "to": "2026-09-21T10:00:09.000+00:00",
+            },
+        },
+    ]
+    (run / "run.json").write_text(json.dumps(manifest))
+    analyzed = subprocess.run(
+        [*BLASTRADIUS, "analyze", str(run)], capture_output=True, text=True, timeout=120
+    )
+    assert analyzed.returncode == 0, analyzed.stderr
+    assert "generator 1 was lost at 2026-09-21T10:00:01" in analyzed.stderr
+    assert "is partial" in analyzed.stderr
+    page = write_report([str(run)], tmp_path / "out").html.read_text()
+    assert "generator 1 was lost at 2026-09-21T10:00:01" in page
+
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+def test_nothing_from_a_run_becomes_markup_in_the_report(tmp_path):
+    """Every string a run can carry (scenario values, target names, URLs, error texts)
+    is text in the page: parsed, it has no script and no event handler from input."""
+    from html.parser import HTMLParser
+
+    name = "t<b onmouseover=alert(3)>"  # a hand-made run directory may name anything
+    run = _write_run(tmp_path / "hostile-1", {name: _batch(50)})
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["scenario"] = {
+        "name": HOSTILE,
+        "targets": [{"name": name, "url": f"http://x/{HOSTILE}"}],
+    }
+    manifest["status"] = "partial"
+    manifest["error"] = HOSTILE
+    manifest["targets"][name]["urls"] = [f"http://x/?q={HOSTILE}"]
+    manifest["targets"][name]["generators"].append(
+        {
+            "worker": 1,
+            "node": HOSTILE,
+            "state": "lost",
+            "lost_at": HOSTILE,
+            "error": HOSTILE,
+            "missing": {"from": HOSTILE, "to": HOSTILE},
+        }
+    )
+    (run / "run.json").write_text(json.dumps(manifest))
+    page = write_report([str(run)], tmp_path / "out").html.read_text()
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[str] = []
+            self.handlers: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.handlers += [k for k, _ in attrs if k.lower().startswith("on")]
+
+    parsed = Tags()
+    parsed.feed(page)
+    assert "script" not in parsed.tags and parsed.handlers == []
+    assert all(src.startswith("data:image/png;base64,") for src in _images(page))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # shown, as text

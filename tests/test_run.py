@@ -3,15 +3,18 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
 import yaml
+from cli_runs import running
 
 BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
 
@@ -88,6 +91,47 @@ def test_unwritable_output_is_exit_2_with_no_run_left(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
+def test_more_generators_than_the_embedded_cluster_has_cores_is_exit_2(tmp_path):
+    scenario = tmp_path / "e2e.yaml"
+    scenario.write_text(yaml.safe_dump({**SCENARIO, "generators": 99}))
+    result = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2, result.stderr
+    cores = os.cpu_count()
+    assert result.stderr == (
+        "blastradius run: error: generators: 99 need a CPU each; the embedded cluster "
+        f"(this machine's cores) has {cores} free\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_driver_killed_outright_leaves_rows_that_analyze_reads_as_an_incomplete_run(
+    tmp_path, slow_dependency
+):
+    """SIGKILL: nothing of the driver runs after it. What the collector wrote is there;
+    run.json still says running, and analyze says the run is incomplete."""
+    document = {
+        "name": "killed",
+        "load": {"rate": 100, "duration": "60s", "timeout": "1s"},
+        "generators": 1,
+        "targets": [{"name": "dep", "url": f"{slow_dependency.url}/endpoint/2"}],  # 500s
+    }
+    with running(tmp_path, document) as run:
+        run.shards("dep", at_least=2)
+        run.signal_group(signal.SIGKILL)  # the driver and the Ray it started
+        run.end(60)
+    out = run.out
+    (run_dir,) = out.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    result = run_cli("analyze", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert f"warning: run {run_dir.name} is incomplete: its driver never finished it" in (
+        result.stderr
+    )
+    rows = pd.read_parquet(run_dir / "requests")
+    assert len(rows) >= 2 and set(rows["status"]) == {500}
+    assert re.search(rf"^dep\s+{len(rows)}\s", result.stdout, re.M), result.stdout
+
+
 def test_an_unreachable_ray_address_is_exit_2(tmp_path):
     scenario = tmp_path / "e2e.yaml"
     scenario.write_text(yaml.safe_dump(SCENARIO))
@@ -108,41 +152,15 @@ def test_an_unreachable_ray_address_is_exit_2(tmp_path):
 def test_ctrl_c_stops_the_generators_flushes_and_marks_the_run_interrupted(tmp_path, stop):
     """Ctrl-C (SIGINT to the terminal's process group), or SIGTERM to the driver alone (a
     pod deleted, ``ray job stop``, ``timeout``): the same orderly stop, never "completed"."""
-    import os
-    import signal
-
     document = {**SCENARIO, "load": {"rate": 100, "duration": "60s", "timeout": "1s"}}
-    scenario = tmp_path / "long.yaml"
-    scenario.write_text(yaml.safe_dump(document))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "blastradius.cluster",
-            "run",
-            str(scenario),
-            "--out",
-            str(tmp_path / "runs"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        for line in process.stdout:
-            if line.startswith("async:"):
-                break
+    with running(tmp_path, document) as run:
+        run.line("async:")
         if stop == "ctrl-c":
-            os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C does
+            run.signal_group(signal.SIGINT)  # as a terminal's Ctrl-C does
         else:
-            process.send_signal(signal.SIGTERM)  # as Kubernetes does to a container's PID 1
-        stdout, stderr = process.communicate(timeout=90)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, stderr
-    run_dir = Path(stdout.strip().splitlines()[-1])
+            run.process.send_signal(signal.SIGTERM)  # as Kubernetes does to PID 1
+        _, stderr, run_dir = run.end(90)
+    assert run.process.returncode == 130, stderr
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["ended"]
     generators = manifest["targets"]["async"]["generators"]
@@ -151,6 +169,29 @@ def test_ctrl_c_stops_the_generators_flushes_and_marks_the_run_interrupted(tmp_p
     assert 0 < len(rows) < 6000
     assert len(rows) == sum(g["rows"] for g in generators)
     assert not any(listening(url) for url in manifest["targets"]["async"]["urls"])
+
+
+def test_a_second_signal_stops_at_once_instead_of_waiting_for_requests_in_flight(tmp_path):
+    """Requests in flight to a 30 s dependency would hold an orderly stop for up to their
+    20 s deadline; a second Ctrl-C cuts it short, and the run is still `interrupted`."""
+    document = {
+        "name": "impatient",
+        "load": {"rate": 20, "duration": "60s", "timeout": "20s"},
+        "generators": 1,
+        "dependency": {"latency": "30s"},
+        "targets": [{"name": "async", "kind": "async", "dependency_timeout": "25s"}],
+    }
+    with running(tmp_path, document) as run:
+        run.line("async:")
+        run.signal_group(signal.SIGINT)
+        run.line("interrupted; stopping the generators")
+        second = time.monotonic()
+        run.signal_group(signal.SIGINT)
+        _, stderr, run_dir = run.end(90)
+        took = time.monotonic() - second
+    assert run.process.returncode == 130, stderr
+    assert took < 15, f"{took:.1f} s after the second signal"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
 
 
 def test_load_one_url_from_flags_keeps_its_secret_out_of_everything_written(tmp_path):

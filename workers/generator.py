@@ -378,13 +378,19 @@ class Generator:
         # Never cancelled: a flush cut short would lose the batch it had taken. It stops
         # when the run is over, after a last flush of its own.
         interval = self.plan.batch_interval_ns / 1e9
-        while not self._over.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._over.wait(), interval)
+        try:
+            while not self._over.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._over.wait(), interval)
+                await self._flush(writer)
+            # The run may have ended during that flush, with rows recorded after its batch
+            # was taken: they go in one more.
             await self._flush(writer)
-        # The run may have ended during that flush, with rows recorded after its batch
-        # was taken: they go in one more.
-        await self._flush(writer)
+        except Exception:
+            # Rows can no longer be written (the output is full, the collector died): stop
+            # sending, since load nobody records is only harm; ``run`` raises this.
+            self.stop()
+            raise
 
     async def _flush(self, writer: ThreadPoolExecutor) -> None:
         batch = self._buffer.close()

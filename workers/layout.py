@@ -88,6 +88,14 @@ def publish_bytes(location: str, data: bytes) -> str:
     return publish(location, write)
 
 
+def overwrite_bytes(location: str, data: bytes) -> None:
+    """Write ``data`` over the file at ``location`` in place (not atomic): for when there is
+    no room for a temporary copy beside it, as on a full disk."""
+    filesystem, path = resolve(location)
+    with filesystem.open_output_stream(path) as out:
+        out.write(data)
+
+
 def make_dir(location: str) -> None:
     """Create a directory (and its parents); ``OSError`` when it cannot be."""
     filesystem, path = resolve(location)

@@ -1,0 +1,175 @@
+"""Fuzzing the inputs: mutated scenario documents, specs, fault schedules, ``--set``
+values and CLI arguments. Bad input is a ``ValueError`` (exit 2) with one line, never
+another exception, never a traceback, never a run directory."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blastradius.cluster.cli import main
+from blastradius.cluster.scenario import apply_override, parse_scenario
+from blastradius.targets.faults import parse_faults
+from blastradius.targets.spec import parse_error_spec, parse_latency_spec
+
+BASE = {
+    "name": "fuzz",
+    "load": {"rate": 100, "duration": "3s", "timeout": "1s", "seed": 1},
+    "generators": 1,
+    "dependency": {
+        "latency": "20*9,lognormal(200ms, p99=1s)",
+        "errors": "0*9,0.5",
+        "faults": [{"at": "1s", "endpoint": 9, "latency": "30s", "errors": 0.1}],
+    },
+    "targets": [
+        {"name": "sync", "kind": "blocking", "threads": 8, "dependency_timeout": "1s"},
+        {"name": "async", "kind": "async"},
+        {
+            "name": "mine",
+            "method": "POST",
+            "url": "http://127.0.0.1:9/x",
+            "headers": {"X-A": "b"},
+            "json": {"k": [1, 2]},
+        },
+    ],
+}
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+junk = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=30),
+        st.sampled_from(["", "0", "-1", "1e309", "nan", "10s", "5ms", "√", "../x", "${X}"]),
+        st.text(alphabet="0123456789.,*()msun-=pe ", max_size=25),
+    ),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+def paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    """Every path into a document (dict keys, list indices)."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += paths(value, (*prefix, index))
+    return found
+
+
+@st.composite
+def mutated(draw) -> dict:
+    """BASE with a few values replaced by junk, keys deleted, or unknown keys added."""
+    document = copy.deepcopy(BASE)
+    for _ in range(draw(st.integers(1, 3))):
+        where = draw(st.sampled_from(paths(document)))
+        parent = document
+        for part in where[:-1]:
+            parent = parent[part]
+        action = draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace" or not isinstance(parent, dict):
+            parent[where[-1]] = draw(junk)
+        elif action == "delete":
+            del parent[where[-1]]
+        else:
+            parent[draw(st.text(min_size=1, max_size=10))] = draw(junk)
+    return document
+
+
+def one_line(exc: BaseException) -> bool:
+    text = str(exc)
+    return bool(text.strip()) and "\n" not in text
+
+
+@SETTINGS
+@given(mutated())
+def test_a_mutated_scenario_parses_or_is_one_line_of_value_error(document):
+    try:
+        parse_scenario(document)
+    except ValueError as exc:
+        assert one_line(exc), repr(str(exc))
+
+
+@SETTINGS
+@given(st.text(max_size=60) | st.text(alphabet="0123456789.,*()msu-=plognrmaifx ", max_size=60))
+def test_latency_and_error_specs_parse_or_are_one_line_of_value_error(text):
+    for parse in (parse_latency_spec, lambda t: parse_error_spec(t, 10)):
+        try:
+            parse(text)
+        except ValueError as exc:
+            assert one_line(exc), repr(str(exc))
+
+
+@SETTINGS
+@given(junk)
+def test_fault_schedules_parse_or_are_one_line_of_value_error(events):
+    try:
+        faults = parse_faults(events)
+    except ValueError as exc:
+        assert one_line(exc), repr(str(exc))
+    else:
+        assert all(math.isfinite(f.at_ns) for f in faults)
+
+
+@SETTINGS
+@given(st.text(max_size=40), junk)
+def test_set_values_apply_or_are_one_line_of_value_error(key, value):
+    document = copy.deepcopy(BASE)
+    assignment = f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
+    try:
+        apply_override(document, assignment)
+        parse_scenario(document)
+    except ValueError as exc:
+        assert one_line(exc), repr(str(exc))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(document=mutated())
+def test_the_cli_on_a_bad_scenario_exits_2_with_one_line_and_no_run(document, tmp_path_factory):
+    try:
+        parse_scenario(document)
+    except ValueError:
+        pass
+    else:
+        return  # a valid document would start a run: the other tests run those
+    directory = tmp_path_factory.mktemp("fuzz")
+    path = directory / "s.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True))
+    out = directory / "runs"
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+WORDS = ["--out", "--set", "--json", "--rate", "analyze", "report", "compare", "x=1", "-h"]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    command=st.sampled_from(["analyze", "report", "compare", "nope", "--json", ""]),
+    rest=st.lists(st.text(max_size=12) | st.sampled_from(WORDS), max_size=5),
+)
+def test_cli_arguments_are_handled_or_exit_2_with_one_line(command, rest, capsys, tmp_path):
+    """Commands that read runs, with junk arguments (``run``, ``load``, ``demo`` and
+    ``serve`` would start work on valid input; their bad input is fuzzed above)."""
+    rest = [a if a != "--out" else "--out" for a in rest]
+    try:
+        code = main([command, *rest] if command else rest)
+    except SystemExit as exit_:  # --help
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code in (0, 2), (code, err)
+    if code == 2:
+        assert err.strip() and "\n" not in err.strip(), err
