@@ -104,6 +104,33 @@ def test_more_generators_than_the_embedded_cluster_has_cores_is_exit_2(tmp_path)
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_service_that_cannot_start_fails_the_run_saying_why(tmp_path):
+    """A broken installation on the services' side (gunicorn unimportable, which only the
+    blocking target needs): the run is `failed`, exit 1, and run.json names the service
+    and its last words."""
+    broken = tmp_path / "broken"
+    (broken / "gunicorn").mkdir(parents=True)
+    (broken / "gunicorn" / "__init__.py").write_text("raise ImportError('gunicorn is broken')\n")
+    document = {**SCENARIO, "targets": [{"name": "sync", "kind": "blocking", "threads": 4}]}
+    scenario = tmp_path / "e2e.yaml"
+    scenario.write_text(yaml.safe_dump(document))
+    result = subprocess.run(
+        [*BLASTRADIUS, "run", str(scenario), "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(broken)},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "failed" and manifest["ended"]
+    assert manifest["error"].startswith("blocking service did not start: ")
+    assert "gunicorn is broken" in manifest["error"]
+    assert f"run failed: see {run_dir}/run.json" in result.stderr
+
+
 def test_a_driver_killed_outright_leaves_rows_that_analyze_reads_as_an_incomplete_run(
     tmp_path, slow_dependency
 ):
