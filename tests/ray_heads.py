@@ -88,7 +88,7 @@ def ray_head(env: dict[str, str] | None = None) -> Iterator[Head]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(10)  # a test's head holds nothing worth a longer orderly stop
+            head.wait(3)  # a test's head holds nothing worth a longer orderly stop
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(head.pid, signal.SIGKILL)

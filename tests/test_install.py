@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 
@@ -72,11 +73,35 @@ def test_run_a_shipped_scenario_by_name_from_another_directory(installed, tmp_pa
     assert manifest["totals"]["async"]["requests"] == 100
 
 
-def test_the_demo_from_another_directory(installed, tmp_path):
+def test_the_demo_from_another_directory_shows_the_blast_radius(installed, tmp_path):
+    """The quick 30 s case, shortened, from the installed wheel in a directory with no
+    checkout: the demo's table, report, and the rows behind them."""
     result = command(
-        installed, tmp_path, "demo", "--set", "load.duration=3s", "--out", "runs", timeout=600
+        installed, tmp_path, "demo", "--out", "runs", "--set", "load.duration=15s", timeout=600
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "blastradius demo: scenarios/quick/30s.yaml" in result.stdout
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    assert (run_dir / "report.html").is_file()
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "blastradius demo: scenarios/quick/30s.yaml"
+    report = tmp_path / lines[-1].removeprefix("report: ")
+    run_dir = tmp_path / lines[-2].removeprefix("run: ")
+    assert report == run_dir / "report.html" and report.is_file()
+    assert (run_dir / "plots" / "availability_timeline.png").stat().st_size > 5_000
+    table = {line.split()[0]: line for line in lines if line.startswith(("blocking ", "async "))}
+    assert "318 / 50 threads" in table["blocking"] and "318 / no limit" in table["async"]
+
+    rows = pd.read_parquet(run_dir / "requests")
+    assert len(rows) == 2 * 1500
+    blocking = rows[rows["target"] == "blocking"]
+    async_ = rows[rows["target"] == "async"]
+    healthy = list(range(9))
+
+    def availability(part: pd.DataFrame) -> float:
+        return float(part["ok"].mean())
+
+    assert availability(async_) >= 0.85
+    assert availability(blocking) <= 0.5
+    # The blast radius: the blocking service's healthy endpoints fail too ...
+    assert availability(blocking[blocking["endpoint"].isin(healthy)]) <= 0.5
+    # ... while the async service's healthy endpoints live, and only endpoint 9 fails.
+    assert availability(async_[async_["endpoint"].isin(healthy)]) >= 0.95
+    assert availability(async_[async_["endpoint"] == 9]) == 0.0
