@@ -20,8 +20,6 @@ from pyarrow import fs as pafs
 from blastradius.workers import layout
 from blastradius.workers.record import SCHEMA
 
-_NULLABLE_TIMES = ("sent_ns", "done_ns", "latency_ns", "service_ns")
-
 
 @dataclass
 class Runs:
