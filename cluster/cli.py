@@ -19,9 +19,15 @@ class UsageError(Exception):
     """Bad input from the user; the message is one line naming the item."""
 
 
+def one_line(text: str) -> str:
+    """``text`` with its unprintable characters (newlines, escapes) written as Python
+    escapes, so a message quoting user input stays one line on a terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def _port(text: str) -> int:
@@ -495,10 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             return _demo(args)
     except (UsageError, ServeError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except LaunchError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -8,7 +8,7 @@ import copy
 import math
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from blastradius.cluster.cli import main
@@ -160,6 +160,8 @@ WORDS = ["--out", "--set", "--json", "--rate", "analyze", "report", "compare", "
     command=st.sampled_from(["analyze", "report", "compare", "nope", "--json", ""]),
     rest=st.lists(st.text(max_size=12) | st.sampled_from(WORDS), max_size=5),
 )
+@example(command="analyze", rest=["", "\n", "0"])  # argparse quotes unknown arguments raw
+@example(command="compare", rest=["a\u2028b", "\x1b[2J"])
 def test_cli_arguments_are_handled_or_exit_2_with_one_line(command, rest, capsys):
     """Commands that read runs, with junk arguments (``run``, ``load``, ``demo`` and
     ``serve`` would start work on valid input; their bad input is fuzzed above)."""
