@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
+from blastradius.cluster.status import exit_code
 from blastradius.targets.spec import parse_duration_ns
 
 
@@ -269,9 +270,6 @@ def _serve_async(args: argparse.Namespace) -> None:
     serving.run_app(lambda: async_target.make_app(config), serving.listen(args.host, args.port))
 
 
-_EXIT = {"completed": 0, "partial": 1, "failed": 1, "interrupted": 130}  # by RunStatus
-
-
 class _Console:
     """Event lines as they come; progress as one live line on a terminal, else plain lines."""
 
@@ -362,7 +360,7 @@ def _execute(scenario: object, out: str, address: str | None) -> int:
     if outcome.status != "completed":
         print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
     print(outcome.run_dir, flush=True)
-    return _EXIT[outcome.status]
+    return exit_code(outcome.status)
 
 
 def _print_analysis(run_dir: str) -> None:
@@ -472,7 +470,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
     print(f"run: {outcome.run_dir}")
     print(f"report: {outcome.report}" if outcome.report else "report: none (no rows)", flush=True)
-    return _EXIT[outcome.status]
+    return exit_code(outcome.status)
 
 
 _SERVE = {"dependency": _serve_dependency, "blocking": _serve_blocking, "async": _serve_async}

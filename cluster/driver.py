@@ -39,18 +39,11 @@ from ray.util.scheduling_strategies import (
 
 from blastradius.analysis.table import error_counts
 from blastradius.cluster import launch
-from blastradius.cluster.manifest import (
-    GeneratorState,
-    Manifest,
-    RunStatus,
-    iso,
-    make_run_dir,
-    new_run_id,
-    remove_run_dir,
-)
+from blastradius.cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
 from blastradius.cluster.plan import RunPlan, Step, build_plan, generator_count
 from blastradius.cluster.scenario import Scenario
 from blastradius.cluster.services import Services, start_services
+from blastradius.cluster.status import GeneratorState, RunStatus, missing_window, target_status
 from blastradius.workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
 from blastradius.workers.layout import is_uri, resolve, shards
 from blastradius.workers.template import redact_url
@@ -244,9 +237,10 @@ class _Execution:
                     if services.retire(step):
                         self.log(f"{step.name}: load over; service stopped")
                     totals[step.name] = _totals(self.run_dir, step.name)
-                    if GeneratorState.FAILED in states:
+                    ended = target_status(states)
+                    if ended == RunStatus.FAILED:
                         raise _GeneratorFailed(self._failure(step.name))
-                    if GeneratorState.LOST in states:
+                    if ended == RunStatus.PARTIAL:
                         status = RunStatus.PARTIAL
             except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _signals_interrupt)
                 status = RunStatus.INTERRUPTED
@@ -425,6 +419,7 @@ class _Watch:
             summary = ray.get(ref)
         except ray.exceptions.RayError as exc:
             ended_ns = time.time_ns()
+            missing_from, missing_to = missing_window(self.start_ns, ended_ns, self.end_ns)
             # RayTaskError: the generator raised (its output failed, say): it failed.
             # Anything else: its process or node died: it was lost.
             failed = isinstance(exc, ray.exceptions.RayTaskError)
@@ -436,12 +431,9 @@ class _Watch:
                     "lost_at": iso(ended_ns),
                     "lost_at_ns": ended_ns,
                     "error": error,
-                    # Rows up to the last shard this generator handed over are on
-                    # disk; its share of the schedule from about here on is missing.
-                    "missing": {
-                        "from": iso(max(self.start_ns, ended_ns - 10**9)),
-                        "to": iso(self.end_ns),
-                    },
+                    # Rows up to the last batch this generator handed over are on
+                    # disk; its share of the schedule from then on is missing.
+                    "missing": {"from": iso(missing_from), "to": iso(missing_to)},
                 }
             )
             self.log(

@@ -15,33 +15,12 @@ import json
 import platform
 import secrets
 import time
-from enum import StrEnum
 from importlib import metadata
 from typing import Any
 
+from blastradius.cluster.status import RunStatus
 from blastradius.workers import layout
 from blastradius.workers.record import SCHEMA_VERSION
-
-
-class RunStatus(StrEnum):
-    """A run's status in ``run.json`` (it sets the exit code)."""
-
-    RUNNING = "running"  # the driver is at work (or died: nothing finished the run)
-    COMPLETED = "completed"  # every generator finished
-    PARTIAL = "partial"  # a generator or its node was lost
-    FAILED = "failed"  # a service did not start, a generator failed, or the run broke;
-    # ``error`` says why
-    INTERRUPTED = "interrupted"  # stopped by a signal; what was sent is flushed
-
-
-class GeneratorState(StrEnum):
-    """A generator's state in ``run.json``."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    STOPPED = "stopped"  # asked to stop early (Ctrl-C)
-    LOST = "lost"  # its process or node died; ``missing`` says which window
-    FAILED = "failed"  # it raised (its output failed, say); ``error`` says why
 
 
 def new_run_id(name: str, now: dt.datetime | None = None) -> str:

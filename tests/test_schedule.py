@@ -147,3 +147,91 @@ def test_invalid_schedules_name_the_field(build, message):
     with pytest.raises(ValueError, match="^" + message.split(":")[0]) as info:
         build()
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (Schedule.constant_rate(10, duration_ns=S), 10),
+        # 0.1 * 3 s sums to 0.30000000000000004 requests' worth: still 1 (the first, at 0).
+        (Schedule((Stage.steady(S, 0.1), Stage.steady(S, 0.1), Stage.steady(S, 0.1))), 1),
+        (Schedule((Stage.steady(3 * S, 0.1),)), 1),
+        # 0.2 + 2.2 + 0.6 sums to 3.0000000000000004: 3, the 4th would be due at the end.
+        (Schedule((Stage.steady(S, 0.2), Stage.steady(S, 2.2), Stage.steady(S, 0.6))), 3),
+        (Schedule((Stage(S, 0, 1),)), 1),  # half a request's worth: the one at 0
+        (Schedule.constant_rate(100, duration_ns=S, requests=7), 7),
+        (Schedule.constant_rate(100, duration_ns=S, requests=700), 100),
+    ],
+)
+def test_expected_requests_is_what_a_constant_schedule_sends(schedule, expected):
+    assert schedule.expected_requests() == expected
+    assert len(times(schedule)) == expected
+
+
+@pytest.mark.parametrize(
+    ("stage", "requests"),
+    [
+        (Stage.steady(S, 10), 10.0),
+        (Stage.steady(1_500_000_000, 1), 1.5),
+        (Stage(S, 0, 1), 0.5),
+        (Stage(2 * S, 1, 2), 3.0),
+    ],
+)
+def test_a_stage_holds_its_rates_integral(stage, requests):
+    assert stage.requests == pytest.approx(requests, abs=1e-12)
+
+
+def test_a_single_request_is_sent_at_once():
+    assert times(Schedule.constant_rate(5, requests=1)).tolist() == [0]
+    assert times(Schedule((Stage(S, 0, 1),))).tolist() == [0]
+
+
+def test_later_stages_start_at_the_end_of_the_earlier_ones():
+    # Two steps of 1.5 s: the second's requests are its own spacing from 1.5 s on.
+    t = times(Schedule((Stage.steady(1_500_000_000, 2), Stage.steady(1_500_000_000, 4))))
+    expected = [0, 500_000_000, 1_000_000_000]
+    expected += [1_500_000_000 + k * 250_000_000 for k in range(6)]
+    assert t.tolist() == expected
+
+
+def test_a_ramp_shorter_than_a_second_follows_its_integral():
+    # 0 -> 40 rps over 0.5 s: Lambda(t) = 40 t^2, 10 requests, request i at sqrt(i / 40) s.
+    t = times(Schedule((Stage(S // 2, 0, 40),)))
+    i = np.arange(10)
+    assert len(t) == 10
+    assert np.max(np.abs(t - np.sqrt(i / 40) * S)) <= 1
+
+
+def test_a_request_count_alone_leaves_room_for_every_request():
+    # The stage is twice the mean time for the count, plus a minute: Poisson gaps never
+    # cut a run short, and the planned end (for lost generators' windows) stays near.
+    for rate, requests in [(100, 1000), (0.5, 3), (10_000, 1)]:
+        schedule = Schedule.constant_rate(rate, requests=requests)
+        assert schedule.duration_ns == math.ceil(requests / rate * 2e9 + 60e9)
+    for seed in range(5):
+        poisson = Schedule.constant_rate(1000, requests=5000, arrival="poisson", seed=seed)
+        assert len(times(poisson)) == 5000
+
+
+def test_poisson_chunks_continue_one_another():
+    t = times(Schedule.constant_rate(1e6, requests=CHUNK + 100, arrival="poisson", seed=2))
+    assert len(t) == CHUNK + 100
+    assert np.all(np.diff(t) >= 0)
+    gaps = np.diff(t[CHUNK - 50 : CHUNK + 50])  # across the boundary: no jump back or ahead
+    assert gaps.max() < 20_000  # 20 mean gaps at 1e6 rps
+
+
+def test_schedules_are_immutable_and_default_to_seed_0():
+    schedule = Schedule.constant_rate(10, duration_ns=S, arrival="poisson")
+    assert schedule.seed == 0
+    with pytest.raises(AttributeError):
+        schedule.seed = 1
+    with pytest.raises(AttributeError):
+        schedule.stages[0].end_rps = 5
+    assert Schedule((Stage.steady(S, 1),)).seed == 0
+
+
+@pytest.mark.parametrize(("worker", "workers"), [(2, 2), (5, 3), (-1, 3)])
+def test_a_worker_outside_the_range_is_refused(worker, workers):
+    with pytest.raises(ValueError, match=f"^worker: {worker} is not in"):
+        list(share(Schedule.constant_rate(1, requests=1), worker, workers))

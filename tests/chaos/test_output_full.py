@@ -64,7 +64,8 @@ def test_a_full_output_fails_the_run_saying_why_and_keeps_the_shards_before_it(
 
 
 def test_on_a_full_disk_run_json_is_still_rewritten_in_its_own_space(small_filesystem):
-    from blastradius.cluster.manifest import Manifest, RunStatus, read_manifest
+    from blastradius.cluster.manifest import Manifest, read_manifest
+    from blastradius.cluster.status import RunStatus
 
     run_dir = str(small_filesystem / "run")
     (small_filesystem / "run").mkdir()

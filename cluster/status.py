@@ -1,0 +1,65 @@
+"""A run's status, and its exit code, as they follow from how its generators ended.
+
+Pure: the driver records each generator's end and asks here what the run is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """A run's status in ``run.json`` (it sets the exit code)."""
+
+    RUNNING = "running"  # the driver is at work (or died: nothing finished the run)
+    COMPLETED = "completed"  # every generator finished
+    PARTIAL = "partial"  # a generator or its node was lost
+    FAILED = "failed"  # a service did not start, a generator failed, or the run broke;
+    # ``error`` says why
+    INTERRUPTED = "interrupted"  # stopped by a signal; what was sent is flushed
+
+
+class GeneratorState(StrEnum):
+    """A generator's state in ``run.json``."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"  # asked to stop early (Ctrl-C)
+    LOST = "lost"  # its process or node died; ``missing`` says which window
+    FAILED = "failed"  # it raised (its output failed, say); ``error`` says why
+
+
+EXIT_CODES = {
+    RunStatus.COMPLETED: 0,
+    RunStatus.PARTIAL: 1,
+    RunStatus.FAILED: 1,
+    RunStatus.INTERRUPTED: 130,  # as a shell reports a command stopped by SIGINT
+}
+
+# A generator hands its rows over this often (GeneratorPlan.batch_interval_ns), so
+# the rows it sent up to this long before it was seen gone may be missing too.
+HANDOVER_NS = 1_000_000_000
+
+
+def target_status(states: Iterable[GeneratorState]) -> RunStatus:
+    """A target's status from its generators' end states: ``failed`` if one failed (the
+    run stops there), ``partial`` if one was lost, else ``completed``."""
+    ended = set(states)
+    if GeneratorState.FAILED in ended:
+        return RunStatus.FAILED
+    if GeneratorState.LOST in ended:
+        return RunStatus.PARTIAL
+    return RunStatus.COMPLETED
+
+
+def missing_window(start_ns: int, gone_ns: int, end_ns: int | None) -> tuple[int, int | None]:
+    """The part of a lost or failed generator's share of the schedule whose rows may be
+    missing: from its last hand-over before it was seen gone at ``gone_ns`` (never
+    before the start) to the planned end (``None``: no planned end)."""
+    return max(start_ns, gone_ns - HANDOVER_NS), end_ns
+
+
+def exit_code(status: RunStatus) -> int:
+    """The CLI's exit code for a run that ended with ``status``."""
+    return EXIT_CODES[status]
