@@ -21,6 +21,7 @@ NINES = (0.0, 0.9, 0.99, 0.999, 0.9999, 0.99999)
 _WIDE = (9.0, 4.2)
 
 Faults = Mapping[str, Sequence[tuple[float, str]]]  # series -> [(at_s, label)]
+Spans = Mapping[str, Sequence[tuple[float, float]]]  # series -> [(start_s, end_s)]
 
 
 def _figure(size: tuple[float, float] = _WIDE, rows: int = 1) -> tuple[Figure, list]:
@@ -156,8 +157,17 @@ def _mark_faults(axes, faults: Faults, series: Sequence[str]) -> None:
             )
 
 
-def latency_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure:
-    """p50/p90/p99 of ok requests per window, one panel per series."""
+def _shade(axes, spans: Spans, series: Sequence[str]) -> None:
+    for name in series:
+        for start, end in spans.get(name, ()):
+            axes.axvspan(start, end, color="crimson", alpha=0.12, linewidth=0)
+
+
+def latency_timeline(
+    line: pd.DataFrame, faults: Faults | None = None, missed: Spans | None = None
+) -> Figure:
+    """p50/p90/p99 of ok requests per window, one panel per series; ``missed`` windows
+    (a latency objective not met there) shaded."""
     names = _series(line) or ["(no rows)"]
     figure, panels = _figure((_WIDE[0], 2.4 * len(names) + 0.6), rows=len(names))
     for axes, name in zip(panels, names, strict=True):
@@ -170,6 +180,7 @@ def latency_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure
         else:
             _empty_note(axes)
         _mark_faults(axes, faults or {}, [name])
+        _shade(axes, missed or {}, [name])
         axes.set_ylabel("ms (log)")
         axes.set_title(f"{name}: latency of successful requests per window", fontsize="medium")
     panels[-1].set_xlabel("seconds from the start of the load")
@@ -208,13 +219,17 @@ def _window_s(line: pd.DataFrame) -> float:
     return float(np.min(np.diff(times))) if len(times) > 1 else 1.0
 
 
-def availability_timeline(line: pd.DataFrame, faults: Faults | None = None) -> Figure:
-    """Availability (ok / scheduled) per window of intended time, overlaid."""
+def availability_timeline(
+    line: pd.DataFrame, faults: Faults | None = None, missed: Spans | None = None
+) -> Figure:
+    """Availability (ok / scheduled) per window of intended time, overlaid; ``missed``
+    windows (an availability objective not met there) shaded."""
     figure, (axes,) = _figure()
     for name in _series(line):
         mine = _of(line, name)
         axes.plot(mine["t_s"], mine["availability"], linewidth=1.8, label=name)
     _mark_faults(axes, faults or {}, _series(line))
+    _shade(axes, missed or {}, _series(line))
     axes.set_ylim(-0.02, 1.05)
     axes.set_xlabel("seconds from the start of the load")
     axes.set_ylabel("availability")

@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from blastradius.analysis import plots
+from blastradius.analysis import plots, slo
 from blastradius.analysis.compare import compare
 from blastradius.analysis.load import Runs
 from blastradius.analysis.series import load_all, series_names, series_rows
@@ -88,21 +88,61 @@ def series_timeline(rows: pd.DataFrame, origins: dict[str, int], width_ns: int) 
     return pd.concat(parts, ignore_index=True)
 
 
-def figures(runs: Runs, rows: pd.DataFrame | None = None) -> dict[str, tuple[str, Figure]]:
+def series_verdicts(runs: Runs) -> dict[str, list[slo.Verdict]]:
+    """Per series, the verdicts on its run's own objectives (``slo:``), if it had any."""
+    names = series_names(runs)
+    result: dict[str, list[slo.Verdict]] = {}
+    for run, manifest in runs.manifests.items():
+        objectives = slo.run_objectives(manifest)
+        if not objectives:
+            continue
+        rows = runs.rows[runs.rows["run"] == run]
+        for verdict in slo.check(rows, objectives, slo.load_starts(manifest)):
+            name = names.get((run, verdict.target), verdict.target)
+            result.setdefault(name, []).append(verdict)
+    return result
+
+
+def breach_spans(
+    verdicts: dict[str, list[slo.Verdict]], latency: bool
+) -> dict[str, list[tuple[float, float]]]:
+    """Per series, the windows (start, end; s from the load start) that breached an
+    availability objective (or, with ``latency``, a latency one)."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for name, mine in verdicts.items():
+        for v in mine:
+            if not v.breaches or (v.objective.startswith("availability") == latency):
+                continue
+            spans.setdefault(name, []).extend((t, t + v.window_s) for t in v.breaches)
+    return spans
+
+
+def figures(
+    runs: Runs,
+    rows: pd.DataFrame | None = None,
+    verdicts: dict[str, list[slo.Verdict]] | None = None,
+) -> dict[str, tuple[str, Figure]]:
     """Every plot of the report: file stem -> (caption, figure).
 
-    ``rows`` are ``series_rows(runs)`` when the caller has them already.
+    ``rows`` are ``series_rows(runs)`` and ``verdicts`` ``series_verdicts(runs)`` when
+    the caller has them already.
     """
     rows = series_rows(runs) if rows is None else rows
+    verdicts = series_verdicts(runs) if verdicts is None else verdicts
     width = window_ns(rows)
     line = series_timeline(rows, _origins(runs, rows), width)
     faults = fault_marks(runs)
+    missed = (
+        " Shaded: windows that missed an objective."
+        if any(v.breaches for mine in verdicts.values() for v in mine)
+        else ""
+    )
     per_endpoint = summary(rows, by=["series", "endpoint"]) if not rows.empty else {}
     seconds = f"{width // S} s"
     return {
         "availability_timeline": (
-            f"Availability per {seconds} window of intended send time.",
-            plots.availability_timeline(line, faults),
+            f"Availability per {seconds} window of intended send time.{missed}",
+            plots.availability_timeline(line, faults, breach_spans(verdicts, latency=False)),
         ),
         "endpoint_availability": (
             "Availability per endpoint: where the failures are.",
@@ -113,8 +153,8 @@ def figures(runs: Runs, rows: pd.DataFrame | None = None) -> dict[str, tuple[str
             plots.goodput_timeline(line, faults),
         ),
         "latency_timeline": (
-            f"p50, p90 and p99 latency of successful requests per {seconds} window.",
-            plots.latency_timeline(line, faults),
+            f"p50, p90 and p99 latency of successful requests per {seconds} window.{missed}",
+            plots.latency_timeline(line, faults, breach_spans(verdicts, latency=True)),
         ),
         "percentiles": (
             "Latency by percentile (nearest rank), from the intended send and from the send.",
@@ -139,17 +179,18 @@ def write_report(paths: Sequence[str], out_dir: str | Path, runs: Runs | None = 
     ``runs`` are those paths already loaded (``analysis.load``), to read them once."""
     runs = load_all(paths) if runs is None else runs
     rows = series_rows(runs)
+    verdicts = series_verdicts(runs)
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     images, written = [], []
-    for stem, (caption, figure) in figures(runs, rows).items():
+    for stem, (caption, figure) in figures(runs, rows, verdicts).items():
         data = _png(figure)
         path = out / "plots" / f"{stem}.png"
         path.write_bytes(data)
         written.append(path)
         images.append((caption, stem, data))
     page = out / "report.html"
-    publish_bytes(str(page), render(runs, rows, images).encode())
+    publish_bytes(str(page), render(runs, rows, images, verdicts).encode())
     return Report(page, tuple(written))
 
 
@@ -228,6 +269,32 @@ def summary_html(summaries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def objectives_html(verdicts: dict[str, list[slo.Verdict]]) -> str:
+    """The objectives of each series: met or not, the figure, the margin, the windows."""
+    lines = [
+        "<table><tr><th>series</th><th>objective</th><th>measured</th><th>margin</th>"
+        "<th>result</th></tr>"
+    ]
+    for name, mine in verdicts.items():
+        for v in mine:
+            result = "met" if v.met else "not met"
+            if v.breaches:
+                starts = ", ".join(f"{t:g}" for t in v.breaches[:10])
+                more = f" and {len(v.breaches) - 10} more" if len(v.breaches) > 10 else ""
+                result += f" (windows from {starts}{more} s)"
+            margin = v.margin
+            margin_text = "-" if margin is None else slo.format_value(v.objective, abs(margin))
+            sign = "&minus;" if margin is not None and margin < 0 else ""
+            lines.append(
+                f"<tr><td>{html.escape(name)}</td><td>{html.escape(slo.describe(v))}</td>"
+                f"<td>{html.escape(slo.format_value(v.objective, v.measured))}</td>"
+                f"<td>{sign}{html.escape(margin_text)}</td>"
+                f'<td class="{"good" if v.met else "bad"}">{html.escape(result)}</td></tr>'
+            )
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
 def _placement_html(manifest: dict) -> str:
     lines = []
     for target, block in manifest.get("targets", {}).items():
@@ -269,11 +336,27 @@ def _run_html(run: str, manifest: dict) -> str:
     )
 
 
-def render(runs: Runs, rows: pd.DataFrame, images: Sequence[tuple[str, str, bytes]]) -> str:
-    """The whole page: summary, warnings, plots (embedded PNGs), then each run's details.
+def render(
+    runs: Runs,
+    rows: pd.DataFrame,
+    images: Sequence[tuple[str, str, bytes]],
+    verdicts: dict[str, list[slo.Verdict]] | None = None,
+) -> str:
+    """The whole page: summary, objectives, warnings, plots (embedded PNGs), then each
+    run's details.
 
-    ``rows`` are ``series_rows(runs)``.
+    ``rows`` are ``series_rows(runs)``; ``verdicts`` ``series_verdicts(runs)``.
     """
+    verdicts = series_verdicts(runs) if verdicts is None else verdicts
+    objectives = ""
+    if verdicts:
+        count = sum(len(v) for v in verdicts.values())
+        missed = sum(not x.met for v in verdicts.values() for x in v)
+        headline = f"All {count} met." if not missed else f"{missed} of {count} not met."
+        objectives = (
+            f"<h2>Objectives</h2><p>{headline}</p>"
+            f'<div class="scroll">{objectives_html(verdicts)}</div>'
+        )
     summaries = {str(k): v for k, v in summary(rows, by="series").items()}
     notes = warnings(runs, summaries)
     if runs.rows.empty:
@@ -304,6 +387,7 @@ def render(runs: Runs, rows: pd.DataFrame, images: Sequence[tuple[str, str, byte
         "scheduled; percentiles are nearest-rank over successful requests, measured from "
         "the intended send time.</p>"
         f'<h2>Summary</h2><div class="scroll">{summary_html(summaries)}</div>'
+        f"{objectives}"
         f"<h2>Warnings</h2>{warning_html}"
         f"<h2>Plots</h2>{figure_html}"
         + "".join(_run_html(run, m) for run, m in runs.manifests.items())

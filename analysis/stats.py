@@ -213,16 +213,26 @@ def _cells(
     return cell
 
 
+TIMELINE_QUANTILES = {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99}
+
+
 def timeline(
-    frame: pd.DataFrame, window_ns: int = 1_000_000_000, start_ns: int | None = None
+    frame: pd.DataFrame,
+    window_ns: int = 1_000_000_000,
+    start_ns: int | None = None,
+    quantiles: dict[str, float] | None = None,
+    service: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Per target and window of intended time: scheduled, ok, availability, goodput, p50/p90/p99.
 
     Windows are ``[start + k*window, start + (k+1)*window)``. ``start`` defaults to
     each target's own earliest intended time (targets run one after another). A
     window with no ok request has NaN percentiles. ``t_s`` is the window's start, in
-    seconds from ``start``.
+    seconds from ``start``. ``quantiles`` adds latency columns (``{"p999_ms": 0.999}``),
+    ``service`` columns of ``service_ns`` (``{"service_p99_ms": 0.99}``).
     """
+    latency_qs = {**TIMELINE_QUANTILES, **(quantiles or {})}
+    service_qs = service or {}
     if frame.empty:
         return pd.DataFrame(
             columns=[
@@ -233,9 +243,8 @@ def timeline(
                 "ok",
                 "availability",
                 "goodput_rps",
-                "p50_ms",
-                "p90_ms",
-                "p99_ms",
+                *latency_qs,
+                *service_qs,
             ]
         )
     intended = frame["intended_ns"].to_numpy()
@@ -250,9 +259,9 @@ def timeline(
     ok = frame["ok"].to_numpy(dtype=bool)
     scheduled = bincount(cell, ncells)
     good = bincount(cell[ok], ncells)
-    qs = grouped_quantiles(
-        cell, _ints(frame["latency_ns"]), ncells, {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99}, ok
-    )
+    qs = grouped_quantiles(cell, _ints(frame["latency_ns"]), ncells, latency_qs, ok)
+    if service_qs:
+        qs.update(grouped_quantiles(cell, _ints(frame["service_ns"]), ncells, service_qs, ok))
     keep = scheduled > 0
     cells = np.flatnonzero(keep)
     result = pd.DataFrame(

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from blastradius.cluster.status import exit_code
+from blastradius.cluster.status import OBJECTIVES_NOT_MET, exit_code
 from blastradius.targets.spec import parse_duration_ns
 
 
@@ -209,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="where report.html and plots/ go (default: the run directory; for several "
         "runs, a compare-<time> directory beside the first)",
     )
+    check = commands.add_parser(
+        "check", help="judge runs against objectives (slo:): exit 0 if all met, 3 if not"
+    )
+    check.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    check.add_argument(
+        "--slo",
+        metavar="FILE",
+        help="objectives (YAML, the keys of slo:, and targets: {NAME: {...}}) instead of "
+        "each run's own",
+    )
+    check.add_argument("--junit", metavar="FILE", help="also write JUnit XML there")
+    check.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     demo = commands.add_parser(
         "demo", help="the blast-radius experiment on an embedded Ray: table and report"
     )
@@ -355,16 +367,19 @@ def _execute(scenario: object, out: str, address: str | None) -> int:
     except driver.RunInputError as exc:
         raise UsageError(str(exc)) from None
     console.line("")
+    met = True
     if outcome.totals:
-        _print_analysis(outcome.run_dir)
+        met = _print_analysis(outcome.run_dir)
     if outcome.status != "completed":
         print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
     print(outcome.run_dir, flush=True)
-    return exit_code(outcome.status)
+    return exit_code(outcome.status, met)
 
 
-def _print_analysis(run_dir: str) -> None:
-    from blastradius.analysis import load, summary
+def _print_analysis(run_dir: str) -> bool:
+    """The summary table, the run's objectives (if it has any) and its warnings; whether
+    every objective was met."""
+    from blastradius.analysis import load, slo, summary
     from blastradius.analysis.series import series_rows
     from blastradius.analysis.table import summary_table, warnings
 
@@ -372,8 +387,17 @@ def _print_analysis(run_dir: str) -> None:
     summaries = summary(series_rows(runs), by="series")  # runs' targets never merged
     for line in summary_table(summaries):
         print(line)
+    met = True
+    objectives = slo.run_objectives(runs.manifest)
+    if len(runs.manifests) == 1 and objectives:
+        verdicts = slo.check(runs.rows, objectives, slo.load_starts(runs.manifest))
+        print()
+        for line in slo.verdict_table(verdicts):
+            print(line)
+        met = slo.met(verdicts)
     for line in warnings(runs, summaries):
         print(line, file=sys.stderr)
+    return met
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -422,6 +446,92 @@ def _compare(args: argparse.Namespace) -> None:
             f"{row.goodput_rps:>11.1f}{row.p50_ms:>10.1f}{row.p99_ms:>10.1f}{row.errors:>9}"
             f"{row.availability_delta:>+13.4f}{row.goodput_x:>11.2f}{row.p99_x:>8.2f}"
         )
+
+
+def _slo_file(path: str) -> tuple:
+    from pathlib import Path
+
+    import yaml
+
+    from blastradius.cluster.slo_keys import parse_objectives_file
+
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"--slo {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--slo {path}: not text") from None
+    except yaml.YAMLError:
+        raise UsageError(f"--slo {path}: not valid YAML") from None
+    try:
+        return parse_objectives_file(document)
+    except ValueError as exc:
+        raise UsageError(f"--slo {path}: {exc}") from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from blastradius.analysis import slo
+    from blastradius.analysis.series import load_all
+    from blastradius.cluster.slo_keys import effective
+
+    given = None if args.slo is None else _slo_file(args.slo)
+    try:
+        runs = load_all(args.run_dirs)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    results: dict[str, list] = {}
+    for run, manifest in runs.manifests.items():
+        rows = runs.rows[runs.rows["run"] == run]
+        seen = rows["target"].astype(str).unique().tolist()
+        targets = list(dict.fromkeys([*map(str, manifest.get("targets", {})), *seen]))
+        if given is None:
+            objectives = slo.run_objectives(manifest)
+            if not objectives:
+                raise UsageError(
+                    f"{run}: no objectives (its scenario has no slo:; give --slo FILE)"
+                )
+        else:
+            unknown = sorted(set(given[1]) - set(targets))
+            if unknown:
+                raise UsageError(
+                    f"--slo {args.slo}: targets.{unknown[0]}: {run} has no such target"
+                )
+            objectives = effective(targets, *given)
+        results[run] = slo.check(rows, objectives, slo.load_starts(manifest))
+    if args.junit:
+        try:
+            with open(args.junit, "w") as out:
+                out.write(slo.junit_xml(results))
+        except OSError as exc:
+            raise UsageError(f"--junit {args.junit}: {exc.strerror or exc}") from None
+    met = all(slo.met(verdicts) for verdicts in results.values())
+    if args.json:
+        document = {
+            "met": met,
+            "runs": {
+                run: {
+                    "status": runs.manifests[run].get("status"),
+                    "met": slo.met(verdicts),
+                    "objectives": [v.to_json() for v in verdicts],
+                }
+                for run, verdicts in results.items()
+            },
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        for run, verdicts in results.items():
+            print(f"{run}: {'met' if slo.met(verdicts) else 'NOT MET'}")
+            for line in slo.verdict_table(verdicts):
+                print("  " + line)
+    for run, manifest in runs.manifests.items():
+        if manifest.get("status") != "completed":
+            print(
+                f"warning: {run} is {manifest.get('status')}: judged on the rows it has",
+                file=sys.stderr,
+            )
+    return 0 if met else OBJECTIVES_NOT_MET
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -492,6 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _load(args)
         elif args.command == "analyze":
             _analyze(args)
+        elif args.command == "check":
+            return _check(args)
         elif args.command == "compare":
             _compare(args)
         elif args.command == "report":

@@ -39,6 +39,7 @@ from ray.util.scheduling_strategies import (
 
 from blastradius.analysis.table import error_counts
 from blastradius.cluster import launch
+from blastradius.cluster.abort import Guard
 from blastradius.cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
 from blastradius.cluster.plan import RunPlan, Step, build_plan, generator_count
 from blastradius.cluster.scenario import Scenario
@@ -205,6 +206,9 @@ def _open_run(
         "nodes": len([n for n in ray.nodes() if n["Alive"]]),
     }
     manifest = Manifest(run_dir, run_id, scenario.source or {}, ray_info)
+    objectives = scenario.objectives()
+    if objectives:
+        manifest.data["objectives"] = {name: o.to_json() for name, o in objectives.items()}
     try:
         manifest.write()
     except OSError as exc:
@@ -306,6 +310,9 @@ class _Execution:
             plans = self.plan.generator_plans(step, requests, start_ns)
             refs = [a.run.remote(p, output) for a, p in zip(actors, plans, strict=True)]
             watch = _Watch(step.name, actors, refs, block, self, (start_ns, end_ns))
+            objectives = self.plan.scenario.objectives().get(step.name)
+            if objectives is not None and objectives.abort:
+                watch.guard = Guard(objectives, self.plan.planned_requests())
             try:
                 watch.until_done()
             except KeyboardInterrupt:
@@ -389,6 +396,7 @@ class _Watch:
         # Each generator's last counts, kept once it ends: totals never go backwards.
         self.latest: dict[int, dict] = {}
         self.last_sent, self.last_time = 0, time.monotonic()
+        self.guard: Guard | None = None  # slo abort: set when the objectives ask for it
 
     def until_done(self, interval_s: float = 1.0) -> None:
         while self.pending:
@@ -469,6 +477,29 @@ class _Watch:
                 self.name, reports, self._rate(reports), len(self.pending), len(self.actors)
             )
             self.progress(line)
+        if self.guard is not None and reports:
+            self._guard(reports)
+
+    def _guard(self, reports: list[dict]) -> None:
+        """Stop the load if an objective can no longer be met (``slo: {abort: true}``)."""
+        errors: dict[str, int] = {}
+        for report in reports:
+            for kind, n in report["errors"].items():
+                errors[kind] = errors.get(kind, 0) + n
+        now_ns = time.time_ns()
+        reason = self.guard.observe(
+            (now_ns - self.start_ns) / 1e9,
+            sum(r["rows"] for r in reports),
+            sum(r["ok"] for r in reports),
+            errors,
+        )
+        if reason is None:
+            return
+        self.guard = None  # once
+        self.log(f"{self.name}: stopping its load early: {reason}")
+        self.block["aborted"] = {"at": iso(now_ns), "reason": reason}
+        self.manifest.write()
+        self.stop()
 
     def _rate(self, reports: list[dict]) -> float:
         sent, now = sum(r["sent"] for r in reports), time.monotonic()

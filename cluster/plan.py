@@ -91,6 +91,14 @@ class RunPlan:
             for worker in range(self.generators)
         ]
 
+    def planned_requests(self) -> int | None:
+        """Each target's request count (exact: Poisson times are seeded), None for a
+        closed loop."""
+        shape = self.scenario.load.shape
+        if self.scenario.load.closed:
+            return None
+        return sum(len(offsets) for offsets in intended_offsets(shape))
+
     def end_ns(self, start_ns: int) -> int | None:
         """When the last request's deadline falls (None: a closed loop ended by a count)."""
         load = self.scenario.load

@@ -53,6 +53,7 @@ from typing import Any
 
 import yaml
 
+from blastradius.analysis.slo import Objectives
 from blastradius.cluster.fields import Fields, kind_of, number, read_duration, text
 from blastradius.cluster.request_keys import (
     REQUEST_KEYS,
@@ -61,6 +62,7 @@ from blastradius.cluster.request_keys import (
     parse_tls,
     redacted,
 )
+from blastradius.cluster.slo_keys import effective, parse_objectives
 from blastradius.targets.faults import Fault, parse_faults
 from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
 from blastradius.workers.client import Endpoint
@@ -236,6 +238,7 @@ class Target:
     max_connections: int = 0
     dependency_timeout_s: float | None = None
     tls: Tls | None = None
+    slo: Objectives | None = None  # its own, over the scenario's
 
     @property
     def launched(self) -> bool:
@@ -249,9 +252,14 @@ class Target:
 
 
 def parse_target(
-    value: object, path: str, base: Path | None = None, env: Mapping[str, str] | None = None
+    value: object,
+    path: str,
+    base: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    over: bool = False,
 ) -> Target:
-    """One entry of ``targets``; files are read from ``base``, ``${NAME}`` from ``env``."""
+    """One entry of ``targets``; files are read from ``base``, ``${NAME}`` from ``env``;
+    ``over``: the scenario has objectives of its own, which the target's ``slo:`` is over."""
     files = Files(base or Path.cwd(), env)
     fields = Fields(value, path)
     name = text(fields.get("name"), fields.at("name"))
@@ -260,6 +268,8 @@ def parse_target(
             f"{fields.at('name')}: {name!r} must be letters, digits, '_', '.' "
             "or '-' (it names a directory)"
         )
+    slo = fields.get("slo")
+    slo = None if slo is None else parse_objectives(slo, fields.at("slo"), over=over)
     kind, url, urls = fields.get("kind"), fields.get("url"), fields.get("urls")
     listed = fields.get("requests")
     if sum(x is not None for x in (kind, url, urls, listed)) != 1:
@@ -268,11 +278,11 @@ def parse_target(
         templates = parse_requests(fields, files)
         tls = fields.get("tls")
         tls = None if tls is None else parse_tls(tls, fields.at("tls"), files)
-        fields.done(("name", "url", "urls", "requests", *REQUEST_KEYS, "tls"))
-        return Target(name, None, templates, tls=tls)
+        fields.done(("name", "url", "urls", "requests", *REQUEST_KEYS, "tls", "slo"))
+        return Target(name, None, templates, tls=tls, slo=slo)
     if kind not in KINDS:
         raise ValueError(f"{fields.at('kind')}: {kind!r} is not one of {', '.join(KINDS)}")
-    known = ["name", "kind", "dependency_timeout"]
+    known = ["name", "kind", "dependency_timeout", "slo"]
     known.append("threads" if kind == "blocking" else "max_connections")
     timeout = fields.get("dependency_timeout")
     timeout_s = (
@@ -283,7 +293,7 @@ def parse_target(
         fields.get("max_connections", 0), fields.at("max_connections"), integer=True, strict=False
     )
     fields.done(known)
-    return Target(name, kind, (), threads, max_connections, timeout_s)
+    return Target(name, kind, (), threads, max_connections, timeout_s, slo=slo)
 
 
 @dataclass(frozen=True)
@@ -296,6 +306,13 @@ class Scenario:
     generators: int | None = None  # None: one per free CPU (at most 4 on an embedded cluster)
     dependency: Dependency | None = None
     source: dict | None = None  # the validated document, for the run manifest
+    slo: Objectives | None = None  # for every target (a target's own are over these)
+
+    def objectives(self) -> dict[str, Objectives]:
+        """Each target's objectives (a target with none is left out)."""
+        return effective(
+            [t.name for t in self.targets], self.slo, {t.name: t.slo for t in self.targets if t.slo}
+        )
 
 
 def parse_scenario(
@@ -321,7 +338,12 @@ def parse_scenario(
     targets = fields.get("targets")
     if not isinstance(targets, list) or not targets:
         raise ValueError("targets: expected a non-empty list of targets")
-    parsed = tuple(parse_target(t, f"targets[{i}]", base, env) for i, t in enumerate(targets))
+    slo = fields.get("slo")
+    slo = None if slo is None else parse_objectives(slo, "slo")
+    parsed = tuple(
+        parse_target(t, f"targets[{i}]", base, env, over=slo is not None)
+        for i, t in enumerate(targets)
+    )
     names = [t.name for t in parsed]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
@@ -329,8 +351,8 @@ def parse_scenario(
     launched = [i for i, t in enumerate(parsed) if t.launched]
     if launched and dependency is None:
         raise ValueError(f"targets[{launched[0]}].kind: a launched target needs a dependency block")
-    fields.done(("name", "load", "generators", "dependency", "targets"))
-    return Scenario(name, load, parsed, generators, dependency, redacted(document))
+    fields.done(("name", "load", "generators", "dependency", "targets", "slo"))
+    return Scenario(name, load, parsed, generators, dependency, redacted(document), slo)
 
 
 def apply_override(document: dict, assignment: str) -> None:

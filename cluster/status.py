@@ -37,6 +37,9 @@ EXIT_CODES = {
     RunStatus.INTERRUPTED: 130,  # as a shell reports a command stopped by SIGINT
 }
 
+# The run completed, and its rows are intact, but an objective (``slo:``) was not met.
+OBJECTIVES_NOT_MET = 3
+
 # A generator hands its rows over this often (GeneratorPlan.batch_interval_ns), so
 # the rows it sent up to this long before it was seen gone may be missing too.
 HANDOVER_NS = 1_000_000_000
@@ -60,6 +63,8 @@ def missing_window(start_ns: int, gone_ns: int, end_ns: int | None) -> tuple[int
     return max(start_ns, gone_ns - HANDOVER_NS), end_ns
 
 
-def exit_code(status: RunStatus) -> int:
-    """The CLI's exit code for a run that ended with ``status``."""
-    return EXIT_CODES[status]
+def exit_code(status: RunStatus, objectives_met: bool = True) -> int:
+    """The CLI's exit code for a run that ended with ``status``: a run that completed
+    but missed an objective is 3; one that did not complete says so first."""
+    code = EXIT_CODES[status]
+    return OBJECTIVES_NOT_MET if code == 0 and not objectives_met else code

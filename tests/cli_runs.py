@@ -50,6 +50,17 @@ class Run:
         """Send ``signum`` to its whole process group, as a terminal's Ctrl-C does."""
         os.killpg(self.process.pid, signum)
 
+    def kill_outright(self, timeout_s: float = 60) -> None:
+        """SIGKILL it and every process it started (some of Ray's leave its group), and
+        wait until they are all gone, so nothing writes to its output after this."""
+        processes = [psutil.Process(self.process.pid)]
+        processes += processes[0].children(recursive=True)
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+        assert not alive, f"still running after SIGKILL: {alive}"
+
     def end(self, timeout_s: float = 120) -> tuple[str, str, Path | None]:
         """Its output once it exits, and the run directory it printed last."""
         stdout, stderr = self.process.communicate(timeout=timeout_s)

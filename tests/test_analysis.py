@@ -10,16 +10,14 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_runs import quarter_timing_out
 
 from blastradius.analysis import compare, grouped_quantiles, load, select, summary, timeline
 from blastradius.analysis.load import to_frame
 from blastradius.analysis.stats import _gathered_quantiles
-from blastradius.cluster import launch
-from blastradius.workers.generator import Plan, run_plan
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.outcome import DROPPED, HTTP, TIMEOUT
 from blastradius.workers.record import NULL_NS, RowBuffer
-from blastradius.workers.schedule import Schedule
 from blastradius.workers.shards import write_shard
 
 BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
@@ -243,18 +241,7 @@ def test_a_shard_of_an_unknown_schema_version_is_skipped_and_named(tmp_path):
 
 
 def test_a_real_runs_parquet_read_with_plain_pandas_agrees_with_analyze_json(tmp_path):
-    with (
-        launch.start("dependency", ["--latency", "20*3,1500"]) as dependency,
-        launch.start("async", ["--dependency", dependency.url]) as target,
-    ):
-        urls = tuple(f"{target.url}/call/{i}" for i in range(4))
-        batches = []
-        run_plan(
-            Plan("async", urls, Schedule.constant_rate(100, duration_ns=2 * S), timeout_ns=1 * S),
-            batches.append,
-        )
-    run_dir = tmp_path / "real-run"
-    _write_run(run_dir, batches, target="async")
+    run_dir = quarter_timing_out(tmp_path / "real-run")
     result = subprocess.run(
         [*BLASTRADIUS, "analyze", str(run_dir), "--json"],
         capture_output=True,

@@ -34,8 +34,16 @@ BASE = {
             "url": "http://127.0.0.1:9/x",
             "headers": {"X-A": "b"},
             "json": {"k": [1, 2]},
+            "slo": {"p50": "10ms", "errors": {"http": 0}},
         },
     ],
+    "slo": {
+        "availability": 0.99,
+        "p99": "300ms",
+        "errors": {"timeout": 0.01},
+        "window": "5s",
+        "abort": True,
+    },
 }
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -152,12 +160,12 @@ def test_the_cli_on_a_bad_scenario_exits_2_with_one_line_and_no_run(document, tm
     assert not out.exists()
 
 
-WORDS = ["--out", "--set", "--json", "--rate", "analyze", "report", "compare", "x=1", "-h"]
+WORDS = ["--out", "--set", "--json", "--rate", "--slo", "--junit", "analyze", "report", "x=1", "-h"]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    command=st.sampled_from(["analyze", "report", "compare", "nope", "--json", ""]),
+    command=st.sampled_from(["analyze", "report", "compare", "check", "nope", "--json", ""]),
     rest=st.lists(st.text(max_size=12) | st.sampled_from(WORDS), max_size=5),
 )
 @example(command="analyze", rest=["", "\n", "0"])  # argparse quotes unknown arguments raw

@@ -277,3 +277,28 @@ def test_nothing_from_a_run_becomes_markup_in_the_report(tmp_path):
     assert "script" not in parsed.tags and parsed.handlers == []
     assert all(src.startswith("data:image/png;base64,") for src in _images(page))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # shown, as text
+
+
+def test_objectives_are_in_the_report_and_their_missed_windows_shaded(tmp_path):
+    # 500 requests 10 ms apart from the load start; every 5th of the first 100 times out,
+    # so the first 1 s window is at 0.8 availability, the others at 1.
+    batch = _batch(100, fail_every=5)
+    rest = _batch(500)
+    run = _write_run(tmp_path / "slo-1", {"t": pa.concat_batches([batch, rest.slice(100)])})
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["objectives"] = {"t": {"availability": 0.9, "p99": 1000.0, "window_ns": S}}
+    (run / "run.json").write_text(json.dumps(manifest))
+    runs = load(str(run))
+    for stem, latency_missed in (("availability_timeline", False), ("latency_timeline", True)):
+        figure = figures(runs)[stem][1]
+        spans = [(p.get_x(), p.get_x() + p.get_width()) for ax in figure.axes for p in ax.patches]
+        if latency_missed:
+            assert not spans, stem  # every latency objective was met
+        else:
+            assert spans == [(0.0, 1.0)], stem
+    page = write_report([str(run)], tmp_path / "out").html.read_text()
+    section = page.split("<h2>Objectives</h2>")[1].split("<h2>")[0]
+    assert "1 of 4 not met." in section
+    assert "availability per 1s &gt;= 0.9000" in section
+    assert '<td class="bad">not met (windows from 0 s)</td>' in section
+    assert section.count('<td class="good">met</td>') == 3

@@ -144,7 +144,7 @@ def test_a_driver_killed_outright_leaves_rows_that_analyze_reads_as_an_incomplet
     }
     with running(tmp_path, document) as run:
         run.shards("dep", at_least=2)
-        run.signal_group(signal.SIGKILL)  # the driver and the Ray it started
+        run.kill_outright()  # the driver and the Ray it started
         run.end(60)
     out = run.out
     (run_dir,) = out.iterdir()

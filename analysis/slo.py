@@ -1,0 +1,327 @@
+"""Objectives (``slo:``) evaluated exactly over a run's rows: pure, as the summaries are.
+
+An objective is a threshold on a figure of the summary (DESIGN.md): ``availability``
+and ``goodput_rps`` at least; the latency percentiles ``p50`` ... ``p9999``, ``max``
+and ``service_p99`` at most, in ms; ``errors.<kind>`` at most, as a share of the
+requests. With a window, availability and the percentiles must also hold in every
+window of intended time of that length (windows as in ``stats.timeline``); a window
+without an ok request has no percentiles and is judged by its availability alone.
+
+A figure that cannot be measured (no ok request, so no p99) does not meet its
+objective: the run did not show it.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from blastradius.analysis import stats
+from blastradius.workers.record import ERROR_KINDS
+
+AT_LEAST = ("availability", "goodput_rps")
+LATENCY = ("p50", "p90", "p99", "p999", "p9999", "max", "service_p99")  # ms, at most
+WINDOWED = ("availability", *LATENCY)
+_SUMMARY_KEY = {
+    "availability": "availability",
+    "goodput_rps": "goodput_rps",
+    **{name: f"{name}_ms" for name in LATENCY},
+}
+_QUANTILE = {**{name: stats.QUANTILES[f"{name}_ms"] for name in LATENCY[:5]}, "max": 1.0}
+ERROR_PREFIX = "errors."
+
+
+def _known(name: str) -> bool:
+    if name.startswith(ERROR_PREFIX):
+        return name[len(ERROR_PREFIX) :] in ERROR_KINDS[1:]
+    return name in _SUMMARY_KEY
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """Thresholds by objective name (``p99``: ms; ``errors.timeout``: a share), an
+    optional window (ns) in which the windowed ones must hold too, and whether the run
+    stops its load once one can no longer be met."""
+
+    thresholds: tuple[tuple[str, float], ...] = ()
+    window_ns: int | None = None
+    abort: bool | None = None  # None: not given (a target's then takes the scenario's)
+
+    def __post_init__(self) -> None:
+        for name, value in self.thresholds:
+            if not _known(name):
+                raise ValueError(f"{name}: not an objective")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}: must be a finite number >= 0 (got {value!r})")
+            if (name == "availability" or name.startswith(ERROR_PREFIX)) and value > 1:
+                raise ValueError(f"{name}: a share, from 0 to 1 (got {value!r})")
+        if self.window_ns is not None and self.window_ns <= 0:
+            raise ValueError("window: must be positive")
+
+    def get(self, name: str) -> float | None:
+        """The threshold of ``name``, or None."""
+        return dict(self.thresholds).get(name)
+
+    def over(self, base: Objectives) -> Objectives:
+        """These objectives, with ``base``'s for every key not given here (a target's
+        ``slo:`` over the scenario's). ``errors`` is one key: a target's replaces all
+        of the scenario's error shares."""
+        mine = dict(self.thresholds)
+        errors_given = any(name.startswith(ERROR_PREFIX) for name in mine)
+        merged = {
+            name: value
+            for name, value in base.thresholds
+            if not (errors_given and name.startswith(ERROR_PREFIX))
+        }
+        merged.update(mine)
+        return Objectives(
+            tuple(merged.items()),
+            self.window_ns if self.window_ns is not None else base.window_ns,
+            self.abort if self.abort is not None else base.abort,
+        )
+
+    def to_json(self) -> dict:
+        """As run.json keeps them (``Objectives.from_json`` reads it back)."""
+        document: dict = dict(self.thresholds)
+        if self.window_ns is not None:
+            document["window_ns"] = self.window_ns
+        if self.abort:
+            document["abort"] = True
+        return document
+
+    @classmethod
+    def from_json(cls, document: Mapping) -> Objectives:
+        """What ``to_json`` wrote."""
+        thresholds = tuple(
+            (name, float(value))
+            for name, value in document.items()
+            if name not in ("window_ns", "abort")
+        )
+        return cls(thresholds, document.get("window_ns"), document.get("abort"))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One objective of one target: met or not, by how much, and in which windows not."""
+
+    target: str
+    objective: str  # "p99", "errors.timeout"; "p99 per 10s" for a windowed one
+    threshold: float
+    measured: float | None  # the worst window's, for a windowed one
+    met: bool
+    breaches: tuple[float, ...] = ()  # start of each window that breached, s from the start
+    window_s: float | None = None  # a windowed objective's window
+
+    @property
+    def at_least(self) -> bool:
+        """Whether the threshold is a floor (else a ceiling)."""
+        return self.objective.split(" ")[0] in AT_LEAST
+
+    @property
+    def margin(self) -> float | None:
+        """Room left, in the objective's unit: positive when met, negative when not."""
+        if self.measured is None:
+            return None
+        return self.measured - self.threshold if self.at_least else self.threshold - self.measured
+
+    def to_json(self) -> dict:
+        """As ``check --json`` prints it."""
+        return {
+            "target": self.target,
+            "objective": self.objective,
+            "threshold": self.threshold,
+            "measured": self.measured,
+            "margin": self.margin,
+            "met": self.met,
+            "window_s": self.window_s,
+            "breaches_s": list(self.breaches),
+        }
+
+
+def _meets(name: str, threshold: float, measured: float | None) -> bool:
+    if measured is None or math.isnan(measured):
+        return False
+    return bool(measured >= threshold if name in AT_LEAST else measured <= threshold)
+
+
+def _measured(name: str, summary: Mapping) -> float | None:
+    if name.startswith(ERROR_PREFIX):
+        kind = name[len(ERROR_PREFIX) :]
+        if not summary["requests"]:
+            return None
+        return summary["errors"].get(kind, 0) / summary["requests"]
+    value = summary[_SUMMARY_KEY[name]]
+    return None if value is None else float(value)
+
+
+def window_figures(
+    frame: pd.DataFrame, objectives: Objectives, start_ns: int | None = None
+) -> pd.DataFrame:
+    """Per target and window (``objectives.window_ns``, from ``start_ns``, default the
+    first intended time): availability and the windowed percentiles the objectives
+    name (ms), with the window's start ``t_s``."""
+    names = [n for n, _ in objectives.thresholds if n in LATENCY and n != "service_p99"]
+    quantiles = {f"{n}_ms": _QUANTILE[n] for n in names}
+    service = {"service_p99_ms": 0.99} if objectives.get("service_p99") is not None else {}
+    return stats.timeline(
+        frame, objectives.window_ns, start_ns, quantiles=quantiles, service=service
+    )
+
+
+def evaluate(
+    target: str,
+    objectives: Objectives,
+    summary: Mapping,
+    windows: pd.DataFrame | None = None,
+) -> list[Verdict]:
+    """Every objective of a target, over its whole run, then per window if a window is
+    set (``windows``: ``window_figures`` of the target's rows)."""
+    verdicts = []
+    for name, threshold in objectives.thresholds:
+        measured = _measured(name, summary)
+        verdicts.append(
+            Verdict(target, name, threshold, measured, _meets(name, threshold, measured))
+        )
+    if objectives.window_ns is None or windows is None:
+        return verdicts
+    mine = windows[windows["target"] == target]
+    label = f"per {_seconds(objectives.window_ns)}"
+    for name, threshold in objectives.thresholds:
+        if name not in WINDOWED:
+            continue
+        values = mine[_SUMMARY_KEY[name]].to_numpy(dtype=float)
+        judged = ~pd.isna(values)  # a window without an ok request has no percentiles
+        starts = mine["t_s"].to_numpy(dtype=float)
+        breached = [
+            float(t)
+            for t, v, j in zip(starts, values, judged, strict=True)
+            if j and not _meets(name, threshold, v)
+        ]
+        figures = values[judged]
+        worst = None
+        if len(figures):
+            worst = float(figures.min() if name in AT_LEAST else figures.max())
+        verdicts.append(
+            Verdict(
+                target,
+                f"{name} {label}",
+                threshold,
+                worst,
+                not breached and worst is not None,
+                tuple(breached),
+                objectives.window_ns / 1e9,
+            )
+        )
+    return verdicts
+
+
+def _seconds(ns: int) -> str:
+    return f"{ns / 1e9:g}s"
+
+
+def met(verdicts: list[Verdict]) -> bool:
+    """Whether every objective was met."""
+    return all(v.met for v in verdicts)
+
+
+def format_value(name: str, value: float | None) -> str:
+    """A figure or threshold of objective ``name`` in its unit (``312.4ms``, ``0.9990``)."""
+    if value is None:
+        return "-"
+    base = name.split(" ")[0]
+    if base == "availability":
+        return f"{value:.4f}"
+    if base.startswith(ERROR_PREFIX):
+        return f"{value:.3%}"
+    if base == "goodput_rps":
+        return f"{value:.1f}/s"
+    return f"{value:.1f}ms" if value >= 1 else f"{value:.3g}ms"
+
+
+def describe(verdict: Verdict) -> str:
+    """``p99 <= 300.0ms``: the objective as a sentence's subject."""
+    sign = ">=" if verdict.at_least else "<="
+    return f"{verdict.objective} {sign} {format_value(verdict.objective, verdict.threshold)}"
+
+
+def verdict_table(verdicts: list[Verdict]) -> list[str]:
+    """One line per objective: target, objective, measured, margin, met or not."""
+    lines = [f"{'target':<12}{'objective':<34}{'measured':>12}{'margin':>12}  result"]
+    for v in verdicts:
+        margin = v.margin
+        margin_text = "-" if margin is None else format_value(v.objective, abs(margin))
+        if margin is not None and margin < 0:
+            margin_text = "-" + margin_text
+        result = "met" if v.met else "NOT MET"
+        if v.breaches:
+            result += f" (in {len(v.breaches)} windows, first at {v.breaches[0]:g}s)"
+        lines.append(
+            f"{v.target!s:<12}{describe(v):<34}{format_value(v.objective, v.measured):>12}"
+            f"{margin_text:>12}  {result}"
+        )
+    return lines
+
+
+def run_objectives(manifest: Mapping) -> dict[str, Objectives]:
+    """The objectives a run was given (``run.json``'s ``objectives``, by target)."""
+    return {
+        str(target): Objectives.from_json(document)
+        for target, document in (manifest.get("objectives") or {}).items()
+    }
+
+
+def load_starts(manifest: Mapping) -> dict[str, int]:
+    """Each target's load start (ns) in ``run.json``: where its windows begin."""
+    return {
+        str(target): int(block["start_ns"])
+        for target, block in manifest.get("targets", {}).items()
+        if "start_ns" in block
+    }
+
+
+def check(
+    rows: pd.DataFrame,
+    objectives: Mapping[str, Objectives],
+    starts: Mapping[str, int] | None = None,
+) -> list[Verdict]:
+    """Every target's objectives over one run's rows (a target without rows has every
+    objective unmet: nothing showed them). Windows begin at each target's load start
+    in ``starts`` (``load_starts``), else at its first intended time."""
+    verdicts = []
+    for target, mine in objectives.items():
+        frame = rows[rows["target"] == target]
+        if frame.empty:
+            empty = {"requests": 0, "ok": 0, "errors": {}, **dict.fromkeys(_SUMMARY_KEY.values())}
+            verdicts += evaluate(target, mine, empty)
+            continue
+        frame = frame.assign(target=frame["target"].astype(str))
+        summary = stats.summarize(frame)
+        start = (starts or {}).get(target)
+        windows = None if mine.window_ns is None else window_figures(frame, mine, start)
+        verdicts += evaluate(target, mine, summary, windows)
+    return verdicts
+
+
+def junit_xml(results: Mapping[str, list[Verdict]]) -> str:
+    """JUnit XML for CI systems: a test suite per run, a test case per target and
+    objective, a failure for each objective not met."""
+    suites = ET.Element("testsuites", name="blastradius")
+    for run, verdicts in results.items():
+        failures = sum(not v.met for v in verdicts)
+        suite = ET.SubElement(
+            suites, "testsuite", name=run, tests=str(len(verdicts)), failures=str(failures)
+        )
+        for v in verdicts:
+            case = ET.SubElement(suite, "testcase", classname=f"{run}.{v.target}", name=describe(v))
+            if not v.met:
+                measured = format_value(v.objective, v.measured)
+                where = f" in windows starting at {', '.join(f'{t:g}s' for t in v.breaches)}"
+                message = f"measured {measured}{where if v.breaches else ''}"
+                ET.SubElement(case, "failure", message=message)
+    suites.set("tests", str(sum(len(v) for v in results.values())))
+    suites.set("failures", str(sum(not x.met for v in results.values() for x in v)))
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
