@@ -158,6 +158,17 @@ def _add_load_parser(commands: argparse._SubParsersAction) -> None:
         "--out", default="runs", metavar="DIR|URI", help="where runs go (default runs/)"
     )
     load.add_argument("--address", metavar="RAY_ADDRESS", help="join this Ray cluster")
+    _add_metrics_flag(load)
+
+
+def _add_metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="the embedded cluster's Prometheus endpoint on 127.0.0.1:PORT (default: a free "
+        "port, printed at the start); a joined cluster's nodes serve their own",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RAY_ADDRESS",
         help="join this Ray cluster (default: $RAY_ADDRESS, else an embedded one)",
     )
+    _add_metrics_flag(run)
     run.add_argument(
         "--set",
         dest="overrides",
@@ -317,6 +329,13 @@ def embedded_ray_environment() -> None:
 
 def _address(args: argparse.Namespace) -> str | None:
     address = args.address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and args.metrics_port is not None:
+        raise UsageError(
+            "--metrics-port: only for the embedded cluster; a joined cluster's nodes serve "
+            "metrics on their own --metrics-export-port"
+        )
+    if args.metrics_port:
+        _check_free(args.metrics_port)
     if address is None:
         embedded_ray_environment()
     else:
@@ -324,6 +343,16 @@ def _address(args: argparse.Namespace) -> str | None:
         # answers first, so what remains to fail (a refused token) is not transient.
         os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", "5")
     return address
+
+
+def _check_free(port: int) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"--metrics-port {port}: {exc.strerror or exc}") from None
 
 
 # Set by Ray's job supervisor for a submitted job's entrypoint.
@@ -346,7 +375,7 @@ def _run(args: argparse.Namespace) -> int:
     from blastradius.cluster.shipped import scenario_path
 
     scenario = _checked(lambda: load_scenario(scenario_path(args.scenario), args.overrides))
-    return _execute(scenario, _out(args.out), address)
+    return _execute(scenario, _out(args.out), address, args.metrics_port)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -355,15 +384,19 @@ def _load(args: argparse.Namespace) -> int:
 
     fields = {k: v for k, v in vars(args).items() if k in UrlRun.__dataclass_fields__}
     scenario = _checked(lambda: url_scenario(UrlRun(**fields)))
-    return _execute(scenario, _out(args.out), address)
+    return _execute(scenario, _out(args.out), address, args.metrics_port)
 
 
-def _execute(scenario: object, out: str, address: str | None) -> int:
+def _execute(
+    scenario: object, out: str, address: str | None, metrics_port: int | None = None
+) -> int:
     from blastradius.cluster import driver
 
     console = _Console(sys.stdout)
     try:
-        outcome = driver.run(scenario, out, address, console.line, console.progress)
+        outcome = driver.run(
+            scenario, out, address, console.line, console.progress, metrics_port=metrics_port
+        )
     except driver.RunInputError as exc:
         raise UsageError(str(exc)) from None
     console.line("")

@@ -101,9 +101,10 @@ def _signals_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def connect(address: str | None) -> bool:
+def connect(address: str | None, metrics_port: int | None = None) -> bool:
     """Join the cluster at ``address``, or start an embedded one (as many CPUs as this
-    machine has cores); True when embedded."""
+    machine has cores, its Prometheus endpoint on ``metrics_port``, default a free
+    one); True when embedded."""
     if address is None:
         ray.init(
             address="local",
@@ -111,6 +112,7 @@ def connect(address: str | None) -> bool:
             include_dashboard=False,
             log_to_driver=False,
             _node_ip_address="127.0.0.1",
+            _metrics_export_port=metrics_port or None,
             logging_level="ERROR",
         )
         return True
@@ -167,19 +169,34 @@ def _reachable(address: str) -> bool:
 
 
 def run(
-    scenario: Scenario, out: str, address: str | None, log: Log, progress: Log | None = None
+    scenario: Scenario,
+    out: str,
+    address: str | None,
+    log: Log,
+    progress: Log | None = None,
+    metrics_port: int | None = None,
 ) -> Outcome:
     """Run a scenario on Ray; returns where its rows are and how it ended.
 
     ``log`` takes event lines, ``progress`` the once-a-second lines (default: ``log``).
+    ``metrics_port``: the embedded cluster's Prometheus endpoint (default a free port).
     """
-    embedded = connect(address)
+    embedded = connect(address, metrics_port)
     try:
         with _signals_interrupt():
+            if embedded:
+                log(f"metrics: {metrics_url()}")
             plan, manifest = _open_run(scenario, out, address, embedded)
             return _Execution(plan, manifest.run_dir, manifest, log, progress or log).run()
     finally:
         ray.shutdown()  # the connection this run made (and an embedded cluster with it)
+
+
+def metrics_url() -> str:
+    """Where this (embedded) node serves Prometheus metrics: Ray's and blastradius_*."""
+    here = ray.get_runtime_context().get_node_id()
+    node = next(n for n in ray.nodes() if n["NodeID"] == here)
+    return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
 
 
 def _open_run(

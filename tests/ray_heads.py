@@ -34,10 +34,12 @@ def free_ports(count: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Head:
-    """A running head: its GCS address (``--address``) and job server URL."""
+    """A running head: its GCS address (``--address``), job server URL and Prometheus
+    endpoint (Ray's metrics export)."""
 
     address: str
     dashboard: str
+    metrics: str
 
 
 ATTEMPTS = 3
@@ -102,7 +104,9 @@ def _start(environment: dict[str, str], temp_dir: str) -> tuple[subprocess.Popen
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return head, Head(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}")
+    return head, Head(
+        f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", f"http://127.0.0.1:{metrics}/metrics"
+    )
 
 
 def _wait_ready(head: subprocess.Popen, url: str) -> bool:

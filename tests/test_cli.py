@@ -37,6 +37,11 @@ BAD_INPUT = [
     (["serve", "async", *DEP, "--dependency-timeout", "0"], "must be positive"),
     (["serve", "nothing"], "argument KIND: invalid choice: 'nothing'"),
     (["launch"], "argument COMMAND: invalid choice: 'launch'"),
+    (["run", "tiny", "--metrics-port", "65536"], "argument --metrics-port"),
+    (
+        ["run", "tiny", "--address", "127.0.0.1:9", "--metrics-port", "9100"],
+        "--metrics-port: only for the embedded cluster",
+    ),
 ]
 
 
@@ -143,3 +148,17 @@ def test_a_relative_out_inside_a_ray_job_is_refused(command, tmp_path, monkeypat
     assert main([*command, *extra, "--out", "runs"]) == 2
     assert "--out runs: a relative path inside a Ray job" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_metrics_port_in_use_is_exit_2_before_anything_starts(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = tmp_path / "runs"
+        code, err = _run_main(
+            ["run", "tiny", "--metrics-port", str(port), "--out", str(out)], capsys
+        )
+    assert code == 2
+    assert err == f"blastradius run: error: --metrics-port {port}: Address already in use\n"
+    assert not out.exists()

@@ -386,6 +386,54 @@ def test_network_policies_deny_by_default_and_open_only_what_a_run_needs(directo
     assert policies == {}
 
 
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["kind", "production"])
+def test_the_monitoring_component_scrapes_every_ray_pod_and_ships_the_dashboard(overlay, tmp_path):
+    """An overlay with ``components: [../../monitoring]`` (as README says): the PodMonitor
+    selects every Ray pod and names a port each Ray container has (Ray's export, 8080);
+    Prometheus may reach that port and no other; the dashboard ConfigMap is the file."""
+    shutil.copytree(K8S, tmp_path / "k8s")
+    kustomization = tmp_path / "k8s" / "overlays" / overlay / "kustomization.yaml"
+    with kustomization.open("a") as out:
+        out.write("components: [../../monitoring]\n")
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(kustomization.parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert {d["metadata"].get("namespace") for d in documents if d["kind"] != "Namespace"} == {
+        "blastradius"
+    }
+    (monitor,) = [d for d in documents if d["kind"] == "PodMonitor"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    for spec in ray_clusters(documents):
+        groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        for each in groups:
+            template = each["template"]
+            assert selector.items() <= template["metadata"]["labels"].items()
+            (container,) = [
+                c for c in template["spec"]["containers"] if c["name"].startswith("ray")
+            ]
+            ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            assert ports.get(endpoint["port"]) == 8080, each.get("groupName", "head")
+    (policy,) = [d for d in documents if d["metadata"]["name"] == "blastradius-metrics"]
+    assert builtin_errors(policy) == []
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    (dashboard,) = [
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"].get("labels", {})
+    ]
+    assert builtin_errors(dashboard) == []
+    shipped = (K8S / "monitoring" / "grafana-dashboard.json").read_text()
+    assert dashboard["data"]["blastradius.json"] == shipped
+
+
 # ---- the manifests and the code agree, run for real ----------------------------------------
 
 

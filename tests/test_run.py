@@ -48,8 +48,14 @@ def listening(url: str) -> bool:
 def test_a_run_writes_the_planned_rows_and_a_complete_manifest(tmp_path):
     scenario = tmp_path / "e2e.yaml"
     scenario.write_text(yaml.safe_dump(SCENARIO))
-    result = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = str(tmp_path / "runs")
+    result = run_cli("run", str(scenario), "--out", out, "--metrics-port", str(port))
     assert result.returncode == 0, result.stderr
+    # The embedded cluster's Prometheus endpoint, where it was asked to be, said first.
+    assert result.stdout.splitlines()[0] == f"metrics: http://127.0.0.1:{port}/metrics"
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("e2e-")
 

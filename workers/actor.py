@@ -29,6 +29,7 @@ import ray
 from blastradius.targets.runtime import new_event_loop
 from blastradius.workers.generator import Generator, Plan, Sink
 from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.metrics import LiveMetrics
 from blastradius.workers.shards import write_shard
 
 
@@ -103,9 +104,14 @@ class GeneratorActor:
         self.node = ray.get_runtime_context().get_node_id()
         self.generator: Generator | None = None
 
-    async def run(self, plan: Plan, output: ToStorage | ToCollector) -> dict:
-        """Send the plan's share and record every request; returns the generator's summary."""
-        self.generator = Generator(plan, output.sink(plan.target, plan.worker), self.node)
+    async def run(self, plan: Plan, output: ToStorage | ToCollector, metrics: bool = True) -> dict:
+        """Send the plan's share and record every request; returns the generator's summary.
+        With ``metrics``, each batch also feeds the live metrics (``workers.metrics``)."""
+        sink = output.sink(plan.target, plan.worker)
+        if metrics:
+            live = LiveMetrics(plan.target, plan.worker, lambda: self.generator.in_flight)
+            sink = live.metered(sink)
+        self.generator = Generator(plan, sink, self.node)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, _run_on_own_loop, self.generator)
 

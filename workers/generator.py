@@ -156,6 +156,11 @@ class Generator:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stopped.set)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests on the wire now."""
+        return self._in_flight
+
     def progress(self) -> dict:
         """Counters so far and the last closed window (rows, ok, p99 latency)."""
         c = self.counters
