@@ -13,6 +13,7 @@ from blastradius.workers.record import ERROR_KINDS
         (Ending.RESPONSE, 204, False, ""),
         (Ending.RESPONSE, 299, False, ""),
         (Ending.RESPONSE, 200, True, "timeout"),  # answered after the deadline
+        (Ending.RESPONSE, 300, False, "http"),  # the first status past 2xx
         (Ending.RESPONSE, 302, False, "http"),  # redirects are not followed
         (Ending.RESPONSE, 304, False, "http"),
         (Ending.RESPONSE, 404, False, "http"),

@@ -226,3 +226,9 @@ def test_schema_versions_this_blastradius_reads(metadata, version):
 def test_an_unknown_schema_version_is_refused_naming_it(declared):
     with pytest.raises(ValueError, match=f"schema version {declared.decode()} is not one"):
         layout.check_schema_version({METADATA_KEY: declared})
+
+
+def test_only_the_times_that_may_not_have_happened_are_nullable():
+    # Readers rely on it (analysis.load reads the others as plain int64 and categories).
+    nullable = [field.name for field in SCHEMA if field.nullable]
+    assert nullable == ["sent_ns", "done_ns", "latency_ns", "service_ns"]

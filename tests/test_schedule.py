@@ -136,10 +136,12 @@ def test_interleaving_n_ways_gives_back_the_single_schedule(workers, arrival):
         (lambda: Schedule((Stage.steady(S, 0),)), "rate: every stage has rate 0"),
         (lambda: Schedule((Stage.steady(S, 10),), max_requests=0), "requests: must be at least 1"),
         (lambda: Stage.steady(0, 10), "duration: must be positive"),
+        (lambda: Stage.steady(-S, 10), "duration: must be positive"),
         (lambda: Stage.steady(S, -1), "rate: must be a finite number >= 0"),
         (lambda: Stage.steady(S, math.inf), "rate: must be a finite number >= 0"),
         (lambda: Schedule.constant_rate(10), "duration: give a duration or a request count"),
         (lambda: Schedule.constant_rate(0, requests=10), "rate: must be positive"),
+        (lambda: Schedule.constant_rate(-5, requests=10), "rate: must be positive"),
         (lambda: list(share(Schedule.constant_rate(1, requests=1), 2, 2)), "worker: 2 is not in"),
     ],
 )
@@ -194,12 +196,20 @@ def test_later_stages_start_at_the_end_of_the_earlier_ones():
     assert t.tolist() == expected
 
 
-def test_a_ramp_shorter_than_a_second_follows_its_integral():
-    # 0 -> 40 rps over 0.5 s: Lambda(t) = 40 t^2, 10 requests, request i at sqrt(i / 40) s.
-    t = times(Schedule((Stage(S // 2, 0, 40),)))
-    i = np.arange(10)
-    assert len(t) == 10
-    assert np.max(np.abs(t - np.sqrt(i / 40) * S)) <= 1
+@pytest.mark.parametrize(
+    ("seconds", "end_rps", "count"),
+    [
+        (0.5, 40, 10),  # shorter than a second
+        (0.7, 30, 11),  # a slope that is not a whole number (42.857 rps/s)
+        (100, 0.1, 5),  # slow: Lambda stays under 1 for the first 44 s
+    ],
+)
+def test_a_ramp_from_zero_follows_its_integral(seconds, end_rps, count):
+    # Lambda(t) = slope t^2 / 2, so request i is due at sqrt(2 i / slope).
+    slope = end_rps / seconds
+    t = times(Schedule((Stage(round(seconds * S), 0, end_rps),)))
+    assert len(t) == count
+    assert np.max(np.abs(t - np.sqrt(2 * np.arange(count) / slope) * S)) <= 1
 
 
 def test_a_request_count_alone_leaves_room_for_every_request():
@@ -235,3 +245,14 @@ def test_schedules_are_immutable_and_default_to_seed_0():
 def test_a_worker_outside_the_range_is_refused(worker, workers):
     with pytest.raises(ValueError, match=f"^worker: {worker} is not in"):
         list(share(Schedule.constant_rate(1, requests=1), worker, workers))
+
+
+def test_the_first_poisson_arrival_is_an_exponential_draw_from_the_start():
+    # Over 400 seeds, the first arrival at 10 rps comes after 0.1 s on average (Exp(1)
+    # requests' worth; the standard error of this mean is 5%).
+    firsts = [
+        times(Schedule.constant_rate(10, requests=1, arrival="poisson", seed=seed))[0]
+        for seed in range(400)
+    ]
+    assert np.mean(firsts) / S == pytest.approx(0.1, rel=0.2)
+    assert min(firsts) > 0
