@@ -104,6 +104,39 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     )
     _add_listen_flags(async_)
 
+    proxy = kinds.add_parser(
+        "proxy", help="a reverse proxy that injects faults per request into a real dependency"
+    )
+    proxy.add_argument("--upstream", required=True, metavar="URL", help="where requests go on to")
+    proxy.add_argument(
+        "--route",
+        dest="routes",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="endpoint i is the i-th route: a path prefix, or ~REGEX, after an optional "
+        "method ('GET /api/'); unmatched requests pass untouched (default: one endpoint, "
+        "every path)",
+    )
+    proxy.add_argument(
+        "--latency", default="0", metavar="SPEC", help="added per endpoint (default 0)"
+    )
+    for flag, what in (
+        ("--errors", "an error status (--error-status)"),
+        ("--resets", "a connection reset"),
+        ("--hangs", "no answer at all"),
+    ):
+        proxy.add_argument(flag, metavar="SPEC", help=f"per-endpoint probability of {what}")
+    proxy.add_argument(
+        "--bandwidth", metavar="SPEC", help="per-endpoint response bytes/s (0: unlimited)"
+    )
+    proxy.add_argument("--error-status", type=int, default=503, metavar="CODE", help="default 503")
+    proxy.add_argument(
+        "--faults", metavar="FILE", help="YAML/JSON schedule of changes over time (- reads stdin)"
+    )
+    proxy.add_argument("--seed", type=int, help="seed for the draws")
+    _add_listen_flags(proxy)
+
 
 def _add_load_parser(commands: argparse._SubParsersAction) -> None:
     load = commands.add_parser(
@@ -292,6 +325,44 @@ def _serve_async(args: argparse.Namespace) -> None:
         )
     )
     serving.run_app(lambda: async_target.make_app(config), serving.listen(args.host, args.port))
+
+
+def _serve_proxy(args: argparse.Namespace) -> None:
+    from blastradius.targets import faults, proxy, serving, spec
+
+    def build() -> proxy.ProxyConfig:
+        routes = tuple(proxy.parse_route(text) for text in args.routes)
+        n = max(1, len(routes))
+        latencies = spec.parse_latency_spec(args.latency)
+        if len(latencies) == 1:
+            latencies *= n
+        elif len(latencies) != n:
+            raise ValueError(
+                f"latency spec {args.latency!r} gives {len(latencies)} endpoints, "
+                f"the routes make {n}"
+            )
+
+        def probabilities(text: str | None, what: str) -> tuple[float, ...]:
+            return (0.0,) * n if text is None else spec.parse_error_spec(text, n, what)
+
+        errors = probabilities(args.errors, "errors")
+        resets = probabilities(args.resets, "resets")
+        hangs = probabilities(args.hangs, "hangs")
+        bandwidth = (
+            (0,) * n if args.bandwidth is None else spec.parse_bandwidth_spec(args.bandwidth, n)
+        )
+        starting = tuple(
+            faults.EndpointState(*values)
+            for values in zip(latencies, errors, resets, hangs, bandwidth, strict=True)
+        )
+        schedule = () if args.faults is None else faults.load_faults(args.faults)
+        return proxy.ProxyConfig(
+            args.upstream, routes, starting, schedule, args.error_status, args.seed
+        )
+
+    config = _checked(build)
+    sock = serving.listen(args.host, args.port)
+    serving.run_app(lambda: proxy.make_app(config), sock, handler_cancellation=True)
 
 
 class _Console:
@@ -616,7 +687,12 @@ def _demo(args: argparse.Namespace) -> int:
     return exit_code(outcome.status)
 
 
-_SERVE = {"dependency": _serve_dependency, "blocking": _serve_blocking, "async": _serve_async}
+_SERVE = {
+    "dependency": _serve_dependency,
+    "blocking": _serve_blocking,
+    "async": _serve_async,
+    "proxy": _serve_proxy,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

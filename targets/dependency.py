@@ -37,6 +37,11 @@ class DependencyConfig:
             raise ValueError("latency: at least one endpoint is needed")
         if self.error_ps is not None and len(self.error_ps) != len(self.latencies):
             raise ValueError("errors: one probability per endpoint is needed")
+        if any(fault.proxy_only for fault in self.faults):
+            raise ValueError(
+                "faults: the dependency injects latency and errors; resets, hangs and "
+                "bandwidth are the proxy's (blastradius serve proxy)"
+            )
 
     def model(self) -> EndpointModel:
         """The endpoint model (validates the fault schedule against the endpoints)."""
@@ -74,9 +79,9 @@ def make_app(config: DependencyConfig) -> web.Application:
         i = int(request.match_info["i"])
         if i >= model.endpoints:
             raise web.HTTPNotFound(text=f"no endpoint {i}: there are {model.endpoints}\n")
-        latency, error_p = model.at(i, time.monotonic_ns() - started_ns)
-        delay_ns = latency.sample_ns(rng)
-        failed = error_p > 0 and rng.random() < error_p
+        state = model.at(i, time.monotonic_ns() - started_ns)
+        delay_ns = state.latency.sample_ns(rng)
+        failed = state.error_p > 0 and rng.random() < state.error_p
         stats.enter()
         try:
             await asyncio.sleep(delay_ns / 1e9)

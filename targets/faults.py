@@ -6,7 +6,10 @@ A schedule is a list of events, from a YAML/JSON file or a scenario block::
                          # dependency's start, or the time POST /clock set
       endpoint: 9        # an index, a list of indices, or "all"
       latency: 30s       # optional: a latency VALUE (bare number = ms, distributions allowed)
-      errors: 0.5        # optional: probability of HTTP 500
+      errors: 0.5        # optional: probability of an error status (the dependency: 500)
+      resets: 0.1        # optional (the proxy): probability of resetting the connection
+      hangs: 0.1         # optional (the proxy): probability of never answering
+      bandwidth: 10000   # optional (the proxy): response body bytes/s (0: unlimited)
 
 An event holds until a later event changes the same endpoint (so recovery is
 another event). ``EndpointModel`` answers, purely, what an endpoint looks like
@@ -31,27 +34,62 @@ from blastradius.targets.spec import (
     parse_latency_value,
 )
 
-_EVENT_KEYS = {"at", "endpoint", "latency", "errors"}
+_EVENT_KEYS = {"at", "endpoint", "latency", "errors", "resets", "hangs", "bandwidth"}
+PROXY_ONLY = ("resets", "hangs", "bandwidth")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointState:
+    """How an endpoint behaves: its latency, and the probabilities of each injected fault
+    (an error status, a reset, a hang), and a response bandwidth (0: unlimited)."""
+
+    latency: Latency
+    error_p: float = 0.0
+    reset_p: float = 0.0
+    hang_p: float = 0.0
+    bandwidth_bps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """From ``at_ns`` on, ``endpoints`` take ``latency`` and/or fail with ``error_p``."""
+    """From ``at_ns`` on, ``endpoints`` take what is given here (None: unchanged)."""
 
     at_ns: int
     endpoints: tuple[int, ...] | None  # None: every endpoint
     latency: Latency | None = None
     error_p: float | None = None
+    reset_p: float | None = None
+    hang_p: float | None = None
+    bandwidth_bps: int | None = None
 
     def __post_init__(self) -> None:
         if self.at_ns < 0:
             raise ValueError("at: must not be negative")
-        if self.latency is None and self.error_p is None:
-            raise ValueError("give latency or errors (or both)")
-        if self.error_p is not None and not 0.0 <= self.error_p <= 1.0:
-            raise ValueError("errors: probability outside [0, 1]")
+        changes = (self.latency, self.error_p, self.reset_p, self.hang_p, self.bandwidth_bps)
+        if all(change is None for change in changes):
+            raise ValueError("give latency, errors, resets, hangs or bandwidth")
+        for key, p in (("errors", self.error_p), ("resets", self.reset_p), ("hangs", self.hang_p)):
+            if p is not None and not 0.0 <= p <= 1.0:
+                raise ValueError(f"{key}: probability outside [0, 1]")
+        if self.bandwidth_bps is not None and self.bandwidth_bps < 0:
+            raise ValueError("bandwidth: bytes per second, 0 or more")
         if self.endpoints is not None and any(i < 0 for i in self.endpoints):
             raise ValueError("endpoint: indices must not be negative")
+
+    @property
+    def proxy_only(self) -> bool:
+        """Whether it changes what only the proxy injects (resets, hangs, bandwidth)."""
+        return any(x is not None for x in (self.reset_p, self.hang_p, self.bandwidth_bps))
+
+    def applied(self, state: EndpointState) -> EndpointState:
+        """``state`` with this fault's changes."""
+        return EndpointState(
+            state.latency if self.latency is None else self.latency,
+            state.error_p if self.error_p is None else self.error_p,
+            state.reset_p if self.reset_p is None else self.reset_p,
+            state.hang_p if self.hang_p is None else self.hang_p,
+            state.bandwidth_bps if self.bandwidth_bps is None else self.bandwidth_bps,
+        )
 
     def to_event(self) -> dict:
         """This fault as a schedule event (``parse_fault`` reads it back equal)."""
@@ -61,8 +99,14 @@ class Fault:
         }
         if self.latency is not None:
             event["latency"] = str(self.latency)
-        if self.error_p is not None:
-            event["errors"] = self.error_p
+        for key, value in (
+            ("errors", self.error_p),
+            ("resets", self.reset_p),
+            ("hangs", self.hang_p),
+            ("bandwidth", self.bandwidth_bps),
+        ):
+            if value is not None:
+                event[key] = value
         return event
 
 
@@ -81,10 +125,16 @@ def _parse_endpoints(value: object) -> tuple[int, ...] | None:
     return tuple(items)
 
 
-def _parse_errors(value: object) -> float:
+def _parse_probability(value: object, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("errors: expected a probability in [0, 1]")
+        raise ValueError(f"{key}: expected a probability in [0, 1]")
     return float(value)
+
+
+def _parse_bandwidth(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("bandwidth: expected bytes per second, a whole number (0: unlimited)")
+    return value
 
 
 def parse_fault(event: object) -> Fault:
@@ -98,12 +148,20 @@ def parse_fault(event: object) -> Fault:
         if key not in event:
             raise ValueError(f"{key}: missing")
     latency = event.get("latency")
-    errors = event.get("errors")
+
+    def probability(key: str) -> float | None:
+        value = event.get(key)
+        return None if value is None else _parse_probability(value, key)
+
+    bandwidth = event.get("bandwidth")
     return Fault(
         at_ns=_parse_at(event["at"]),
         endpoints=_parse_endpoints(event["endpoint"]),
         latency=None if latency is None else parse_latency_value(str(latency)),
-        error_p=None if errors is None else _parse_errors(errors),
+        error_p=probability("errors"),
+        reset_p=probability("resets"),
+        hang_p=probability("hangs"),
+        bandwidth_bps=None if bandwidth is None else _parse_bandwidth(bandwidth),
     )
 
 
@@ -145,13 +203,14 @@ def load_faults(path: str | Path) -> tuple[Fault, ...]:
 
 
 class EndpointModel:
-    """What each endpoint looks like (latency, error probability) at a given time."""
+    """What each endpoint looks like (an ``EndpointState``) at a given time."""
 
     def __init__(
         self,
         latencies: Sequence[Latency],
         error_ps: Sequence[float],
         faults: Sequence[Fault] = (),
+        starting: Sequence[EndpointState] | None = None,
     ) -> None:
         if len(latencies) != len(error_ps):
             raise ValueError("errors: one probability per endpoint is needed")
@@ -162,25 +221,26 @@ class EndpointModel:
                 raise ValueError(
                     f"faults: endpoint {bad[0]} does not exist (there are {self.endpoints})"
                 )
+        if starting is None:
+            starting = [EndpointState(lat, p) for lat, p in zip(latencies, error_ps, strict=True)]
         # Per endpoint: change times and the state from each time on.
         self._times: list[list[int]] = []
-        self._states: list[list[tuple[Latency, float]]] = []
+        self._states: list[list[EndpointState]] = []
         for i in range(self.endpoints):
-            times, states = [0], [(latencies[i], error_ps[i])]
+            times, states = [0], [starting[i]]
             for fault in sorted(faults, key=lambda f: f.at_ns):
                 if fault.endpoints is None or i in fault.endpoints:
-                    latency, error_p = states[-1]
                     times.append(fault.at_ns)
-                    states.append(
-                        (
-                            latency if fault.latency is None else fault.latency,
-                            error_p if fault.error_p is None else fault.error_p,
-                        )
-                    )
+                    states.append(fault.applied(states[-1]))
             self._times.append(times)
             self._states.append(states)
 
-    def at(self, endpoint: int, elapsed_ns: int) -> tuple[Latency, float]:
-        """Endpoint ``endpoint``'s (latency, error probability) ``elapsed_ns`` after start."""
+    @classmethod
+    def of(cls, starting: Sequence[EndpointState], faults: Sequence[Fault] = ()) -> EndpointModel:
+        """A model from each endpoint's starting state."""
+        return cls([s.latency for s in starting], [s.error_p for s in starting], faults, starting)
+
+    def at(self, endpoint: int, elapsed_ns: int) -> EndpointState:
+        """Endpoint ``endpoint``'s state ``elapsed_ns`` after the origin."""
         k = bisect.bisect_right(self._times[endpoint], elapsed_ns) - 1
         return self._states[endpoint][max(k, 0)]  # before the origin: the starting state

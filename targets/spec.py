@@ -241,21 +241,37 @@ def _parse_probability(text: str) -> float:
     return p
 
 
-def parse_error_spec(spec: str, endpoints: int) -> tuple[float, ...]:
-    """Parse an errors SPEC into one probability per endpoint.
+def parse_error_spec(spec: str, endpoints: int, what: str = "errors") -> tuple[float, ...]:
+    """Parse an errors SPEC (or another of probabilities, named ``what``) into one
+    probability per endpoint.
 
     A spec of a single value applies it to every endpoint; otherwise it must
     give exactly ``endpoints`` values.
     """
-    probabilities = _parse_items(spec, "errors", _parse_probability)
-    if len(probabilities) == 1:
-        return probabilities * endpoints
-    if len(probabilities) != endpoints:
+    return _per_endpoint(spec, endpoints, what, _parse_probability)
+
+
+def _parse_bytes_per_second(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError(f"{text!r} is not a whole number of bytes per second")
+    return int(text)
+
+
+def parse_bandwidth_spec(spec: str, endpoints: int) -> tuple[int, ...]:
+    """Parse a bandwidth SPEC (bytes per second of response body, 0: unlimited) into one
+    value per endpoint, as ``parse_error_spec`` does."""
+    return _per_endpoint(spec, endpoints, "bandwidth", _parse_bytes_per_second)
+
+
+def _per_endpoint(spec: str, endpoints: int, what: str, parse_value) -> tuple:
+    values = _parse_items(spec, what, parse_value)
+    if len(values) == 1:
+        return values * endpoints
+    if len(values) != endpoints:
         raise ValueError(
-            f"errors spec {spec!r} gives {len(probabilities)} endpoints, "
-            f"the latency spec {endpoints}"
+            f"{what} spec {spec!r} gives {len(values)} endpoints, the latency spec {endpoints}"
         )
-    return probabilities
+    return values
 
 
 def _format_items(values) -> str:

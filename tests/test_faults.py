@@ -6,6 +6,7 @@ import pytest
 
 from blastradius.targets.faults import (
     EndpointModel,
+    EndpointState,
     Fault,
     format_faults,
     load_faults,
@@ -38,7 +39,10 @@ def test_parse_faults_from_a_list_and_a_mapping():
     ("events", "message"),
     [
         ("nope", "faults: expected a list"),
-        ([{"at": "1s", "endpoint": 0}], "faults[0]: give latency or errors"),
+        (
+            [{"at": "1s", "endpoint": 0}],
+            "faults[0]: give latency, errors, resets, hangs or bandwidth",
+        ),
         ([{"endpoint": 0, "latency": 5}], "faults[0]: at: missing"),
         ([{"at": "1s", "latency": 5}], "faults[0]: endpoint: missing"),
         ([{"at": "1s", "endpoint": 0, "latency": 5, "when": 1}], "faults[0]: unknown key 'when'"),
@@ -82,14 +86,14 @@ def test_endpoint_model_switches_at_fault_times_and_holds_until_the_next():
     )
     model = EndpointModel(base, (0.0,) * 10, faults)
     table = [
-        (9, 0, (Fixed(200 * MS), 0.0)),
-        (9, 10 * S - 1, (Fixed(200 * MS), 0.0)),
-        (9, 10 * S, (Fixed(30 * S), 0.0)),
-        (0, 12 * S, (Fixed(200 * MS), 0.0)),
-        (9, 15 * S, (Fixed(30 * S), 0.25)),
-        (0, 15 * S, (Fixed(200 * MS), 0.25)),
-        (9, 20 * S, (Fixed(200 * MS), 0.25)),
-        (9, 10**15, (Fixed(200 * MS), 0.25)),
+        (9, 0, EndpointState(Fixed(200 * MS), 0.0)),
+        (9, 10 * S - 1, EndpointState(Fixed(200 * MS), 0.0)),
+        (9, 10 * S, EndpointState(Fixed(30 * S), 0.0)),
+        (0, 12 * S, EndpointState(Fixed(200 * MS), 0.0)),
+        (9, 15 * S, EndpointState(Fixed(30 * S), 0.25)),
+        (0, 15 * S, EndpointState(Fixed(200 * MS), 0.25)),
+        (9, 20 * S, EndpointState(Fixed(200 * MS), 0.25)),
+        (9, 10**15, EndpointState(Fixed(200 * MS), 0.25)),
     ]
     for endpoint, elapsed_ns, expected in table:
         assert model.at(endpoint, elapsed_ns) == expected, (endpoint, elapsed_ns)
@@ -107,9 +111,9 @@ def test_before_the_origin_an_endpoint_is_in_its_starting_state():
         [0.0, 0.0],
         parse_faults([{"at": "1s", "endpoint": 1, "latency": "30s"}]),
     )
-    assert model.at(1, -5 * S) == (Fixed(MS), 0.0)
-    assert model.at(1, 0) == (Fixed(MS), 0.0)
-    assert model.at(1, 1 * S) == (Fixed(30 * S), 0.0)
+    assert model.at(1, -5 * S) == EndpointState(Fixed(MS), 0.0)
+    assert model.at(1, 0) == EndpointState(Fixed(MS), 0.0)
+    assert model.at(1, 1 * S) == EndpointState(Fixed(30 * S), 0.0)
 
 
 @pytest.mark.parametrize(

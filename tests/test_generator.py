@@ -52,7 +52,8 @@ def test_open_loop_against_the_async_target_keeps_the_schedule(async_target):
     assert gaps.min() >= S // 300 and gaps.max() <= S // 300 + 1  # exact to the nanosecond
     lag_ms = (rows["sent_ns"] - rows["intended_ns"]) / MS
     assert lag_ms.min() >= 0
-    assert np.quantile(lag_ms, 0.99, method="inverted_cdf") < 10
+    # Sent on time: a p99 lag of a few gaps at most (loose enough for a loaded 2-core machine).
+    assert np.quantile(lag_ms, 0.99, method="inverted_cdf") < 25
     assert rows["ok"].all()
     assert (rows["latency_ns"] >= rows["service_ns"]).all()
     assert (rows["status"] == 200).all() and (rows["error"] == "").all()

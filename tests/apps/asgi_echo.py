@@ -1,5 +1,6 @@
 """An ASGI echo app for uvicorn: answers with the request it received, as JSON."""
 
+import asyncio
 import base64
 import json
 import os
@@ -18,6 +19,19 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 304, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
+    if scope["path"].startswith("/bytes/"):  # /bytes/N: N bytes of "x"
+        size = int(scope["path"].rsplit("/", 1)[1])
+        headers = [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x" * size})
+        return
+    if scope["path"] == "/stream":  # 5 chunks 300 ms apart, no length (chunked)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for n in range(5):
+            await send({"type": "http.response.body", "body": b"chunk%d;" % n, "more_body": True})
+            await asyncio.sleep(0.3)
+        await send({"type": "http.response.body", "body": b""})
+        return
     echo = {
         "method": scope["method"],
         "path": scope["path"],
@@ -34,5 +48,7 @@ async def app(scope, receive, send):
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
     ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    status = int(dict(scope["headers"]).get(b"x-echo-status", b"200"))
+    headers.append((b"x-echo", b"yes"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,302 @@
+"""The fault-injecting proxy (``blastradius serve proxy``) in front of real servers: faults
+per request on one keep-alive connection, delays as specified, schedules, pass-through,
+streaming, resets, hangs, bandwidth, bad input and a dead upstream."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from real_servers import uvicorn_echo
+from waits import wait_for
+
+from blastradius.cluster import launch
+from blastradius.targets.faults import EndpointState
+from blastradius.targets.proxy import decide, parse_route
+from blastradius.targets.spec import Fixed
+
+BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]
+S, MS = 1_000_000_000, 1_000_000
+
+
+OPEN: list[http.client.HTTPConnection] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_connections():
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
+def connection(url: str, timeout: float = 10) -> http.client.HTTPConnection:
+    """A client connection to ``url``, closed after the test."""
+    parts = urlsplit(url)
+    OPEN.append(http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout))
+    return OPEN[-1]
+
+
+def get(conn: http.client.HTTPConnection, path: str, **headers: str):
+    conn.request("GET", path, headers=headers)
+    response = response_of(conn)
+    return response, response.read()
+
+
+def response_of(conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    return conn.getresponse()
+
+
+def stats(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/_blastradius/stats", timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.parametrize(
+    ("text", "method", "path", "matches"),
+    [
+        ("/api/", "GET", "/api/orders", True),
+        ("/api/", "GET", "/apix", False),
+        ("POST /api/", "GET", "/api/orders", False),
+        ("post /api/", "POST", "/api/orders", True),
+        (r"~^/items/\d+$", "GET", "/items/42", True),
+        (r"~^/items/\d+$", "GET", "/items/42/x", False),
+        (r"DELETE ~/items/", "DELETE", "/v1/items/7", True),
+    ],
+)
+def test_routes_match_by_method_and_prefix_or_regex(text, method, path, matches):
+    assert parse_route(text).matches(method, path) is matches
+
+
+def test_one_draw_decides_a_hang_a_reset_an_error_or_nothing():
+    state = EndpointState(Fixed(5 * MS), error_p=0.3, reset_p=0.2, hang_p=0.1)
+    rng = random.Random(3)
+    fates = [decide(state, rng).fault for _ in range(20_000)]
+    shares = {kind: fates.count(kind) / len(fates) for kind in ("hang", "reset", "error", None)}
+    expected = {"hang": 0.1, "reset": 0.2, "error": 0.3, None: 0.4}
+    for kind, share in expected.items():
+        assert shares[kind] == pytest.approx(share, abs=0.015), kind  # 4 standard errors
+    assert decide(EndpointState(Fixed(5 * MS)), rng) == decide(EndpointState(Fixed(5 * MS)), rng)
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory):
+    with uvicorn_echo(tmp_path_factory.mktemp("echo") / "log.jsonl") as url:
+        yield url
+
+
+def test_errors_are_per_request_on_one_keep_alive_connection(echo):
+    routes = ["--route", "/a", "--route", "/b"]
+    with launch.start(
+        "proxy", ["--upstream", echo, *routes, "--errors", "0,0.3", "--seed", "5"]
+    ) as proxy:
+        conn = connection(proxy.url)
+        injected = {"/a": 0, "/b": 0, "/c": 0}
+        get(conn, "/c")
+        first = conn.sock
+        for _ in range(500):
+            for path in injected:
+                response, _ = get(conn, path)
+                if response.status == 503:
+                    assert response.getheader("X-Blastradius-Fault") == "error 503"
+                    injected[path] += 1
+                else:
+                    assert response.status == 200 and response.getheader("x-echo") == "yes"
+        assert conn.sock is first  # one connection throughout
+        counted = stats(proxy.url)
+    # 30% of 500 (standard error 2.0%): within +-6%, 3 standard errors.
+    assert injected["/b"] / 500 == pytest.approx(0.3, abs=0.06)
+    assert injected["/a"] == injected["/c"] == 0
+    assert [r["errors"] for r in counted["routes"]] == [0, injected["/b"]]
+    assert [r["requests"] for r in counted["routes"]] == [500, 500]
+    assert counted["unmatched"] == 501
+
+
+def test_delays_follow_their_distribution():
+    # The upstream answers at once (the dependency with latency 0: aiohttp, no Nagle
+    # stalls), so what the client measures is the delay plus the proxy's own cost.
+    spec = "lognormal(20ms,p99=80ms)"
+    with (
+        launch.start("dependency", ["--latency", "0"]) as upstream,
+        launch.start(
+            "proxy", ["--upstream", upstream.url, "--latency", spec, "--seed", "2"]
+        ) as proxy,
+    ):
+        conn = connection(proxy.url)
+        drawn, measured = [], []
+        for _ in range(300):
+            start = time.perf_counter()
+            response, _ = get(conn, "/endpoint/0")
+            measured.append(time.perf_counter() - start)
+            label = response.getheader("X-Blastradius-Fault")
+            assert label.startswith("delay ")
+            drawn.append(_seconds(label.removeprefix("delay ")))
+    drawn_a, measured_a = np.array(drawn), np.array(measured)
+    # The draws: median 20 ms and p99 80 ms (300 samples: the p99 is the 3rd largest).
+    assert np.median(drawn_a) == pytest.approx(0.020, rel=0.15)
+    assert np.quantile(drawn_a, 0.99) == pytest.approx(0.080, rel=0.4)
+    # Each was waited for, and the rest (proxy, upstream, loopback) is small.
+    assert np.all(measured_a >= drawn_a)
+    assert np.median(measured_a - drawn_a) < 0.02
+
+
+def _seconds(text: str) -> float:
+    for unit, scale in (("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("s", 1.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    raise AssertionError(text)
+
+
+def test_a_schedule_changes_behaviour_at_its_time_and_can_be_replaced(echo, tmp_path):
+    schedule = tmp_path / "faults.yaml"
+    schedule.write_text("- {at: 1s, endpoint: 0, errors: 1.0}\n")
+    with launch.start("proxy", ["--upstream", echo, "--faults", str(schedule)]) as proxy:
+        origin_ns = time.time_ns()
+        post(f"{proxy.url}/_blastradius/clock?origin_ns={origin_ns}", b"")
+        conn = connection(proxy.url)
+        first, _ = get(conn, "/x")
+        assert first.status == 200 or time.time_ns() - origin_ns >= S
+        wait_for(lambda: get(conn, "/x")[0].status, lambda status: status == 503, timeout_s=30)
+        assert time.time_ns() - origin_ns >= S
+        replaced = post(f"{proxy.url}/_blastradius/faults", b"[{at: 0s, endpoint: 0, errors: 0}]")
+        assert replaced == {"faults": 1}
+        assert [get(conn, "/x")[0].status for _ in range(20)] == [200] * 20
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            post(f"{proxy.url}/_blastradius/faults", b"[{at: 0s, endpoint: 3, errors: 1}]")
+        assert bad.value.code == 400
+        assert b"endpoint 3 does not exist" in bad.value.read()
+
+
+def post(url: str, body: bytes) -> dict:
+    request = urllib.request.Request(url, data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_requests_and_responses_pass_through_unchanged(echo):
+    with launch.start("proxy", ["--upstream", echo]) as proxy:
+        conn = connection(proxy.url)
+        body = bytes(range(256)) * 40
+        conn.request(
+            "PUT",
+            "/some/path%20x?a=1&b=%C3%A9",
+            body=body,
+            headers={
+                "X-Custom": "v1",
+                "Content-Type": "application/x-thing",
+                "X-Echo-Status": "418",
+            },
+        )
+        response = response_of(conn)
+        echoed = json.loads(response.read())
+    assert response.status == 418 and response.getheader("x-echo") == "yes"
+    assert response.getheader("X-Blastradius-Fault") is None  # nothing was injected
+    assert echoed["method"] == "PUT"
+    assert echoed["raw_path"] == "/some/path%20x" and echoed["query"] == "a=1&b=%C3%A9"
+    assert base64.b64decode(echoed["body"]) == body
+    headers = dict((k.lower(), v) for k, v in echoed["headers"])
+    assert headers["x-custom"] == "v1" and headers["content-type"] == "application/x-thing"
+    assert headers["host"] == urlsplit(echo).netloc  # as nginx's proxy_pass sets it
+    assert headers["content-length"] == str(len(body))
+
+
+def test_a_streamed_response_is_not_buffered_whole(echo):
+    with launch.start("proxy", ["--upstream", echo]) as proxy:
+        conn = connection(proxy.url)
+        start = time.monotonic()
+        conn.request("GET", "/stream")
+        response = response_of(conn)
+        first = response.read1(64)
+        first_at = time.monotonic() - start
+        rest = response.read()
+        total = time.monotonic() - start
+    assert first.startswith(b"chunk0;")
+    assert (first + rest) == b"chunk0;chunk1;chunk2;chunk3;chunk4;"
+    # The upstream takes 1.5 s to send its five chunks; the first is here long before.
+    assert total >= 1.2 and first_at < total - 0.9
+
+
+def test_resets_hangs_and_bandwidth(echo):
+    args = ["--upstream", echo, "--route", "/reset", "--route", "/hang", "--route", "/bytes/"]
+    args += ["--resets", "1,0,0", "--hangs", "0,1,0", "--bandwidth", "0,0,100000"]
+    with launch.start("proxy", args) as proxy:
+        with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+            get(connection(proxy.url), "/reset")
+        hung = connection(proxy.url, timeout=1.5)
+        with pytest.raises(TimeoutError):
+            get(hung, "/hang")
+        hung.close()  # the client gives up: the proxy stops waiting too
+        start = time.monotonic()
+        response, body = get(connection(proxy.url), "/bytes/200000")
+        elapsed = time.monotonic() - start
+        assert response.getheader("X-Blastradius-Fault") == "bandwidth 100000B/s"
+        assert len(body) == 200_000
+        assert 1.8 <= elapsed < 4  # 2 s at 100,000 B/s
+        counted = wait_for(
+            lambda: stats(proxy.url), lambda s: s["in_flight"] == 0, timeout_s=30
+        )  # the hung request ended when its client left
+    assert [(r["resets"], r["hangs"], r["throttled"]) for r in counted["routes"]] == [
+        (1, 0, 0),
+        (0, 1, 0),
+        (0, 0, 1),
+    ]
+
+
+def test_a_dead_upstream_is_a_502_and_counted():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with launch.start("proxy", ["--upstream", dead]) as proxy:
+        conn = connection(proxy.url)
+        statuses = [get(conn, "/x")[0] for _ in range(3)]
+        assert [r.status for r in statuses] == [502] * 3
+        assert statuses[0].getheader("X-Blastradius-Proxy") == "upstream unreachable"
+        assert stats(proxy.url)["upstream_errors"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--upstream", "ftp://x"], "upstream: 'ftp://x' is not an http:// or https:// URL"),
+        (["--upstream", "http://h/?q=1"], "give a base URL, without query or fragment"),
+        (["--upstream", "http://h", "--route", "FETCH /x"], "'FETCH' is not one of"),
+        (["--upstream", "http://h", "--route", "~(unclosed"], "not a regular expression"),
+        (["--upstream", "http://h", "--route", "api"], "a path prefix begins with /"),
+        (["--upstream", "http://h", "--latency", "1,2"], "gives 2 endpoints, the routes make 1"),
+        (["--upstream", "http://h", "--errors", "0.6", "--resets", "0.6"], "add up to more"),
+        (["--upstream", "http://h", "--bandwidth", "fast"], "bandwidth spec item 1"),
+        (["--upstream", "http://h", "--error-status", "200"], "not a 4xx or 5xx status"),
+        (["--upstream", "http://h", "--hangs", "2"], "hangs spec item 1 '2'"),
+    ],
+)
+def test_bad_proxy_input_is_one_line_and_exit_2(args, message):
+    result = subprocess.run(
+        [*BLASTRADIUS, "serve", "proxy", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr
+
+
+def test_injected_counts_add_up(echo):
+    # Every request of a route is counted once, whatever happened to it.
+    with launch.start(
+        "proxy", ["--upstream", echo, "--errors", "0.5", "--latency", "1ms", "--seed", "9"]
+    ) as proxy:
+        conn = connection(proxy.url)
+        statuses = [get(conn, "/x")[0].status for _ in range(200)]
+        (route,) = stats(proxy.url)["routes"]
+    assert route["requests"] == 200 and route["delayed"] == 200
+    assert route["errors"] == statuses.count(503) and statistics.mean(
+        s == 503 for s in statuses
+    ) == pytest.approx(0.5, abs=0.11)
