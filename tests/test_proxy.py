@@ -95,14 +95,22 @@ def echo(tmp_path_factory):
         yield url
 
 
-def test_errors_are_per_request_on_one_keep_alive_connection(echo):
-    routes = ["--route", "/a", "--route", "/b"]
+@pytest.fixture(scope="module")
+def quick():
+    """An upstream that answers at once (the dependency with latency 0, on aiohttp):
+    uvicorn's echo stalls ~40 ms a response with this client (Nagle and delayed ACK)."""
+    with launch.start("dependency", ["--latency", "0*3"]) as dependency:
+        yield dependency.url
+
+
+def test_errors_are_per_request_on_one_keep_alive_connection(quick):
+    routes = ["--route", "/endpoint/1", "--route", "/endpoint/2"]
     with launch.start(
-        "proxy", ["--upstream", echo, *routes, "--errors", "0,0.3", "--seed", "5"]
+        "proxy", ["--upstream", quick, *routes, "--errors", "0,0.3", "--seed", "5"]
     ) as proxy:
         conn = connection(proxy.url)
-        injected = {"/a": 0, "/b": 0, "/c": 0}
-        get(conn, "/c")
+        injected = {"/endpoint/1": 0, "/endpoint/2": 0, "/endpoint/0": 0}
+        get(conn, "/endpoint/0")
         first = conn.sock
         for _ in range(500):
             for path in injected:
@@ -111,27 +119,22 @@ def test_errors_are_per_request_on_one_keep_alive_connection(echo):
                     assert response.getheader("X-Blastradius-Fault") == "error 503"
                     injected[path] += 1
                 else:
-                    assert response.status == 200 and response.getheader("x-echo") == "yes"
+                    assert response.status == 200
         assert conn.sock is first  # one connection throughout
         counted = stats(proxy.url)
     # 30% of 500 (standard error 2.0%): within +-6%, 3 standard errors.
-    assert injected["/b"] / 500 == pytest.approx(0.3, abs=0.06)
-    assert injected["/a"] == injected["/c"] == 0
-    assert [r["errors"] for r in counted["routes"]] == [0, injected["/b"]]
+    assert injected["/endpoint/2"] / 500 == pytest.approx(0.3, abs=0.06)
+    assert injected["/endpoint/1"] == injected["/endpoint/0"] == 0
+    assert [r["errors"] for r in counted["routes"]] == [0, injected["/endpoint/2"]]
     assert [r["requests"] for r in counted["routes"]] == [500, 500]
     assert counted["unmatched"] == 501
 
 
-def test_delays_follow_their_distribution():
-    # The upstream answers at once (the dependency with latency 0: aiohttp, no Nagle
-    # stalls), so what the client measures is the delay plus the proxy's own cost.
+def test_delays_follow_their_distribution(quick):
+    # The upstream answers at once, so what the client measures is the delay plus the
+    # proxy's own cost.
     spec = "lognormal(20ms,p99=80ms)"
-    with (
-        launch.start("dependency", ["--latency", "0"]) as upstream,
-        launch.start(
-            "proxy", ["--upstream", upstream.url, "--latency", spec, "--seed", "2"]
-        ) as proxy,
-    ):
+    with launch.start("proxy", ["--upstream", quick, "--latency", spec, "--seed", "2"]) as proxy:
         conn = connection(proxy.url)
         drawn, measured = [], []
         for _ in range(300):
@@ -288,13 +291,13 @@ def test_bad_proxy_input_is_one_line_and_exit_2(args, message):
     assert message in result.stderr
 
 
-def test_injected_counts_add_up(echo):
+def test_injected_counts_add_up(quick):
     # Every request of a route is counted once, whatever happened to it.
     with launch.start(
-        "proxy", ["--upstream", echo, "--errors", "0.5", "--latency", "1ms", "--seed", "9"]
+        "proxy", ["--upstream", quick, "--errors", "0.5", "--latency", "1ms", "--seed", "9"]
     ) as proxy:
         conn = connection(proxy.url)
-        statuses = [get(conn, "/x")[0].status for _ in range(200)]
+        statuses = [get(conn, "/endpoint/0")[0].status for _ in range(200)]
         (route,) = stats(proxy.url)["routes"]
     assert route["requests"] == 200 and route["delayed"] == 200
     assert route["errors"] == statuses.count(503) and statistics.mean(
