@@ -89,7 +89,8 @@ def main() -> None:
     stop.set()
 
     # Exact figures from the rows on disk, read after the run (no bookkeeping during it).
-    rows = pq.read_table(directory, columns=["intended_ns", "sent_ns", "ok"])
+    rows = pq.read_table(directory, columns=["intended_ns", "sent_ns", "ok", "latency_ns"])
+    latency = pc.filter(rows["latency_ns"], rows["ok"]).to_numpy()
     lag = pc.subtract(rows["sent_ns"], rows["intended_ns"]).drop_null().to_numpy()
     parquet_bytes = sum(p.stat().st_size for p in Path(directory).glob("*.parquet"))
     shutil.rmtree(out, ignore_errors=True)
@@ -107,6 +108,12 @@ def main() -> None:
                 if len(lag)
                 else None,
                 "parquet_bytes_per_request": parquet_bytes / max(rows.num_rows, 1),
+                "latency_ms": {
+                    name: float(np.quantile(latency, q, method="inverted_cdf")) / 1e6
+                    for name, q in (("p50", 0.5), ("p99", 0.99))
+                }
+                if len(latency)
+                else None,
                 "rss_mib": samples,
             }
         )
