@@ -36,3 +36,8 @@ def test_every_ending_has_one_kind(ending, status, late, kind):
 def test_every_kind_but_http_and_ok_comes_from_a_failure_ending():
     kinds = {ERROR_KINDS[classify(e, 0, False)] for e in Ending if e != Ending.RESPONSE}
     assert kinds | {"", "http"} == set(ERROR_KINDS)
+
+
+def test_no_two_endings_share_a_value():
+    # An IntEnum member with an earlier member's value silently becomes its alias.
+    assert len({e.value for e in Ending.__members__.values()}) == len(Ending.__members__)

@@ -12,7 +12,8 @@ from blastradius.cluster.status import (
     target_status,
 )
 
-C, S, L, F = (
+S = 1_000_000_000
+C, ST, L, F = (
     GeneratorState.COMPLETED,
     GeneratorState.STOPPED,
     GeneratorState.LOST,
@@ -25,7 +26,7 @@ C, S, L, F = (
     [
         ([C], RunStatus.COMPLETED),
         ([C, C, C], RunStatus.COMPLETED),
-        ([C, S], RunStatus.COMPLETED),  # stopped by a signal: the run says interrupted
+        ([C, ST], RunStatus.COMPLETED),  # stopped by a signal: the run says interrupted
         ([C, L], RunStatus.PARTIAL),
         ([L, L], RunStatus.PARTIAL),
         ([C, F], RunStatus.FAILED),
@@ -49,6 +50,14 @@ def test_a_target_is_as_complete_as_its_worst_generator(states, status):
 )
 def test_exit_codes(status, code):
     assert exit_code(status) == code
+    # A missed objective makes a completed run 3; a run that did not complete says so first.
+    assert exit_code(status, objectives_met=False) == (3 if code == 0 else code)
+
+
+def test_the_missing_window_reaches_back_one_batch_interval():
+    from blastradius.workers.generator import Plan
+
+    assert HANDOVER_NS == Plan.__dataclass_fields__["batch_interval_ns"].default == S
 
 
 def test_a_running_run_has_no_exit_code():
