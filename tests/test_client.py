@@ -1,6 +1,7 @@
 """The generator's HTTP client against scripted servers on loopback: every ending of a request."""
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -157,3 +158,51 @@ def test_a_refused_connection_is_connect():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert send([f"http://127.0.0.1:{port}/"]) == [(0, 0, Ending.REFUSED)]
+
+
+def syn_dropping_port(stack: contextlib.ExitStack) -> int:
+    """A port whose accept queue is full: further connects neither open nor fail."""
+    server = stack.enter_context(socket.socket())
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    for _ in range(4):  # fill the queue (never accepted)
+        client = stack.enter_context(socket.socket())
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+    return port
+
+
+def test_a_connection_that_never_opens_ends_at_the_deadline_with_nothing_received():
+    with contextlib.ExitStack() as stack:
+        port = syn_dropping_port(stack)
+        assert send([f"http://127.0.0.1:{port}/"], timeout_s=0.3) == [(0, 0, Ending.DEADLINE)]
+
+
+def test_closing_the_client_abandons_what_is_in_flight_with_nothing_received():
+    """One request waits for its connection to open, one for its response: both end
+    ABANDONED, with status 0 and no bytes (the response never came)."""
+
+    def silent(conn: socket.socket) -> None:
+        with conn:
+            read_request(conn)
+            conn.recv(1)
+
+    async def main(urls: list[str]) -> list[tuple]:
+        outcomes: list[tuple] = []
+
+        def on_done(context, status, bytes_in, ending):
+            outcomes.append((context, status, bytes_in, ending))
+
+        client = HttpClient(max_connections=4, timeout_s=30, on_done=on_done)
+        for i, url in enumerate(urls):
+            client.send(Endpoint.from_url(url), i)
+        await asyncio.sleep(0.3)  # the silent server's request is on the wire by now
+        client.close()
+        return sorted(outcomes)
+
+    with contextlib.ExitStack() as stack:
+        port = syn_dropping_port(stack)
+        url, _ = stack.enter_context(scripted_server(silent))
+        outcomes = asyncio.run(main([f"http://127.0.0.1:{port}/", url]))
+    assert outcomes == [(0, 0, 0, Ending.ABANDONED), (1, 0, 0, Ending.ABANDONED)]
