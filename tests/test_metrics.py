@@ -123,3 +123,18 @@ def test_live_metrics_match_the_rows_at_the_end(tmp_path):
         value(final, "send_lag_seconds_bucket_total", target="async", le="0.01")
         == (cumulative_counts(lag_s, LAG_BOUNDS_S)[LAG_BOUNDS_S.index(0.01)])
     )
+
+
+def test_a_batch_the_metrics_cannot_read_still_reaches_the_sink():
+    from blastradius.workers.metrics import LiveMetrics
+    from blastradius.workers.record import RowBuffer
+
+    written = []
+    sink = LiveMetrics("t", 0, lambda: 0).metered(written.append)
+    buffer = RowBuffer(worker=0, node="n")
+    buffer.add(0, 0, 10, 11, 20, 200, 0, 2)
+    good = buffer.close()
+    strange = good.drop_columns(["latency_ns"])  # recording it fails: metrics stop
+    for batch in (good, strange, good):
+        sink(batch)
+    assert written == [good, strange, good]
