@@ -295,6 +295,33 @@ def objectives_html(verdicts: dict[str, list[slo.Verdict]]) -> str:
     return "\n".join(lines)
 
 
+def proxies_html(runs: Runs, summaries: dict[str, dict]) -> str:
+    """What each run's proxies injected, per target and route, beside the availability
+    that target kept ("" when no run had a proxy)."""
+    names = series_names(runs)
+    rows = []
+    for (run, target), name in names.items():
+        block = runs.manifests[run]["targets"][target]
+        availability = summaries.get(name, {}).get("availability")
+        for proxy, counts in block.get("proxies", {}).items():
+            for route in counts["routes"]:
+                cells = "".join(
+                    f"<td>{route[k]:,}</td>"
+                    for k in ("requests", "delayed", "errors", "resets", "hangs", "throttled")
+                )
+                rows.append(
+                    f"<tr><td>{html.escape(name)}</td><td>{html.escape(proxy)}</td>"
+                    f"<td><code>{html.escape(route['route'])}</code></td>{cells}"
+                    f'<td class="{_grade(availability)}">{_cell(availability, "{:.4f}")}</td></tr>'
+                )
+    if not rows:
+        return ""
+    columns = ["series", "proxy", "route", "requests", "delayed", "errors", "resets"]
+    columns += ["hangs", "throttled", "availability kept"]
+    head = "".join(f"<th>{h}</th>" for h in columns)
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
 def _placement_html(manifest: dict) -> str:
     lines = []
     for target, block in manifest.get("targets", {}).items():
@@ -359,6 +386,13 @@ def render(
         )
     summaries = {str(k): v for k, v in summary(rows, by="series").items()}
     notes = warnings(runs, summaries)
+    injected = proxies_html(runs, summaries)
+    if injected:
+        injected = (
+            "<h2>Injected by proxies</h2><p>What each proxy did to the requests your "
+            f'service sent through it, during each target\'s load.</p><div class="scroll">'
+            f"{injected}</div>"
+        )
     if runs.rows.empty:
         notes.append("warning: no request rows were found")
     title = (
@@ -388,6 +422,7 @@ def render(
         "the intended send time.</p>"
         f'<h2>Summary</h2><div class="scroll">{summary_html(summaries)}</div>'
         f"{objectives}"
+        f"{injected}"
         f"<h2>Warnings</h2>{warning_html}"
         f"<h2>Plots</h2>{figure_html}"
         + "".join(_run_html(run, m) for run, m in runs.manifests.items())

@@ -328,39 +328,22 @@ def _serve_async(args: argparse.Namespace) -> None:
 
 
 def _serve_proxy(args: argparse.Namespace) -> None:
-    from blastradius.targets import faults, proxy, serving, spec
+    from blastradius.targets import faults, proxy, serving
 
-    def build() -> proxy.ProxyConfig:
-        routes = tuple(proxy.parse_route(text) for text in args.routes)
-        n = max(1, len(routes))
-        latencies = spec.parse_latency_spec(args.latency)
-        if len(latencies) == 1:
-            latencies *= n
-        elif len(latencies) != n:
-            raise ValueError(
-                f"latency spec {args.latency!r} gives {len(latencies)} endpoints, "
-                f"the routes make {n}"
-            )
-
-        def probabilities(text: str | None, what: str) -> tuple[float, ...]:
-            return (0.0,) * n if text is None else spec.parse_error_spec(text, n, what)
-
-        errors = probabilities(args.errors, "errors")
-        resets = probabilities(args.resets, "resets")
-        hangs = probabilities(args.hangs, "hangs")
-        bandwidth = (
-            (0,) * n if args.bandwidth is None else spec.parse_bandwidth_spec(args.bandwidth, n)
+    config = _checked(
+        lambda: proxy.config_from_specs(
+            args.upstream,
+            tuple(args.routes),
+            args.latency,
+            args.errors,
+            args.resets,
+            args.hangs,
+            args.bandwidth,
+            args.error_status,
+            () if args.faults is None else faults.load_faults(args.faults),
+            args.seed,
         )
-        starting = tuple(
-            faults.EndpointState(*values)
-            for values in zip(latencies, errors, resets, hangs, bandwidth, strict=True)
-        )
-        schedule = () if args.faults is None else faults.load_faults(args.faults)
-        return proxy.ProxyConfig(
-            args.upstream, routes, starting, schedule, args.error_status, args.seed
-        )
-
-    config = _checked(build)
+    )
     sock = serving.listen(args.host, args.port)
     serving.run_app(lambda: proxy.make_app(config), sock, handler_cancellation=True)
 

@@ -43,7 +43,7 @@ from blastradius.cluster.abort import Guard
 from blastradius.cluster.manifest import Manifest, iso, make_run_dir, new_run_id, remove_run_dir
 from blastradius.cluster.plan import RunPlan, Step, build_plan, generator_count
 from blastradius.cluster.scenario import Scenario
-from blastradius.cluster.services import Services, start_services
+from blastradius.cluster.services import Services, proxy_counts, start_services
 from blastradius.cluster.status import GeneratorState, RunStatus, missing_window, target_status
 from blastradius.workers.actor import GeneratorActor, ShardCollector, ToCollector, ToStorage
 from blastradius.workers.layout import is_uri, resolve, shards
@@ -323,6 +323,7 @@ class _Execution:
             marks = services.anchor_faults(start_ns)
             if marks:
                 block["faults"] = marks
+            proxies_before = services.proxy_stats()
             self.manifest.write()
             plans = self.plan.generator_plans(step, requests, start_ns)
             refs = [a.run.remote(p, output) for a, p in zip(actors, plans, strict=True)]
@@ -336,6 +337,12 @@ class _Execution:
                 self.log(f"{step.name}: interrupted; stopping the generators")
                 watch.stop()
                 raise
+            if proxies_before:
+                after = services.proxy_stats()
+                block["proxies"] = {
+                    name: proxy_counts(before, after[name])
+                    for name, before in proxies_before.items()
+                }
         return {g["state"] for g in block["generators"]}
 
 

@@ -8,9 +8,9 @@ records what happened; nothing goes back to the scenario document.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from blastradius.cluster.scenario import Scenario, Target
+from blastradius.cluster.scenario import Proxy, Scenario, Target
 from blastradius.targets.faults import format_faults
 from blastradius.targets.spec import format_error_spec, format_latency_spec
 from blastradius.workers.generator import Plan
@@ -29,6 +29,8 @@ class ServiceLaunch:
     args: tuple[str, ...]
     about: str
     stdin: str | None = None
+    name: str = ""  # a proxy's name
+    port: int = 0  # a fixed port (0: a free one)
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,13 @@ class RunPlan:
     steps: tuple[Step, ...]
     dependency: ServiceLaunch | None = None  # a launched dependency
     dependency_url: str | None = None  # a running one's
-    fault_marks: tuple[dict, ...] = ()
+    fault_marks: tuple[dict, ...] = ()  # the launched dependency's, then the proxies'
+    proxies: tuple[ServiceLaunch, ...] = ()
 
     @property
     def launches(self) -> bool:
         """Whether the run starts any service."""
-        return any(step.service is not None for step in self.steps)
+        return bool(self.proxies) or any(step.service is not None for step in self.steps)
 
     def generator_plans(
         self, step: Step, requests: tuple[RequestTemplate, ...], start_ns: int
@@ -123,6 +126,31 @@ def generator_count(scenario: Scenario, free_slots: float, embedded: bool) -> in
 
 def build_plan(scenario: Scenario, generators: int) -> RunPlan:
     """The run plan of a scenario with ``generators`` generators."""
+    plan = _build_plan(scenario, generators)
+    if not scenario.proxies:
+        return plan
+    launches = tuple(_proxy_service(proxy) for proxy in scenario.proxies)
+    marks = plan.fault_marks + tuple(
+        {**mark, "label": f"{proxy.name}: {mark['label']}"}
+        for proxy in scenario.proxies
+        for mark in _marks(proxy.faults)
+    )
+    return replace(plan, proxies=launches, fault_marks=marks)
+
+
+def _proxy_service(proxy: Proxy) -> ServiceLaunch:
+    args = list(proxy.args)
+    schedule = None
+    if proxy.faults:
+        args += ["--faults", "-"]
+        schedule = format_faults(proxy.faults)
+    upstream = proxy.args[proxy.args.index("--upstream") + 1]
+    return ServiceLaunch(
+        "proxy", tuple(args), f"proxy to {upstream}", schedule, proxy.name, proxy.port
+    )
+
+
+def _build_plan(scenario: Scenario, generators: int) -> RunPlan:
     dependency = scenario.dependency
     launches = any(t.launched for t in scenario.targets)
     endpoints = 0 if dependency is None else dependency.endpoints
@@ -167,8 +195,12 @@ def fault_marks(scenario: Scenario) -> tuple[dict, ...]:
     """The dependency's fault events as plot marks: seconds from a target's load start."""
     if scenario.dependency is None:
         return ()
+    return _marks(scenario.dependency.faults)
+
+
+def _marks(faults) -> tuple[dict, ...]:
     marks = []
-    for fault in scenario.dependency.faults:
+    for fault in faults:
         endpoints = fault.endpoints
         where = (
             "all endpoints"
@@ -178,7 +210,14 @@ def fault_marks(scenario: Scenario) -> tuple[dict, ...]:
         changes = []
         if fault.latency is not None:
             changes.append(f"latency {fault.latency}")
-        if fault.error_p is not None:
-            changes.append(f"errors {fault.error_p:g}")
+        for what, value in (
+            ("errors", fault.error_p),
+            ("resets", fault.reset_p),
+            ("hangs", fault.hang_p),
+        ):
+            if value is not None:
+                changes.append(f"{what} {value:g}")
+        if fault.bandwidth_bps is not None:
+            changes.append(f"bandwidth {fault.bandwidth_bps}B/s")
         marks.append({"at_s": fault.at_ns / 1e9, "label": f"{where}: {', '.join(changes)}"})
     return tuple(marks)

@@ -64,6 +64,7 @@ from blastradius.cluster.request_keys import (
 )
 from blastradius.cluster.slo_keys import effective, parse_objectives
 from blastradius.targets.faults import Fault, parse_faults
+from blastradius.targets.proxy import config_from_specs
 from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
 from blastradius.workers.client import Endpoint
 from blastradius.workers.generator import ClosedLoop
@@ -216,6 +217,11 @@ def parse_dependency(value: object) -> Dependency:
         faults = parse_faults(fields.get("faults"))
     except ValueError as exc:
         raise ValueError(f"dependency.{exc}") from None
+    if any(f.proxy_only for f in faults):
+        raise ValueError(
+            "dependency.faults: resets, hangs and bandwidth are the proxy's (proxies:); "
+            "the dependency injects latency and errors"
+        )
     bad = [i for f in faults for i in f.endpoints or () if i >= len(latencies)]
     if bad:
         raise ValueError(
@@ -225,6 +231,73 @@ def parse_dependency(value: object) -> Dependency:
     seed = None if seed is None else number(seed, fields.at("seed"), integer=True, strict=False)
     fields.done(("latency", "errors", "faults", "seed", "url", "endpoints"))
     return Dependency(latencies, errors, faults, seed, None, len(latencies))
+
+
+PROXY_SPEC_KEYS = ("latency", "errors", "resets", "hangs", "bandwidth")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A fault-injecting proxy the driver launches (``blastradius serve proxy``) in front of
+    a real dependency, on a fixed ``port`` your service is configured to call."""
+
+    name: str
+    args: tuple[str, ...]  # its serve flags, without --host, --port and --faults
+    port: int
+    faults: tuple[Fault, ...] = ()
+
+
+def parse_proxy(value: object, path: str) -> Proxy:
+    """One entry of ``proxies``."""
+    fields = Fields(value, path)
+    name = text(fields.get("name"), fields.at("name"))
+    if not _NAME.match(name):
+        raise ValueError(f"{fields.at('name')}: {name!r} must be letters, digits, '_', '.' or '-'")
+    upstream = text(fields.get("upstream"), fields.at("upstream"))
+    port = number(fields.get("port", 0), fields.at("port"), integer=True, strict=False)
+    if port > 65535:
+        raise ValueError(f"{fields.at('port')}: {port} is not a port")
+    routes = fields.get("routes", [])
+    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
+        raise ValueError(f"{fields.at('routes')}: expected a list of route patterns")
+    specs = {}
+    for key in PROXY_SPEC_KEYS:
+        if fields.get(key) is not None:
+            specs[key] = str(fields.get(key))
+    error_status = number(fields.get("error_status", 503), fields.at("error_status"), integer=True)
+    seed = fields.get("seed")
+    seed = None if seed is None else number(seed, fields.at("seed"), integer=True, strict=False)
+    try:
+        faults = parse_faults(fields.get("faults"))
+    except ValueError as exc:
+        raise ValueError(f"{path}.{exc}") from None
+    try:
+        config_from_specs(
+            upstream,
+            tuple(routes),
+            specs.get("latency", "0"),
+            specs.get("errors"),
+            specs.get("resets"),
+            specs.get("hangs"),
+            specs.get("bandwidth"),
+            error_status,
+            faults,
+            seed,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    fields.done(
+        ("name", "upstream", "port", "routes", *PROXY_SPEC_KEYS, "error_status", "seed", "faults")
+    )
+    args = ["--upstream", upstream]
+    for route in routes:
+        args += ["--route", route]
+    for key, spec in specs.items():
+        args += [f"--{key}", spec]
+    args += ["--error-status", str(error_status)]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    return Proxy(name, tuple(args), port, faults)
 
 
 @dataclass(frozen=True)
@@ -307,6 +380,7 @@ class Scenario:
     dependency: Dependency | None = None
     source: dict | None = None  # the validated document, for the run manifest
     slo: Objectives | None = None  # for every target (a target's own are over these)
+    proxies: tuple[Proxy, ...] = ()
 
     def objectives(self) -> dict[str, Objectives]:
         """Each target's objectives (a target with none is left out)."""
@@ -351,8 +425,17 @@ def parse_scenario(
     launched = [i for i, t in enumerate(parsed) if t.launched]
     if launched and dependency is None:
         raise ValueError(f"targets[{launched[0]}].kind: a launched target needs a dependency block")
-    fields.done(("name", "load", "generators", "dependency", "targets", "slo"))
-    return Scenario(name, load, parsed, generators, dependency, redacted(document), slo)
+    proxies = fields.get("proxies", [])
+    if not isinstance(proxies, list):
+        raise ValueError("proxies: expected a list of proxies")
+    proxies = tuple(parse_proxy(p, f"proxies[{i}]") for i, p in enumerate(proxies))
+    for key, what in ((lambda p: p.name, "name"), (lambda p: p.port, "port")):
+        values = [key(p) for p in proxies if key(p) != 0]
+        twice = next((v for v in values if values.count(v) > 1), None)
+        if twice is not None:
+            raise ValueError(f"proxies: the {what} {twice!r} is used twice")
+    fields.done(("name", "load", "generators", "dependency", "targets", "slo", "proxies"))
+    return Scenario(name, load, parsed, generators, dependency, redacted(document), slo, proxies)
 
 
 def apply_override(document: dict, assignment: str) -> None:

@@ -115,17 +115,30 @@ def open_host(stack: ExitStack) -> LocalHost | _RemoteHost:
     return host
 
 
-def anchor_faults(dependency_url: str, origin_ns: int) -> None:
-    """Make the launched dependency's fault times count from ``origin_ns`` (epoch ns)."""
+def anchor_faults(url: str, origin_ns: int, what: str = "dependency") -> None:
+    """Make a launched service's fault times count from ``origin_ns`` (epoch ns): the
+    dependency's ``/clock``, or a proxy's (``url`` its control base)."""
     try:
-        answer = requests.post(
-            f"{dependency_url}/clock", params={"origin_ns": str(origin_ns)}, timeout=10
-        )
+        answer = requests.post(f"{url}/clock", params={"origin_ns": str(origin_ns)}, timeout=10)
         answer.raise_for_status()
     except requests.RequestException as exc:
-        raise launch.LaunchError(
-            f"dependency {dependency_url}: cannot set its clock: {exc}"
-        ) from None
+        raise launch.LaunchError(f"{what} {url}: cannot set its clock: {exc}") from None
+
+
+PROXY_COUNTS = ("requests", "delayed", "errors", "resets", "hangs", "throttled")
+
+
+def proxy_counts(before: dict, after: dict) -> dict:
+    """What a proxy did between two ``/_blastradius/stats``: per route, and the requests
+    no route matched and the upstream errors."""
+    return {
+        "routes": [
+            {"route": b["route"], **{k: a[k] - b[k] for k in PROXY_COUNTS}}
+            for b, a in zip(before["routes"], after["routes"], strict=True)
+        ],
+        "unmatched": after["unmatched"] - before["unmatched"],
+        "upstream_errors": after["upstream_errors"] - before["upstream_errors"],
+    }
 
 
 @dataclass
@@ -136,6 +149,7 @@ class Services:
     host: LocalHost | _RemoteHost | None = None
     dependency_url: str | None = None
     urls: dict[str, str] = field(default_factory=dict)  # launched target -> its URL
+    proxy_urls: dict[str, str] = field(default_factory=dict)  # proxy name -> its URL
 
     @property
     def info(self) -> dict:
@@ -143,7 +157,20 @@ class Services:
         if self.host is None:
             return {}
         urls = {"dependency": self.dependency_url} if self.plan.dependency else {}
-        return {"node": self.host.node, "urls": {**urls, **self.urls}}
+        proxies = {f"proxy {name}": url for name, url in self.proxy_urls.items()}
+        return {"node": self.host.node, "urls": {**urls, **proxies, **self.urls}}
+
+    def proxy_stats(self) -> dict[str, dict]:
+        """Each proxy's ``/_blastradius/stats`` now."""
+        found = {}
+        for name, url in self.proxy_urls.items():
+            try:
+                answer = requests.get(f"{url}/_blastradius/stats", timeout=10)
+                answer.raise_for_status()
+                found[name] = answer.json()
+            except (requests.RequestException, ValueError) as exc:
+                raise launch.LaunchError(f"proxy {name} {url}: no stats: {exc}") from None
+        return found
 
     def requests(self, step: Step) -> tuple[RequestTemplate, ...]:
         """What the generators send to a step's target."""
@@ -152,9 +179,12 @@ class Services:
     def anchor_faults(self, origin_ns: int) -> list[dict]:
         """Make a launched dependency's fault times count from ``origin_ns`` (a target's
         load start); the fault marks, or [] when there is no schedule to anchor."""
-        if not self.plan.fault_marks or self.plan.dependency is None:
+        for name, url in self.proxy_urls.items():
+            anchor_faults(f"{url}/_blastradius", origin_ns, f"proxy {name}")
+        if not self.plan.fault_marks:
             return []
-        anchor_faults(self.dependency_url, origin_ns)
+        if self.plan.dependency is not None:
+            anchor_faults(self.dependency_url, origin_ns)
         return list(self.plan.fault_marks)
 
     def retire(self, step: Step) -> bool:
@@ -176,6 +206,10 @@ def start_services(plan: RunPlan, stack: ExitStack, log) -> Services:
     if not plan.launches:
         return services
     services.host = open_host(stack)
+    for proxy in plan.proxies:
+        url = services.host.start(proxy, ("--port", str(proxy.port)))
+        services.proxy_urls[proxy.name] = url
+        log(f"{'proxy ' + proxy.name:<11} {url}  ({proxy.about})")
     if plan.dependency is not None:
         services.dependency_url = services.host.start(plan.dependency)
         log(f"dependency  {services.dependency_url}  ({plan.dependency.about})")

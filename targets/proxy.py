@@ -41,7 +41,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from blastradius.targets.faults import EndpointModel, EndpointState, Fault, parse_faults
-from blastradius.targets.spec import format_duration_ns
+from blastradius.targets.spec import (
+    format_duration_ns,
+    parse_bandwidth_spec,
+    parse_error_spec,
+    parse_latency_spec,
+)
 
 CONTROL = "/_blastradius"
 FAULT_HEADER = "X-Blastradius-Fault"
@@ -143,6 +148,48 @@ class ProxyConfig:
     def model(self, faults: tuple[Fault, ...]) -> EndpointModel:
         """The endpoints over time under ``faults`` (checked against the endpoints)."""
         return EndpointModel.of(self.starting, faults)
+
+
+def config_from_specs(
+    upstream: str,
+    routes: tuple[str, ...] = (),
+    latency: str = "0",
+    errors: str | None = None,
+    resets: str | None = None,
+    hangs: str | None = None,
+    bandwidth: str | None = None,
+    error_status: int = 503,
+    faults: tuple[Fault, ...] = (),
+    seed: int | None = None,
+) -> ProxyConfig:
+    """A proxy's configuration from its flags' texts (one spec item per endpoint, or one
+    for all), as ``serve proxy`` and a scenario's ``proxies:`` give them."""
+    parsed = tuple(parse_route(text) for text in routes)
+    n = max(1, len(parsed))
+    latencies = parse_latency_spec(latency)
+    if len(latencies) == 1:
+        latencies *= n
+    elif len(latencies) != n:
+        raise ValueError(
+            f"latency spec {latency!r} gives {len(latencies)} endpoints, the routes make {n}"
+        )
+
+    def probabilities(text: str | None, what: str) -> tuple[float, ...]:
+        return (0.0,) * n if text is None else parse_error_spec(text, n, what)
+
+    limits = (0,) * n if bandwidth is None else parse_bandwidth_spec(bandwidth, n)
+    starting = tuple(
+        EndpointState(*values)
+        for values in zip(
+            latencies,
+            probabilities(errors, "errors"),
+            probabilities(resets, "resets"),
+            probabilities(hangs, "hangs"),
+            limits,
+            strict=True,
+        )
+    )
+    return ProxyConfig(upstream, parsed, starting, faults, error_status, seed)
 
 
 @dataclass(frozen=True)

@@ -303,3 +303,101 @@ def test_injected_counts_add_up(quick):
     assert route["errors"] == statuses.count(503) and statistics.mean(
         s == 503 for s in statuses
     ) == pytest.approx(0.5, abs=0.11)
+
+
+def test_a_scenario_launches_its_proxy_and_the_run_records_what_it_injected(tmp_path, quick):
+    """Your service (here: the proxy's upstream itself, called through the proxy) under
+    load; the proxy on a fixed port fails 20% of /endpoint/1, then all of it from 1 s."""
+    import pandas as pd
+    from cli_runs import running
+
+    from blastradius.analysis.report import write_report
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    scenario = {
+        "name": "proxied",
+        "load": {"rate": 100, "duration": "2s", "timeout": "1s"},
+        "generators": 1,
+        "proxies": [
+            {
+                "name": "pay",
+                "upstream": quick,
+                "port": port,
+                "routes": ["/endpoint/1"],
+                "errors": 0.2,
+                "seed": 4,
+                "faults": [{"at": "1s", "endpoint": 0, "errors": 1.0}],
+            }
+        ],
+        "targets": [
+            {
+                "name": "svc",
+                "urls": [
+                    f"http://127.0.0.1:{port}/endpoint/0",
+                    f"http://127.0.0.1:{port}/endpoint/1",
+                ],
+            }
+        ],
+    }
+    with running(tmp_path, scenario) as run:
+        _, stderr, run_dir = run.end(300)
+    assert run.process.returncode == 0, stderr
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["services"]["urls"]["proxy pay"] == f"http://127.0.0.1:{port}"
+    block = manifest["targets"]["svc"]
+    rows = pd.read_parquet(run_dir / "requests")
+    through = rows[rows["endpoint"] == 1]
+    (route,) = block["proxies"]["pay"]["routes"]
+    assert route["route"] == "/endpoint/1" and route["requests"] == len(through) == 100
+    assert route["errors"] == (through["status"] == 503).sum() > 0
+    assert block["proxies"]["pay"]["unmatched"] == 100
+    assert rows[rows["endpoint"] == 0]["ok"].all()
+    late = through[through["intended_ns"] >= block["start_ns"] + S + 50 * MS]
+    assert len(late) > 30 and (late["status"] == 503).all()
+    assert {"at_s": 1.0, "label": "pay: endpoint 0: errors 1"} in block["faults"]
+    page = write_report([str(run_dir)], tmp_path / "report").html.read_text()
+    injected = page.split("<h2>Injected by proxies</h2>")[1].split("<h2>")[0]
+    assert f"<td>{route['errors']:,}</td>" in injected and "/endpoint/1" in injected
+
+
+@pytest.mark.parametrize(
+    ("proxies", "message"),
+    [
+        ([{"name": "p"}], "proxies[0].upstream: expected text"),
+        ([{"name": "p", "upstream": "http://h", "port": 70000}], "proxies[0].port: 70000"),
+        ([{"name": "p", "upstream": "http://h", "routes": "/a"}], "proxies[0].routes: expected"),
+        ([{"name": "p", "upstream": "http://h", "routes": ["x"]}], "proxies[0]: route 'x'"),
+        ([{"name": "p", "upstream": "ftp://h"}], "proxies[0]: upstream: 'ftp://h'"),
+        ([{"name": "p", "upstream": "http://h", "hangs": 3}], "proxies[0]: hangs spec item 1"),
+        ([{"name": "p", "upstream": "http://h", "speed": 1}], "proxies[0].speed: unknown key"),
+        (
+            [
+                {
+                    "name": "p",
+                    "upstream": "http://h",
+                    "faults": [{"at": "1s", "endpoint": 2, "hangs": 1}],
+                }
+            ],
+            "proxies[0]: faults: endpoint 2 does not exist",
+        ),
+        (
+            [{"name": "p", "upstream": "http://h"}, {"name": "p", "upstream": "http://i"}],
+            "proxies: the name 'p' is used twice",
+        ),
+        ({"name": "p"}, "proxies: expected a list"),
+    ],
+)
+def test_bad_proxies_in_a_scenario_name_the_key(proxies, message):
+    from blastradius.cluster.scenario import parse_scenario
+
+    document = {
+        "name": "x",
+        "load": {"rate": 10, "duration": "1s"},
+        "targets": [{"name": "t", "url": "http://127.0.0.1:9/"}],
+        "proxies": proxies,
+    }
+    with pytest.raises(ValueError) as info:
+        parse_scenario(document)
+    assert str(info.value).startswith(message), str(info.value)

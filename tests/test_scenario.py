@@ -105,7 +105,11 @@ MALFORMED = [
     ),
     (
         {"dependency__faults": [{"at": "1s", "endpoint": 1}]},
-        "dependency.faults[0]: give latency or errors",
+        "dependency.faults[0]: give latency, errors, resets, hangs or bandwidth",
+    ),
+    (
+        {"dependency__faults": [{"at": "1s", "endpoint": 1, "hangs": 0.5}]},
+        "dependency.faults: resets, hangs and bandwidth are the proxy's",
     ),
     ({"dependency__colour": "red"}, "dependency.colour: unknown key"),
     ({"targets": []}, "targets: expected a non-empty list"),

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli_runs import running
 from reference_runs import quarter_timing_out
 
 from blastradius.analysis.load import to_frame
@@ -300,16 +301,10 @@ def test_a_run_stops_its_load_once_an_objective_cannot_be_met_and_exits_3(tmp_pa
         "slo": {"availability": 0.99, "p99": "1s", "abort": True},  # a budget of 15
         "targets": [{"name": "async", "kind": "async"}],
     }
-    path = tmp_path / "slo.yaml"
-    path.write_text(yaml.safe_dump(scenario))
-    result = subprocess.run(
-        [*BLASTRADIUS, "run", str(path), "--out", str(tmp_path / "runs")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 3, result.stderr
-    run_dir = result.stdout.strip().splitlines()[-1]
+    with running(tmp_path, scenario) as run:
+        stdout, stderr, run_path = run.end(300)
+    assert run.process.returncode == 3, stderr
+    run_dir = str(run_path)
     manifest = json.loads(Path(run_dir, "run.json").read_text())
     assert manifest["status"] == "completed"  # the run itself completed; its rows are intact
     assert manifest["objectives"] == {"async": {"availability": 0.99, "p99": 1000.0, "abort": True}}
@@ -319,7 +314,7 @@ def test_a_run_stops_its_load_once_an_objective_cannot_be_met_and_exits_3(tmp_pa
     assert [g["state"] for g in block["generators"]] == ["stopped"]
     rows = pd.read_parquet(f"{run_dir}/requests")
     assert 15 < len(rows) < 1500 and not rows["ok"].any()
-    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("async ")]
+    lines = [line.split() for line in stdout.splitlines() if line.startswith("async ")]
     assert lines[-2][:4] == ["async", "availability", ">=", "0.9900"]
     assert lines[-2][-2:] == ["NOT", "MET"] and lines[-1][-2:] == ["NOT", "MET"]
 
