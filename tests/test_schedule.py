@@ -231,6 +231,10 @@ def test_poisson_chunks_continue_one_another():
     assert gaps.max() < 20_000  # 20 mean gaps at 1e6 rps
 
 
+def test_the_shortest_stage_is_a_nanosecond():
+    assert Stage.steady(1, 10).duration_ns == 1
+
+
 def test_schedules_are_immutable_and_default_to_seed_0():
     schedule = Schedule.constant_rate(10, duration_ns=S, arrival="poisson")
     assert schedule.seed == 0
