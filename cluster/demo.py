@@ -56,7 +56,7 @@ def _phases(scenario: Scenario) -> list[tuple]:
     n = len(dependency.latencies)
     model = EndpointModel(dependency.latencies, (0.0,) * n, dependency.faults)
     times = [0, *(f.at_ns for f in dependency.faults)]
-    return [tuple(model.at(i, t)[0] for i in range(n)) for t in times]
+    return [tuple(model.at(i, t).latency for i in range(n)) for t in times]
 
 
 def concurrency_needed(scenario: Scenario, target: Target) -> float | None:
