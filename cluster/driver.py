@@ -184,9 +184,9 @@ def run(
     embedded = connect(address, metrics_port)
     try:
         with _signals_interrupt():
-            if embedded:
-                log(f"metrics: {metrics_url()}")
             plan, manifest = _open_run(scenario, out, address, embedded)
+            if embedded:  # after the input checks: bad input prints only its error
+                log(f"metrics: {metrics_url()}")
             return _Execution(plan, manifest.run_dir, manifest, log, progress or log).run()
     finally:
         ray.shutdown()  # the connection this run made (and an embedded cluster with it)
