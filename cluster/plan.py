@@ -1,8 +1,9 @@
 """The run plan, pure: a scenario becomes, once, everything the driver executes.
 
 A ``RunPlan`` holds the number of generators, the services to start (each as the
-``blastradius serve`` command that starts it), one ``Step`` per target in scenario
-order, and the dependency's fault events as plot marks. The driver executes it and
+``blastradius serve`` command that starts it: the dependency, the launched targets,
+the scenario's proxies), one ``Step`` per target in scenario order, and the fault
+events of the dependency and the proxies as plot marks. The driver executes it and
 records what happened; nothing goes back to the scenario document.
 """
 
