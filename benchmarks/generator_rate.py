@@ -41,7 +41,17 @@ HERE = Path(__file__).resolve().parent
 GENERATOR_CORE, TARGET_CORE = "0", "1"
 LAG_LIMIT_MS, OK_FRACTION = 10.0, 0.99
 
-NGINX_CONF = """
+# nginx's temporary files under its own prefix (a benchmark's nginx runs unprivileged).
+NGINX_TEMP_PATHS = """
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+"""
+
+NGINX_CONF = (
+    """
 daemon off;
 worker_processes 1;
 worker_cpu_affinity {mask};
@@ -51,18 +61,15 @@ events {{ worker_connections 20000; }}
 http {{
     access_log off;
     keepalive_requests 100000000;
-    keepalive_timeout 120s;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    server {{
+    keepalive_timeout 120s;"""
+    + NGINX_TEMP_PATHS
+    + """    server {{
         listen 127.0.0.1:{port};
         location / {{ return 200 "ok\\n"; }}
     }}
 }}
 """
+)
 
 LOCUSTFILE = """
 from locust import FastHttpUser, task

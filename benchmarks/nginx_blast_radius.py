@@ -32,28 +32,26 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from generator_rate import free_port  # noqa: E402
+from generator_rate import NGINX_TEMP_PATHS, free_port  # noqa: E402
 
-NGINX_CONF = """
+NGINX_CONF = (
+    """
 daemon off;
 worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log error;
 events {{ worker_connections {connections}; }}
 http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    server {{
+    access_log off;"""
+    + NGINX_TEMP_PATHS
+    + """    server {{
         listen 127.0.0.1:{port};
         location /fast/ {{ proxy_pass http://127.0.0.1:{proxy}/endpoint/0; }}
         location /slow/ {{ proxy_pass http://127.0.0.1:{proxy}/endpoint/1; }}
     }}
 }}
 """
+)
 
 
 def main() -> None:

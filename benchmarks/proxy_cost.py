@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 from generator_rate import (  # noqa: E402
     CONNECTIONS,
     GENERATOR_CORE,
+    NGINX_TEMP_PATHS,
     TARGET_CORE,
     free_port,
     start_nginx,
@@ -40,7 +41,8 @@ from generator_rate import (  # noqa: E402
 
 PROXY_CORE = GENERATOR_CORE  # the proxies have core 0; the upstream and the generator core 1
 
-NGINX_PROXY_CONF = """
+NGINX_PROXY_CONF = (
+    """
 daemon off;
 worker_processes 1;
 worker_cpu_affinity {mask};
@@ -50,13 +52,9 @@ events {{ worker_connections 20000; }}
 http {{
     access_log off;
     keepalive_requests 100000000;
-    keepalive_timeout 120s;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    upstream backend {{ server {upstream}; keepalive 64; }}
+    keepalive_timeout 120s;"""
+    + NGINX_TEMP_PATHS
+    + """    upstream backend {{ server {upstream}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -67,6 +65,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def start_nginx_proxy(workdir: Path, upstream: str) -> tuple[subprocess.Popen, str]:

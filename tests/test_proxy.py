@@ -24,7 +24,7 @@ from waits import wait_for
 from blastradius.cluster import launch
 from blastradius.targets.faults import EndpointState
 from blastradius.targets.proxy import decide, parse_route
-from blastradius.targets.spec import Fixed
+from blastradius.targets.spec import Fixed, parse_duration_ns
 
 BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]
 S, MS = 1_000_000_000, 1_000_000
@@ -143,7 +143,7 @@ def test_delays_follow_their_distribution(quick):
             measured.append(time.perf_counter() - start)
             label = response.getheader("X-Blastradius-Fault")
             assert label.startswith("delay ")
-            drawn.append(_seconds(label.removeprefix("delay ")))
+            drawn.append(parse_duration_ns(label.removeprefix("delay ")) / S)
     drawn_a, measured_a = np.array(drawn), np.array(measured)
     # The draws: median 20 ms and p99 80 ms (300 samples: the p99 is the 3rd largest).
     assert np.median(drawn_a) == pytest.approx(0.020, rel=0.15)
@@ -151,13 +151,6 @@ def test_delays_follow_their_distribution(quick):
     # Each was waited for, and the rest (proxy, upstream, loopback) is small.
     assert np.all(measured_a >= drawn_a)
     assert np.median(measured_a - drawn_a) < 0.02
-
-
-def _seconds(text: str) -> float:
-    for unit, scale in (("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("s", 1.0)):
-        if text.endswith(unit):
-            return float(text[: -len(unit)]) * scale
-    raise AssertionError(text)
 
 
 def test_a_schedule_changes_behaviour_at_its_time_and_can_be_replaced(echo, tmp_path):
