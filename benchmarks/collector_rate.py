@@ -7,7 +7,8 @@ hands the collector one-second batches of ``--rows`` synthetic rows (built by
 the generator's own ``RowBuffer``) and awaits each write before the next, as a
 generator does, for ``--seconds``. The collector writes them as shards to a
 temporary directory. Measured in the same run: the collector writing one
-shard at a time (``writers=1``, as before) and several at once (the default).
+shard at a time (``writers=1``, as before) and with a writer per generator (as
+the driver sizes it now).
 Reported: rows on disk per second (counted from the shards written).
 """
 
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import ray  # noqa: E402
 from shard_format import batch  # noqa: E402
 
-from blastradius.workers.actor import COLLECTOR_WRITERS, ShardCollector  # noqa: E402
+from blastradius.workers.actor import ShardCollector  # noqa: E402
 
 
 @ray.remote(num_cpus=0)
@@ -83,11 +84,10 @@ def main() -> None:
     )
     results = []
     try:
-        together = f"{COLLECTOR_WRITERS} at once"
-        print(f"{'generators':>10} {'one at a time':>15} {together:>12} {'ratio':>6}")
+        print(f"{'generators':>10} {'one at a time':>15} {'one each':>12} {'ratio':>6}")
         for producers in (1, 2, 4):
             serial = measure(producers, 1, args.rows, args.seconds)
-            parallel = measure(producers, COLLECTOR_WRITERS, args.rows, args.seconds)
+            parallel = measure(producers, producers, args.rows, args.seconds)
             results.append(
                 {
                     "generators": producers,

@@ -223,7 +223,7 @@ def _open_run(
         "nodes": len([n for n in ray.nodes() if n["Alive"]]),
     }
     manifest = Manifest(run_dir, run_id, scenario.source or {}, ray_info)
-    objectives = scenario.objectives()
+    objectives = {step.name: step.objectives for step in plan.steps if step.objectives}
     if objectives:
         manifest.data["objectives"] = {name: o.to_json() for name, o in objectives.items()}
     try:
@@ -252,7 +252,7 @@ class _Execution:
             try:
                 services = start_services(self.plan, stack, self.log)
                 self.manifest.data["services"] = services.info
-                output = _output(self.run_dir, stack)
+                output = _output(self.run_dir, self.plan.generators, stack)
                 for step in self.plan.steps:
                     states = self._target(step, services, output)
                     if services.retire(step):
@@ -328,9 +328,8 @@ class _Execution:
             plans = self.plan.generator_plans(step, requests, start_ns)
             refs = [a.run.remote(p, output) for a, p in zip(actors, plans, strict=True)]
             watch = _Watch(step.name, actors, refs, block, self, (start_ns, end_ns))
-            objectives = self.plan.scenario.objectives().get(step.name)
-            if objectives is not None and objectives.abort:
-                watch.guard = Guard(objectives, self.plan.planned_requests())
+            if step.objectives is not None and step.objectives.abort:
+                watch.guard = Guard(step.objectives, self.plan.planned_requests())
             try:
                 watch.until_done()
             except KeyboardInterrupt:
@@ -346,13 +345,16 @@ class _Execution:
         return {g["state"] for g in block["generators"]}
 
 
-def _output(run_dir: str, stack: ExitStack) -> ToCollector | ToStorage:
+def _output(run_dir: str, generators: int, stack: ExitStack) -> ToCollector | ToStorage:
+    """Where batches go: straight to shared storage for a URI, else to a collector on
+    this node with a writer per generator (each awaits its own write before the next,
+    so none waits on another's)."""
     if is_uri(run_dir):
         return ToStorage(run_dir)
     here = ray.get_runtime_context().get_node_id()
     collector = ShardCollector.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
-    ).remote(run_dir)
+    ).remote(run_dir, writers=generators)
     stack.callback(ray.kill, collector)
     return ToCollector(collector)
 

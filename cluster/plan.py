@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from blastradius.analysis.slo import Objectives
 from blastradius.cluster.scenario import Proxy, Scenario, Target
 from blastradius.targets.faults import format_faults
 from blastradius.targets.spec import format_error_spec, format_latency_spec
@@ -36,12 +37,14 @@ class ServiceLaunch:
 
 @dataclass(frozen=True)
 class Step:
-    """One target's part of the run: the target, and for a launched one its service (to
-    which the driver adds ``--dependency URL``) and the number of endpoints it calls."""
+    """One target's part of the run: the target, for a launched one its service (to
+    which the driver adds ``--dependency URL``) and the number of endpoints it calls,
+    and its objectives (the scenario's, with the target's own over them)."""
 
     target: Target
     service: ServiceLaunch | None = None
     endpoints: int = 0
+    objectives: Objectives | None = None
 
     @property
     def name(self) -> str:
@@ -155,8 +158,12 @@ def _build_plan(scenario: Scenario, generators: int) -> RunPlan:
     dependency = scenario.dependency
     launches = any(t.launched for t in scenario.targets)
     endpoints = 0 if dependency is None else dependency.endpoints
+    objectives = scenario.objectives()
     steps = tuple(
-        Step(t, _target_service(t), endpoints) if t.launched else Step(t) for t in scenario.targets
+        Step(t, _target_service(t), endpoints, objectives.get(t.name))
+        if t.launched
+        else Step(t, objectives=objectives.get(t.name))
+        for t in scenario.targets
     )
     if not launches or dependency is None:
         return RunPlan(scenario, generators, steps)

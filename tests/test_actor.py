@@ -75,6 +75,45 @@ def test_generators_hand_batches_to_the_collector_which_writes_shards(local_ray,
     assert ray.get(collector.written.remote()) == len(shards)
 
 
+def _random_batch(rows: int):
+    """``rows`` rows of the request schema with random (incompressible) numbers: slow
+    to encode and write."""
+    import numpy as np
+    import pyarrow as pa
+
+    from blastradius.workers.record import SCHEMA
+
+    rng, columns = np.random.default_rng(0), []
+    for field in SCHEMA:
+        kind = field.type
+        if pa.types.is_dictionary(kind):
+            columns.append(pa.DictionaryArray.from_arrays(np.zeros(rows, np.int32), ["x"]))
+        elif pa.types.is_boolean(kind):
+            columns.append(pa.array(np.ones(rows, bool)))
+        else:
+            high = 2 ** (kind.bit_width - 2)
+            columns.append(pa.array(rng.integers(0, high, rows).astype(kind.to_pandas_dtype())))
+    return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+
+
+@pytest.mark.parametrize("writers", [2, 1])
+def test_a_generators_write_does_not_wait_behind_anothers(local_ray, tmp_path, writers):
+    """With a writer per generator (as the driver sizes the collector), a small batch is
+    on disk while a big one handed over first is still being written; with one writer
+    it waits behind it."""
+    from blastradius.workers.actor import ShardCollector
+
+    collector = ShardCollector.remote(str(tmp_path), writers)
+    big, small = ray.put(_random_batch(1_500_000)), ray.put(_random_batch(10))
+    slow = collector.put.remote("t", 0, 0, big)
+    quick = collector.put.remote("t", 1, 0, small)
+    (first,), _ = ray.wait([slow, quick], num_returns=1, timeout=120)
+    assert (first == quick) == (writers == 2)
+    ray.get([slow, quick])
+    assert ray.get(collector.written.remote()) == 2
+    ray.kill(collector)
+
+
 def test_generators_write_straight_to_shared_storage(local_ray, target, tmp_path):
     from blastradius.workers.actor import GeneratorActor, ToStorage
 

@@ -66,6 +66,25 @@ def test_a_running_dependency_is_passed_by_url_not_started():
     assert len(plan.steps[0].requests("http://t:1")) == 4
 
 
+def test_each_step_carries_its_targets_objectives_the_scenarios_under_its_own():
+    plan = build_plan(
+        scenario(
+            slo={"availability": 0.99, "p99": "300ms"},
+            targets=[
+                {"name": "sync", "kind": "blocking", "slo": {"abort": True}},
+                {"name": "async", "kind": "async"},
+                {"name": "mine", "url": "http://a/x", "slo": {"window": "2s"}},
+            ],
+        ),
+        1,
+    )
+    sync, async_, mine = plan.steps
+    assert sync.objectives.abort and not async_.objectives.abort
+    assert {s.objectives.get("availability") for s in plan.steps} == {0.99}
+    assert mine.service is None and mine.objectives.window_ns == 2 * S
+    assert build_plan(scenario(), 1).steps[0].objectives is None
+
+
 def test_generator_plans_interleave_one_schedule_and_the_end_is_the_last_deadline():
     plan = build_plan(scenario(), 2)
     step = plan.steps[1]

@@ -6,9 +6,9 @@ stays free for ``progress()`` and ``stop()``, which also live in their own
 concurrency group. Closed batches leave through ``output``:
 
 - ``ToCollector``: to a ``ShardCollector`` actor (placed by the driver on its
-  own node) that writes shards as they arrive, several at once; the generator
-  awaits each write before the next, so a batch handed over before a crash is
-  on disk.
+  own node) that writes shards as they arrive, with a writer thread per
+  generator; the generator awaits each write before the next, so a batch handed
+  over before a crash is on disk, and no generator waits on another's write.
 - ``ToStorage``: straight to shared storage (``s3://``, ``gs://``, a mounted
   volume) from the generator's node.
 
@@ -61,7 +61,7 @@ class ToCollector:
         return lambda batch: self.collector.put.remote(target, worker, next(counter), batch)
 
 
-COLLECTOR_WRITERS = 4  # shards written at once: a generator never waits on another's write
+COLLECTOR_WRITERS = 4  # the default; the driver gives the collector one per generator
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
@@ -70,7 +70,8 @@ class ShardCollector:
 
     An async actor: each ``put`` waits for its own write on a pool of ``writers``
     threads (Parquet encoding and file writes release the GIL), so generators' writes
-    overlap instead of queueing behind one another.
+    overlap instead of queueing behind one another. A generator has at most one write
+    outstanding, so with a writer per generator none waits on another's.
     """
 
     def __init__(self, run_dir: str, writers: int = COLLECTOR_WRITERS) -> None:
