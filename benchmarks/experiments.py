@@ -1,14 +1,17 @@
 """The essay's experiments and the ones beyond it: every quick scenario, one table.
 
-    python benchmarks/experiments.py [--out runs] [--reuse] [--json FILE] [SCENARIO.yaml ...]
+    python benchmarks/experiments.py [--out runs] [--repeat 3] [--reuse] [--json FILE]
+                                     [SCENARIO.yaml ...]
 
 Runs each scenario (default: every file in ``scenarios/quick/``) through
-``blastradius run`` on the embedded local Ray, one after another, then prints
-one Markdown table over all of them: availability overall, on the healthy
-endpoints and on the slow ones, goodput, p50/p99, errors by kind, and the
-concurrency Little's law asks for against what the target had. These are the
-figures in README's results section. ``--reuse`` tabulates the newest existing
-run of each scenario under ``--out`` instead of running it again.
+``blastradius run`` on the embedded local Ray, ``--repeat`` times, one run after
+another, then prints one Markdown table over all of them: availability overall,
+on the healthy endpoints and on the slow ones, goodput, p50/p99, errors by kind
+(of the median run), and the concurrency Little's law asks for against what the
+target had. Each figure is the median of the runs, with the lowest and highest
+in brackets where they differ: its spread. These are the figures in README's
+results section. ``--reuse`` tabulates the newest existing runs of each scenario
+under ``--out`` instead of running them again.
 """
 
 from __future__ import annotations
@@ -42,15 +45,16 @@ def run(path: Path, out: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def newest_run(path: Path, out: str) -> str | None:
-    """The newest completed run of the scenario under ``out``, if any."""
+def newest_runs(path: Path, out: str, count: int) -> list[str]:
+    """The newest ``count`` completed runs of the scenario under ``out`` (fewer if
+    there are not that many), oldest first."""
     name = load_scenario(path).name
     found = []
     for manifest in Path(out).glob(f"{name}-*/run.json"):
         data = json.loads(manifest.read_text())
         if data.get("status") == "completed" and data.get("scenario", {}).get("name") == name:
             found.append(str(manifest.parent))
-    return max(found, default=None)  # run ids sort by their UTC time
+    return sorted(found)[-count:]  # run ids sort by their UTC time
 
 
 def rows_for(path: Path, run_dir: str) -> list[dict]:
@@ -59,8 +63,44 @@ def rows_for(path: Path, run_dir: str) -> list[dict]:
     return [{"scenario": path.stem, **row, "run_dir": run_dir} for row in rows]
 
 
-def _f(value: float | None, pattern: str) -> str:
-    return "-" if value is None else format(value, pattern)
+FIGURES = ("availability", "healthy", "slow", "goodput_rps", "p50_ms", "p99_ms")
+
+
+def spread(runs: list[list[dict]]) -> list[dict]:
+    """One row per target over repeated runs of a scenario: each of ``FIGURES`` as the
+    median (the lower middle run for an even count), with ``<figure>_range`` its
+    lowest and highest; the errors and saturation of the run whose availability is the
+    median. ``runs`` holds each run's ``rows_for``, in the same target order."""
+    table = []
+    for per_target in zip(*runs, strict=True):
+        by_availability = sorted(per_target, key=lambda r: r["availability"])
+        row = dict(by_availability[(len(per_target) - 1) // 2])
+        for figure in FIGURES:
+            values = sorted(r[figure] for r in per_target if r[figure] is not None)
+            if len(values) < len(per_target):
+                row[figure], row[f"{figure}_range"] = None, None
+                continue
+            row[figure] = values[(len(values) - 1) // 2]
+            row[f"{figure}_range"] = [values[0], values[-1]]
+        row["runs"] = [r["run_dir"] for r in per_target]
+        row.pop("run_dir", None)
+        table.append(row)
+    return table
+
+
+def _f(value: float | None, pattern: str, bounds: list[float] | None = None) -> str:
+    if value is None:
+        return "-"
+    text = format(value, pattern)
+    if bounds is None:
+        return text
+    low, high = (format(b, pattern) for b in bounds)
+    return text if low == high else f"{text} ({low}-{high})"
+
+
+def cell(row: dict, figure: str, pattern: str) -> str:
+    """A figure's median and its spread."""
+    return _f(row[figure], pattern, row.get(f"{figure}_range"))
 
 
 def markdown(table: list[dict]) -> list[str]:
@@ -73,10 +113,10 @@ def markdown(table: list[dict]) -> list[str]:
     for r in table:
         errors = error_counts(r["errors"], prose=True)
         lines.append(
-            f"| {r['scenario']} | {r['target']} | {_f(r['availability'], '.3f')} "
-            f"| {_f(r['healthy'], '.3f')} | {_f(r['slow'], '.3f')} "
-            f"| {_f(r['goodput_rps'], '.1f')} | {_f(r['p50_ms'], ',.0f')} "
-            f"| {_f(r['p99_ms'], ',.0f')} | {_f(r['needed'], ',.0f')} / {r['capacity']} "
+            f"| {r['scenario']} | {r['target']} | {cell(r, 'availability', '.3f')} "
+            f"| {cell(r, 'healthy', '.3f')} | {cell(r, 'slow', '.3f')} "
+            f"| {cell(r, 'goodput_rps', '.1f')} | {cell(r, 'p50_ms', ',.0f')} "
+            f"| {cell(r, 'p99_ms', ',.0f')} | {_f(r['needed'], ',.0f')} / {r['capacity']} "
             f"| {errors}{' (generator saturated)' if r['saturated'] else ''} |"
         )
     return lines
@@ -88,16 +128,19 @@ def main() -> None:
     parser.add_argument("scenarios", nargs="*", type=Path)
     parser.add_argument("--out", default="runs")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario")
     parser.add_argument("--reuse", action="store_true", help="tabulate existing runs")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat: must be >= 1")
     paths = args.scenarios or sorted((ROOT / "scenarios" / "quick").glob("*.yaml"))
     table = []
     for path in paths:
-        run_dir = newest_run(path, args.out) if args.reuse else None
-        if run_dir is None:
-            print(f"running {path} ...", flush=True)
-            run_dir = run(path, args.out)
-        table += rows_for(path, run_dir)
+        run_dirs = newest_runs(path, args.out, args.repeat) if args.reuse else []
+        for i in range(len(run_dirs), args.repeat):
+            print(f"running {path} ({i + 1} of {args.repeat}) ...", flush=True)
+            run_dirs.append(run(path, args.out))
+        table += spread([rows_for(path, run_dir) for run_dir in run_dirs])
     print()
     print("\n".join(markdown(table)))
     if args.json:

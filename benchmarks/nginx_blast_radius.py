@@ -1,6 +1,7 @@
 """Walk-through: the blast radius of a slow dependency on nginx, a server we did not write.
 
-    python benchmarks/nginx_blast_radius.py [--rate 100] [--seconds 30] [--json FILE]
+    python benchmarks/nginx_blast_radius.py [--rate 100] [--seconds 30] [--connections 256]
+                                            [--repeat 3] [--json FILE]
 
 Needs nginx (Debian: ``apt-get install nginx-light``).
 
@@ -14,9 +15,10 @@ route take 30 s from 10 s into the load; nginx waits up to 60 s for its upstream
 (``proxy_read_timeout``, its default). The load: ``--rate`` requests a second, half to
 each path, 1 s deadline, open loop.
 
-Printed: each path's availability before the fault and after it, from the rows, and what
-the proxy injected. The question is the essay's: does the slow half take the fast half
-down with it?
+Printed: for each of ``--repeat`` runs, each path's availability before the fault and
+after it, from the rows, and what the proxy injected; then each availability's median
+and its spread (lowest and highest) over the runs. The question is the essay's: does
+the slow half take the fast half down with it?
 """
 
 from __future__ import annotations
@@ -54,18 +56,8 @@ http {{
 )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=100)
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--fault-at", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=256)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-
-    nginx_binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx_binary).exists():
-        sys.exit("nginx is needed: apt-get install nginx-light")
+def measure(args: argparse.Namespace, nginx_binary: str) -> dict:
+    """One run of the walk-through; its figures."""
     from blastradius.analysis import load
     from blastradius.cluster import launch
 
@@ -139,16 +131,52 @@ def main() -> None:
                 },
             },
         }
+    return {"paths": figures, "proxy": block["proxies"]["dependency"], "run_dir": run_dir}
+
+
+def spread(runs: list[dict]) -> dict:
+    """Each path's availability before and after the fault over the runs: the median
+    (the lower middle one for an even count), lowest and highest."""
+    figures: dict = {}
+    for path in runs[0]["paths"]:
+        for phase in ("before", "after"):
+            values = sorted(r["paths"][path][phase]["availability"] for r in runs)
+            figures.setdefault(path, {})[phase] = {
+                "median": values[(len(values) - 1) // 2],
+                "low": values[0],
+                "high": values[-1],
+            }
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--fault-at", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat: must be >= 1")
+
+    nginx_binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx_binary).exists():
+        sys.exit("nginx is needed: apt-get install nginx-light")
+    runs = []
+    for i in range(args.repeat):
+        runs.append(measure(args, nginx_binary))
+        print(f"run {i + 1} of {args.repeat}: {json.dumps(runs[-1], indent=2)}", flush=True)
     result_doc = {
         "rate": args.rate,
         "seconds": args.seconds,
         "fault_at_s": args.fault_at,
         "nginx_worker_connections": args.connections,
-        "paths": figures,
-        "proxy": block["proxies"]["dependency"],
-        "run_dir": run_dir,
+        "availability": spread(runs),
+        "runs": runs,
     }
-    print(json.dumps(result_doc, indent=2))
+    print(json.dumps(result_doc["availability"], indent=2))
     if args.json:
         args.json.write_text(json.dumps(result_doc, indent=2) + "\n")
 
