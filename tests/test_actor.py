@@ -104,8 +104,16 @@ def test_a_generators_write_does_not_wait_behind_anothers(local_ray, tmp_path, w
     from blastradius.workers.actor import ShardCollector
 
     collector = ShardCollector.remote(str(tmp_path), writers)
-    big, small = ray.put(_random_batch(1_500_000)), ray.put(_random_batch(10))
+    big, small = ray.put(_random_batch(3_000_000)), ray.put(_random_batch(10))
     slow = collector.put.remote("t", 0, 0, big)
+    # The small batch is handed over once the big one's file is being written (a
+    # temporary name, until it is published): the order the collector takes them in.
+    shards = tmp_path / "requests" / "target=t"
+    wait_for(
+        lambda: [p.name for p in shards.iterdir()] if shards.exists() else [],
+        lambda names: any(name.startswith("_") for name in names),
+        timeout_s=120,
+    )
     quick = collector.put.remote("t", 1, 0, small)
     (first,), _ = ray.wait([slow, quick], num_returns=1, timeout=120)
     assert (first == quick) == (writers == 2)
