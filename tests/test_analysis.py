@@ -391,3 +391,82 @@ def test_chunked_selection_with_many_equal_values_and_a_wide_range():
     picked, _ = select.select_grouped(groups, values, 1, np.array(qs))
     assert picked[0].tolist() == np.quantile(values, qs, method="inverted_cdf").tolist()
     assert picked[0].tolist() == [-(10**15), 5, 5, 10**15, 10**15]
+
+
+def _mixed_rows(seed: int) -> pd.DataFrame:
+    """Three targets of 1, 2 and 400 rows (two generators, one lagging; failures of three
+    kinds), at small absolute times, so that a window count taken from a wrong origin
+    stays small enough to compute."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for target, n in (("one", 1), ("two", 2), ("many", 400)):
+        for worker in (0, 1):
+            buffer = RowBuffer(worker=worker, node="n")
+            mine = range(worker, n, 2)
+            for seq, i in enumerate(mine):
+                intended = 5 * S + int(i * 3.7 * S / max(n - 1, 1))
+                lag = int(rng.exponential(3 * MS if worker else 0.2 * MS))
+                if n == 1:
+                    lag = 15 * MS  # a generator of one request, past the saturation mark
+                service = int(rng.lognormal(np.log(20 * MS), 0.8))
+                error = int(rng.choice([0, 0, 0, 0, TIMEOUT, HTTP, DROPPED])) if n > 2 else 0
+                sent = NULL_NS if error == DROPPED else intended + lag
+                done = intended + S if sent == NULL_NS else sent + service
+                status = 503 if error == HTTP else (0 if error in (TIMEOUT, DROPPED) else 200)
+                buffer.add(seq, 0, intended, sent, done, status, error, 2)
+            if len(mine):
+                table = pa.Table.from_batches([buffer.close()])
+                frames.append(
+                    to_frame(table.append_column("target", pa.array([target] * table.num_rows)))
+                )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _rank(values: pd.Series, q: float) -> float:
+    return float(np.quantile(values.to_numpy(np.int64), q, method="inverted_cdf")) / MS
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_summary_of_several_targets_equals_plain_pandas(seed):
+    frame = _mixed_rows(seed)
+    got = summary(frame)
+    assert list(got) == ["many", "one", "two"]
+    for target, mine in frame.groupby("target", observed=True):
+        s, ok = got[target], mine[mine["ok"]]
+        span = (mine["intended_ns"].max() - mine["intended_ns"].min()) / 1e9
+        assert s["requests"] == len(mine) and s["ok"] == len(ok)
+        assert s["availability"] == pytest.approx(len(ok) / len(mine))
+        expected = (len(mine) - 1) / span if len(mine) > 1 else None
+        assert s["throughput_rps"] == pytest.approx(expected)
+        for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99), ("p999_ms", 0.999), ("max_ms", 1)):
+            assert s[name] == pytest.approx(_rank(ok["latency_ns"], q))
+        sent = mine[mine["sent_ns"].notna()]
+        lag = sent["sent_ns"] - sent["intended_ns"]
+        assert s["send_lag_p99_ms"] == pytest.approx(_rank(lag, 0.99))
+        late = [_rank(lag[sent["worker"] == w], 0.99) > 10 for w in sorted(set(sent["worker"]))]
+        assert s["saturated"] == any(late)
+        errors = mine.loc[mine["error"] != "", "error"].astype(str).value_counts().to_dict()
+        assert s["errors"] == errors
+
+    assert got["one"]["saturated"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("window", [300 * MS, 2 * S])
+def test_timeline_of_several_targets_equals_plain_pandas(seed, window):
+    frame = _mixed_rows(seed)
+    line = timeline(frame, window).set_index(["target", "window"])
+    expected_cells = 0
+    for target, mine in frame.groupby("target", observed=True):
+        index = (mine["intended_ns"] - mine["intended_ns"].min()) // window
+        for w, cell in mine.groupby(index):
+            expected_cells += 1
+            row, ok = line.loc[(target, w)], cell[cell["ok"]]
+            assert row["t_s"] == pytest.approx(w * window / 1e9)
+            assert (row["scheduled"], row["ok"]) == (len(cell), len(ok))
+            for name, q in (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99)):
+                if len(ok):
+                    assert row[name] == pytest.approx(_rank(ok["latency_ns"], q))
+                else:
+                    assert np.isnan(row[name])
+    assert len(line) == expected_cells
