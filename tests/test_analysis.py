@@ -394,19 +394,20 @@ def test_chunked_selection_with_many_equal_values_and_a_wide_range():
 
 
 def _mixed_rows(seed: int) -> pd.DataFrame:
-    """Three targets of 1, 2 and 400 rows (two generators, one lagging; failures of three
-    kinds), at small absolute times, so that a window count taken from a wrong origin
-    stays small enough to compute."""
+    """Targets of 1, 1, 2 and 400 rows (two generators, one lagging; failures of three
+    kinds; a one-request target's second generator sends nothing), at small absolute
+    times, so that a window count taken from a wrong origin stays small enough to
+    compute."""
     rng = np.random.default_rng(seed)
     frames = []
-    for target, n in (("one", 1), ("two", 2), ("many", 400)):
+    for target, n in (("one", 1), ("solo", 1), ("two", 2), ("many", 400)):
         for worker in (0, 1):
             buffer = RowBuffer(worker=worker, node="n")
             mine = range(worker, n, 2)
             for seq, i in enumerate(mine):
                 intended = 5 * S + int(i * 3.7 * S / max(n - 1, 1))
                 lag = int(rng.exponential(3 * MS if worker else 0.2 * MS))
-                if n == 1:
+                if target == "one":
                     lag = 15 * MS  # a generator of one request, past the saturation mark
                 service = int(rng.lognormal(np.log(20 * MS), 0.8))
                 error = int(rng.choice([0, 0, 0, 0, TIMEOUT, HTTP, DROPPED])) if n > 2 else 0
@@ -430,7 +431,7 @@ def _rank(values: pd.Series, q: float) -> float:
 def test_summary_of_several_targets_equals_plain_pandas(seed):
     frame = _mixed_rows(seed)
     got = summary(frame)
-    assert list(got) == ["many", "one", "two"]
+    assert list(got) == ["many", "one", "solo", "two"]
     for target, mine in frame.groupby("target", observed=True):
         s, ok = got[target], mine[mine["ok"]]
         span = (mine["intended_ns"].max() - mine["intended_ns"].min()) / 1e9
@@ -448,7 +449,7 @@ def test_summary_of_several_targets_equals_plain_pandas(seed):
         errors = mine.loc[mine["error"] != "", "error"].astype(str).value_counts().to_dict()
         assert s["errors"] == errors
 
-    assert got["one"]["saturated"]
+    assert got["one"]["saturated"] and not got["solo"]["saturated"]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -470,3 +471,17 @@ def test_timeline_of_several_targets_equals_plain_pandas(seed, window):
                 else:
                     assert np.isnan(row[name])
     assert len(line) == expected_cells
+
+
+def test_percentiles_of_more_groups_than_a_histogram_holds_take_the_mask():
+    # Past 65,536 groups the values are gathered per group instead: only rows in ``where``.
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 70_000, 200_000)
+    values = rng.integers(0, 10**9, 200_000)
+    where = rng.random(200_000) < 0.5
+    got = grouped_quantiles(groups, values, 70_000, {"p50": 0.5}, where)["p50"]
+    frame = pd.DataFrame({"g": groups[where], "v": values[where]})
+    expected = frame.groupby("g")["v"].quantile(0.5, interpolation="lower")
+    present = expected.index.to_numpy()
+    assert np.array_equal(got[present], expected.to_numpy())
+    assert np.isnan(np.delete(got, present)).all()
