@@ -456,7 +456,9 @@ def test_summary_of_several_targets_equals_plain_pandas(seed):
 @pytest.mark.parametrize("window", [300 * MS, 2 * S])
 def test_timeline_of_several_targets_equals_plain_pandas(seed, window):
     frame = _mixed_rows(seed)
-    line = timeline(frame, window).set_index(["target", "window"])
+    line = timeline(
+        frame, window, quantiles={"p999_ms": 0.999}, service={"service_p99_ms": 0.99}
+    ).set_index(["target", "window"])
     expected_cells = 0
     for target, mine in frame.groupby("target", observed=True):
         index = (mine["intended_ns"] - mine["intended_ns"].min()) // window
@@ -465,9 +467,15 @@ def test_timeline_of_several_targets_equals_plain_pandas(seed, window):
             row, ok = line.loc[(target, w)], cell[cell["ok"]]
             assert row["t_s"] == pytest.approx(w * window / 1e9)
             assert (row["scheduled"], row["ok"]) == (len(cell), len(ok))
-            for name, q in (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99)):
+            for name, column, q in (
+                ("p50_ms", "latency_ns", 0.5),
+                ("p90_ms", "latency_ns", 0.9),
+                ("p99_ms", "latency_ns", 0.99),
+                ("p999_ms", "latency_ns", 0.999),
+                ("service_p99_ms", "service_ns", 0.99),
+            ):
                 if len(ok):
-                    assert row[name] == pytest.approx(_rank(ok["latency_ns"], q))
+                    assert row[name] == pytest.approx(_rank(ok[column], q))
                 else:
                     assert np.isnan(row[name])
     assert len(line) == expected_cells
@@ -485,3 +493,27 @@ def test_percentiles_of_more_groups_than_a_histogram_holds_take_the_mask():
     present = expected.index.to_numpy()
     assert np.array_equal(got[present], expected.to_numpy())
     assert np.isnan(np.delete(got, present)).all()
+
+
+def test_a_timeline_of_some_targets_ignores_the_categories_left_unused():
+    frame = _mixed_rows(1)
+    frame["target"] = frame["target"].astype("category")  # as a run's shards read
+    some = frame[frame["target"] == "many"]
+    alone = some.assign(target=some["target"].astype(str))
+    pd.testing.assert_frame_equal(
+        timeline(some, S).drop(columns="target"), timeline(alone, S).drop(columns="target")
+    )
+
+
+def test_a_summary_of_hundreds_of_groups_keeps_each_apart():
+    # Past 255 groups the group codes no longer fit a byte.
+    frame = _mixed_rows(2)
+    frame = frame[frame["target"] == "many"].assign(endpoint=np.arange(400) // 2 * 3)
+    got = summary(frame, by="endpoint")
+    assert len(got) == 200 and list(got) == sorted(got)
+    frame = frame.assign(endpoint=np.arange(400))
+    got = summary(frame, by="endpoint")
+    assert len(got) == 400
+    for endpoint, mine in frame.groupby("endpoint"):
+        assert got[endpoint]["requests"] == 1
+        assert got[endpoint]["ok"] == int(mine["ok"].sum())
