@@ -268,6 +268,14 @@ RAW_CASES = {
         _serve(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
         (201, "", 0, True),
     ),
+    "interim-199-then-final": (  # every 1xx but 101 is interim, the last one too
+        _serve(b"HTTP/1.1 199 Misc\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        (200, "", 2, True),
+    ),
+    "early-hints-then-final-ended-by-close": (
+        _serve(b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.0 200 OK\r\n\r\nhello"),
+        (200, "", 5, True),
+    ),
     "switching-protocols": (
         _serve(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", then_wait=0.2),
         (101, "other", 0, False),
