@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_runs import quarter_timing_out
 
-from blastradius.analysis import compare, grouped_quantiles, load, select, summary, timeline
+from blastradius.analysis import (
+    compare,
+    grouped_quantiles,
+    load,
+    select,
+    summarize,
+    summary,
+    timeline,
+)
 from blastradius.analysis.load import to_frame
 from blastradius.analysis.stats import _gathered_quantiles
 from blastradius.workers.layout import shard_dir, shard_name
@@ -89,6 +97,12 @@ def test_saturation_begins_past_10_ms_of_send_lag(lag_ns, saturated):
     assert summary(frame)["t"]["saturated"] is saturated
 
 
+def test_saturation_is_the_p99_of_a_generators_lag_not_its_worst():
+    # One late send of 200 is above the 99th percentile's rank: the p99 is on time.
+    spec = [(i * MS, (50 if i == 7 else 1) * MS, 1 * MS, 200, 0) for i in range(200)]
+    assert summary(rows("t", spec))["t"]["saturated"] is False
+
+
 def test_a_generator_lagging_past_10_ms_marks_the_summary_saturated():
     on_time = rows("t", [(i * MS, 1 * MS, 1 * MS, 200, 0) for i in range(100)], worker=0)
     late = rows("t", [(i * MS, 20 * MS, 1 * MS, 200, 0) for i in range(100)], worker=1)
@@ -136,6 +150,11 @@ def test_one_target_with_no_ok_rows_beside_a_healthy_one():
     assert s["bad"]["p99_ms"] is None
     line = timeline(frame, S).set_index("target")
     assert line.loc["bad", "availability"] == 0.0 and np.isnan(line.loc["bad", "p99_ms"])
+
+
+def test_the_default_window_is_one_second():
+    frame = rows("t", [(0, 0, MS, 200, 0), (S - 1, 0, MS, 200, 0), (S, 0, MS, 200, 0)])
+    assert timeline(frame)["scheduled"].tolist() == [2, 1]
 
 
 def test_timeline_windows_take_the_start_and_leave_the_end():
@@ -467,6 +486,8 @@ def test_timeline_of_several_targets_equals_plain_pandas(seed, window):
             row, ok = line.loc[(target, w)], cell[cell["ok"]]
             assert row["t_s"] == pytest.approx(w * window / 1e9)
             assert (row["scheduled"], row["ok"]) == (len(cell), len(ok))
+            assert row["availability"] == pytest.approx(len(ok) / len(cell))
+            assert row["goodput_rps"] == pytest.approx(len(ok) / (window / 1e9))
             for name, column, q in (
                 ("p50_ms", "latency_ns", 0.5),
                 ("p90_ms", "latency_ns", 0.9),
@@ -517,3 +538,14 @@ def test_a_summary_of_hundreds_of_groups_keeps_each_apart():
     for endpoint, mine in frame.groupby("endpoint"):
         assert got[endpoint]["requests"] == 1
         assert got[endpoint]["ok"] == int(mine["ok"].sum())
+
+
+def test_one_groups_summary_and_summaries_by_several_columns_equal_plain_pandas():
+    frame = _mixed_rows(1)
+    many = frame[frame["target"] == "many"]
+    assert summarize(many) == summary(many)["many"]
+    got = summary(frame, by=["target", "worker"])
+    expected = frame.groupby(["target", "worker"])["ok"].agg(["size", "sum"])
+    assert sorted(got) == sorted(expected.index)
+    for key, (size, ok) in expected.iterrows():
+        assert (got[key]["requests"], got[key]["ok"]) == (size, ok)
