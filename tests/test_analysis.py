@@ -460,6 +460,7 @@ def test_summary_of_several_targets_equals_plain_pandas(seed):
         assert s["throughput_rps"] == pytest.approx(expected)
         for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99), ("p999_ms", 0.999), ("max_ms", 1)):
             assert s[name] == pytest.approx(_rank(ok["latency_ns"], q))
+        assert s["service_p99_ms"] == pytest.approx(_rank(ok["service_ns"], 0.99))
         sent = mine[mine["sent_ns"].notna()]
         lag = sent["sent_ns"] - sent["intended_ns"]
         assert s["send_lag_p99_ms"] == pytest.approx(_rank(lag, 0.99))
