@@ -23,6 +23,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark scripts
+
+from spread import median_range  # noqa: E402
 
 from blastradius.analysis import load  # noqa: E402
 from blastradius.analysis.table import error_counts  # noqa: E402
@@ -76,12 +79,12 @@ def spread(runs: list[list[dict]]) -> list[dict]:
         by_availability = sorted(per_target, key=lambda r: r["availability"])
         row = dict(by_availability[(len(per_target) - 1) // 2])
         for figure in FIGURES:
-            values = sorted(r[figure] for r in per_target if r[figure] is not None)
+            values = [r[figure] for r in per_target if r[figure] is not None]
             if len(values) < len(per_target):
                 row[figure], row[f"{figure}_range"] = None, None
                 continue
-            row[figure] = values[(len(values) - 1) // 2]
-            row[f"{figure}_range"] = [values[0], values[-1]]
+            row[figure], low, high = median_range(values)
+            row[f"{figure}_range"] = [low, high]
         row["runs"] = [r["run_dir"] for r in per_target]
         row.pop("run_dir", None)
         table.append(row)

@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from generator_rate import NGINX_TEMP_PATHS, free_port  # noqa: E402
+from spread import median_range  # noqa: E402
 
 NGINX_CONF = (
     """
@@ -140,12 +141,10 @@ def spread(runs: list[dict]) -> dict:
     figures: dict = {}
     for path in runs[0]["paths"]:
         for phase in ("before", "after"):
-            values = sorted(r["paths"][path][phase]["availability"] for r in runs)
-            figures.setdefault(path, {})[phase] = {
-                "median": values[(len(values) - 1) // 2],
-                "low": values[0],
-                "high": values[-1],
-            }
+            median, low, high = median_range(
+                [r["paths"][path][phase]["availability"] for r in runs]
+            )
+            figures.setdefault(path, {})[phase] = {"median": median, "low": low, "high": high}
     return figures
 
 

@@ -160,9 +160,12 @@ def _build_plan(scenario: Scenario, generators: int) -> RunPlan:
     endpoints = 0 if dependency is None else dependency.endpoints
     objectives = scenario.objectives()
     steps = tuple(
-        Step(t, _target_service(t), endpoints, objectives.get(t.name))
-        if t.launched
-        else Step(t, objectives=objectives.get(t.name))
+        Step(
+            t,
+            _target_service(t) if t.launched else None,
+            endpoints if t.launched else 0,
+            objectives.get(t.name),
+        )
         for t in scenario.targets
     )
     if not launches or dependency is None:

@@ -48,7 +48,7 @@ def _plans(target_url: str, workers: int, seconds: int, rate: int, start_ns: int
 def test_generators_hand_batches_to_the_collector_which_writes_shards(local_ray, target, tmp_path):
     from blastradius.workers.actor import GeneratorActor, ShardCollector, ToCollector
 
-    collector = ShardCollector.remote(str(tmp_path))
+    collector = ShardCollector.remote(str(tmp_path), writers=2)
     actors = [GeneratorActor.remote() for _ in range(2)]
     nodes = ray.get([actor.ready.remote() for actor in actors])
     plans = _plans(target.url, 2, 3, 200, time.time_ns() + S // 2)

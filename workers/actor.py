@@ -61,9 +61,6 @@ class ToCollector:
         return lambda batch: self.collector.put.remote(target, worker, next(counter), batch)
 
 
-COLLECTOR_WRITERS = 4  # the default; the driver gives the collector one per generator
-
-
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class ShardCollector:
     """Writes the batches generators hand it as shards under ``run_dir``, several at once.
@@ -74,7 +71,7 @@ class ShardCollector:
     outstanding, so with a writer per generator none waits on another's.
     """
 
-    def __init__(self, run_dir: str, writers: int = COLLECTOR_WRITERS) -> None:
+    def __init__(self, run_dir: str, writers: int) -> None:
         self.run_dir = run_dir
         self.shards = 0
         self.pool = ThreadPoolExecutor(writers, "shard-writer")
