@@ -187,11 +187,13 @@ def _add_load_parser(commands: argparse._SubParsersAction) -> None:
     )
     load.add_argument("--generators", type=int, metavar="N", help="generator actors")
     load.add_argument("--name", default="load", help="run and target name (default load)")
-    load.add_argument(
-        "--out", default="runs", metavar="DIR|URI", help="where runs go (default runs/)"
-    )
+    load.add_argument("--out", metavar="DIR|URI", help=OUT_HELP)
     load.add_argument("--address", metavar="RAY_ADDRESS", help="join this Ray cluster")
     _add_metrics_flag(load)
+
+
+OUT_ENV = "BLASTRADIUS_OUT"
+OUT_HELP = f"where runs go (default ${OUT_ENV}, else runs/)"
 
 
 def _add_metrics_flag(parser: argparse.ArgumentParser) -> None:
@@ -217,10 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--out",
-        default="runs",
         metavar="DIR|URI",
-        help="where runs go (default runs/); a URI (s3://, file://) is written "
-        "by the generators directly",
+        help=OUT_HELP + "; a URI (s3://, file://) is written by the generators directly",
     )
     run.add_argument(
         "--address",
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--full", action="store_true", help="the essay's sizes (1000 req/s, 500 threads)"
     )
-    demo.add_argument("--out", default="runs", metavar="DIR", help="where runs go (default runs/)")
+    demo.add_argument("--out", metavar="DIR", help=OUT_HELP)
     demo.add_argument(
         "--set",
         dest="overrides",
@@ -413,11 +413,21 @@ def _check_free(port: int) -> None:
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
-def _out(out: str) -> str:
-    """``--out`` as given; a relative path inside a Ray job is bad input (exit 2)."""
+def _out(out: str | None) -> str:
+    """Where runs go: ``--out``, else ``$BLASTRADIUS_OUT`` (unset or empty: ``runs``).
+    An empty ``--out``, or a relative location inside a Ray job, is bad input (exit 2)."""
+    if out == "":
+        raise UsageError("--out: empty; give a directory or a URI")
+    if out is not None:
+        source = f"--out {out}"
+    elif os.environ.get(OUT_ENV):
+        out = os.environ[OUT_ENV]
+        source = f"{OUT_ENV}={out}"
+    else:
+        out, source = "runs", "--out runs (the default)"
     if os.environ.get(RAY_JOB_ENV) and "://" not in out and not os.path.isabs(out):
         raise UsageError(
-            f"--out {out}: a relative path inside a Ray job lands in the job's temporary "
+            f"{source}: a relative path inside a Ray job lands in the job's temporary "
             "working directory; give an absolute path or a URI"
         )
     return out

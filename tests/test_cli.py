@@ -150,6 +150,62 @@ def test_a_relative_out_inside_a_ray_job_is_refused(command, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+RELATIVE = (
+    ": a relative path inside a Ray job lands in the job's temporary working directory; "
+    "give an absolute path or a URI"
+)
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "said"),
+    [
+        (None, None, "--out runs (the default)" + RELATIVE),
+        (None, "runs", "BLASTRADIUS_OUT=runs" + RELATIVE),
+        (None, "", "--out runs (the default)" + RELATIVE),
+        ("rel", "/abs", "--out rel" + RELATIVE),
+        ("", "/abs", "--out: empty; give a directory or a URI"),
+    ],
+)
+def test_where_runs_go_inside_a_ray_job_names_its_source(
+    flag, env, said, tmp_path, monkeypatch, capsys
+):
+    """``--out`` wins over ``$BLASTRADIUS_OUT`` (unset or empty: ``runs``), and the error
+    names the one that was used."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    if env is None:
+        monkeypatch.delenv("BLASTRADIUS_OUT", raising=False)
+    else:
+        monkeypatch.setenv("BLASTRADIUS_OUT", env)
+    out = [] if flag is None else ["--out", flag]
+    assert main(["run", "tiny", *out]) == 2
+    assert capsys.readouterr().err == f"blastradius run: error: {said}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "where"),
+    [
+        (None, None, "runs"),
+        (None, "", "runs"),
+        (None, "/results", "/results"),
+        (None, "s3://bucket/runs", "s3://bucket/runs"),
+        ("mine", "/results", "mine"),
+    ],
+)
+def test_runs_go_to_out_else_blastradius_out_else_runs(flag, env, where, monkeypatch):
+    """Outside a Ray job any of them may be relative. (A real run into $BLASTRADIUS_OUT:
+    tests/test_install.py, and on Kubernetes tests/test_kuberay.py.)"""
+    from blastradius.cluster.cli import _out
+
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    if env is None:
+        monkeypatch.delenv("BLASTRADIUS_OUT", raising=False)
+    else:
+        monkeypatch.setenv("BLASTRADIUS_OUT", env)
+    assert _out(flag) == where
+
+
 def test_a_metrics_port_in_use_is_exit_2_before_anything_starts(tmp_path, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

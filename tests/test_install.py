@@ -32,14 +32,14 @@ def installed(wheel, tmp_path_factory) -> Path:
     return venv
 
 
-def command(venv: Path, cwd: Path, *args: str, timeout: float = 300):
+def command(venv: Path, cwd: Path, *args: str, timeout: float = 300, **env: str):
     return subprocess.run(
         [str(venv / "bin/blastradius"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "RAY_AUTH_MODE": "disabled"},
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "RAY_AUTH_MODE": "disabled", **env},
     )
 
 
@@ -65,9 +65,12 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed, tmp_path
 
 
 def test_run_a_shipped_scenario_by_name_from_another_directory(installed, tmp_path):
-    result = command(installed, tmp_path, "run", "tiny", "--out", "runs")
+    """...into $BLASTRADIUS_OUT, as a Kubernetes head sets it, with no --out."""
+    out = tmp_path / "elsewhere"
+    result = command(installed, tmp_path, "run", "tiny", BLASTRADIUS_OUT=str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    run_dir = tmp_path / result.stdout.strip().splitlines()[-1]
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == out and sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "completed"
     assert manifest["totals"]["async"]["requests"] == 100
