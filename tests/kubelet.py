@@ -11,19 +11,21 @@ needs pods gets the nearest thing (as root, on Linux):
   its volumes are mounted where the manifest says (an ``emptyDir`` is a directory, one
   of ``medium: Memory`` a tmpfs of its ``sizeLimit``, a ConfigMap its files, read-only,
   a PersistentVolumeClaim a directory of the node that outlives the pod), and its
-  command is PID 1, run as the pod's user and group with no capabilities and
+  command is its PID 1 (with ``shareProcessNamespace``, a pause process is the pod's
+  PID 1 and reaps orphans), run as the pod's user and group with no capabilities and
   ``no_new_privs``;
 - its memory and CPU limits are cgroup (v1) limits, where this machine lets a test make
   cgroups; its memory is sampled as the kubelet does (working set: usage less inactive
   file pages), so a test can read each pod's peak;
 - a pod is deleted as the kubelet deletes one: its preStop hook, then SIGTERM to each
-  container's PID 1, then SIGKILL when the grace period (preStop included) is over.
+  container's main process, then SIGKILL when the grace period (preStop included) is
+  over.
 
 Not emulated: image pulls, the runtime's open-file limit (a container keeps this
-machine's, which root here cannot raise), the scheduler (every pod lands on this one node), Service
-virtual IPs (a Service name resolves to its pod's address), seccomp, probes other
-than those a caller runs with ``exec``, and NetworkPolicies (tests/netpol.py judges
-those).
+machine's, which root here cannot raise), the scheduler (every pod lands on this one
+node), Service virtual IPs (a Service name resolves to its pod's address), seccomp,
+probes other than those a caller runs with ``exec``, and NetworkPolicies
+(tests/netpol.py judges those).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class PodFailed(AssertionError):
 
 @dataclass
 class Container:
-    """A running container: its PID 1 (in this machine's PID namespace) and its log."""
+    """A running container: its main process (by its pid here) and its log."""
 
     name: str
     spec: dict
@@ -107,7 +109,7 @@ class Container:
     pre_stop_s: float = 0.0  # how long its preStop hook took
     stop_s: float = 0.0  # from the pod's deletion to the container's end
 
-    def pid1(self) -> int:
+    def main_pid(self) -> int:
         """The container's main process (its PID 1, unless the pod shares one PID
         namespace): the child ``unshare --fork`` made."""
         return _forked(self.process, f"container {self.name}", self.logs)
@@ -153,7 +155,7 @@ class Pod:
         return subprocess.run(
             [
                 "nsenter",
-                f"--target={running.pid1()}",
+                f"--target={running.main_pid()}",
                 "--mount",
                 "--pid",
                 "--uts",
@@ -305,13 +307,14 @@ class Node:
         for each in spec["containers"]:
             container = self._run_container(pod, each, volumes)
             pod.containers[each["name"]] = container
-            container.pid1()
+            container.main_pid()
         return pod
 
     def delete(self, pod: Pod, grace_s: float | None = None) -> dict[str, str]:
         """Delete a pod as the kubelet does: in every container at once, its preStop
-        hook, SIGTERM to PID 1, SIGKILL at the grace period's end (from the start).
-        Returns how each container ended: ``exited N`` or ``killed``."""
+        hook, SIGTERM to its main process, SIGKILL at the grace period's end (counted
+        from the start); then whatever is left in the pod is killed. Returns how each
+        container ended: ``exited N`` or ``killed``."""
         grace = pod.spec.get("terminationGracePeriodSeconds", 30) if grace_s is None else grace_s
         deadline = time.monotonic() + grace
         threads = [
@@ -350,13 +353,13 @@ class Node:
                 )
             container.pre_stop_s = time.monotonic() - started
         with contextlib.suppress(ProcessLookupError, PodFailed):
-            os.kill(container.pid1(), signal.SIGTERM)
+            os.kill(container.main_pid(), signal.SIGTERM)
         try:
             container.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             container.killed = True
             with contextlib.suppress(ProcessLookupError, PodFailed):
-                os.kill(container.pid1(), signal.SIGKILL)
+                os.kill(container.main_pid(), signal.SIGKILL)
             container.process.wait()
         container.stop_s = time.monotonic() - started
 
@@ -366,7 +369,7 @@ class Node:
             for container in [*pod.init_containers.values(), *pod.containers.values()]:
                 if container.running():
                     with contextlib.suppress(ProcessLookupError, PodFailed):
-                        os.kill(container.pid1(), signal.SIGKILL)
+                        os.kill(container.main_pid(), signal.SIGKILL)
                     container.process.wait()
             self._release(pod)
         self._stop_sampling.set()
@@ -486,17 +489,15 @@ class Node:
             )
         )
         log = directory / "log"
-        pid = ["--pid"]  # a namespace of its own, or the pause container's
-        if pod.pause is not None:
-            pid = []
-        namespaces = ["nsenter", f"--net=/run/netns/{pod.netns}"]
-        if pod.pause is not None:
+        namespaces, own_pid = ["nsenter", f"--net=/run/netns/{pod.netns}"], ["--pid"]
+        if pod.pause is not None:  # the pod's one PID namespace: the pause container's
             namespaces.append(f"--pid=/proc/{_forked(pod.pause, 'pause')}/ns/pid")
+            own_pid = []
         command = [
             *namespaces,
             "unshare",
             "--mount",
-            *pid,
+            *own_pid,
             "--uts",
             "--fork",
             "--propagation",
@@ -591,11 +592,11 @@ def _init_script(
     resolv: str,
 ) -> str:
     """The shell that makes a container's root and mounts, then execs its command (the
-    script's arguments) as PID 1."""
+    script's arguments) as the container's main process."""
     q = shlex.quote
     root = directory / "root"
     lines = ["set -eu"]
-    # PID 1 joins the pod's cgroups first, so all it starts is counted and limited.
+    # The container joins the pod's cgroups first, so all it starts is counted and limited.
     lines += [f"echo $$ > {q(str(cgroup / 'cgroup.procs'))}" for cgroup in pod.cgroups]
     lines += [
         "mount --make-rprivate /",
