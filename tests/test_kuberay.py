@@ -296,6 +296,11 @@ def test_the_long_lived_cluster_takes_readmes_ray_job_submit_and_a_head_pod_dele
         manifest, rows = flushed(run_dir)
         assert manifest["status"] == "completed" and len(rows) == 2 * 2 * 200
         assert (node.claim_directory("blastradius-results") / run_dir.name).is_dir()
+        analyzed = subprocess.run(
+            [str(BIN / "blastradius"), "analyze", str(run_dir)], capture_output=True, text=True
+        )
+        assert analyzed.returncode == 0, analyzed.stderr
+        assert "blocking" in analyzed.stdout and "async" in analyzed.stdout
 
         # What the token covers, and what it does not.
         dashboard = f"http://{head.ip}:{kuberay.DASHBOARD_PORT}"
