@@ -330,3 +330,112 @@ def test_a_template_never_shows_its_headers_or_body_in_a_repr():
     template = RequestTemplate("http://h/", "POST", (("Authorization", "Bearer zz9"),), b"pw=zz8")
     assert "zz9" not in repr(template) and "zz8" not in repr(template)
     assert "http://h/" in repr(template)
+
+
+# --- found by mutation testing (.ci/mutate requests) ------------------------------------------
+
+
+def _splitmix64(seed: int, index: int) -> float:
+    """The reference: splitmix64's output for state (index + 1) * golden + seed, as a
+    float in [0, 1) from its top 53 bits; plain Python integers, masked to 64 bits."""
+    mask = 2**64 - 1
+    x = ((index + 1) * 0x9E3779B97F4A7C15 + seed) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    x ^= x >> 31
+    return (x >> 11) / 2**53
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**63 + 5, -1])
+def test_weighted_picks_are_splitmix64_of_the_seed_and_the_global_index(seed):
+    """The same seed picks the same templates in every version and on every worker."""
+    indices = np.array([0, 1, 2, 3, 1000, 2**40])
+    weights = (1.0, 2.0, 3.0, 4.0)
+    cumulative = np.cumsum(weights)
+    expected = [
+        int(np.searchsorted(cumulative, _splitmix64(seed & (2**64 - 1), int(i)) * 10.0, "right"))
+        for i in indices
+    ]
+    assert pick(indices, 4, weights, seed).tolist() == expected
+
+
+def test_weights_below_one_in_all_are_weights():
+    small = [RequestTemplate("http://h/a", weight=0.25), RequestTemplate("http://h/b", weight=0.5)]
+    assert weights_of(small) == (0.25, 0.5)
+
+
+@pytest.mark.parametrize("character", ["\r", "\n", "\0"])
+def test_each_line_breaking_character_is_refused_in_a_header_value(character):
+    with pytest.raises(ValueError, match=r"^headers\.X-A: a header value cannot hold a line break"):
+        RequestTemplate("http://h/", headers=(("X-A", f"a{character}b"),))
+
+
+def test_a_template_written_down_has_only_the_keys_it_uses():
+    assert RequestTemplate("http://h/").redacted() == {"url": "http://h/", "method": "GET"}
+    full = RequestTemplate(
+        "http://u:pw@h/", "POST", (("Authorization", "s"),), b"abc", weight=2.0
+    ).redacted()
+    assert full == {
+        "url": "http://u:<redacted>@h/",
+        "method": "POST",
+        "headers": {"Authorization": "<redacted>"},
+        "body_bytes": 3,
+        "weight": 2.0,
+    }
+
+
+def test_configuration_records_cannot_be_changed_once_built():
+    import dataclasses
+
+    from blastradius.cluster.request_keys import Files
+    from blastradius.workers.template import Tls
+
+    for record, field in (
+        (RequestTemplate("http://h/"), "url"),
+        (Tls(), "verify"),
+        (Files(), "base"),
+        (UrlRun("http://h/", 1.0), "rate"),
+    ):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, field, None)
+
+
+def test_a_json_body_is_sent_as_utf_8_not_escaped():
+    target = parse_target({"name": "t", "url": "http://h/", "json": {"name": "é"}}, "targets[0]")
+    assert target.requests[0].body == '{"name":"é"}'.encode()
+
+
+def test_a_negative_weight_names_the_weight_not_the_url():
+    document = {"name": "t", "requests": [{"url": "http://h/", "weight": -1}]}
+    with pytest.raises(ValueError, match=r"^targets\[0\]\.requests\[0\]\.weight: must be"):
+        parse_target(document, "targets[0]")
+
+
+def test_an_empty_list_of_urls_is_refused():
+    with pytest.raises(ValueError, match=r"^targets\[0\]\.urls: expected a non-empty list"):
+        parse_target({"name": "t", "urls": []}, "targets[0]")
+
+
+def test_a_malformed_target_does_not_stop_the_next_ones_secrets_being_redacted():
+    document = {
+        "targets": [
+            "not a mapping",
+            {"name": "t", "url": "http://u:pw@h/", "headers": {"Authorization": "secret"}},
+        ]
+    }
+    written = json.dumps(redacted(document))
+    assert "secret" not in written and "pw" not in written
+
+
+def test_load_flags_left_at_their_defaults_ask_for_nothing_more():
+    assert document(UrlRun("http://h/", 5.0, duration="2s")) == {
+        "name": "load",
+        "load": {
+            "rate": 5.0,
+            "timeout": "1s",
+            "arrival": "constant",
+            "connections": 0,
+            "duration": "2s",
+        },
+        "targets": [{"name": "load", "url": "http://h/", "method": "GET"}],
+    }

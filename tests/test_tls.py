@@ -148,3 +148,58 @@ def test_bad_tls_options_are_one_line_naming_the_field(pki, tls, message):
     document = {"name": "t", "url": "https://127.0.0.1:1/", "tls": tls}
     with pytest.raises(ValueError, match=message):
         parse_target(document, "targets[0]", base=pki["ca.pem"].parent)
+
+
+# --- found by mutation testing (.ci/mutate requests) ------------------------------------------
+
+
+def test_tls_verifies_by_default_and_trusts_a_given_ca_without_verify(pki):
+    import ssl
+
+    assert Tls().verify is True
+    assert Tls().context().verify_mode == ssl.CERT_REQUIRED
+    assert Tls(ca_pem=pki["ca.pem"].read_text()).context().verify_mode == ssl.CERT_REQUIRED
+    off = Tls(verify=False).context()
+    assert (off.verify_mode, off.check_hostname) == (ssl.CERT_NONE, False)
+    assert parse_target(
+        {"name": "t", "url": "https://h/", "tls": {"ca": "ca.pem"}},
+        "targets[0]",
+        base=pki["ca.pem"].parent,
+    ).tls.verify
+
+
+@pytest.mark.parametrize("given", ["cert", "key"])
+def test_a_client_certificate_needs_both_halves(pki, given):
+    halves = {"cert_pem": pki["client.pem"].read_text(), "key_pem": pki["client.key"].read_text()}
+    with pytest.raises(ValueError, match=r"^tls\.cert: a client certificate needs both"):
+        Tls(**{f"{given}_pem": halves[f"{given}_pem"]})
+
+
+def test_a_certificate_and_a_key_that_do_not_belong_together_are_refused(pki):
+    with pytest.raises(ValueError, match=r"^tls\.cert: the certificate and key do not load$"):
+        Tls(cert_pem=pki["client.pem"].read_text(), key_pem=pki["server.key"].read_text())
+
+
+def test_the_client_key_is_written_nowhere_but_a_private_file_gone_once_read(
+    pki, tmp_path, monkeypatch
+):
+    """ssl loads a key only from a file: it is mode 0600 while read, and gone after."""
+    import ssl
+    import stat
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    modes = []
+    load = ssl.SSLContext.load_cert_chain
+
+    def watched(context, certfile, *args, **kwargs):
+        modes.append(stat.S_IMODE(Path(certfile).stat().st_mode))
+        return load(context, certfile, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", watched)
+    tls = Tls(cert_pem=pki["client.pem"].read_text(), key_pem=pki["client.key"].read_text())
+    assert modes and set(modes) == {0o600}
+    assert list(tmp_path.iterdir()) == []
+    assert "PRIVATE KEY" not in repr(tls)
+    assert tls.redacted() == {"verify": True, "ca": False, "cert": True}
+    assert Tls(ca_pem=pki["ca.pem"].read_text()).redacted()["ca"] is True
