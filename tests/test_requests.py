@@ -359,6 +359,17 @@ def test_weighted_picks_are_splitmix64_of_the_seed_and_the_global_index(seed):
     assert pick(indices, 4, weights, seed).tolist() == expected
 
 
+@pytest.mark.parametrize("seed", [0, 7, 2**63 + 5])
+def test_the_uniform_draw_is_splitmix64_to_the_last_bit(seed):
+    """Every bit of the draw, not only which template it lands on: a draw that differs
+    in its last bits picks another template once weights are fine enough."""
+    from blastradius.workers.template import _uniform
+
+    indices = np.array([0, 1, 2, 3, 1000, 2**40, 2**62])
+    expected = [_splitmix64(seed, int(i)) for i in indices]
+    assert _uniform(indices, seed).tolist() == expected
+
+
 def test_weights_below_one_in_all_are_weights():
     small = [RequestTemplate("http://h/a", weight=0.25), RequestTemplate("http://h/b", weight=0.5)]
     assert weights_of(small) == (0.25, 0.5)
