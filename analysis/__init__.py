@@ -10,13 +10,12 @@ The plots and the HTML report (matplotlib, imported only there):
 """
 
 from blastradius.analysis.compare import compare
-from blastradius.analysis.load import Runs, datetimes, load
+from blastradius.analysis.load import Runs, load
 from blastradius.analysis.stats import grouped_quantiles, summarize, summary, timeline
 
 __all__ = [
     "Runs",
     "compare",
-    "datetimes",
     "grouped_quantiles",
     "load",
     "summarize",

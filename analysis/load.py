@@ -19,6 +19,7 @@ from pyarrow import fs as pafs
 
 from blastradius.workers import layout
 from blastradius.workers.record import SCHEMA
+from blastradius.workers.run_record import RunRecord
 
 
 @dataclass
@@ -26,13 +27,13 @@ class Runs:
     """Rows of one or more runs, their manifests, and the files that could not be read."""
 
     rows: pd.DataFrame
-    manifests: dict[str, dict] = field(default_factory=dict)  # run id -> run.json
+    manifests: dict[str, RunRecord] = field(default_factory=dict)  # run id -> run.json
     skipped: list[str] = field(default_factory=list)  # "path: reason"
 
     @property
-    def manifest(self) -> dict:
+    def manifest(self) -> RunRecord:
         """The manifest of a single run (the first, when there are several)."""
-        return next(iter(self.manifests.values()), {})
+        return next(iter(self.manifests.values()), RunRecord(""))
 
 
 def _read_shard(filesystem: pafs.FileSystem, path: str) -> pa.Table:
@@ -68,9 +69,15 @@ def load(path: str) -> Runs:
         raise FileNotFoundError(f"{shown}: cannot read it: {first[:200]}") from None
     tables, manifests, skipped = [], {}, []
     for run_dir in runs:
-        with filesystem.open_input_stream(f"{run_dir}/{layout.MANIFEST}") as stream:
-            manifest = json.loads(stream.read())
-        run_id = manifest.get("run_id", run_dir.rsplit("/", 1)[-1])
+        location = f"{run_dir}/{layout.MANIFEST}"
+        with filesystem.open_input_stream(location) as stream:
+            try:
+                manifest = RunRecord.from_json(
+                    json.loads(stream.read()), run_dir.rsplit("/", 1)[-1]
+                )
+            except ValueError as exc:
+                raise FileNotFoundError(f"{location}: {exc}") from None
+        run_id = manifest.run_id
         manifests[run_id] = manifest
         for target, shard in layout.shards(filesystem, run_dir):
             try:
@@ -85,7 +92,7 @@ def load(path: str) -> Runs:
         raise FileNotFoundError(f"{shown}: no run.json here or in the directories below")
     schema = pa.schema(
         [
-            *(f.remove_metadata() if hasattr(f, "remove_metadata") else f for f in SCHEMA),
+            *SCHEMA,  # its fields: the shard metadata stays behind
             pa.field("target", pa.string()),
             pa.field("run", pa.string()),
         ]
@@ -93,8 +100,3 @@ def load(path: str) -> Runs:
     unified = [t.cast(schema) for t in tables]
     table = pa.concat_tables(unified) if unified else schema.empty_table()
     return Runs(to_frame(table), manifests, skipped)
-
-
-def datetimes(ns: pd.Series) -> pd.Series:
-    """Epoch nanoseconds as timezone-aware UTC datetimes (nulls stay null)."""
-    return pd.to_datetime(ns.astype("Int64"), unit="ns", utc=True)

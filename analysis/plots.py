@@ -126,7 +126,7 @@ def percentile_curve(rows: pd.DataFrame) -> Figure:
         _empty_note(axes)
         return figure
     ticks = [q for q in NINES if _nines_x(np.array(q)) <= top + 1e-9]
-    axes.xaxis.set_major_locator(FixedLocator(_nines_x(np.array(ticks))))
+    axes.xaxis.set_major_locator(FixedLocator(_nines_x(np.array(ticks)).tolist()))
     axes.xaxis.set_major_formatter(
         FuncFormatter(lambda x, _: f"{100 * (1 - 10**-x):.{max(0, round(x) - 2)}f}%")
     )

@@ -32,6 +32,7 @@ from blastradius.analysis.series import load_all, series_names, series_rows
 from blastradius.analysis.stats import summary, timeline
 from blastradius.analysis.table import error_counts, warnings
 from blastradius.workers.layout import publish_bytes
+from blastradius.workers.run_record import RouteCounts, RunRecord
 
 S = 1_000_000_000
 MAX_WINDOWS = 600  # timeline points per series before the window widens
@@ -49,21 +50,18 @@ def _origins(runs: Runs, rows: pd.DataFrame) -> dict[str, int]:
     """Each series' load start (ns): the manifest's, else its first intended time."""
     origins = {}
     for (run, target), name in series_names(runs).items():
-        block = runs.manifests[run]["targets"][target]
-        if "start_ns" in block:
-            origins[name] = int(block["start_ns"])
-    for name, group in rows.groupby("series", observed=True):
-        origins.setdefault(str(name), int(group["intended_ns"].min()))
+        start_ns = runs.manifests[run].target(target).start_ns
+        if start_ns is not None:
+            origins[name] = start_ns
+    for series, group in rows.groupby("series", observed=True):
+        origins.setdefault(str(series), int(group["intended_ns"].min()))
     return origins
 
 
 def fault_marks(runs: Runs) -> dict[str, list[tuple[float, str]]]:
     """Per series, the dependency's fault times (s from the load start) and what changed."""
     return {
-        name: [
-            (float(f["at_s"]), str(f["label"]))
-            for f in runs.manifests[run]["targets"][target].get("faults", [])
-        ]
+        name: [(f.at_s, f.label) for f in runs.manifests[run].target(target).faults]
         for (run, target), name in series_names(runs).items()
     }
 
@@ -97,7 +95,7 @@ def series_verdicts(runs: Runs) -> dict[str, list[slo.Verdict]]:
         if not objectives:
             continue
         rows = runs.rows[runs.rows["run"] == run]
-        for verdict in slo.check(rows, objectives, slo.load_starts(manifest)):
+        for verdict in slo.check(rows, objectives, manifest.load_starts()):
             name = names.get((run, verdict.target), verdict.target)
             result.setdefault(name, []).append(verdict)
     return result
@@ -111,7 +109,9 @@ def breach_spans(
     spans: dict[str, list[tuple[float, float]]] = {}
     for name, mine in verdicts.items():
         for v in mine:
-            if not v.breaches or (v.objective.startswith("availability") == latency):
+            if not v.breaches or v.window_s is None:
+                continue
+            if v.objective.startswith("availability") == latency:
                 continue
             spans.setdefault(name, []).extend((t, t + v.window_s) for t in v.breaches)
     return spans
@@ -301,60 +301,56 @@ def proxies_html(runs: Runs, summaries: dict[str, dict]) -> str:
     names = series_names(runs)
     rows = []
     for (run, target), name in names.items():
-        block = runs.manifests[run]["targets"][target]
+        block = runs.manifests[run].target(target)
         availability = summaries.get(name, {}).get("availability")
-        for proxy, counts in block.get("proxies", {}).items():
-            for route in counts["routes"]:
-                cells = "".join(
-                    f"<td>{route[k]:,}</td>"
-                    for k in ("requests", "delayed", "errors", "resets", "hangs", "throttled")
-                )
+        for proxy, counts in block.proxies.items():
+            for route in counts.routes:
+                cells = "".join(f"<td>{n:,}</td>" for n in route.counts())
                 rows.append(
                     f"<tr><td>{html.escape(name)}</td><td>{html.escape(proxy)}</td>"
-                    f"<td><code>{html.escape(route['route'])}</code></td>{cells}"
+                    f"<td><code>{html.escape(route.route)}</code></td>{cells}"
                     f'<td class="{_grade(availability)}">{_cell(availability, "{:.4f}")}</td></tr>'
                 )
     if not rows:
         return ""
-    columns = ["series", "proxy", "route", "requests", "delayed", "errors", "resets"]
-    columns += ["hangs", "throttled", "availability kept"]
+    columns = ["series", "proxy", "route", *RouteCounts.COUNTS, "availability kept"]
     head = "".join(f"<th>{h}</th>" for h in columns)
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _placement_html(manifest: dict) -> str:
+def _placement_html(manifest: RunRecord) -> str:
     lines = []
-    for target, block in manifest.get("targets", {}).items():
+    for target, block in manifest.targets.items():
         rows = "".join(
-            f"<tr><td>{g.get('worker')}</td><td><code>{html.escape(str(g.get('node', ''))[:16])}"
-            f"</code></td><td>{html.escape(str(g.get('state', '')))}</td>"
-            f"<td>{_cell(g.get('rows'), '{:,}')}</td>"
-            f"<td>{_cell(g.get('send_lag_p99_ms'), '{:.2f}')}</td></tr>"
-            for g in block.get("generators", [])
+            f"<tr><td>{g.worker}</td><td><code>{html.escape(g.node[:16])}"
+            f"</code></td><td>{html.escape(g.state)}</td>"
+            f"<td>{_cell(g.rows, '{:,}')}</td>"
+            f"<td>{_cell(g.send_lag_p99_ms, '{:.2f}')}</td></tr>"
+            for g in block.generators
         )
         lines.append(
-            f"<p><b>{html.escape(target)}</b>: {html.escape(str(block.get('placement', '-')))}"
-            f" placement, load from {html.escape(str(block.get('start', '-')))}</p>"
+            f"<p><b>{html.escape(target)}</b>: {html.escape(block.placement or '-')}"
+            f" placement, load from {html.escape(block.start or '-')}</p>"
             "<table><tr><th>generator</th><th>node</th><th>state</th><th>rows</th>"
             f"<th>send lag p99 ms</th></tr>{rows}</table>"
         )
     return "\n".join(lines)
 
 
-def _run_html(run: str, manifest: dict) -> str:
-    scenario = yaml.safe_dump(manifest.get("scenario", {}), sort_keys=False)
+def _run_html(run: str, manifest: RunRecord) -> str:
+    scenario = yaml.safe_dump(dict(manifest.scenario), sort_keys=False)
     facts = {
-        "status": manifest.get("status"),
-        "started": manifest.get("started"),
-        "ended": manifest.get("ended"),
-        "nodes": manifest.get("ray", {}).get("nodes"),
-        "generators": manifest.get("ray", {}).get("generators"),
+        "status": manifest.status,
+        "started": manifest.started,
+        "ended": manifest.ended,
+        "nodes": manifest.ray.nodes,
+        "generators": manifest.ray.generators,
     }
     fact_rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in facts.items()
     )
-    versions = json.dumps(manifest.get("versions", {}))
+    versions = json.dumps(manifest.versions.to_json())
     return (
         f"<h2>Run {html.escape(run)}</h2><table>{fact_rows}</table>"
         f"<h3>Generator placement</h3>{_placement_html(manifest)}"

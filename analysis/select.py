@@ -116,17 +116,17 @@ def select_grouped(
     histogram = np.zeros(trash + 1, np.int64)
     for _, key, mask in _chunk_keys(groups, values, where, low, width, bits, chunk):
         _count(histogram, key if mask is None else key[mask])
-    histogram = histogram[:trash].reshape(ngroups, width)
-    counts = histogram.sum(axis=1)
+    table = histogram[:trash].reshape(ngroups, width)
+    counts = table.sum(axis=1)
     present = np.flatnonzero(counts)
     ranks = nearest_rank_ranks(counts[present, None], fractions[None, :])
-    ends = np.cumsum(histogram[present], axis=1)
+    ends = np.cumsum(table[present], axis=1)
     # Per (present group, fraction): the bucket holding that rank, and the rank inside it.
     rows = np.arange(len(present))[:, None]
     bucket = np.stack(
         [np.searchsorted(e, r, side="right") for e, r in zip(ends, ranks, strict=True)]
     )
-    inside = ranks - (ends[rows, bucket] - histogram[present[:, None], bucket])
+    inside = ranks - (ends[rows, bucket] - table[present[:, None], bucket])
     keys = present[:, None] * width + bucket
     wanted = np.zeros(trash + 1, bool)
     wanted[keys.ravel()] = True

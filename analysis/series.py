@@ -38,7 +38,7 @@ def series_names(runs: Runs) -> dict[tuple[str, str], str]:
     return {
         (run, target): target if labels is None else f"{labels[run]}/{target}"
         for run, manifest in runs.manifests.items()
-        for target in manifest.get("targets", {})
+        for target in manifest.targets
     }
 
 
@@ -60,5 +60,5 @@ def series_rows(runs: Runs) -> pd.DataFrame:
 
 def run_labels(runs: Runs) -> dict[str, str]:
     """Scenario names when they tell the runs apart, else run ids."""
-    names = {run: str(m.get("scenario", {}).get("name", run)) for run, m in runs.manifests.items()}
+    names = {run: str(m.scenario.get("name", run)) for run, m in runs.manifests.items()}
     return names if len(set(names.values())) == len(names) else {r: r for r in runs.manifests}

@@ -17,14 +17,21 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from blastradius.analysis import stats
-from blastradius.workers.record import ERROR_KINDS
+from blastradius.workers.run_record import (
+    AT_LEAST,
+    ERROR_PREFIX,
+    LATENCY,
+    Objectives,
+    RunRecord,
+)
 
-AT_LEAST = ("availability", "goodput_rps")
-LATENCY = ("p50", "p90", "p99", "p999", "p9999", "max", "service_p99")  # ms, at most
+__all__ = ["AT_LEAST", "ERROR_PREFIX", "LATENCY", "Objectives", "Verdict", "check"]
+
 WINDOWED = ("availability", *LATENCY)
 _SUMMARY_KEY = {
     "availability": "availability",
@@ -32,76 +39,6 @@ _SUMMARY_KEY = {
     **{name: f"{name}_ms" for name in LATENCY},
 }
 _QUANTILE = {**{name: stats.QUANTILES[f"{name}_ms"] for name in LATENCY[:5]}, "max": 1.0}
-ERROR_PREFIX = "errors."
-
-
-def _known(name: str) -> bool:
-    if name.startswith(ERROR_PREFIX):
-        return name[len(ERROR_PREFIX) :] in ERROR_KINDS[1:]
-    return name in _SUMMARY_KEY
-
-
-@dataclass(frozen=True)
-class Objectives:
-    """Thresholds by objective name (``p99``: ms; ``errors.timeout``: a share), an
-    optional window (ns) in which the windowed ones must hold too, and whether the run
-    stops its load once one can no longer be met."""
-
-    thresholds: tuple[tuple[str, float], ...] = ()
-    window_ns: int | None = None
-    abort: bool | None = None  # None: not given (a target's then takes the scenario's)
-
-    def __post_init__(self) -> None:
-        for name, value in self.thresholds:
-            if not _known(name):
-                raise ValueError(f"{name}: not an objective")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name}: must be a finite number >= 0 (got {value!r})")
-            if (name == "availability" or name.startswith(ERROR_PREFIX)) and value > 1:
-                raise ValueError(f"{name}: a share, from 0 to 1 (got {value!r})")
-        if self.window_ns is not None and self.window_ns <= 0:
-            raise ValueError("window: must be positive")
-
-    def get(self, name: str) -> float | None:
-        """The threshold of ``name``, or None."""
-        return dict(self.thresholds).get(name)
-
-    def over(self, base: Objectives) -> Objectives:
-        """These objectives, with ``base``'s for every key not given here (a target's
-        ``slo:`` over the scenario's). ``errors`` is one key: a target's replaces all
-        of the scenario's error shares."""
-        mine = dict(self.thresholds)
-        errors_given = any(name.startswith(ERROR_PREFIX) for name in mine)
-        merged = {
-            name: value
-            for name, value in base.thresholds
-            if not (errors_given and name.startswith(ERROR_PREFIX))
-        }
-        merged.update(mine)
-        return Objectives(
-            tuple(merged.items()),
-            self.window_ns if self.window_ns is not None else base.window_ns,
-            self.abort if self.abort is not None else base.abort,
-        )
-
-    def to_json(self) -> dict:
-        """As run.json keeps them (``Objectives.from_json`` reads it back)."""
-        document: dict = dict(self.thresholds)
-        if self.window_ns is not None:
-            document["window_ns"] = self.window_ns
-        if self.abort:
-            document["abort"] = True
-        return document
-
-    @classmethod
-    def from_json(cls, document: Mapping) -> Objectives:
-        """What ``to_json`` wrote."""
-        thresholds = tuple(
-            (name, float(value))
-            for name, value in document.items()
-            if name not in ("window_ns", "abort")
-        )
-        return cls(thresholds, document.get("window_ns"), document.get("abort"))
 
 
 @dataclass(frozen=True)
@@ -164,6 +101,8 @@ def window_figures(
     """Per target and window (``objectives.window_ns``, from ``start_ns``, default the
     first intended time): availability and the windowed percentiles the objectives
     name (ms), with the window's start ``t_s``."""
+    if objectives.window_ns is None:
+        raise ValueError("window figures need objectives with a window")
     names = [n for n, _ in objectives.thresholds if n in LATENCY and n != "service_p99"]
     quantiles = {f"{n}_ms": _QUANTILE[n] for n in names}
     service = {"service_p99_ms": 0.99} if objectives.get("service_p99") is not None else {}
@@ -266,21 +205,9 @@ def verdict_table(verdicts: list[Verdict]) -> list[str]:
     return lines
 
 
-def run_objectives(manifest: Mapping) -> dict[str, Objectives]:
+def run_objectives(manifest: RunRecord) -> dict[str, Objectives]:
     """The objectives a run was given (``run.json``'s ``objectives``, by target)."""
-    return {
-        str(target): Objectives.from_json(document)
-        for target, document in (manifest.get("objectives") or {}).items()
-    }
-
-
-def load_starts(manifest: Mapping) -> dict[str, int]:
-    """Each target's load start (ns) in ``run.json``: where its windows begin."""
-    return {
-        str(target): int(block["start_ns"])
-        for target, block in manifest.get("targets", {}).items()
-        if "start_ns" in block
-    }
+    return dict(manifest.objectives)
 
 
 def check(
@@ -290,12 +217,13 @@ def check(
 ) -> list[Verdict]:
     """Every target's objectives over one run's rows (a target without rows has every
     objective unmet: nothing showed them). Windows begin at each target's load start
-    in ``starts`` (``load_starts``), else at its first intended time."""
+    in ``starts`` (``RunRecord.load_starts``), else at its first intended time."""
     verdicts = []
     for target, mine in objectives.items():
         frame = rows[rows["target"] == target]
         if frame.empty:
-            empty = {"requests": 0, "ok": 0, "errors": {}, **dict.fromkeys(_SUMMARY_KEY.values())}
+            empty: dict[str, Any] = {"requests": 0, "ok": 0, "errors": {}}
+            empty |= dict.fromkeys(_SUMMARY_KEY.values())
             verdicts += evaluate(target, mine, empty)
             continue
         frame = frame.assign(target=frame["target"].astype(str))

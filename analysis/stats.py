@@ -14,6 +14,8 @@ groups, each group's values are gathered by a radix sort of the codes instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -114,7 +116,7 @@ def _saturated(codes: np.ndarray, workers: np.ndarray, lag: np.ndarray, ngroups:
         within += np.bincount(key[lag[start:end] <= SATURATION_LAG_MS * MS], minlength=cells)
     r = nearest_rank_ranks(np.maximum(n, 1), np.array(0.99))
     late = (n > 0) & (within <= r)
-    return late.reshape(ngroups, nworkers).any(axis=1)
+    return np.asarray(late.reshape(ngroups, nworkers).any(axis=1))
 
 
 def _summaries(frame: pd.DataFrame, codes: np.ndarray, ngroups: int) -> list[dict]:
@@ -141,7 +143,9 @@ def _summaries(frame: pd.DataFrame, codes: np.ndarray, ngroups: int) -> list[dic
     first, last = _min_max(intended, codes, ngroups)
     error_codes = frame["error"].astype("category")
     kinds = list(error_codes.cat.categories)
-    error_keys = codes.astype(np.int16 if ngroups * len(kinds) < 2**15 else np.int64)
+    error_keys: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = codes.astype(
+        np.int16 if ngroups * len(kinds) < 2**15 else np.int64
+    )
     error_keys *= len(kinds)
     error_keys += error_codes.cat.codes.to_numpy()
     error_counts = bincount(error_keys, ngroups * len(kinds)).reshape(ngroups, len(kinds))
@@ -162,7 +166,9 @@ def _summaries(frame: pd.DataFrame, codes: np.ndarray, ngroups: int) -> list[dic
                 "ok": int(good[g]),
                 "availability": availability,
                 "throughput_rps": throughput,
-                "goodput_rps": None if throughput is None else throughput * availability,
+                "goodput_rps": None
+                if throughput is None or availability is None
+                else throughput * availability,
                 **{name: ms(latency_q[name], g) for name in (*QUANTILES, "max_ms")},
                 "service_p99_ms": ms(service_q["service_p99_ms"], g),
                 "errors": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from blastradius.analysis.load import Runs
+from blastradius.workers.run_record import GeneratorState, Missing, RunStatus
 
 
 def error_counts(errors: dict[str, int], prose: bool = False) -> str:
@@ -47,24 +48,23 @@ def warnings(runs: Runs, summaries: dict[str, dict]) -> list[str]:
         if s["saturated"]
     ]
     for manifest in runs.manifests.values():
-        for name, block in manifest.get("targets", {}).items():
-            for g in block.get("generators", []):
-                if g.get("state") in ("lost", "failed"):
-                    missing = g.get("missing", {})
-                    how = "was lost" if g["state"] == "lost" else f"failed ({g.get('error')})"
+        for name, block in manifest.targets.items():
+            for g in block.generators:
+                if g.gone:
+                    missing = g.missing or Missing(None, None)
+                    how = g.fate if g.state == GeneratorState.LOST else f"{g.fate} ({g.error})"
                     lines.append(
-                        f"warning: {name}: generator {g['worker']} {how} at "
-                        f"{g.get('lost_at')}; its share from {missing.get('from')} "
-                        f"to {missing.get('to')} is missing"
+                        f"warning: {name}: generator {g.worker} {how} at {g.lost_at}; its "
+                        f"share from {missing.start} to {missing.end} is missing"
                     )
-        status, run = manifest.get("status"), manifest.get("run_id")
-        if status == "running":
+        status, run = manifest.status, manifest.run_id
+        if status == RunStatus.RUNNING:
             lines.append(
                 f"warning: run {run} is incomplete: its driver never finished it (run.json "
                 "still says running); these are the rows it wrote before it stopped"
             )
-        elif status not in (None, "completed"):
-            error = f": {manifest['error']}" if manifest.get("error") else ""
+        elif status != RunStatus.COMPLETED:
+            error = f": {manifest.error}" if manifest.error else ""
             lines.append(f"warning: run {run} is {status}{error}")
     lines += [f"warning: skipped {entry}" for entry in runs.skipped]
     return lines

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from blastradius.analysis.slo import ERROR_PREFIX, Objectives
+from blastradius.workers.run_record import ERROR_PREFIX, Objectives
 
 MIN_WINDOW_ROWS = 20
 

@@ -10,10 +10,16 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
 
 from blastradius.cluster.status import OBJECTIVES_NOT_MET, exit_code
 from blastradius.targets.spec import parse_duration_ns
+from blastradius.workers.run_record import RunStatus
+
+if TYPE_CHECKING:  # the CLI imports the driver only when a run needs it
+    from blastradius.cluster.scenario import Scenario
+
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -284,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _checked(build: Callable[[], object]) -> object:
+def _checked(build: Callable[[], T]) -> T:
     try:
         return build()
     except ValueError as exc:
@@ -452,7 +458,7 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _execute(
-    scenario: object, out: str, address: str | None, metrics_port: int | None = None
+    scenario: Scenario, out: str, address: str | None, metrics_port: int | None = None
 ) -> int:
     from blastradius.cluster import driver
 
@@ -467,7 +473,7 @@ def _execute(
     met = True
     if outcome.totals:
         met = _print_analysis(outcome.run_dir)
-    if outcome.status != "completed":
+    if outcome.status != RunStatus.COMPLETED:
         print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
     print(outcome.run_dir, flush=True)
     return exit_code(outcome.status, met)
@@ -487,7 +493,7 @@ def _print_analysis(run_dir: str) -> bool:
     met = True
     objectives = slo.run_objectives(runs.manifest)
     if len(runs.manifests) == 1 and objectives:
-        verdicts = slo.check(runs.rows, objectives, slo.load_starts(runs.manifest))
+        verdicts = slo.check(runs.rows, objectives, runs.manifest.load_starts())
         print()
         for line in slo.verdict_table(verdicts):
             print(line)
@@ -514,7 +520,7 @@ def _analyze(args: argparse.Namespace) -> None:
     else:
         document = {
             "runs": {
-                run: {"targets": {str(k): v for k, v in summary(rows).items()}}
+                str(run): {"targets": {str(k): v for k, v in summary(rows).items()}}
                 for run, rows in runs.rows.groupby("run", observed=True)
             }
         }
@@ -582,7 +588,7 @@ def _check(args: argparse.Namespace) -> int:
     for run, manifest in runs.manifests.items():
         rows = runs.rows[runs.rows["run"] == run]
         seen = rows["target"].astype(str).unique().tolist()
-        targets = list(dict.fromkeys([*map(str, manifest.get("targets", {})), *seen]))
+        targets = list(dict.fromkeys([*manifest.targets, *seen]))
         if given is None:
             objectives = slo.run_objectives(manifest)
             if not objectives:
@@ -596,7 +602,7 @@ def _check(args: argparse.Namespace) -> int:
                     f"--slo {args.slo}: targets.{unknown[0]}: {run} has no such target"
                 )
             objectives = effective(targets, *given)
-        results[run] = slo.check(rows, objectives, slo.load_starts(manifest))
+        results[run] = slo.check(rows, objectives, manifest.load_starts())
     if args.junit:
         try:
             with open(args.junit, "w") as out:
@@ -609,7 +615,7 @@ def _check(args: argparse.Namespace) -> int:
             "met": met,
             "runs": {
                 run: {
-                    "status": runs.manifests[run].get("status"),
+                    "status": runs.manifests[run].status,
                     "met": slo.met(verdicts),
                     "objectives": [v.to_json() for v in verdicts],
                 }
@@ -623,9 +629,9 @@ def _check(args: argparse.Namespace) -> int:
             for line in slo.verdict_table(verdicts):
                 print("  " + line)
     for run, manifest in runs.manifests.items():
-        if manifest.get("status") != "completed":
+        if not manifest.finished:
             print(
-                f"warning: {run} is {manifest.get('status')}: judged on the rows it has",
+                f"warning: {run} is {manifest.status}: judged on the rows it has",
                 file=sys.stderr,
             )
     return 0 if met else OBJECTIVES_NOT_MET
@@ -673,7 +679,7 @@ def _demo(args: argparse.Namespace) -> int:
         outcome = demo.run_demo(scenario, out, console.line, console.progress)
     except driver.RunInputError as exc:
         raise UsageError(str(exc)) from None
-    if outcome.status != "completed":
+    if outcome.status != RunStatus.COMPLETED:
         print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
     print(f"run: {outcome.run_dir}")
     print(f"report: {outcome.report}" if outcome.report else "report: none (no rows)", flush=True)

@@ -22,6 +22,7 @@ from blastradius.analysis.table import error_counts
 from blastradius.cluster.scenario import Scenario, Target, load_scenario
 from blastradius.cluster.shipped import shipped
 from blastradius.targets.faults import EndpointModel
+from blastradius.workers.run_record import RunStatus
 from blastradius.workers.schedule import Schedule
 
 QUICK = "quick/30s"  # shipped scenarios (cluster/shipped.py)
@@ -35,7 +36,7 @@ class DemoOutcome:
     """Where the demo's run and report are, how the run ended, and the table printed."""
 
     run_dir: str
-    status: str
+    status: RunStatus
     report: Path | None
     table: tuple[str, ...]
 
@@ -145,8 +146,9 @@ def explain(scenario: Scenario) -> list[str]:
     """What the table shows, in the scenario's own numbers."""
     rate = peak_rate_rps(scenario)
     slow = slow_endpoints(scenario)
+    endpoints = 0 if scenario.dependency is None else len(scenario.dependency.latencies)
     return [
-        f"{rate:g} requests/s over {len(scenario.dependency.latencies)} dependency endpoints, "
+        f"{rate:g} requests/s over {endpoints} dependency endpoints, "
         f"endpoint {','.join(map(str, slow)) or '-'} (at its worst) slower than the "
         f"{scenario.load.timeout_ns / 1e9:g} s client deadline.",
         "healthy/slow: availability on the healthy endpoints and on the slow one.",

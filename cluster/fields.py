@@ -49,10 +49,19 @@ def kind_of(value: object) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
-def number(
-    value: object, path: str, integer: bool = False, minimum: float = 0, strict: bool = True
-) -> float | int:
-    """A number above ``minimum`` (or at it when not ``strict``); whole when ``integer``."""
+def number(value: object, path: str, minimum: float = 0, strict: bool = True) -> float:
+    """A number above ``minimum`` (or at it when not ``strict``)."""
+    return float(_checked_number(value, path, minimum, strict, integer=False))
+
+
+def whole(value: object, path: str, minimum: float = 0, strict: bool = True) -> int:
+    """A whole number above ``minimum`` (or at it when not ``strict``)."""
+    return int(_checked_number(value, path, minimum, strict, integer=True))
+
+
+def _checked_number(
+    value: object, path: str, minimum: float, strict: bool, integer: bool
+) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{path}: expected a number, got {kind_of(value)} {value!r}")
     if integer and not float(value).is_integer():
@@ -60,7 +69,7 @@ def number(
     if not math.isfinite(value) or value < minimum or (strict and value == minimum):
         sign = ">" if strict else ">="
         raise ValueError(f"{path}: must be {sign} {minimum:g} (got {value!r})")
-    return int(value) if integer else float(value)
+    return value
 
 
 def read_duration(value: object, path: str, positive: bool = True) -> int:

@@ -94,9 +94,10 @@ def start(
         text=True,
         start_new_session=True,
     )
-    if stdin is not None:
-        with contextlib.suppress(BrokenPipeError), process.stdin:
-            process.stdin.write(stdin)
+    pipe = process.stdin  # a pipe exactly when there is ``stdin`` to give
+    if stdin is not None and pipe is not None:
+        with contextlib.suppress(BrokenPipeError), pipe:
+            pipe.write(stdin)
     lines: queue.Queue = queue.Queue()
     pump = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
     pump.start()

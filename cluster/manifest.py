@@ -1,10 +1,8 @@
-"""The run directory and its manifest, ``run.json``.
+"""The run directory and the writing of its manifest, ``run.json``.
 
-``run.json`` is written when the run starts (status ``running``) and rewritten
-as it goes and when it ends (``completed``, ``partial`` or ``interrupted``):
-the scenario, run id, times, the Ray cluster, each target's generators (node,
-state, lost time and the window of the schedule that is missing), and the
-versions of blastradius, Ray and Python. Each write replaces the file whole.
+What run.json holds is ``workers.run_record.RunRecord``. It is written when the run
+starts (status ``running``), rewritten as it goes, and when it ends (``completed``,
+``partial``, ``failed`` or ``interrupted``). Each write replaces the file whole.
 """
 
 from __future__ import annotations
@@ -15,12 +13,13 @@ import json
 import platform
 import secrets
 import time
+from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
-from blastradius.cluster.status import RunStatus
 from blastradius.workers import layout
 from blastradius.workers.record import SCHEMA_VERSION
+from blastradius.workers.run_record import RunRecord, RunStatus, TargetBlock, Versions
 
 
 def new_run_id(name: str, now: dt.datetime | None = None) -> str:
@@ -36,7 +35,7 @@ def iso(ns: int | None) -> str | None:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds")
 
 
-def versions() -> dict[str, str]:
+def versions() -> Versions:
     """Versions of blastradius, Ray, Python (and pyarrow) for the manifest."""
 
     def version(name: str) -> str:
@@ -45,13 +44,13 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             return "unknown"
 
-    return {
-        "blastradius": version("blastradius"),
-        "ray": version("ray"),
-        "pyarrow": version("pyarrow"),
-        "python": platform.python_version(),
-        "schema": str(SCHEMA_VERSION),
-    }
+    return Versions(
+        blastradius=version("blastradius"),
+        ray=version("ray"),
+        pyarrow=version("pyarrow"),
+        python=platform.python_version(),
+        schema=str(SCHEMA_VERSION),
+    )
 
 
 def make_run_dir(out: str, run_id: str) -> str:
@@ -67,34 +66,40 @@ def remove_run_dir(run_dir: str) -> None:
 
 
 class Manifest:
-    """The contents of ``run.json``, written whole on every ``write``."""
+    """A run's ``run.json`` as it is being written: the record so far, written whole on
+    every ``write``."""
 
-    def __init__(self, run_dir: str, run_id: str, scenario: dict, ray_info: dict) -> None:
+    def __init__(self, run_dir: str, record: RunRecord) -> None:
         self.run_dir = run_dir
-        self.data: dict[str, Any] = {
-            "run_id": run_id,
-            "status": RunStatus.RUNNING,
-            "scenario": scenario,
-            "started": iso(time.time_ns()),
-            "ended": None,
-            "ray": ray_info,
-            "versions": versions(),
-            "targets": {},
-        }
+        self.record = replace(record, started=record.started or iso(time.time_ns()))
 
-    def target(self, name: str) -> dict:
-        """The manifest's block for one target (created on first use)."""
-        return self.data["targets"].setdefault(name, {"generators": []})
+    def update(self, **changes: Any) -> None:
+        """Change fields of the record (not written until ``write``)."""
+        self.record = replace(self.record, **changes)
+
+    def target(self, name: str) -> TargetBlock:
+        """The block of one target (empty until set)."""
+        return self.record.target(name)
+
+    def update_target(self, name: str, **changes: Any) -> TargetBlock:
+        """Change fields of one target's block (added when new); the block."""
+        block = replace(self.record.target(name), **changes)
+        self.record = self.record.with_target(name, block)
+        return block
+
+    def set_target(self, name: str, block: TargetBlock) -> None:
+        """Replace one target's block."""
+        self.record = self.record.with_target(name, block)
 
     def finish(self, status: RunStatus) -> None:
         """Record the final status and end time, and write."""
-        self.data["status"], self.data["ended"] = status, iso(time.time_ns())
+        self.update(status=status, ended=iso(time.time_ns()))
         self.write()
 
     def write(self) -> None:
         """Replace ``run.json`` whole, atomically for readers; on a full disk, in place
         (its own space is reused), so that a run can still say why it failed."""
-        text = json.dumps(self.data, indent=2, default=str).encode()
+        text = json.dumps(self.record.to_json(), indent=2, default=str).encode()
         location = layout.join(self.run_dir, layout.MANIFEST)
         try:
             layout.publish_bytes(location, text)
@@ -104,8 +109,8 @@ class Manifest:
             layout.overwrite_bytes(location, text)
 
 
-def read_manifest(run_dir: str) -> dict:
-    """Read a run's ``run.json``."""
+def read_manifest(run_dir: str) -> dict[str, Any]:
+    """A run's ``run.json`` as JSON (``RunRecord.from_json`` reads it as a record)."""
     filesystem, path = layout.resolve(layout.join(run_dir, layout.MANIFEST))
     with filesystem.open_input_stream(path) as stream:
         return json.loads(stream.read())

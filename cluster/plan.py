@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from blastradius.analysis.slo import Objectives
-from blastradius.cluster.scenario import Proxy, Scenario, Target
+from blastradius.cluster.scenario import ClosedLoop, Proxy, Scenario, Target
 from blastradius.targets.faults import format_faults
 from blastradius.targets.spec import format_error_spec, format_latency_spec
 from blastradius.workers.generator import Plan
+from blastradius.workers.run_record import FaultMark, Objectives
 from blastradius.workers.schedule import intended_offsets
 from blastradius.workers.template import RequestTemplate
 
@@ -68,7 +68,7 @@ class RunPlan:
     steps: tuple[Step, ...]
     dependency: ServiceLaunch | None = None  # a launched dependency
     dependency_url: str | None = None  # a running one's
-    fault_marks: tuple[dict, ...] = ()  # the launched dependency's, then the proxies'
+    fault_marks: tuple[FaultMark, ...] = ()  # the launched dependency's, then the proxies'
     proxies: tuple[ServiceLaunch, ...] = ()
 
     @property
@@ -102,7 +102,7 @@ class RunPlan:
         """Each target's request count (exact: Poisson times are seeded), None for a
         closed loop."""
         shape = self.scenario.load.shape
-        if self.scenario.load.closed:
+        if isinstance(shape, ClosedLoop):
             return None
         return sum(len(offsets) for offsets in intended_offsets(shape))
 
@@ -110,7 +110,7 @@ class RunPlan:
         """When the last request's deadline falls (None: a closed loop ended by a count)."""
         load = self.scenario.load
         shape, timeout_ns = load.shape, load.timeout_ns
-        if load.closed:
+        if isinstance(shape, ClosedLoop):
             return None if shape.duration_ns is None else start_ns + shape.duration_ns + timeout_ns
         last = 0
         for offsets in intended_offsets(shape):
@@ -135,7 +135,7 @@ def build_plan(scenario: Scenario, generators: int) -> RunPlan:
         return plan
     launches = tuple(_proxy_service(proxy) for proxy in scenario.proxies)
     marks = plan.fault_marks + tuple(
-        {**mark, "label": f"{proxy.name}: {mark['label']}"}
+        replace(mark, label=f"{proxy.name}: {mark.label}")
         for proxy in scenario.proxies
         for mark in _marks(proxy.faults)
     )
@@ -202,14 +202,14 @@ def _target_service(target: Target) -> ServiceLaunch:
     return ServiceLaunch(target.kind or "", tuple(args), f"{target.kind}, {size}{timeout}")
 
 
-def fault_marks(scenario: Scenario) -> tuple[dict, ...]:
+def fault_marks(scenario: Scenario) -> tuple[FaultMark, ...]:
     """The dependency's fault events as plot marks: seconds from a target's load start."""
     if scenario.dependency is None:
         return ()
     return _marks(scenario.dependency.faults)
 
 
-def _marks(faults) -> tuple[dict, ...]:
+def _marks(faults) -> tuple[FaultMark, ...]:
     marks = []
     for fault in faults:
         endpoints = fault.endpoints
@@ -230,5 +230,5 @@ def _marks(faults) -> tuple[dict, ...]:
                 changes.append(f"{what} {value:g}")
         if fault.bandwidth_bps is not None:
             changes.append(f"bandwidth {fault.bandwidth_bps}B/s")
-        marks.append({"at_s": fault.at_ns / 1e9, "label": f"{where}: {', '.join(changes)}"})
+        marks.append(FaultMark(fault.at_ns / 1e9, f"{where}: {', '.join(changes)}"))
     return tuple(marks)

@@ -162,10 +162,10 @@ def parse_requests(fields: Fields, files: Files) -> tuple[RequestTemplate, ...]:
     return tuple(templates)
 
 
-def redacted(document: Mapping) -> dict:
+def redacted(original: Mapping[str, Any]) -> dict[str, Any]:
     """A scenario document as it may be written down: header values and URL passwords
     replaced (secrets stay out of run.json, reports and logs)."""
-    document = copy.deepcopy(dict(document))
+    document = copy.deepcopy(dict(original))
     targets = document.get("targets")
     for target in targets if isinstance(targets, list) else ():
         if not isinstance(target, dict):

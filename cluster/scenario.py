@@ -53,8 +53,7 @@ from typing import Any
 
 import yaml
 
-from blastradius.analysis.slo import Objectives
-from blastradius.cluster.fields import Fields, kind_of, number, read_duration, text
+from blastradius.cluster.fields import Fields, kind_of, number, read_duration, text, whole
 from blastradius.cluster.request_keys import (
     REQUEST_KEYS,
     Files,
@@ -68,6 +67,7 @@ from blastradius.targets.proxy import config_from_specs
 from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
 from blastradius.workers.client import Endpoint
 from blastradius.workers.generator import ClosedLoop
+from blastradius.workers.run_record import Objectives
 from blastradius.workers.schedule import ARRIVALS, Schedule, Stage
 from blastradius.workers.template import RequestTemplate, Tls
 
@@ -112,21 +112,17 @@ def parse_load(value: object) -> Load:
     """The ``load`` block."""
     fields = Fields(value, "load")
     timeout_ns = read_duration(fields.get("timeout", "1s"), fields.at("timeout"))
-    max_in_flight = number(
-        fields.get("max_in_flight", 10_000), fields.at("max_in_flight"), integer=True
-    )
+    max_in_flight = whole(fields.get("max_in_flight", 10_000), fields.at("max_in_flight"))
     duration = fields.get("duration")
     duration_ns = None if duration is None else read_duration(duration, fields.at("duration"))
     requests = fields.get("requests")
     if requests is not None:
-        requests = number(requests, fields.at("requests"), integer=True)
+        requests = whole(requests, fields.at("requests"))
     arrival = fields.get("arrival", "constant")
     if arrival not in ARRIVALS:
         raise ValueError(f"{fields.at('arrival')}: {arrival!r} is not one of {', '.join(ARRIVALS)}")
-    seed = number(fields.get("seed", 0), fields.at("seed"), integer=True, strict=False)
-    connections = number(
-        fields.get("connections", 0), fields.at("connections"), integer=True, strict=False
-    )
+    seed = whole(fields.get("seed", 0), fields.at("seed"), strict=False)
+    connections = whole(fields.get("connections", 0), fields.at("connections"), strict=False)
     shape = _load_shape(fields, duration_ns, requests, arrival, seed)
     fields.done(
         (
@@ -156,7 +152,7 @@ def _load_shape(
         raise ValueError(f"load: give exactly one of rate, stages or closed (got {which})")
     if closed is not None:
         block = Fields(closed, fields.at("closed"))
-        concurrency = number(block.get("concurrency"), block.at("concurrency"), integer=True)
+        concurrency = whole(block.get("concurrency"), block.at("concurrency"))
         block.done(("concurrency",))
         if duration_ns is None and requests is None:
             raise ValueError("load.duration: give a duration or a request count")
@@ -194,7 +190,7 @@ def parse_dependency(value: object) -> Dependency:
     url = fields.get("url")
     if url is not None:
         Endpoint.from_url(text(url, fields.at("url")))
-        endpoints = number(fields.get("endpoints", 1), fields.at("endpoints"), integer=True)
+        endpoints = whole(fields.get("endpoints", 1), fields.at("endpoints"))
         for key in ("latency", "errors", "faults", "seed"):
             if fields.get(key) is not None:
                 raise ValueError(
@@ -228,7 +224,7 @@ def parse_dependency(value: object) -> Dependency:
             f"dependency.faults: endpoint {bad[0]} does not exist (there are {len(latencies)})"
         )
     seed = fields.get("seed")
-    seed = None if seed is None else number(seed, fields.at("seed"), integer=True, strict=False)
+    seed = None if seed is None else whole(seed, fields.at("seed"), strict=False)
     fields.done(("latency", "errors", "faults", "seed", "url", "endpoints"))
     return Dependency(latencies, errors, faults, seed, None, len(latencies))
 
@@ -254,7 +250,7 @@ def parse_proxy(value: object, path: str) -> Proxy:
     if not _NAME.match(name):
         raise ValueError(f"{fields.at('name')}: {name!r} must be letters, digits, '_', '.' or '-'")
     upstream = text(fields.get("upstream"), fields.at("upstream"))
-    port = number(fields.get("port", 0), fields.at("port"), integer=True, strict=False)
+    port = whole(fields.get("port", 0), fields.at("port"), strict=False)
     if port > 65535:
         raise ValueError(f"{fields.at('port')}: {port} is not a port")
     routes = fields.get("routes", [])
@@ -264,9 +260,9 @@ def parse_proxy(value: object, path: str) -> Proxy:
     for key in PROXY_SPEC_KEYS:
         if fields.get(key) is not None:
             specs[key] = str(fields.get(key))
-    error_status = number(fields.get("error_status", 503), fields.at("error_status"), integer=True)
+    error_status = whole(fields.get("error_status", 503), fields.at("error_status"))
     seed = fields.get("seed")
-    seed = None if seed is None else number(seed, fields.at("seed"), integer=True, strict=False)
+    seed = None if seed is None else whole(seed, fields.at("seed"), strict=False)
     try:
         faults = parse_faults(fields.get("faults"))
     except ValueError as exc:
@@ -361,9 +357,9 @@ def parse_target(
     timeout_s = (
         None if timeout is None else read_duration(timeout, fields.at("dependency_timeout")) / 1e9
     )
-    threads = number(fields.get("threads", 500), fields.at("threads"), integer=True)
-    max_connections = number(
-        fields.get("max_connections", 0), fields.at("max_connections"), integer=True, strict=False
+    threads = whole(fields.get("threads", 500), fields.at("threads"))
+    max_connections = whole(
+        fields.get("max_connections", 0), fields.at("max_connections"), strict=False
     )
     fields.done(known)
     return Target(name, kind, (), threads, max_connections, timeout_s, slo=slo)
@@ -406,7 +402,7 @@ def parse_scenario(
     load = parse_load(fields.get("load"))
     generators = fields.get("generators")
     if generators is not None:
-        generators = number(generators, "generators", integer=True)
+        generators = whole(generators, "generators")
     dependency = fields.get("dependency")
     dependency = None if dependency is None else parse_dependency(dependency)
     targets = fields.get("targets")
@@ -435,7 +431,8 @@ def parse_scenario(
         if twice is not None:
             raise ValueError(f"proxies: the {what} {twice!r} is used twice")
     fields.done(("name", "load", "generators", "dependency", "targets", "slo", "proxies"))
-    return Scenario(name, load, parsed, generators, dependency, redacted(document), slo, proxies)
+    source = redacted(fields.value)
+    return Scenario(name, load, parsed, generators, dependency, source, slo, proxies)
 
 
 def apply_override(document: dict, assignment: str) -> None:
@@ -454,18 +451,19 @@ def apply_override(document: dict, assignment: str) -> None:
     node: Any = document
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
+        index: str | int = key
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
                 raise ValueError(f"--set {path}: {'.'.join(keys[:depth])} has no item {key}")
-            key = int(key)
+            index = int(key)
         elif not isinstance(node, dict):
             raise ValueError(f"--set {path}: {'.'.join(keys[:depth])} is not a mapping")
         if last:
-            node[key] = value
+            node[index] = value
         else:
-            if isinstance(node, dict) and not isinstance(node.get(key), (dict, list)):
-                node[key] = {}
-            node = node[key]
+            if isinstance(node, dict) and not isinstance(node.get(index), (dict, list)):
+                node[index] = {}
+            node = node[index]
 
 
 def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 import ray
 import requests
 
 from blastradius.cluster import launch
 from blastradius.cluster.plan import RunPlan, ServiceLaunch, Step
+from blastradius.workers.run_record import FaultMark, ProxyCounts, ServicesInfo
 from blastradius.workers.template import RequestTemplate
 
 TARGETS_RESOURCE = "targets"
@@ -84,11 +86,11 @@ class ServiceHost:
 class _RemoteHost:
     def __init__(self, actor: ray.actor.ActorHandle) -> None:
         self.actor = actor
-        self.node = ray.get(actor.node.remote())
+        self.node = str(ray.get(actor.node.remote()))
 
     def start(self, service: ServiceLaunch, extra: tuple[str, ...] = ()) -> str:
         try:
-            return ray.get(self.actor.start.remote(service, extra))
+            return str(ray.get(self.actor.start.remote(service, extra)))
         except ray.exceptions.RayTaskError as exc:
             raise launch.LaunchError(str(exc.cause)) from None
 
@@ -107,8 +109,10 @@ def open_host(stack: ExitStack) -> LocalHost | _RemoteHost:
     has_targets = any(
         n["Alive"] and n["Resources"].get(TARGETS_RESOURCE, 0) > 0 for n in ray.nodes()
     )
+    host: LocalHost | _RemoteHost
     if has_targets:
-        host = _RemoteHost(ServiceHost.options(resources={TARGETS_RESOURCE: 0.001}).remote())
+        actor_class: Any = ServiceHost  # Ray's actor classes have no type of their own
+        host = _RemoteHost(actor_class.options(resources={TARGETS_RESOURCE: 0.001}).remote())
     else:
         host = LocalHost()
     stack.callback(host.stop)
@@ -125,22 +129,6 @@ def anchor_faults(url: str, origin_ns: int, what: str = "dependency") -> None:
         raise launch.LaunchError(f"{what} {url}: cannot set its clock: {exc}") from None
 
 
-PROXY_COUNTS = ("requests", "delayed", "errors", "resets", "hangs", "throttled")
-
-
-def proxy_counts(before: dict, after: dict) -> dict:
-    """What a proxy did between two ``/_blastradius/stats``: per route, and the requests
-    no route matched and the upstream errors."""
-    return {
-        "routes": [
-            {"route": b["route"], **{k: a[k] - b[k] for k in PROXY_COUNTS}}
-            for b, a in zip(before["routes"], after["routes"], strict=True)
-        ],
-        "unmatched": after["unmatched"] - before["unmatched"],
-        "upstream_errors": after["upstream_errors"] - before["upstream_errors"],
-    }
-
-
 @dataclass
 class Services:
     """The services a run started, where they run, and their URLs (for the manifest)."""
@@ -152,23 +140,25 @@ class Services:
     proxy_urls: dict[str, str] = field(default_factory=dict)  # proxy name -> its URL
 
     @property
-    def info(self) -> dict:
+    def info(self) -> ServicesInfo:
         """What ``run.json`` records of them."""
         if self.host is None:
-            return {}
-        urls = {"dependency": self.dependency_url} if self.plan.dependency else {}
+            return ServicesInfo()
+        urls = {}
+        if self.plan.dependency is not None and self.dependency_url is not None:
+            urls["dependency"] = self.dependency_url
         proxies = {f"proxy {name}": url for name, url in self.proxy_urls.items()}
-        return {"node": self.host.node, "urls": {**urls, **proxies, **self.urls}}
+        return ServicesInfo(self.host.node, {**urls, **proxies, **self.urls})
 
-    def proxy_stats(self) -> dict[str, dict]:
+    def proxy_stats(self) -> dict[str, ProxyCounts]:
         """Each proxy's ``/_blastradius/stats`` now."""
         found = {}
         for name, url in self.proxy_urls.items():
             try:
                 answer = requests.get(f"{url}/_blastradius/stats", timeout=10)
                 answer.raise_for_status()
-                found[name] = answer.json()
-            except (requests.RequestException, ValueError) as exc:
+                found[name] = ProxyCounts.from_json(answer.json())
+            except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
                 raise launch.LaunchError(f"proxy {name} {url}: no stats: {exc}") from None
         return found
 
@@ -176,16 +166,16 @@ class Services:
         """What the generators send to a step's target."""
         return step.requests(self.urls.get(step.name))
 
-    def anchor_faults(self, origin_ns: int) -> list[dict]:
+    def anchor_faults(self, origin_ns: int) -> tuple[FaultMark, ...]:
         """Make a launched dependency's fault times count from ``origin_ns`` (a target's
-        load start); the fault marks, or [] when there is no schedule to anchor."""
+        load start); the fault marks, or none when there is no schedule to anchor."""
         for name, url in self.proxy_urls.items():
             anchor_faults(f"{url}/_blastradius", origin_ns, f"proxy {name}")
         if not self.plan.fault_marks:
-            return []
-        if self.plan.dependency is not None:
+            return ()
+        if self.plan.dependency is not None and self.dependency_url is not None:
             anchor_faults(self.dependency_url, origin_ns)
-        return list(self.plan.fault_marks)
+        return tuple(self.plan.fault_marks)
 
     def retire(self, step: Step) -> bool:
         """Stop a launched target once its load is over; whether there was one to stop.
@@ -215,6 +205,7 @@ def start_services(plan: RunPlan, stack: ExitStack, log) -> Services:
         log(f"dependency  {services.dependency_url}  ({plan.dependency.about})")
     for step in plan.steps:
         if step.service is not None:
+            assert services.dependency_url is not None  # a launched target has one (validated)
             url = services.host.start(step.service, ("--dependency", services.dependency_url))
             services.urls[step.name] = url
             log(f"{step.name:<11} {url}  ({step.service.about})")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from blastradius.analysis.slo import ERROR_PREFIX, LATENCY, Objectives
 from blastradius.cluster.fields import Fields, kind_of, number, read_duration
 from blastradius.workers.record import ERROR_KINDS
+from blastradius.workers.run_record import ERROR_PREFIX, LATENCY, Objectives
 
 SLO_KEYS = ("availability", "goodput_rps", *LATENCY, "errors", "window", "abort")
 
@@ -95,6 +95,8 @@ def effective(
         mine = own.get(name)
         if mine is not None and base is not None:
             result[name] = mine.over(base)
-        elif mine is not None or base is not None:
-            result[name] = mine if mine is not None else base
+        elif mine is not None:
+            result[name] = mine
+        elif base is not None:
+            result[name] = base
     return result

@@ -6,29 +6,8 @@ Pure: the driver records each generator's end and asks here what the run is.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
 
-
-class RunStatus(StrEnum):
-    """A run's status in ``run.json`` (it sets the exit code)."""
-
-    RUNNING = "running"  # the driver is at work (or died: nothing finished the run)
-    COMPLETED = "completed"  # every generator finished
-    PARTIAL = "partial"  # a generator or its node was lost
-    FAILED = "failed"  # a service did not start, a generator failed, or the run broke;
-    # ``error`` says why
-    INTERRUPTED = "interrupted"  # stopped by a signal; what was sent is flushed
-
-
-class GeneratorState(StrEnum):
-    """A generator's state in ``run.json``."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    STOPPED = "stopped"  # asked to stop early (Ctrl-C)
-    LOST = "lost"  # its process or node died; ``missing`` says which window
-    FAILED = "failed"  # it raised (its output failed, say); ``error`` says why
-
+from blastradius.workers.run_record import GeneratorState, RunStatus
 
 EXIT_CODES = {
     RunStatus.COMPLETED: 0,

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blastradius.cluster.scenario import Scenario, parse_scenario
 
@@ -65,15 +66,15 @@ class UrlRun:
     name: str = "load"
 
 
-def document(flags: UrlRun) -> dict:
+def document(flags: UrlRun) -> dict[str, Any]:
     """The scenario document the flags describe; ``ValueError`` names a malformed flag."""
-    load: dict = {"rate": flags.rate, "timeout": flags.timeout, "arrival": flags.arrival}
+    load: dict[str, Any] = {"rate": flags.rate, "timeout": flags.timeout, "arrival": flags.arrival}
     load["connections"] = flags.connections
     if flags.duration is not None:
         load["duration"] = flags.duration
     if flags.requests is not None:
         load["requests"] = flags.requests
-    target: dict = {"name": flags.name, "url": flags.url, "method": flags.method}
+    target: dict[str, Any] = {"name": flags.name, "url": flags.url, "method": flags.method}
     if flags.headers:
         target["headers"] = dict(_header(text) for text in flags.headers)
     bodies = [(k, v) for k, v in (("body", flags.body), ("body_file", flags.body_file)) if v]
@@ -85,12 +86,14 @@ def document(flags: UrlRun) -> dict:
     if len(bodies) > 1:
         raise ValueError("--body: give one of --body, --json or --body-file")
     target.update(bodies)
-    tls = {k: v for k, v in (("ca", flags.ca), ("cert", flags.cert), ("key", flags.key)) if v}
+    tls: dict[str, Any] = {
+        k: v for k, v in (("ca", flags.ca), ("cert", flags.cert), ("key", flags.key)) if v
+    }
     if flags.insecure:
         tls["verify"] = False
     if tls:
         target["tls"] = tls
-    result = {"name": flags.name, "load": load, "targets": [target]}
+    result: dict[str, Any] = {"name": flags.name, "load": load, "targets": [target]}
     if flags.generators is not None:
         result["generators"] = flags.generators
     return result

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from blastradius.targets.faults import EndpointModel, Fault
+from blastradius.targets.faults import EndpointModel, Fault, FaultClock
+from blastradius.targets.serving import add_clock
 from blastradius.targets.spec import Latency
 
 
@@ -71,15 +71,15 @@ class _Stats:
 def make_app(config: DependencyConfig) -> web.Application:
     """The dependency as an aiohttp application; fault times count from its startup."""
     model = config.model()
+    clock = FaultClock(model)
     rng = random.Random(config.seed)
     stats = _Stats()
-    started_ns = time.monotonic_ns()
 
     async def endpoint(request: web.Request) -> web.Response:
         i = int(request.match_info["i"])
         if i >= model.endpoints:
             raise web.HTTPNotFound(text=f"no endpoint {i}: there are {model.endpoints}\n")
-        state = model.at(i, time.monotonic_ns() - started_ns)
+        state = clock.state(i)
         delay_ns = state.latency.sample_ns(rng)
         failed = state.error_p > 0 and rng.random() < state.error_p
         stats.enter()
@@ -96,22 +96,9 @@ def make_app(config: DependencyConfig) -> web.Application:
     async def stats_handler(request: web.Request) -> web.Response:
         return web.json_response({**stats.as_dict(), "endpoints": model.endpoints})
 
-    async def set_clock(request: web.Request) -> web.Response:
-        nonlocal started_ns
-        text = request.query.get("origin_ns", "")
-        if not text.lstrip("-").isdigit():
-            raise web.HTTPBadRequest(text="origin_ns: expected epoch nanoseconds\n")
-        started_ns = time.monotonic_ns() + (int(text) - time.time_ns())
-        return web.json_response({"origin_ns": int(text)})
-
-    async def reset_clock(app: web.Application) -> None:
-        nonlocal started_ns
-        started_ns = time.monotonic_ns()
-
     app = web.Application()
-    app.on_startup.append(reset_clock)
+    add_clock(app, "/clock", clock)
     app.router.add_get(r"/endpoint/{i:\d+}", endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats_handler)
-    app.router.add_post("/clock", set_clock)
     return app

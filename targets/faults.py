@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,6 @@ from blastradius.targets.spec import (
 )
 
 _EVENT_KEYS = {"at", "endpoint", "latency", "errors", "resets", "hangs", "bandwidth"}
-PROXY_ONLY = ("resets", "hangs", "bandwidth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,3 +244,29 @@ class EndpointModel:
         """Endpoint ``endpoint``'s state ``elapsed_ns`` after the origin."""
         k = bisect.bisect_right(self._times[endpoint], elapsed_ns) - 1
         return self._states[endpoint][max(k, 0)]  # before the origin: the starting state
+
+
+class FaultClock:
+    """Where a service is in its fault schedule: the endpoint model in force, and the
+    schedule's origin (monotonic ns; by default when the service started).
+
+    A run's driver moves the origin to each target's load start (``POST /clock``), so a
+    fault ``at: 10s`` lands 10 s into every target's load. ``model`` is replaced whole,
+    so a request sees the old schedule or the new one, never a mix.
+    """
+
+    def __init__(self, model: EndpointModel) -> None:
+        self.model = model
+        self.origin_ns = time.monotonic_ns()
+
+    def state(self, endpoint: int) -> EndpointState:
+        """Endpoint ``endpoint``'s state now."""
+        return self.model.at(endpoint, time.monotonic_ns() - self.origin_ns)
+
+    def restart(self) -> None:
+        """The schedule starts now."""
+        self.origin_ns = time.monotonic_ns()
+
+    def start_at(self, epoch_ns: int) -> None:
+        """The schedule starts (or started) at epoch time ``epoch_ns``."""
+        self.origin_ns = time.monotonic_ns() + (epoch_ns - time.time_ns())

@@ -40,7 +40,8 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from blastradius.targets.faults import EndpointModel, EndpointState, Fault, parse_faults
+from blastradius.targets.faults import EndpointModel, EndpointState, Fault, FaultClock, parse_faults
+from blastradius.targets.serving import add_clock
 from blastradius.targets.spec import (
     format_duration_ns,
     parse_bandwidth_spec,
@@ -67,7 +68,6 @@ HOP_BY_HOP = frozenset(
         "Proxy-Connection",
     )
 )
-CHUNK = 64 * 1024
 PACE_SLICE_S = 0.05  # a paced body goes out in slices of this much time
 
 
@@ -86,7 +86,7 @@ class Route:
             return False
         if self.regex is not None:
             return self.regex.search(path) is not None
-        return path.startswith(self.prefix)
+        return self.prefix is not None and path.startswith(self.prefix)
 
 
 def parse_route(text: str) -> Route:
@@ -274,7 +274,7 @@ def make_app(config: ProxyConfig) -> web.Application:
     """The proxy as an aiohttp application (serve it with handler cancellation on, so a
     request whose client went away stops waiting)."""
     rng = random.Random(config.seed)
-    state = {"model": config.model(config.faults), "origin": time.monotonic_ns()}
+    clock = FaultClock(config.model(config.faults))
     stats = _Stats([_RouteStats(r.text) for r in config.routes] or [_RouteStats("(all)")])
     upstream = urlsplit(config.upstream)
     host = upstream.netloc
@@ -296,7 +296,7 @@ def make_app(config: ProxyConfig) -> web.Application:
                 return await relay(request, None, 0)
             counts = stats.routes[i]
             counts.requests += 1
-            now = state["model"].at(i, time.monotonic_ns() - state["origin"])
+            now = clock.state(i)
             decision = decide(now, rng)
             if decision.fault == "hang":
                 counts.hangs += 1
@@ -377,13 +377,6 @@ def make_app(config: ProxyConfig) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    async def set_clock(request: web.Request) -> web.Response:
-        text = request.query.get("origin_ns", "")
-        if not text.lstrip("-").isdigit():
-            raise web.HTTPBadRequest(text="origin_ns: expected epoch nanoseconds\n")
-        state["origin"] = time.monotonic_ns() + (int(text) - time.time_ns())
-        return web.json_response({"origin_ns": int(text)})
-
     async def set_faults(request: web.Request) -> web.Response:
         try:
             faults = parse_faults(yaml.safe_load(await request.text()))
@@ -391,11 +384,10 @@ def make_app(config: ProxyConfig) -> web.Application:
         except (ValueError, yaml.YAMLError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise web.HTTPBadRequest(text=f"faults: {message}\n") from None
-        state["model"] = model  # one assignment: a request sees the old or the new, whole
+        clock.model = model
         return web.json_response({"faults": len(faults)})
 
     async def open_session(app: web.Application) -> None:
-        state["origin"] = time.monotonic_ns()
         app["session"] = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
             auto_decompress=False,
@@ -412,7 +404,7 @@ def make_app(config: ProxyConfig) -> web.Application:
     app.on_cleanup.append(close_session)
     app.router.add_get(f"{CONTROL}/stats", stats_handler)
     app.router.add_get(f"{CONTROL}/healthz", healthz)
-    app.router.add_post(f"{CONTROL}/clock", set_clock)
+    add_clock(app, f"{CONTROL}/clock", clock)
     app.router.add_post(f"{CONTROL}/faults", set_faults)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app

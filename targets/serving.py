@@ -17,9 +17,28 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from blastradius.targets.faults import FaultClock
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 
 LISTEN_BACKLOG = 4096
+
+
+def add_clock(app: web.Application, path: str, clock: FaultClock) -> None:
+    """``POST path?origin_ns=N``: the fault schedule starts at epoch time N (400 for
+    anything else); the schedule restarts when the app starts serving."""
+
+    async def set_clock(request: web.Request) -> web.Response:
+        text = request.query.get("origin_ns", "")
+        if not text.lstrip("-").isdigit():
+            raise web.HTTPBadRequest(text="origin_ns: expected epoch nanoseconds\n")
+        clock.start_at(int(text))
+        return web.json_response({"origin_ns": int(text)})
+
+    async def restart(app: web.Application) -> None:
+        clock.restart()
+
+    app.on_startup.append(restart)
+    app.router.add_post(path, set_clock)
 
 
 class ServeError(Exception):
@@ -87,9 +106,8 @@ def run_app(
     raise_nofile_limit()
 
     async def main() -> None:
-        app = make_app()
-        if asyncio.iscoroutine(app):
-            app = await app
+        made = make_app()
+        app = made if isinstance(made, web.Application) else await made
         await _serve_until_signalled(app, sock, handler_cancellation)
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -56,12 +56,12 @@ def test_generators_hand_batches_to_the_collector_which_writes_shards(local_ray,
     runs = [actor.run.remote(plan, output) for actor, plan in zip(actors, plans, strict=True)]
     progress = wait_for(
         lambda: ray.get([actor.progress.remote() for actor in actors]),
-        lambda reports: all(p is not None and p["sent"] > 100 for p in reports),
+        lambda reports: all(p is not None and p.sent > 100 for p in reports),
     )
     summaries = ray.get(runs)
 
-    assert all(p["sent"] > 100 for p in progress)
-    assert [s["rows"] for s in summaries] == [300, 300]
+    assert all(p.sent > 100 for p in progress)
+    assert [s.rows for s in summaries] == [300, 300]
     rows = pd.read_parquet(tmp_path / "requests")
     assert len(rows) == 600 and rows["ok"].all()
     assert set(rows["target"]) == {"async"}
@@ -130,7 +130,7 @@ def test_generators_write_straight_to_shared_storage(local_ray, target, tmp_path
     (plan,) = _plans(target.url, 1, 2, 100, time.time_ns() + S // 2)
     summary = ray.get(actor.run.remote(plan, ToStorage(str(tmp_path))))
     rows = pd.read_parquet(tmp_path / "requests")
-    assert summary["rows"] == len(rows) == 200
+    assert summary.rows == len(rows) == 200
 
 
 def test_stop_reaches_a_running_generator(local_ray, target, tmp_path):
@@ -140,8 +140,8 @@ def test_stop_reaches_a_running_generator(local_ray, target, tmp_path):
     ray.get(actor.ready.remote())
     (plan,) = _plans(target.url, 1, 60, 100, time.time_ns())
     run = actor.run.remote(plan, ToStorage(str(tmp_path)))
-    wait_for(lambda: ray.get(actor.progress.remote()), lambda p: p is not None and p["sent"] >= 50)
+    wait_for(lambda: ray.get(actor.progress.remote()), lambda p: p is not None and p.sent >= 50)
     ray.get(actor.stop.remote())
     summary = ray.get(run, timeout=30)
-    assert summary["stopped"] is True
-    assert 50 <= summary["rows"] == len(pd.read_parquet(tmp_path / "requests")) < 1000
+    assert summary.stopped is True
+    assert 50 <= summary.rows == len(pd.read_parquet(tmp_path / "requests")) < 1000

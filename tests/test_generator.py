@@ -45,7 +45,7 @@ def test_open_loop_against_the_async_target_keeps_the_schedule(async_target):
     schedule = Schedule.constant_rate(300, duration_ns=3 * S)
     plan = Plan("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
     summary, rows = run(plan)
-    assert len(rows) == 900 == summary["rows"] == summary["ok"]
+    assert len(rows) == 900 == summary.rows == summary.ok
     assert rows["seq"].sort_values().tolist() == list(range(900))
     intended = np.sort(rows["intended_ns"].to_numpy())
     gaps = np.diff(intended)
@@ -67,7 +67,7 @@ def test_coordinated_omission_is_visible_and_late_requests_are_dropped(dependenc
         "dep", (f"{dependency.url}/endpoint/1",), schedule, timeout_ns=2 * S, max_in_flight=5
     )
     summary, rows = run(plan)
-    assert len(rows) == 150 == summary["rows"]
+    assert len(rows) == 150 == summary.rows
     rows = rows.sort_values("intended_ns")
     sent = rows[rows["sent_ns"].notna()]
     # Every sent request took the endpoint's 1 s at the target ...
@@ -129,15 +129,15 @@ def test_every_failure_is_a_row_with_its_error_kind(dependency):
         assert set(group["status"]) == {status}, endpoint
     timeouts = by_endpoint.get_group(1)
     assert timeouts["latency_ns"].between(1 * S, 1 * S + 100 * MS).all()
-    assert rows["ok"].sum() == 4 == summary["ok"]
-    assert summary["errors"] == {"connect": 4, "timeout": 4, "http": 4, "reset": 4}
+    assert rows["ok"].sum() == 4 == summary.ok
+    assert summary.errors == {"connect": 4, "timeout": 4, "http": 4, "reset": 4}
 
 
 def test_closed_loop_sends_when_the_last_response_ends(dependency):
     load = ClosedLoop(concurrency=4, duration_ns=2 * S)
     plan = Plan("closed", (f"{dependency.url}/endpoint/4",), load, timeout_ns=1 * S)
     summary, rows = run(plan)
-    assert summary["closed_loop"] is True
+    assert summary.closed_loop is True
     # Four users, 100 ms per request, for 2 s: about 80 requests.
     assert 60 <= len(rows) <= 84
     # Intended time is the send time: latency is service time, by construction.
@@ -159,7 +159,7 @@ def test_stop_ends_the_run_early_and_keeps_what_was_sent(async_target):
     generator = Generator(plan, batches.append)
 
     def stop_after_100() -> None:  # on a condition, not a fixed sleep
-        while generator.progress()["sent"] < 100:
+        while generator.progress().sent < 100:
             time.sleep(0.01)
         generator.stop()
 
@@ -167,7 +167,7 @@ def test_stop_ends_the_run_early_and_keeps_what_was_sent(async_target):
     start = time.monotonic()
     summary = asyncio.run(generator.run())
     assert time.monotonic() - start < 15  # of a 30 s schedule
-    assert summary["stopped"] is True
+    assert summary.stopped is True
     rows = pa.Table.from_batches(batches).to_pandas()
     assert 100 <= len(rows) <= 1000 and rows["ok"].all()
     assert sorted(rows["seq"]) == list(range(len(rows)))
@@ -182,9 +182,9 @@ def test_progress_reports_counters_while_running(async_target):
     timer.start()
     asyncio.run(generator.run())
     (progress,) = seen
-    assert 300 <= progress["sent"] <= 450
-    assert progress["window"]["rows"] >= 150 and progress["window"]["p99_ms"] < 100
-    assert progress["errors"] == {}
+    assert 300 <= progress.sent <= 450
+    assert progress.window.rows >= 150 and progress.window.p99_ms < 100
+    assert progress.errors == {}
 
 
 def test_a_thread_per_connection_target_is_not_held_by_idle_connections(dependency):
@@ -216,7 +216,7 @@ def test_rows_recorded_while_the_last_batch_is_written_are_flushed_too(dependenc
         "slow", (f"{dependency.url}/endpoint/4",), schedule, timeout_ns=S, batch_interval_ns=S // 20
     )
     summary = run_plan(plan, slow_sink)
-    assert summary["rows"] == 200
+    assert summary.rows == 200
     assert sum(batch.num_rows for batch in batches) == 200
 
 
@@ -247,4 +247,4 @@ def test_a_connection_that_never_opens_is_a_timeout_not_a_connect_error():
     assert len(rows) == 5
     assert set(rows["error"]) == {"timeout"} and set(rows["status"]) == {0}
     assert rows["latency_ns"].between(300 * MS, 300 * MS + 200 * MS).all()
-    assert summary["errors"] == {"timeout": 5}
+    assert summary.errors == {"timeout": 5}

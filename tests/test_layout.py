@@ -43,11 +43,15 @@ def test_targets_import_nothing_else_of_the_project(module):
     assert project(loaded_by(f"blastradius.targets.{module}")) == {"targets"}
 
 
-def test_analysis_needs_only_the_row_schema_of_the_workers():
+def test_analysis_needs_only_the_row_schema_and_the_run_record_of_the_workers():
     modules = loaded_by("blastradius.analysis")
     assert project(modules) <= {"analysis", "workers"}
     workers = {m for m in modules if m.startswith("blastradius.workers.")}
-    assert workers <= {"blastradius.workers.record", "blastradius.workers.layout"}
+    assert workers <= {
+        "blastradius.workers.record",
+        "blastradius.workers.layout",
+        "blastradius.workers.run_record",
+    }
     assert "ray" not in modules
 
 

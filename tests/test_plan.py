@@ -40,7 +40,7 @@ def test_a_launched_dependency_and_targets_become_serve_commands():
     assert args["--errors"] == "0.0*2,0.5" and args["--seed"] == "7" and args["--faults"] == "-"
     # The schedule travels on stdin, as parsed objects written back: nothing re-read.
     assert parse_faults(json.loads(dependency.stdin)) == plan.scenario.dependency.faults
-    assert [m["label"] for m in plan.fault_marks] == ["endpoint 2: latency 3s"]
+    assert [m.label for m in plan.fault_marks] == ["endpoint 2: latency 3s"]
     sync, async_ = plan.steps
     assert sync.service.args == ("--threads", "8", "--dependency-timeout", "0.5s")
     assert async_.service.args == ("--max-connections", "0")

@@ -23,3 +23,44 @@ def test_edges_of_the_range():
     assert histogram.quantile_ns(0.99) == 1e3  # below 1 us: the first bucket's edge
     histogram.add(np.array([10**13] * 97, np.int64))
     assert histogram.quantile_ns(0.99) == 1e12  # beyond 1000 s: the last edge
+
+
+def test_counts_add_up_over_generators_kind_by_kind():
+    from blastradius.workers.messages import Counts, Progress, Summary
+
+    parts = [
+        Progress(rows=10, sent=12, ok=7, errors={"timeout": 2, "http": 1}),
+        Summary(rows=5, sent=5, ok=5, errors={}),
+        Counts(rows=3, sent=4, ok=0, errors={"timeout": 3}),
+    ]
+    assert Counts.total(parts) == Counts(18, 21, 12, {"timeout": 5, "http": 1})
+    assert Counts.total([]) == Counts()
+
+
+@pytest.mark.parametrize(
+    ("total", "p99s", "expected"),
+    [
+        # ok share of the rows, the worst running window's p99, errors in kind order
+        (
+            (200, 210, 150, {"timeout": 30, "http": 20}),
+            (12.4, None, 40.6),
+            "t:   3.5s  sent      210  ok  75.0%      100 req/s  p99(1s)    41ms  "
+            "errors http=20 timeout=30  generators 2/3",
+        ),
+        # nothing recorded yet, no window with an ok request
+        (
+            (0, 5, 0, {}),
+            (None,),
+            "t:   3.5s  sent        5  ok     -      100 req/s  p99(1s)       -  errors -  "
+            "generators 2/3",
+        ),
+    ],
+)
+def test_a_progress_line_shows_the_counts_the_worst_window_and_the_generators(
+    total, p99s, expected
+):
+    from blastradius.cluster.watch import progress_line
+    from blastradius.workers.messages import Counts, Progress, Window
+
+    running = [Progress(window=Window(10, 9, p99)) for p99 in p99s]
+    assert progress_line("t", Counts(*total), 3.5, running, 100.0, (2, 3)) == expected

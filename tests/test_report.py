@@ -132,8 +132,9 @@ def test_series_and_windows():
 
 def load_like(frame: pd.DataFrame):
     from blastradius.analysis.load import Runs
+    from blastradius.workers.run_record import RunRecord
 
-    return Runs(frame, {"r": {}})
+    return Runs(frame, {"r": RunRecord("r")})
 
 
 def test_percentile_curve_plots_numpys_nearest_rank_values():

@@ -16,6 +16,8 @@ import pytest
 import yaml
 from cli_runs import running
 
+from blastradius.workers.run_record import FORMAT
+
 BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
 
 S = 1_000_000_000
@@ -69,6 +71,7 @@ def test_a_run_writes_the_planned_rows_and_a_complete_manifest(tmp_path):
     assert sent and sent == sorted(sent) and sent[-1] <= 300
 
     manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["format"] == FORMAT
     assert manifest["status"] == "completed" and manifest["ended"]
     assert manifest["scenario"] == SCENARIO
     assert set(manifest["versions"]) >= {"blastradius", "ray", "python"}

@@ -29,6 +29,7 @@ import ray
 from blastradius.targets.runtime import new_event_loop
 from blastradius.workers.generator import Generator, Plan, Sink
 from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.messages import Progress, Summary
 from blastradius.workers.metrics import LiveMetrics
 from blastradius.workers.shards import write_shard
 
@@ -89,12 +90,14 @@ class ShardCollector:
         return self.shards
 
 
-def _run_on_own_loop(generator: Generator) -> dict:
+def _run_on_own_loop(generator: Generator) -> Summary:
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(generator.run())
 
 
-@ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0, concurrency_groups={"control": 1})
+@ray.remote(  # type: ignore[call-overload]  # Ray's stubs lack concurrency_groups
+    num_cpus=1, max_restarts=0, max_task_retries=0, concurrency_groups={"control": 1}
+)
 class GeneratorActor:
     """One load generator on one core of a node of the Ray cluster."""
 
@@ -102,16 +105,21 @@ class GeneratorActor:
         self.node = ray.get_runtime_context().get_node_id()
         self.generator: Generator | None = None
 
-    async def run(self, plan: Plan, output: ToStorage | ToCollector, metrics: bool = True) -> dict:
+    async def run(
+        self, plan: Plan, output: ToStorage | ToCollector, metrics: bool = True
+    ) -> Summary:
         """Send the plan's share and record every request; returns the generator's summary.
         With ``metrics``, each batch also feeds the live metrics (``workers.metrics``)."""
         sink = output.sink(plan.target, plan.worker)
         if metrics:
-            live = LiveMetrics(plan.target, plan.worker, lambda: self.generator.in_flight)
+            live = LiveMetrics(plan.target, plan.worker, self._in_flight)
             sink = live.metered(sink)
         self.generator = Generator(plan, sink, self.node)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, _run_on_own_loop, self.generator)
+
+    def _in_flight(self) -> int:
+        return 0 if self.generator is None else self.generator.in_flight
 
     @ray.method(concurrency_group="control")
     def ready(self) -> str:
@@ -120,7 +128,7 @@ class GeneratorActor:
         return self.node
 
     @ray.method(concurrency_group="control")
-    def progress(self) -> dict | None:
+    def progress(self) -> Progress | None:
         """Counters so far (None before ``run`` starts)."""
         return None if self.generator is None else self.generator.progress()
 

@@ -32,7 +32,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httptools
@@ -43,7 +43,7 @@ from blastradius.workers.template import Tls
 if TYPE_CHECKING:
     from blastradius.workers.template import RequestTemplate
 
-OnDone = Callable[[object, int, int, Ending], None]
+OnDone = Callable[[Any, int, int, Ending], None]  # the context is the caller's, passed back
 
 
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept as escapes
@@ -118,14 +118,17 @@ def _early(deadline: float) -> bool:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request on it at a time."""
 
+    # Set once connected (``connection_made``), before anything else is done with it.
+    transport: asyncio.Transport
+    # Set by ``start`` with ``context``, and read only while ``context`` is set.
+    endpoint: Endpoint
+    timer: asyncio.TimerHandle
+
     def __init__(self, client: HttpClient, origin: tuple[str, str, int]) -> None:
         self.client, self.origin = client, origin
-        self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.context: object = None
-        self.endpoint: Endpoint | None = None
         self.deadline = 0.0
-        self.timer: asyncio.TimerHandle | None = None
         self.bytes_in = 0
         self.headers_done = self.framed = self.received = self.head_done = False
         self.reused = False  # it has been idle: the peer may have closed it meanwhile
@@ -147,7 +150,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream's: TCP or TLS
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -251,9 +254,10 @@ class _Pending:
 
     __slots__ = ("context", "deadline", "endpoint", "timer")
 
+    timer: asyncio.TimerHandle  # set by ``HttpClient._open`` before the connection is asked for
+
     def __init__(self, endpoint: Endpoint, context: object, deadline: float) -> None:
         self.endpoint, self.context, self.deadline = endpoint, context, deadline
-        self.timer: asyncio.TimerHandle | None = None
 
 
 class HttpClient:

@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +45,7 @@ import pyarrow.parquet as pq
 
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 from blastradius.workers.client import Endpoint, HttpClient
+from blastradius.workers.messages import Progress, Summary
 from blastradius.workers.outcome import Ending, classify
 from blastradius.workers.progress import Counters
 from blastradius.workers.record import NULL_NS, SCHEMA, RowBuffer
@@ -127,6 +129,11 @@ class Plan:
             raise ValueError("batch_interval: must be positive")
 
     @property
+    def templates(self) -> tuple[RequestTemplate, ...]:
+        """``requests``, each a template (a URL was made a GET template when built)."""
+        return cast(tuple[RequestTemplate, ...], self.requests)
+
+    @property
     def closed(self) -> bool:
         """Whether this is closed-loop load (latency then excludes queueing before the send)."""
         return isinstance(self.load, ClosedLoop)
@@ -140,8 +147,8 @@ class Generator:
         self.counters = Counters()
         self._buffer = RowBuffer(plan.worker, node)
         self._waiting: deque[tuple[int, int, int]] = deque()  # (seq, endpoint, due mono ns)
-        self._endpoints = [Endpoint.build(template) for template in plan.requests]
-        self._weights = weights_of(plan.requests)  # None: templates are cycled
+        self._endpoints = [Endpoint.build(template) for template in plan.templates]
+        self._weights = weights_of(plan.templates)  # None: templates are cycled
         self._in_flight = 0
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,45 +168,45 @@ class Generator:
         """Requests on the wire now."""
         return self._in_flight
 
-    def progress(self) -> dict:
+    def progress(self) -> Progress:
         """Counters so far and the last closed window (rows, ok, p99 latency)."""
         c = self.counters
         elapsed = (time.monotonic_ns() - self._start_mono) / 1e9 if self._start_mono else 0.0
-        return {
-            "worker": self.plan.worker,
-            "target": self.plan.target,
-            "node": self.node,
-            "elapsed_s": max(elapsed, 0.0),
-            "rows": c.rows,
-            "sent": c.sent,
-            "ok": c.ok,
-            "errors": c.errors(),
-            "in_flight": self._in_flight,
-            "waiting": len(self._waiting),
-            "window": dict(c.window),
-        }
+        return Progress(
+            rows=c.rows,
+            sent=c.sent,
+            ok=c.ok,
+            errors=c.errors(),
+            worker=self.plan.worker,
+            target=self.plan.target,
+            node=self.node,
+            elapsed_s=max(elapsed, 0.0),
+            in_flight=self._in_flight,
+            waiting=len(self._waiting),
+            window=c.window,
+        )
 
-    def summary(self) -> dict:
+    def summary(self) -> Summary:
         """A small summary of the whole run of this generator."""
         c = self.counters
-        return {
-            "worker": self.plan.worker,
-            "target": self.plan.target,
-            "node": self.node,
-            "rows": c.rows,
-            "sent": c.sent,
-            "ok": c.ok,
-            "errors": c.errors(),
-            "send_lag_p99_ms": c.send_lag_p99_ms(),
-            "closed_loop": self.plan.closed,
-            "started_ns": self._epoch(self._start_mono),
-            "ended_ns": self._ended_ns,
-            "stopped": self._stop_requested,
-        }
+        return Summary(
+            rows=c.rows,
+            sent=c.sent,
+            ok=c.ok,
+            errors=c.errors(),
+            worker=self.plan.worker,
+            target=self.plan.target,
+            node=self.node,
+            send_lag_p99_ms=c.send_lag_p99_ms(),
+            closed_loop=self.plan.closed,
+            started_ns=self._epoch(self._start_mono),
+            ended_ns=self._ended_ns,
+            stopped=self._stop_requested,
+        )
 
     # --- the run ------------------------------------------------------------------------
 
-    async def run(self) -> dict:
+    async def run(self) -> Summary:
         """Send the plan's share, record every request, flush the last batch; the summary."""
         raise_nofile_limit()
         self._loop = asyncio.get_running_loop()
@@ -220,10 +227,11 @@ class Generator:
                 start_ns = self.plan.start_ns
                 self._start_mono = time.monotonic_ns() if start_ns is None else self._mono(start_ns)
                 await self._sleep_until(self._start_mono)
-                if self.plan.closed:
-                    await self._closed_loop()
+                load = self.plan.load
+                if isinstance(load, ClosedLoop):
+                    await self._closed_loop(load)
                 else:
-                    await self._open_loop()
+                    await self._open_loop(load)
                 await self._drain()
             finally:
                 self._client.close()
@@ -249,9 +257,9 @@ class Generator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), delay)
 
-    async def _open_loop(self) -> None:
+    async def _open_loop(self, load: Schedule) -> None:
         plan, seq, in_a_row = self.plan, 0, 0
-        for indices, offsets in share(plan.load, plan.worker, plan.workers):
+        for indices, offsets in share(load, plan.worker, plan.workers):
             endpoints = self._pick(indices).tolist()
             for endpoint, due in zip(endpoints, (offsets + self._start_mono).tolist(), strict=True):
                 if due > time.monotonic_ns():
@@ -271,8 +279,8 @@ class Generator:
                 self._submit(seq, endpoint, due)
                 seq += 1
 
-    async def _closed_loop(self) -> None:
-        plan, load = self.plan, self.plan.load
+    async def _closed_loop(self, load: ClosedLoop) -> None:
+        plan = self.plan
         self._budget = (
             None
             if load.max_requests is None
@@ -415,7 +423,7 @@ def _prepare_writer() -> None:
     pq.write_table(SCHEMA.empty_table(), pa.BufferOutputStream(), **WRITE_OPTIONS)
 
 
-def run_plan(plan: Plan, sink: Sink, node: str = "local") -> dict:
+def run_plan(plan: Plan, sink: Sink, node: str = "local") -> Summary:
     """Run one plan on a fresh event loop (uvloop where installed), without Ray."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(Generator(plan, sink, node).run())

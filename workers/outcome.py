@@ -23,15 +23,15 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from blastradius.workers.record import ERROR_CODE
+from blastradius.workers.record import ERROR_CODE, ErrorKind
 
-TIMEOUT = ERROR_CODE["timeout"]
-CONNECT = ERROR_CODE["connect"]
-TLS = ERROR_CODE["tls"]
-RESET = ERROR_CODE["reset"]
-HTTP = ERROR_CODE["http"]
-DROPPED = ERROR_CODE["dropped"]
-OTHER = ERROR_CODE["other"]
+TIMEOUT = ERROR_CODE[ErrorKind.TIMEOUT]
+CONNECT = ERROR_CODE[ErrorKind.CONNECT]
+TLS = ERROR_CODE[ErrorKind.TLS]
+RESET = ERROR_CODE[ErrorKind.RESET]
+HTTP = ERROR_CODE[ErrorKind.HTTP]
+DROPPED = ERROR_CODE[ErrorKind.DROPPED]
+OTHER = ERROR_CODE[ErrorKind.OTHER]
 
 
 class Ending(IntEnum):

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from blastradius.workers.messages import Window
 from blastradius.workers.record import ERROR_KINDS
 
 # Bucket edges in ns: 1 us to 1000 s, about 4% apart; the first and last buckets are open.
@@ -54,7 +55,7 @@ class Counters:
         self.ok = 0
         self.by_error = [0] * len(ERROR_KINDS)
         self.send_lag = LogHistogram()
-        self.window: dict[str, float | int | None] = {"rows": 0, "ok": 0, "p99_ms": None}
+        self.window = Window()
 
     def close_window(self, batch: pa.RecordBatch) -> None:
         """Fold a closed batch into the distributions; it becomes the last window."""
@@ -63,7 +64,7 @@ class Counters:
         self.send_lag.add(np.maximum(lags.to_numpy(), 0))
         ok = batch.column("ok")
         ok_latency = pc.filter(batch.column("latency_ns"), ok).to_numpy()
-        self.window = {"rows": batch.num_rows, "ok": len(ok_latency), "p99_ms": _p99_ms(ok_latency)}
+        self.window = Window(batch.num_rows, len(ok_latency), _p99_ms(ok_latency))
 
     def errors(self) -> dict[str, int]:
         """Count of rows by error kind (kinds with none left out)."""

@@ -6,7 +6,7 @@ schema of DESIGN.md (``target`` is the hive partition, not a column);
 closes them into ``pyarrow.RecordBatch`` es, deriving ``latency_ns``,
 ``service_ns`` and ``ok`` once per batch rather than once per request.
 
-Error kinds are a small closed set, in ``ERROR_KINDS``; ``workers.outcome``
+Error kinds are a small closed set, the ``ErrorKind`` enum; ``workers.outcome``
 is the one place request endings map onto them, and a row is ok exactly
 when its kind is "" (code 0).
 """
@@ -14,6 +14,7 @@ when its kind is "" (code 0).
 from __future__ import annotations
 
 from array import array
+from enum import StrEnum
 
 import numpy as np
 import pyarrow as pa
@@ -21,8 +22,23 @@ import pyarrow as pa
 SCHEMA_VERSION = 2  # 2: bytes_in int64 (was int32), error kind "tls"
 METADATA_KEY = b"blastradius.schema_version"
 
-ERROR_KINDS = ("", "timeout", "connect", "reset", "http", "dropped", "other", "tls")
-ERROR_CODE = {kind: code for code, kind in enumerate(ERROR_KINDS)}
+
+class ErrorKind(StrEnum):
+    """How a request failed (DESIGN.md); a row's ``error``. Its code in the buffers is
+    its place here, so a new kind goes last."""
+
+    OK = ""
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    RESET = "reset"
+    HTTP = "http"
+    DROPPED = "dropped"
+    OTHER = "other"
+    TLS = "tls"
+
+
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
+ERROR_CODE = {kind.value: code for code, kind in enumerate(ErrorKind)}
 
 NULL_NS = np.iinfo(np.int64).min  # sentinel in the buffers for a time that never happened
 

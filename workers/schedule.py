@@ -88,9 +88,9 @@ class Schedule:
         seed: int = 0,
     ) -> Schedule:
         """``rate_rps`` for ``duration_ns``, or until ``requests`` have been sent (or both)."""
-        if duration_ns is None and requests is None:
-            raise ValueError("duration: give a duration or a request count")
         if duration_ns is None:
+            if requests is None:
+                raise ValueError("duration: give a duration or a request count")
             if not rate_rps > 0:
                 raise ValueError(f"rate: must be positive (got {rate_rps})")
             # Long enough for every request, with room for Poisson gaps.

@@ -1,6 +1,6 @@
 """A generator's process is SIGKILLed mid-run: the run is partial (exit 1), the lost
-generator and the window of its share that is missing are in run.json, and the
-survivor's rows are complete."""
+generator and the window of its share that is missing are in run.json, the survivor's
+rows are complete, and the totals count every row on disk."""
 
 import json
 import signal
@@ -34,4 +34,8 @@ def test_a_killed_generator_is_lost_and_the_other_completes(tmp_path):
     by_worker = rows.groupby("worker").size()
     assert by_worker[survivor["worker"]] == 400 == survivor["rows"]  # its whole share
     assert 0 < by_worker.get(lost["worker"], 0) < 400  # up to its last handed-over batch
+    # The totals: the survivor's summary, and the lost generator's rows on disk.
+    errors = rows.loc[~rows["ok"], "error"].astype(str).value_counts().to_dict()
+    totals = {"requests": len(rows), "ok": int(rows["ok"].sum()), "errors": errors}
+    assert manifest["totals"]["async"] == totals
     assert f"generator {lost['worker']} was lost" in stderr  # analyze's warning

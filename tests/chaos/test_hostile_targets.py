@@ -86,7 +86,7 @@ def run(url: str, requests: int) -> tuple[dict, pd.DataFrame, int]:
 def test_a_hostile_target_is_cut_at_the_deadline_with_memory_bounded(server, kinds):
     with scripted_server(server) as (url, _):
         summary, rows, growth = run(url, requests=10)
-    assert len(rows) == 10 == summary["rows"]
+    assert len(rows) == 10 == summary.rows
     assert set(rows["error"]) <= kinds and not rows["ok"].any()
     # Cut at the deadline (or before, when classified), never long after it: the slack
     # is for a loaded 2-core machine, where this process also runs the hostile server.

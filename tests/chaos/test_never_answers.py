@@ -34,7 +34,7 @@ def test_requests_to_a_dependency_that_never_answers_end_at_their_deadline_bound
         runner.start()
         while runner.is_alive():
             runner.join(0.1)
-            samples.append((generator.progress()["in_flight"], process.memory_info().rss - before))
+            samples.append((generator.progress().in_flight, process.memory_info().rss - before))
     rows = pa.Table.from_batches(batches).to_pandas()
     assert len(rows) == rate * seconds
     assert set(rows["error"]) == {"timeout"}

@@ -65,11 +65,11 @@ def test_a_full_output_fails_the_run_saying_why_and_keeps_the_shards_before_it(
 
 def test_on_a_full_disk_run_json_is_still_rewritten_in_its_own_space(small_filesystem):
     from blastradius.cluster.manifest import Manifest, read_manifest
-    from blastradius.cluster.status import RunStatus
+    from blastradius.workers.run_record import RunRecord, RunStatus
 
     run_dir = str(small_filesystem / "run")
     (small_filesystem / "run").mkdir()
-    manifest = Manifest(run_dir, "run", {"name": "x"}, {})
+    manifest = Manifest(run_dir, RunRecord("run", scenario={"name": "x"}))
     manifest.write()
     with open(small_filesystem / "filler", "wb", buffering=0) as filler:
         try:
@@ -77,7 +77,7 @@ def test_on_a_full_disk_run_json_is_still_rewritten_in_its_own_space(small_files
                 filler.write(b"\0" * 1024)
         except OSError:
             pass  # full
-    manifest.data["error"] = "the output filled up"
+    manifest.update(error="the output filled up")
     manifest.finish(RunStatus.FAILED)
     written = read_manifest(run_dir)
     assert written["status"] == "failed" and written["error"] == "the output filled up"

@@ -37,8 +37,8 @@ def test_a_target_restarted_on_its_port_leaves_a_hole_and_nothing_else():
     )
     service = launch.start("dependency", args)
     try:
-        summary: dict = {}
-        runner = threading.Thread(target=lambda: summary.update(run_plan(plan, batches.append)))
+        summaries: list = []
+        runner = threading.Thread(target=lambda: summaries.append(run_plan(plan, batches.append)))
         runner.start()
         wait_for(lambda: sum(b.num_rows for b in batches), lambda n: n >= 150, timeout_s=30)
         killed_ns = time.time_ns()
@@ -60,7 +60,8 @@ def test_a_target_restarted_on_its_port_leaves_a_hole_and_nothing_else():
             "target", pa.array(["restarted"] * sum(b.num_rows for b in batches))
         )
     )
-    assert len(rows) == 800 == summary["rows"]  # the whole schedule: it never stopped
+    (summary,) = summaries
+    assert len(rows) == 800 == summary.rows  # the whole schedule: it never stopped
     failed = rows[~rows["ok"]]
     assert len(failed) > 0
     assert set(failed["error"]) <= {"connect", "reset"}, failed["error"].value_counts()
