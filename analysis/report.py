@@ -90,12 +90,8 @@ def series_verdicts(runs: Runs) -> dict[str, list[slo.Verdict]]:
     """Per series, the verdicts on its run's own objectives (``slo:``), if it had any."""
     names = series_names(runs)
     result: dict[str, list[slo.Verdict]] = {}
-    for run, manifest in runs.manifests.items():
-        objectives = slo.run_objectives(manifest)
-        if not objectives:
-            continue
-        rows = runs.rows[runs.rows["run"] == run]
-        for verdict in slo.check(rows, objectives, manifest.load_starts()):
+    for run, verdicts in slo.judge(runs).items():
+        for verdict in verdicts:
             name = names.get((run, verdict.target), verdict.target)
             result.setdefault(name, []).append(verdict)
     return result
@@ -368,7 +364,8 @@ def render(
     """The whole page: summary, objectives, warnings, plots (embedded PNGs), then each
     run's details.
 
-    ``rows`` are ``series_rows(runs)``; ``verdicts`` ``series_verdicts(runs)``.
+    ``rows`` are ``series_rows(runs)``; ``verdicts`` ``series_verdicts(runs)``. Over 60
+    lines because it is the page's markup in reading order; its parts are functions.
     """
     verdicts = series_verdicts(runs) if verdicts is None else verdicts
     objectives = ""

@@ -22,15 +22,17 @@ from typing import Any
 import pandas as pd
 
 from blastradius.analysis import stats
+from blastradius.analysis.load import Runs
 from blastradius.workers.run_record import (
     AT_LEAST,
     ERROR_PREFIX,
     LATENCY,
     Objectives,
     RunRecord,
+    effective,
 )
 
-__all__ = ["AT_LEAST", "ERROR_PREFIX", "LATENCY", "Objectives", "Verdict", "check"]
+__all__ = ["AT_LEAST", "ERROR_PREFIX", "LATENCY", "Objectives", "Verdict", "check", "judge"]
 
 WINDOWED = ("availability", *LATENCY)
 _SUMMARY_KEY = {
@@ -208,6 +210,30 @@ def verdict_table(verdicts: list[Verdict]) -> list[str]:
 def run_objectives(manifest: RunRecord) -> dict[str, Objectives]:
     """The objectives a run was given (``run.json``'s ``objectives``, by target)."""
     return dict(manifest.objectives)
+
+
+def judge(
+    runs: Runs, given: tuple[Objectives | None, Mapping[str, Objectives]] | None = None
+) -> dict[str, list[Verdict]]:
+    """Each run's verdicts, on its own objectives (run.json's), or on ``given`` ones
+    (common, then by target, as an objectives file has them) applied to every target
+    the run has (in run.json or in its rows). A run without objectives is left out.
+    ``ValueError`` (``targets.NAME: ...``) when ``given`` names a target a run lacks."""
+    results = {}
+    for run, manifest in runs.manifests.items():
+        rows = runs.rows[runs.rows["run"] == run]
+        if given is None:
+            objectives = run_objectives(manifest)
+        else:
+            seen = rows["target"].astype(str).unique().tolist()
+            targets = list(dict.fromkeys([*manifest.targets, *seen]))
+            unknown = sorted(set(given[1]) - set(targets))
+            if unknown:
+                raise ValueError(f"targets.{unknown[0]}: {run} has no such target")
+            objectives = effective(targets, *given)
+        if objectives:
+            results[run] = check(rows, objectives, manifest.load_starts())
+    return results
 
 
 def check(

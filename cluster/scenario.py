@@ -61,13 +61,13 @@ from blastradius.cluster.request_keys import (
     parse_tls,
     redacted,
 )
-from blastradius.cluster.slo_keys import effective, parse_objectives
+from blastradius.cluster.slo_keys import parse_objectives
 from blastradius.targets.faults import Fault, parse_faults
 from blastradius.targets.proxy import config_from_specs
 from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
 from blastradius.workers.client import Endpoint
 from blastradius.workers.generator import ClosedLoop
-from blastradius.workers.run_record import Objectives
+from blastradius.workers.run_record import Objectives, effective
 from blastradius.workers.schedule import ARRIVALS, Schedule, Stage
 from blastradius.workers.template import RequestTemplate, Tls
 

@@ -84,19 +84,3 @@ def parse_objectives_file(
     if base is None and not own:
         raise ValueError("no objectives (give the keys of slo:, or targets: {NAME: {...}})")
     return base, own
-
-
-def effective(
-    names: list[str], base: Objectives | None, own: Mapping[str, Objectives]
-) -> dict[str, Objectives]:
-    """Each named target's objectives: its own over the common ones (none: left out)."""
-    result = {}
-    for name in names:
-        mine = own.get(name)
-        if mine is not None and base is not None:
-            result[name] = mine.over(base)
-        elif mine is not None:
-            result[name] = mine
-        elif base is not None:
-            result[name] = base
-    return result

@@ -453,6 +453,22 @@ class Objectives:
         return cls(thresholds, document.get("window_ns"), document.get("abort"))
 
 
+def effective(
+    names: list[str], base: Objectives | None, own: Mapping[str, Objectives]
+) -> dict[str, Objectives]:
+    """Each named target's objectives: its own over the common ones (none: left out)."""
+    result = {}
+    for name in names:
+        mine = own.get(name)
+        if mine is not None and base is not None:
+            result[name] = mine.over(base)
+        elif mine is not None:
+            result[name] = mine
+        elif base is not None:
+            result[name] = base
+    return result
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A whole ``run.json``.
