@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from blastradius.workers.messages import BATCH_INTERVAL_NS
 from blastradius.workers.run_record import GeneratorState, RunStatus
 
 EXIT_CODES = {
@@ -19,9 +20,9 @@ EXIT_CODES = {
 # The run completed, and its rows are intact, but an objective (``slo:``) was not met.
 OBJECTIVES_NOT_MET = 3
 
-# A generator hands its rows over this often (GeneratorPlan.batch_interval_ns), so
-# the rows it sent up to this long before it was seen gone may be missing too.
-HANDOVER_NS = 1_000_000_000
+# The rows a generator sent up to one hand-over before it was seen gone may be
+# missing too.
+HANDOVER_NS = BATCH_INTERVAL_NS
 
 
 def target_status(states: Iterable[GeneratorState]) -> RunStatus:

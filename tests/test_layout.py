@@ -49,6 +49,7 @@ def test_analysis_needs_only_the_row_schema_and_the_run_record_of_the_workers():
     workers = {m for m in modules if m.startswith("blastradius.workers.")}
     assert workers <= {
         "blastradius.workers.record",
+        "blastradius.workers.kinds",
         "blastradius.workers.layout",
         "blastradius.workers.run_record",
     }

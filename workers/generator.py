@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 from blastradius.workers.client import Endpoint, HttpClient
-from blastradius.workers.messages import Progress, Summary
+from blastradius.workers.messages import BATCH_INTERVAL_NS, Progress, Summary
 from blastradius.workers.outcome import Ending, classify
 from blastradius.workers.progress import Counters
 from blastradius.workers.record import NULL_NS, SCHEMA, RowBuffer
@@ -104,7 +104,7 @@ class Plan:
     workers: int = 1
     start_ns: int | None = None  # epoch ns of schedule time 0; None: when the generator starts
     max_in_flight: int = 10_000
-    batch_interval_ns: int = 1_000_000_000
+    batch_interval_ns: int = BATCH_INTERVAL_NS
     connections: int = 0
     tls: Tls | None = None
     seed: int = 0

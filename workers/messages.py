@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+# A generator hands its rows over (and its progress moves) at least this often.
+BATCH_INTERVAL_NS = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class Counts:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from blastradius.workers.record import ERROR_CODE, ErrorKind
+from blastradius.workers.kinds import ErrorKind
+from blastradius.workers.record import ERROR_CODE
 
 TIMEOUT = ERROR_CODE[ErrorKind.TIMEOUT]
 CONNECT = ERROR_CODE[ErrorKind.CONNECT]

@@ -14,30 +14,16 @@ when its kind is "" (code 0).
 from __future__ import annotations
 
 from array import array
-from enum import StrEnum
 
 import numpy as np
 import pyarrow as pa
+
+from blastradius.workers.kinds import ERROR_KINDS, ErrorKind
 
 SCHEMA_VERSION = 2  # 2: bytes_in int64 (was int32), error kind "tls"
 METADATA_KEY = b"blastradius.schema_version"
 
 
-class ErrorKind(StrEnum):
-    """How a request failed (DESIGN.md); a row's ``error``. Its code in the buffers is
-    its place here, so a new kind goes last."""
-
-    OK = ""
-    TIMEOUT = "timeout"
-    CONNECT = "connect"
-    RESET = "reset"
-    HTTP = "http"
-    DROPPED = "dropped"
-    OTHER = "other"
-    TLS = "tls"
-
-
-ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 ERROR_CODE = {kind.value: code for code, kind in enumerate(ErrorKind)}
 
 NULL_NS = np.iinfo(np.int64).min  # sentinel in the buffers for a time that never happened

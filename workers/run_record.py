@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from blastradius.workers.record import ERROR_KINDS
+from blastradius.workers.kinds import ERROR_KINDS
 
 FORMAT = 1  # 1: run.json says its format (0: the same keys, before they were numbered)
 
