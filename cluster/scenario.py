@@ -65,7 +65,7 @@ from blastradius.cluster.slo_keys import parse_objectives
 from blastradius.targets.faults import Fault, parse_faults
 from blastradius.targets.proxy import config_from_specs
 from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
-from blastradius.workers.client import Endpoint
+from blastradius.targets.validation import http_url
 from blastradius.workers.generator import ClosedLoop
 from blastradius.workers.run_record import Objectives, effective
 from blastradius.workers.schedule import ARRIVALS, Schedule, Stage
@@ -189,7 +189,7 @@ def parse_dependency(value: object) -> Dependency:
     fields = Fields(value, "dependency")
     url = fields.get("url")
     if url is not None:
-        Endpoint.from_url(text(url, fields.at("url")))
+        http_url(text(url, fields.at("url")), fields.at("url"))
         endpoints = whole(fields.get("endpoints", 1), fields.at("endpoints"))
         for key in ("latency", "errors", "faults", "seed"):
             if fields.get(key) is not None:

@@ -155,6 +155,14 @@ def test_malformed_scenarios_exit_2_naming_the_field_and_leave_no_run(
             {**BASE, "dependency": {"url": "http://127.0.0.1:9", "latency": "1"}},
             "dependency.latency: a running dependency (url) is not configured here",
         ),
+        (
+            {**BASE, "dependency": {"url": "127.0.0.1:9"}},
+            "dependency.url: '127.0.0.1:9' is not an http:// or https:// URL",
+        ),
+        (
+            {**BASE, "targets": [{"name": "mine", "url": "http://[::1/"}]},
+            "targets[0].url: 'http://[::1/' is not an http:// or https:// URL",
+        ),
     ],
 )
 def test_structural_mistakes_are_named(document, message, tmp_path, capsys):

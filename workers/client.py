@@ -33,10 +33,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import httptools
 
+from blastradius.targets.validation import http_url
 from blastradius.workers.outcome import Ending
 from blastradius.workers.template import Tls
 
@@ -74,9 +75,7 @@ class Endpoint:
     def _prepare(
         cls, url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes
     ) -> Endpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url: {url!r} is not an http:// or https:// URL")
+        parts = http_url(url, "url")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             hostname = parts.hostname.encode("idna").decode("ascii")
