@@ -1,6 +1,10 @@
-"""Summaries as text: the table ``analyze`` and ``run`` print, and the run's warnings."""
+"""Summaries as text: the table ``analyze`` and ``run`` print, and the run's warnings;
+``text_table``, the one way a table is laid out in text."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from blastradius.analysis.load import Runs
 from blastradius.workers.run_record import GeneratorState, Missing, RunStatus
@@ -15,27 +19,56 @@ def error_counts(errors: dict[str, int], prose: bool = False) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(errors.items())) or "-"
 
 
+@dataclass(frozen=True)
+class Column:
+    """A column of a text table: its header, its width (0: as wide as its text, for a
+    last column), names aligned left and figures right, and the spaces before it."""
+
+    header: str
+    width: int = 0
+    left: bool = False
+    gap: int = 0
+
+
+def text_table(columns: Sequence[Column], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The header line, then a line per row of cells (already text), each cell padded
+    to its column."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "".join(
+            " " * c.gap + f"{cell:{'<' if c.left else '>'}{c.width}}"
+            for c, cell in zip(columns, cells, strict=True)
+        )
+
+    return [line([c.header for c in columns]), *(line(row) for row in rows)]
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
 def summary_table(summaries: dict[str, dict]) -> list[str]:
     """One line per target: availability, goodput, latency percentiles, errors."""
-    header = (
-        f"{'target':<12}{'requests':>10}{'ok':>10}{'avail':>9}{'goodput/s':>11}"
-        f"{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}{'max ms':>10}  errors"
-    )
-    lines = [header]
-    for name, s in summaries.items():
-        availability = "-" if s["availability"] is None else f"{s['availability']:.4f}"
-        goodput = "-" if s["goodput_rps"] is None else f"{s['goodput_rps']:.1f}"
-        errors = error_counts(s["errors"])
-        lines.append(
-            f"{name!s:<12}{s['requests']:>10}{s['ok']:>10}{availability:>9}"
-            f"{goodput:>11}{_ms(s['p50_ms']):>10}{_ms(s['p99_ms']):>10}"
-            f"{_ms(s['p999_ms']):>10}{_ms(s['max_ms']):>10}  {errors}"
-        )
-    return lines
+    columns = [
+        Column("target", 12, left=True),
+        *(Column(h, w) for h, w in (("requests", 10), ("ok", 10), ("avail", 9))),
+        Column("goodput/s", 11),
+        *(Column(h, 10) for h in ("p50 ms", "p99 ms", "p99.9 ms", "max ms")),
+        Column("errors", left=True, gap=2),
+    ]
+    rows = [
+        [
+            str(name),
+            str(s["requests"]),
+            str(s["ok"]),
+            "-" if s["availability"] is None else f"{s['availability']:.4f}",
+            "-" if s["goodput_rps"] is None else f"{s['goodput_rps']:.1f}",
+            *(_ms(s[key]) for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms")),
+            error_counts(s["errors"]),
+        ]
+        for name, s in summaries.items()
+    ]
+    return text_table(columns, rows)
 
 
 def warnings(runs: Runs, summaries: dict[str, dict]) -> list[str]:

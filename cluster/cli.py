@@ -532,6 +532,7 @@ def _analyze(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from blastradius.analysis import compare, summary
     from blastradius.analysis.series import load_all, series_rows
+    from blastradius.analysis.table import Column, text_table
 
     try:
         runs = load_all(args.run_dirs)
@@ -541,16 +542,29 @@ def _compare(args: argparse.Namespace) -> None:
     summaries = {str(k): v for k, v in summary(series_rows(runs), by="series").items()}
     table = compare(summaries)
     width = max((len(name) for name in summaries), default=0) + 2
-    print(
-        f"{'':<{width}}{'requests':>10}{'avail':>9}{'goodput/s':>11}{'p50 ms':>10}"
-        f"{'p99 ms':>10}{'errors':>9}{'avail -base':>13}{'goodput x':>11}{'p99 x':>8}"
-    )
-    for row in table.itertuples():
-        print(
-            f"{row.name:<{width}}{row.requests:>10.0f}{row.availability:>9.4f}"
-            f"{row.goodput_rps:>11.1f}{row.p50_ms:>10.1f}{row.p99_ms:>10.1f}{row.errors:>9}"
-            f"{row.availability_delta:>+13.4f}{row.goodput_x:>11.2f}{row.p99_x:>8.2f}"
-        )
+    columns = [
+        Column("", width, left=True),
+        *(Column(h, w) for h, w in (("requests", 10), ("avail", 9), ("goodput/s", 11))),
+        *(Column(h, w) for h, w in (("p50 ms", 10), ("p99 ms", 10), ("errors", 9))),
+        *(Column(h, w) for h, w in (("avail -base", 13), ("goodput x", 11), ("p99 x", 8))),
+    ]
+    rows = [
+        [
+            str(row.name),
+            f"{row.requests:.0f}",
+            f"{row.availability:.4f}",
+            f"{row.goodput_rps:.1f}",
+            f"{row.p50_ms:.1f}",
+            f"{row.p99_ms:.1f}",
+            str(row.errors),
+            f"{row.availability_delta:+.4f}",
+            f"{row.goodput_x:.2f}",
+            f"{row.p99_x:.2f}",
+        ]
+        for row in table.itertuples()
+    ]
+    for line in text_table(columns, rows):
+        print(line)
 
 
 def _slo_file(path: str) -> tuple:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from blastradius.analysis.table import error_counts
+from blastradius.analysis.table import Column, error_counts, text_table
 from blastradius.cluster.scenario import Scenario, Target, load_scenario
 from blastradius.cluster.shipped import shipped
 from blastradius.targets.faults import EndpointModel
@@ -121,21 +121,30 @@ def comparison(scenario: Scenario, rows: pd.DataFrame) -> list[dict]:
 
 def comparison_table(scenario: Scenario, rows: pd.DataFrame) -> list[str]:
     """The demo's table: one line per target, from the rows (see the module docstring)."""
-    header = (
-        f"{'target':<16}{'avail':>7}{'healthy':>9}{'slow':>7}{'goodput/s':>11}"
-        f"{'p50 ms':>9}{'p99 ms':>9}  {'in flight needed / there':<26}errors"
-    )
-    lines = [header]
+    columns = [
+        Column("target", 16, left=True),
+        *(Column(h, w) for h, w in (("avail", 7), ("healthy", 9), ("slow", 7))),
+        Column("goodput/s", 11),
+        Column("p50 ms", 9),
+        Column("p99 ms", 9),
+        Column("in flight needed / there", 26, left=True, gap=2),
+        Column("errors", left=True),
+    ]
+    lines = []
     for c in comparison(scenario, rows):
         little = "-" if c["needed"] is None else f"{c['needed']:,.0f} / {c['capacity']}"
-        errors = error_counts(c["errors"])
         lines.append(
-            f"{c['target']:<16}{_num(c['availability'], '.3f'):>7}"
-            f"{_num(c['healthy'], '.3f'):>9}{_num(c['slow'], '.3f'):>7}"
-            f"{_num(c['goodput_rps'], ',.1f'):>11}{_num(c['p50_ms'], ',.0f'):>9}"
-            f"{_num(c['p99_ms'], ',.0f'):>9}  {little:<26}{errors}"
+            [
+                str(c["target"]),
+                *(_num(c[key], ".3f") for key in ("availability", "healthy", "slow")),
+                _num(c["goodput_rps"], ",.1f"),
+                _num(c["p50_ms"], ",.0f"),
+                _num(c["p99_ms"], ",.0f"),
+                little,
+                error_counts(c["errors"]),
+            ]
         )
-    return lines
+    return text_table(columns, lines)
 
 
 def _num(value: float | None, pattern: str) -> str:

@@ -550,3 +550,14 @@ def test_one_groups_summary_and_summaries_by_several_columns_equal_plain_pandas(
     assert sorted(got) == sorted(expected.index)
     for key, (size, ok) in expected.iterrows():
         assert (got[key]["requests"], got[key]["ok"]) == (size, ok)
+
+
+def test_a_text_table_pads_each_cell_to_its_column_and_cuts_none():
+    from blastradius.analysis.table import Column, text_table
+
+    columns = [Column("name", 6, left=True), Column("n", 4), Column("note", left=True, gap=2)]
+    assert text_table(columns, [["a", "12", "x y"], ["bbbbbbb", "3", ""]]) == [
+        "name     n  note",
+        "a       12  x y",
+        "bbbbbbb   3  ",
+    ]

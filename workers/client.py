@@ -78,7 +78,7 @@ class Endpoint:
         parts = http_url(url, "url")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            hostname = parts.hostname.encode("idna").decode("ascii")
+            hostname = str(parts.hostname).encode("idna").decode("ascii")  # one: checked
         except (ValueError, UnicodeError):
             raise ValueError(f"url: {url!r} has a bad host or port") from None
         default = port == (443 if parts.scheme == "https" else 80)
