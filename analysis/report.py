@@ -58,7 +58,7 @@ def _origins(runs: Runs, rows: pd.DataFrame) -> dict[str, int]:
     return origins
 
 
-def fault_marks(runs: Runs) -> dict[str, list[tuple[float, str]]]:
+def series_fault_marks(runs: Runs) -> dict[str, list[tuple[float, str]]]:
     """Per series, the dependency's fault times (s from the load start) and what changed."""
     return {
         name: [(f.at_s, f.label) for f in runs.manifests[run].target(target).faults]
@@ -127,7 +127,7 @@ def figures(
     verdicts = series_verdicts(runs) if verdicts is None else verdicts
     width = window_ns(rows)
     line = series_timeline(rows, _origins(runs, rows), width)
-    faults = fault_marks(runs)
+    faults = series_fault_marks(runs)
     missed = (
         " Shaded: windows that missed an objective."
         if any(v.breaches for mine in verdicts.values() for v in mine)

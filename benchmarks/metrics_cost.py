@@ -44,7 +44,7 @@ def one_run(url: str, rate: float, seconds: float, metrics: bool) -> dict:
     import ray
 
     from blastradius.workers.actor import GeneratorActor, ToStorage
-    from blastradius.workers.generator import Plan
+    from blastradius.workers.generator import Share
     from blastradius.workers.layout import shard_dir
     from blastradius.workers.schedule import Schedule
 
@@ -55,7 +55,7 @@ def one_run(url: str, rate: float, seconds: float, metrics: bool) -> dict:
     os.sched_setaffinity(pid, {int(GENERATOR_CORE)})
     process = psutil.Process(pid)
     schedule = Schedule.constant_rate(rate, duration_ns=int(seconds * S))
-    plan = Plan(
+    plan = Share(
         "bench",
         (url,),
         schedule,

@@ -25,7 +25,7 @@ import psutil
 import pyarrow as pa
 
 from blastradius.cluster import launch
-from blastradius.workers.generator import Generator, Plan
+from blastradius.workers.generator import Generator, Share
 from blastradius.workers.schedule import Schedule
 
 S, MS = 1_000_000_000, 1_000_000
@@ -33,7 +33,7 @@ S, MS = 1_000_000_000, 1_000_000
 
 def measure(url: str, rate: float, seconds: int, target_pid: int | None) -> dict:
     batches: list[pa.RecordBatch] = []
-    plan = Plan("never", (url,), Schedule.constant_rate(rate, duration_ns=seconds * S), 1 * S)
+    plan = Share("never", (url,), Schedule.constant_rate(rate, duration_ns=seconds * S), 1 * S)
     generator = Generator(plan, batches.append)
     me = psutil.Process()
     target = psutil.Process(target_pid) if target_pid else None

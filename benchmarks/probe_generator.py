@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from blastradius.workers.generator import Plan, run_plan
+from blastradius.workers.generator import Share, run_share
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.schedule import Schedule
 from blastradius.workers.shards import write_shard
@@ -79,12 +79,12 @@ def main() -> None:
             headers=(("Content-Type", "application/json"),),
             body=json_body(args.post_json_bytes),
         )
-    plan = Plan("bench", (request,), schedule, timeout_ns=1 * S, connections=args.connections)
+    plan = Share("bench", (request,), schedule, timeout_ns=1 * S, connections=args.connections)
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
     start = time.monotonic()
     threading.Thread(target=sample_rss, args=(samples, stop, start), daemon=True).start()
-    run_plan(plan, sink)
+    run_share(plan, sink)
     wall = time.monotonic() - start
     stop.set()
 

@@ -221,14 +221,14 @@ class _Execution:
         self, step: Step, services: Services, output: ToCollector | ToStorage
     ) -> set[GeneratorState]:
         """Run one target's load; the states its generators ended in."""
-        requests = services.requests(step)
-        urls = tuple(redact_url(t.url) for t in requests)
+        templates = services.templates(step)
+        urls = tuple(redact_url(t.url) for t in templates)
         self.manifest.update_target(step.name, urls=urls)
         if step.service is None:
             tls = step.target.tls
             self.manifest.update_target(
                 step.name,
-                requests=tuple(t.redacted() for t in requests),
+                requests=tuple(t.redacted() for t in templates),
                 tls=None if tls is None else tls.redacted(),
             )
         with ExitStack() as stack:
@@ -251,8 +251,8 @@ class _Execution:
             )
             proxies_before = services.proxy_stats()
             self.manifest.write()
-            plans = self.plan.generator_plans(step, requests, start_ns)
-            refs = [a.run.remote(p, output) for a, p in zip(actors, plans, strict=True)]
+            shares = self.plan.shares(step, templates, start_ns)
+            refs = [a.run.remote(p, output) for a, p in zip(actors, shares, strict=True)]
             logs = (self.log, self.progress)
             watch = Watch(step.name, actors, refs, self.manifest, logs, (start_ns, end_ns))
             if step.objectives is not None and step.objectives.abort:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from blastradius.cluster.scenario import ClosedLoop, Proxy, Scenario, Target
 from blastradius.targets.faults import format_faults
 from blastradius.targets.spec import format_error_spec, format_latency_spec
-from blastradius.workers.generator import Plan
+from blastradius.workers.generator import Share
 from blastradius.workers.run_record import FaultMark, Objectives
 from blastradius.workers.schedule import intended_offsets
 from blastradius.workers.template import RequestTemplate
@@ -51,7 +51,7 @@ class Step:
         """The target's name."""
         return self.target.name
 
-    def requests(self, url: str | None) -> tuple[RequestTemplate, ...]:
+    def templates(self, url: str | None) -> tuple[RequestTemplate, ...]:
         """What the generators send: ``GET /call/0..n-1`` of a launched target at ``url``,
         or the target's own requests."""
         if self.service is None:
@@ -76,15 +76,15 @@ class RunPlan:
         """Whether the run starts any service."""
         return bool(self.proxies) or any(step.service is not None for step in self.steps)
 
-    def generator_plans(
-        self, step: Step, requests: tuple[RequestTemplate, ...], start_ns: int
-    ) -> list[Plan]:
-        """One plan per generator: the same schedule, interleaved ``generators`` ways."""
+    def shares(
+        self, step: Step, templates: tuple[RequestTemplate, ...], start_ns: int
+    ) -> list[Share]:
+        """One share per generator: the same schedule, interleaved ``generators`` ways."""
         load = self.scenario.load
         return [
-            Plan(
+            Share(
                 step.name,
-                requests,
+                templates,
                 load.shape,
                 load.timeout_ns,
                 worker=worker,
@@ -184,7 +184,7 @@ def _build_plan(scenario: Scenario, generators: int) -> RunPlan:
     service = ServiceLaunch(
         "dependency", tuple(args), format_latency_spec(dependency.latencies), schedule
     )
-    return RunPlan(scenario, generators, steps, service, None, fault_marks(scenario))
+    return RunPlan(scenario, generators, steps, service, None, dependency_fault_marks(scenario))
 
 
 def _target_service(target: Target) -> ServiceLaunch:
@@ -202,7 +202,7 @@ def _target_service(target: Target) -> ServiceLaunch:
     return ServiceLaunch(target.kind or "", tuple(args), f"{target.kind}, {size}{timeout}")
 
 
-def fault_marks(scenario: Scenario) -> tuple[FaultMark, ...]:
+def dependency_fault_marks(scenario: Scenario) -> tuple[FaultMark, ...]:
     """The dependency's fault events as plot marks: seconds from a target's load start."""
     if scenario.dependency is None:
         return ()

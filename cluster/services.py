@@ -162,9 +162,9 @@ class Services:
                 raise launch.LaunchError(f"proxy {name} {url}: no stats: {exc}") from None
         return found
 
-    def requests(self, step: Step) -> tuple[RequestTemplate, ...]:
+    def templates(self, step: Step) -> tuple[RequestTemplate, ...]:
         """What the generators send to a step's target."""
-        return step.requests(self.urls.get(step.name))
+        return step.templates(self.urls.get(step.name))
 
     def anchor_faults(self, origin_ns: int) -> tuple[FaultMark, ...]:
         """Make a launched dependency's fault times count from ``origin_ns`` (a target's

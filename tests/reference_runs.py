@@ -1,5 +1,5 @@
 """A run directory made from real requests without Ray: the reference services on
-loopback, the generator's own ``run_plan``, shards and a minimal run.json on disk."""
+loopback, the generator's own ``run_share``, shards and a minimal run.json on disk."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from blastradius.cluster import launch
-from blastradius.workers.generator import Plan, run_plan
+from blastradius.workers.generator import Share, run_share
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.schedule import Schedule
 from blastradius.workers.shards import write_shard
@@ -24,8 +24,8 @@ def quarter_timing_out(run_dir: Path) -> Path:
     ):
         urls = tuple(f"{target.url}/call/{i}" for i in range(4))
         batches = []
-        run_plan(
-            Plan("async", urls, Schedule.constant_rate(100, duration_ns=2 * S), timeout_ns=S),
+        run_share(
+            Share("async", urls, Schedule.constant_rate(100, duration_ns=2 * S), timeout_ns=S),
             batches.append,
         )
     run_dir.mkdir(parents=True)

@@ -8,7 +8,7 @@ import pytest
 from waits import wait_for
 
 from blastradius.cluster import launch
-from blastradius.workers.generator import Plan
+from blastradius.workers.generator import Share
 from blastradius.workers.schedule import Schedule
 
 ray = pytest.importorskip("ray")
@@ -34,11 +34,11 @@ def target() -> Iterator[launch.Service]:
         yield service
 
 
-def _plans(target_url: str, workers: int, seconds: int, rate: int, start_ns: int) -> list[Plan]:
+def _plans(target_url: str, workers: int, seconds: int, rate: int, start_ns: int) -> list[Share]:
     urls = tuple(f"{target_url}/call/{i}" for i in range(3))
     schedule = Schedule.constant_rate(rate, duration_ns=seconds * S)
     return [
-        Plan(
+        Share(
             "async", urls, schedule, timeout_ns=1 * S, worker=w, workers=workers, start_ns=start_ns
         )
         for w in range(workers)

@@ -9,7 +9,7 @@ import time
 import pytest
 from servers import read_request, scripted_server
 
-from blastradius.workers.client import Endpoint, HttpClient
+from blastradius.workers.client import HttpClient, PreparedRequest
 from blastradius.workers.outcome import Ending
 
 
@@ -34,18 +34,18 @@ from blastradius.workers.outcome import Ending
     ],
 )
 def test_urls_become_origins_and_request_bytes(url, origin, request_line, host):
-    endpoint = Endpoint.from_url(url)
+    endpoint = PreparedRequest.from_url(url)
     assert endpoint.origin == origin
-    lines = endpoint.request.decode().split("\r\n")
+    lines = endpoint.data.decode().split("\r\n")
     assert lines[0] == request_line
     assert f"Host: {host}" in lines
-    assert endpoint.request.endswith(b"\r\n\r\n")
+    assert endpoint.data.endswith(b"\r\n\r\n")
 
 
 @pytest.mark.parametrize("url", ["ftp://x/", "127.0.0.1:80/", "http:///path", "http://x:99999/"])
 def test_bad_urls_are_refused_naming_the_url(url):
     with pytest.raises(ValueError, match=r"^url: "):
-        Endpoint.from_url(url)
+        PreparedRequest.from_url(url)
 
 
 def send(urls: list[str], timeout_s: float = 2.0, gap_s: float = 0.0) -> list[tuple]:
@@ -62,7 +62,7 @@ def send(urls: list[str], timeout_s: float = 2.0, gap_s: float = 0.0) -> list[tu
         client = HttpClient(max_connections=4, timeout_s=timeout_s, on_done=on_done)
         for i, url in enumerate(urls):
             done.clear()
-            client.send(Endpoint.from_url(url), i)
+            client.send(PreparedRequest.from_url(url), i)
             await done.wait()
             await asyncio.sleep(gap_s)
         client.close()
@@ -196,7 +196,7 @@ def test_closing_the_client_abandons_what_is_in_flight_with_nothing_received():
 
         client = HttpClient(max_connections=4, timeout_s=30, on_done=on_done)
         for i, url in enumerate(urls):
-            client.send(Endpoint.from_url(url), i)
+            client.send(PreparedRequest.from_url(url), i)
         await asyncio.sleep(0.3)  # the silent server's request is on the wire by now
         client.close()
         return sorted(outcomes)

@@ -3,7 +3,7 @@
 Real servers (gunicorn's sync worker, uvicorn, ``http.server``, nginx where
 installed) for what they do on demand; raw-socket servers for what no real
 server does on demand (truncation, interim responses, resets, garbage, hangs,
-trickles). Each case runs the generator itself (``run_plan``, no Ray).
+trickles). Each case runs the generator itself (``run_share``, no Ray).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from real_servers import gunicorn_sync, http_server, nginx, uvicorn_echo
 from servers import read_request, scripted_server
 
-from blastradius.workers.generator import Plan, run_plan
+from blastradius.workers.generator import Share, run_share
 from blastradius.workers.schedule import Schedule
 from blastradius.workers.template import RequestTemplate
 
@@ -36,7 +36,7 @@ def rows(
     """Run ``count`` requests at ``rate``/s through the generator; rows in send order."""
     batches: list[pa.RecordBatch] = []
     schedule = Schedule.constant_rate(rate, requests=count)
-    run_plan(Plan("t", tuple(requests), schedule, int(timeout_s * S), **plan), batches.append)
+    run_share(Share("t", tuple(requests), schedule, int(timeout_s * S), **plan), batches.append)
     return pa.Table.from_batches(batches).to_pandas().sort_values("seq", ignore_index=True)
 
 

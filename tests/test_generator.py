@@ -13,7 +13,7 @@ import pytest
 from servers import scripted_server
 
 from blastradius.cluster import launch
-from blastradius.workers.generator import ClosedLoop, Generator, Plan, run_plan
+from blastradius.workers.generator import ClosedLoop, Generator, Share, run_share
 from blastradius.workers.schedule import Schedule
 
 S = 1_000_000_000
@@ -34,16 +34,16 @@ def async_target(dependency) -> Iterator[launch.Service]:
         yield service
 
 
-def run(plan: Plan) -> tuple[dict, pd.DataFrame]:
+def run(plan: Share) -> tuple[dict, pd.DataFrame]:
     batches: list[pa.RecordBatch] = []
-    summary = run_plan(plan, batches.append)
+    summary = run_share(plan, batches.append)
     frame = pa.Table.from_batches(batches).to_pandas() if batches else pd.DataFrame()
     return summary, frame
 
 
 def test_open_loop_against_the_async_target_keeps_the_schedule(async_target):
     schedule = Schedule.constant_rate(300, duration_ns=3 * S)
-    plan = Plan("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
+    plan = Share("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
     summary, rows = run(plan)
     assert len(rows) == 900 == summary.rows == summary.ok
     assert rows["seq"].sort_values().tolist() == list(range(900))
@@ -63,7 +63,7 @@ def test_open_loop_against_the_async_target_keeps_the_schedule(async_target):
 def test_coordinated_omission_is_visible_and_late_requests_are_dropped(dependency):
     """In-flight cap 5, 1 s endpoint, 50 req/s for 3 s: the queue grows, latency with it."""
     schedule = Schedule.constant_rate(50, duration_ns=3 * S)
-    plan = Plan(
+    plan = Share(
         "dep", (f"{dependency.url}/endpoint/1",), schedule, timeout_ns=2 * S, max_in_flight=5
     )
     summary, rows = run(plan)
@@ -112,7 +112,7 @@ def test_every_failure_is_a_row_with_its_error_kind(dependency):
             reset_url,
             f"{dependency.url}/endpoint/0",
         )
-        plan = Plan("mixed", urls, Schedule.constant_rate(20, requests=20), timeout_ns=1 * S)
+        plan = Share("mixed", urls, Schedule.constant_rate(20, requests=20), timeout_ns=1 * S)
         summary, rows = run(plan)
     assert len(rows) == 20
     by_endpoint = rows.groupby("endpoint")
@@ -135,7 +135,7 @@ def test_every_failure_is_a_row_with_its_error_kind(dependency):
 
 def test_closed_loop_sends_when_the_last_response_ends(dependency):
     load = ClosedLoop(concurrency=4, duration_ns=2 * S)
-    plan = Plan("closed", (f"{dependency.url}/endpoint/4",), load, timeout_ns=1 * S)
+    plan = Share("closed", (f"{dependency.url}/endpoint/4",), load, timeout_ns=1 * S)
     summary, rows = run(plan)
     assert summary.closed_loop is True
     # Four users, 100 ms per request, for 2 s: about 80 requests.
@@ -147,14 +147,14 @@ def test_closed_loop_sends_when_the_last_response_ends(dependency):
 
 def test_closed_loop_with_a_request_count_stops_there(dependency):
     load = ClosedLoop(concurrency=3, max_requests=10)
-    plan = Plan("closed", (f"{dependency.url}/endpoint/0",), load, timeout_ns=1 * S)
+    plan = Share("closed", (f"{dependency.url}/endpoint/0",), load, timeout_ns=1 * S)
     _, rows = run(plan)
     assert sorted(rows["seq"]) == list(range(10))
 
 
 def test_stop_ends_the_run_early_and_keeps_what_was_sent(async_target):
     schedule = Schedule.constant_rate(100, duration_ns=30 * S)
-    plan = Plan("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
+    plan = Share("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
     batches: list[pa.RecordBatch] = []
     generator = Generator(plan, batches.append)
 
@@ -175,7 +175,7 @@ def test_stop_ends_the_run_early_and_keeps_what_was_sent(async_target):
 
 def test_progress_reports_counters_while_running(async_target):
     schedule = Schedule.constant_rate(200, duration_ns=2500 * MS)
-    plan = Plan("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
+    plan = Share("async", (f"{async_target.url}/call/0",), schedule, timeout_ns=1 * S)
     generator = Generator(plan, lambda batch: None)
     seen = []
     timer = threading.Timer(2.0, lambda: seen.append(generator.progress()))
@@ -194,7 +194,7 @@ def test_a_thread_per_connection_target_is_not_held_by_idle_connections(dependen
     args = ["--dependency", dependency.url, "--threads", "4"]
     with launch.start("blocking", args) as target:
         schedule = Schedule.constant_rate(100, requests=100)
-        plan = Plan("blocking", (f"{target.url}/call/0",), schedule, timeout_ns=2 * S)
+        plan = Share("blocking", (f"{target.url}/call/0",), schedule, timeout_ns=2 * S)
         _, rows = run(plan)
     assert len(rows) == 100 and rows["ok"].all()
     # Held, the first ten waited 300 ms or more each here; served at once, about 5 ms.
@@ -212,10 +212,10 @@ def test_rows_recorded_while_the_last_batch_is_written_are_flushed_too(dependenc
         batches.append(batch)
 
     schedule = Schedule.constant_rate(200, requests=200)
-    plan = Plan(
+    plan = Share(
         "slow", (f"{dependency.url}/endpoint/4",), schedule, timeout_ns=S, batch_interval_ns=S // 20
     )
-    summary = run_plan(plan, slow_sink)
+    summary = run_share(plan, slow_sink)
     assert summary.rows == 200
     assert sum(batch.num_rows for batch in batches) == 200
 
@@ -234,7 +234,7 @@ def test_a_connection_that_never_opens_is_a_timeout_not_a_connect_error():
             client.connect_ex(("127.0.0.1", port))
             held.append(client)
         try:
-            plan = Plan(
+            plan = Share(
                 "syn-dropped",
                 (f"http://127.0.0.1:{port}/",),
                 Schedule.constant_rate(20, requests=5),

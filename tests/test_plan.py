@@ -44,7 +44,7 @@ def test_a_launched_dependency_and_targets_become_serve_commands():
     sync, async_ = plan.steps
     assert sync.service.args == ("--threads", "8", "--dependency-timeout", "0.5s")
     assert async_.service.args == ("--max-connections", "0")
-    assert [t.url for t in sync.requests("http://h:1")] == [
+    assert [t.url for t in sync.templates("http://h:1")] == [
         f"http://h:1/call/{i}" for i in (0, 1, 2)
     ]
 
@@ -57,13 +57,13 @@ def test_targets_given_by_url_start_nothing_and_send_their_own_requests():
     assert not plan.launches and plan.dependency is None and plan.fault_marks == ()
     (step,) = plan.steps
     assert step.service is None
-    assert [t.url for t in step.requests(None)] == ["http://a/x", "http://a/y"]
+    assert [t.url for t in step.templates(None)] == ["http://a/x", "http://a/y"]
 
 
 def test_a_running_dependency_is_passed_by_url_not_started():
     plan = build_plan(scenario(dependency={"url": "http://dep:9/", "endpoints": 4}), 1)
     assert plan.dependency is None and plan.dependency_url == "http://dep:9"
-    assert len(plan.steps[0].requests("http://t:1")) == 4
+    assert len(plan.steps[0].templates("http://t:1")) == 4
 
 
 def test_each_step_carries_its_targets_objectives_the_scenarios_under_its_own():
@@ -85,10 +85,10 @@ def test_each_step_carries_its_targets_objectives_the_scenarios_under_its_own():
     assert build_plan(scenario(), 1).steps[0].objectives is None
 
 
-def test_generator_plans_interleave_one_schedule_and_the_end_is_the_last_deadline():
+def test_shares_interleave_one_schedule_and_the_end_is_the_last_deadline():
     plan = build_plan(scenario(), 2)
     step = plan.steps[1]
-    plans = plan.generator_plans(step, step.requests("http://t:1"), start_ns=10 * S)
+    plans = plan.shares(step, step.templates("http://t:1"), start_ns=10 * S)
     assert [(p.worker, p.workers, p.start_ns) for p in plans] == [(0, 2, 10 * S), (1, 2, 10 * S)]
     # 200 requests at 100/s: the last is due at 1.99 s; its deadline 1 s after.
     assert plan.end_ns(10 * S) == 10 * S + int(1.99 * S) + 1 * S

@@ -10,12 +10,12 @@ import pytest
 
 from blastradius.cluster.scenario import parse_scenario, parse_target, redacted
 from blastradius.cluster.url_run import UrlRun, document, flag_message, url_scenario
-from blastradius.workers.client import Endpoint
+from blastradius.workers.client import PreparedRequest
 from blastradius.workers.template import RequestTemplate, expand_env, pick, redact_url, weights_of
 
 
-def head_lines(endpoint: Endpoint) -> list[str]:
-    head, _, _ = endpoint.request.partition(b"\r\n\r\n")
+def head_lines(endpoint: PreparedRequest) -> list[str]:
+    head, _, _ = endpoint.data.partition(b"\r\n\r\n")
     return head.decode("latin-1").split("\r\n")
 
 
@@ -33,13 +33,13 @@ def head_lines(endpoint: Endpoint) -> list[str]:
     ],
 )
 def test_urls_become_exact_request_lines_and_hosts(url, request_line, host):
-    lines = head_lines(Endpoint.from_url(url))
+    lines = head_lines(PreparedRequest.from_url(url))
     assert lines[0] == request_line
     assert lines[1] == f"Host: {host}"
 
 
 def test_credentials_in_a_url_become_basic_auth_and_are_not_sent_in_the_host():
-    lines = head_lines(Endpoint.from_url("http://al%40x:p%3Aw@h:81/"))
+    lines = head_lines(PreparedRequest.from_url("http://al%40x:p%3Aw@h:81/"))
     assert "Host: h:81" in lines
     basic = next(line for line in lines if line.startswith("Authorization: Basic "))
     assert base64.b64decode(basic.split()[-1]) == b"al@x:p:w"
@@ -49,17 +49,19 @@ def test_a_template_sets_method_headers_and_content_length():
     template = RequestTemplate(
         "http://h/o", "POST", (("X-A", "1"), ("user-agent", "mine")), b'{"k":1}'
     )
-    endpoint = Endpoint.build(template)
+    endpoint = PreparedRequest.build(template)
     lines = head_lines(endpoint)
     assert lines[0] == "POST /o HTTP/1.1"
     assert "X-A: 1" in lines and "user-agent: mine" in lines
     assert not any(line.startswith("User-Agent:") for line in lines)  # replaced, not doubled
     assert "Content-Length: 7" in lines
-    assert endpoint.request.endswith(b'\r\n\r\n{"k":1}')
+    assert endpoint.data.endswith(b'\r\n\r\n{"k":1}')
     assert not endpoint.head
-    assert "Content-Length: 0" in head_lines(Endpoint.build(RequestTemplate("http://h/", "PUT")))
-    assert not any("Content-Length" in line for line in head_lines(Endpoint.from_url("http://h/")))
-    assert Endpoint.build(RequestTemplate("http://h/", "HEAD")).head
+    put = PreparedRequest.build(RequestTemplate("http://h/", "PUT"))
+    assert "Content-Length: 0" in head_lines(put)
+    get = PreparedRequest.from_url("http://h/")
+    assert not any("Content-Length" in line for line in head_lines(get))
+    assert PreparedRequest.build(RequestTemplate("http://h/", "HEAD")).head
 
 
 @pytest.mark.parametrize(

@@ -55,9 +55,9 @@ def test_exit_codes(status, code):
 
 
 def test_the_missing_window_reaches_back_one_batch_interval():
-    from blastradius.workers.generator import Plan
+    from blastradius.workers.generator import Share
 
-    assert HANDOVER_NS == Plan.__dataclass_fields__["batch_interval_ns"].default == S
+    assert HANDOVER_NS == Share.__dataclass_fields__["batch_interval_ns"].default == S
 
 
 def test_a_running_run_has_no_exit_code():

@@ -1,6 +1,6 @@
 """Ray wrappers, thin: a generator actor, and a collector that turns batches into shards.
 
-``GeneratorActor.run(plan, output)`` runs a ``Generator`` on a thread of its
+``GeneratorActor.run(share, output)`` runs a ``Generator`` on a thread of its
 own with its own event loop (uvloop where installed), so the actor's loop
 stays free for ``progress()`` and ``stop()``, which also live in their own
 concurrency group. Closed batches leave through ``output``:
@@ -27,7 +27,7 @@ import pyarrow as pa
 import ray
 
 from blastradius.targets.runtime import new_event_loop
-from blastradius.workers.generator import Generator, Plan, Sink
+from blastradius.workers.generator import Generator, Share, Sink
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.messages import Progress, Summary
 from blastradius.workers.metrics import LiveMetrics
@@ -106,15 +106,15 @@ class GeneratorActor:
         self.generator: Generator | None = None
 
     async def run(
-        self, plan: Plan, output: ToStorage | ToCollector, metrics: bool = True
+        self, share: Share, output: ToStorage | ToCollector, metrics: bool = True
     ) -> Summary:
-        """Send the plan's share and record every request; returns the generator's summary.
+        """Send the share's share and record every request; returns the generator's summary.
         With ``metrics``, each batch also feeds the live metrics (``workers.metrics``)."""
-        sink = output.sink(plan.target, plan.worker)
+        sink = output.sink(share.target, share.worker)
         if metrics:
-            live = LiveMetrics(plan.target, plan.worker, self._in_flight)
+            live = LiveMetrics(share.target, share.worker, self._in_flight)
             sink = live.metered(sink)
-        self.generator = Generator(plan, sink, self.node)
+        self.generator = Generator(share, sink, self.node)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, _run_on_own_loop, self.generator)
 

@@ -54,27 +54,27 @@ _BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
+class PreparedRequest:
     """A request prepared for sending: where to connect and the exact request bytes."""
 
     origin: tuple[str, str, int]  # scheme, host, port
-    request: bytes
+    data: bytes  # the request's bytes, as sent
     head: bool = False  # a HEAD request: its response has no body whatever it announces
 
     @classmethod
-    def from_url(cls, url: str) -> Endpoint:
+    def from_url(cls, url: str) -> PreparedRequest:
         """Prepare a GET of ``url`` (http or https); ``ValueError`` names a bad URL."""
         return cls._prepare(url, "GET", (), b"")
 
     @classmethod
-    def build(cls, template: RequestTemplate) -> Endpoint:
+    def build(cls, template: RequestTemplate) -> PreparedRequest:
         """Prepare a request template; ``ValueError`` names what cannot be sent."""
         return cls._prepare(template.url, template.method, template.headers, template.body)
 
     @classmethod
     def _prepare(
         cls, url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes
-    ) -> Endpoint:
+    ) -> PreparedRequest:
         parts = http_url(url, "url")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -120,7 +120,7 @@ class _Connection(asyncio.Protocol):
     # Set once connected (``connection_made``), before anything else is done with it.
     transport: asyncio.Transport
     # Set by ``start`` with ``context``, and read only while ``context`` is set.
-    endpoint: Endpoint
+    request: PreparedRequest
     timer: asyncio.TimerHandle
 
     def __init__(self, client: HttpClient, origin: tuple[str, str, int]) -> None:
@@ -132,12 +132,12 @@ class _Connection(asyncio.Protocol):
         self.headers_done = self.framed = self.received = self.head_done = False
         self.reused = False  # it has been idle: the peer may have closed it meanwhile
 
-    def start(self, endpoint: Endpoint, context: object, deadline: float) -> None:
-        """Send ``endpoint``'s request; it must complete by ``deadline`` (time.monotonic)."""
-        self.endpoint, self.context, self.deadline = endpoint, context, deadline
+    def start(self, request: PreparedRequest, context: object, deadline: float) -> None:
+        """Send ``request``'s request; it must complete by ``deadline`` (time.monotonic)."""
+        self.request, self.context, self.deadline = request, context, deadline
         self.bytes_in, self.headers_done, self.framed, self.received = 0, False, False, False
         self.timer = _arm(self.client.loop, deadline, self._time_out)
-        self.transport.write(endpoint.request)
+        self.transport.write(request.data)
 
     def _time_out(self) -> None:
         if _early(self.deadline):
@@ -185,7 +185,7 @@ class _Connection(asyncio.Protocol):
             # An idle connection the peer had closed: send once more on a new one.
             context, self.context = self.context, None
             self.timer.cancel()
-            self.client._open(_Pending(self.endpoint, context, self.deadline))
+            self.client._open(_Pending(self.request, context, self.deadline))
         else:
             self._finish(0, Ending.BROKEN)  # nothing, part of a head, or a body cut short
 
@@ -200,7 +200,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
-        if self.endpoint.head and self.parser.get_status_code() >= 200:
+        if self.request.head and self.parser.get_status_code() >= 200:
             self.head_done = True  # ended in data_received, once this parser has returned
 
     def on_body(self, body: bytes) -> None:
@@ -251,12 +251,12 @@ def _connect_failure(exc: BaseException) -> Ending:
 class _Pending:
     """A request waiting for its connection to open."""
 
-    __slots__ = ("context", "deadline", "endpoint", "timer")
+    __slots__ = ("context", "deadline", "request", "timer")
 
     timer: asyncio.TimerHandle  # set by ``HttpClient._open`` before the connection is asked for
 
-    def __init__(self, endpoint: Endpoint, context: object, deadline: float) -> None:
-        self.endpoint, self.context, self.deadline = endpoint, context, deadline
+    def __init__(self, request: PreparedRequest, context: object, deadline: float) -> None:
+        self.request, self.context, self.deadline = request, context, deadline
 
 
 class HttpClient:
@@ -279,20 +279,22 @@ class HttpClient:
         self._tls = tls
         self._ssl: ssl.SSLContext | None = None
 
-    async def warm(self, endpoints: Sequence[Endpoint], per_origin: int, timeout_s: float) -> int:
+    async def warm(
+        self, prepared: Sequence[PreparedRequest], per_origin: int, timeout_s: float
+    ) -> int:
         """Open up to ``per_origin`` idle connections to each origin (failures are ignored:
         a target that is down shows up as ``connect`` rows later). Returns how many opened.
 
         Idle connections are not free for every server: one that serves a connection at
         a time (or gives each new connection a thread) waits on them. Warm only on request.
         """
-        origins = {endpoint.origin: endpoint for endpoint in endpoints}
+        origins = {request.origin: request for request in prepared}
         count = min(per_origin, self.max_connections // max(len(origins), 1))
         if count <= 0:
             return 0
 
-        async def one(endpoint: Endpoint) -> None:
-            connection = await self._create(endpoint.origin)
+        async def one(request: PreparedRequest) -> None:
+            connection = await self._create(request.origin)
             connection.reused = True  # idle until used, so it may be stale by then
             self._idle.setdefault(connection.origin, []).append(connection)
 
@@ -302,14 +304,14 @@ class HttpClient:
         )
         return sum(result is None for result in results)
 
-    def send(self, endpoint: Endpoint, context: object) -> None:
+    def send(self, request: PreparedRequest, context: object) -> None:
         """Send one request; ``on_done`` is called exactly once with its outcome."""
         deadline = time.monotonic() + self.timeout_s
-        idle = self._idle.get(endpoint.origin)
+        idle = self._idle.get(request.origin)
         if idle:
-            idle.pop().start(endpoint, context, deadline)
+            idle.pop().start(request, context, deadline)
         else:
-            self._open(_Pending(endpoint, context, deadline))
+            self._open(_Pending(request, context, deadline))
 
     def _open(self, pending: _Pending) -> None:
         if len(self._all) + len(self._pending) >= self.max_connections:
@@ -345,7 +347,7 @@ class HttpClient:
 
     async def _connect(self, pending: _Pending) -> None:
         try:
-            connection = await self._create(pending.endpoint.origin)
+            connection = await self._create(pending.request.origin)
         except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
             if pending in self._pending:
                 self._pending.discard(pending)
@@ -357,7 +359,7 @@ class HttpClient:
             return
         self._pending.discard(pending)
         pending.timer.cancel()
-        connection.start(pending.endpoint, pending.context, pending.deadline)
+        connection.start(pending.request, pending.context, pending.deadline)
 
     def _close_one_idle(self) -> None:
         for connections in self._idle.values():

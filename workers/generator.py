@@ -1,4 +1,4 @@
-"""The load generator: one event loop sending its share of a plan, one row per request.
+"""The load generator: one event loop sending its share of a target's load, one row per request.
 
 Open loop (the default): request i is due at its intended time from the
 schedule, whatever happened to earlier requests. Its latency counts from the
@@ -44,12 +44,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
-from blastradius.workers.client import Endpoint, HttpClient
+from blastradius.workers import schedule
+from blastradius.workers.client import HttpClient, PreparedRequest
 from blastradius.workers.messages import BATCH_INTERVAL_NS, Progress, Summary
 from blastradius.workers.outcome import Ending, classify
 from blastradius.workers.progress import Counters
 from blastradius.workers.record import NULL_NS, SCHEMA, RowBuffer
-from blastradius.workers.schedule import Schedule, share
+from blastradius.workers.schedule import Schedule
 from blastradius.workers.shards import WRITE_OPTIONS
 from blastradius.workers.template import RequestTemplate, Tls, pick, weights_of
 
@@ -86,7 +87,7 @@ def _split(total: int, worker: int, workers: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class Share:
     """One generator's work: its share of the load against one target.
 
     ``requests`` are URLs (a GET each) or ``RequestTemplate``s; the request with
@@ -140,15 +141,15 @@ class Plan:
 
 
 class Generator:
-    """Runs one ``Plan`` on the current event loop; batches go to ``sink`` on a writer thread."""
+    """Runs one ``Share`` on the current event loop; batches go to ``sink`` on a writer thread."""
 
-    def __init__(self, plan: Plan, sink: Sink, node: str = "local") -> None:
-        self.plan, self.sink, self.node = plan, sink, node
+    def __init__(self, share: Share, sink: Sink, node: str = "local") -> None:
+        self.share, self.sink, self.node = share, sink, node
         self.counters = Counters()
-        self._buffer = RowBuffer(plan.worker, node)
+        self._buffer = RowBuffer(share.worker, node)
         self._waiting: deque[tuple[int, int, int]] = deque()  # (seq, endpoint, due mono ns)
-        self._endpoints = [Endpoint.build(template) for template in plan.templates]
-        self._weights = weights_of(plan.templates)  # None: templates are cycled
+        self._prepared = [PreparedRequest.build(template) for template in share.templates]
+        self._weights = weights_of(share.templates)  # None: templates are cycled
         self._in_flight = 0
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -177,8 +178,8 @@ class Generator:
             sent=c.sent,
             ok=c.ok,
             errors=c.errors(),
-            worker=self.plan.worker,
-            target=self.plan.target,
+            worker=self.share.worker,
+            target=self.share.target,
             node=self.node,
             elapsed_s=max(elapsed, 0.0),
             in_flight=self._in_flight,
@@ -194,11 +195,11 @@ class Generator:
             sent=c.sent,
             ok=c.ok,
             errors=c.errors(),
-            worker=self.plan.worker,
-            target=self.plan.target,
+            worker=self.share.worker,
+            target=self.share.target,
             node=self.node,
             send_lag_p99_ms=c.send_lag_p99_ms(),
-            closed_loop=self.plan.closed,
+            closed_loop=self.share.closed,
             started_ns=self._epoch(self._start_mono),
             ended_ns=self._ended_ns,
             stopped=self._stop_requested,
@@ -207,27 +208,27 @@ class Generator:
     # --- the run ------------------------------------------------------------------------
 
     async def run(self) -> Summary:
-        """Send the plan's share, record every request, flush the last batch; the summary."""
+        """Send this share's requests, record every one, flush the last batch; the summary."""
         raise_nofile_limit()
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self._over = asyncio.Event()
         self._wall0, self._mono0 = time.time_ns(), time.monotonic_ns()
         self._client = HttpClient(
-            self.plan.max_in_flight, self.plan.timeout_ns / 1e9, self._on_done, self.plan.tls
+            self.share.max_in_flight, self.share.timeout_ns / 1e9, self._on_done, self.share.tls
         )
         gc.collect()
         gc.freeze()  # the start-up heap is permanent: collections need not rescan it
         with ThreadPoolExecutor(1, "shard-writer", initializer=_prepare_writer) as writer:
             flusher = asyncio.create_task(self._flush_every(writer))
             try:
-                warm = _split(self.plan.connections, self.plan.worker, self.plan.workers)
+                warm = _split(self.share.connections, self.share.worker, self.share.workers)
                 with contextlib.suppress(TimeoutError):
-                    await self._client.warm(self._endpoints, warm, _WARM_TIMEOUT_S)
-                start_ns = self.plan.start_ns
+                    await self._client.warm(self._prepared, warm, _WARM_TIMEOUT_S)
+                start_ns = self.share.start_ns
                 self._start_mono = time.monotonic_ns() if start_ns is None else self._mono(start_ns)
                 await self._sleep_until(self._start_mono)
-                load = self.plan.load
+                load = self.share.load
                 if isinstance(load, ClosedLoop):
                     await self._closed_loop(load)
                 else:
@@ -258,8 +259,8 @@ class Generator:
             await asyncio.wait_for(self._stopped.wait(), delay)
 
     async def _open_loop(self, load: Schedule) -> None:
-        plan, seq, in_a_row = self.plan, 0, 0
-        for indices, offsets in share(load, plan.worker, plan.workers):
+        share, seq, in_a_row = self.share, 0, 0
+        for indices, offsets in schedule.share(load, share.worker, share.workers):
             endpoints = self._pick(indices).tolist()
             for endpoint, due in zip(endpoints, (offsets + self._start_mono).tolist(), strict=True):
                 if due > time.monotonic_ns():
@@ -280,15 +281,15 @@ class Generator:
                 seq += 1
 
     async def _closed_loop(self, load: ClosedLoop) -> None:
-        plan = self.plan
+        share = self.share
         self._budget = (
             None
             if load.max_requests is None
-            else _split(load.max_requests, plan.worker, plan.workers)
+            else _split(load.max_requests, share.worker, share.workers)
         )
         self._end = None if load.duration_ns is None else self._start_mono + load.duration_ns
         self._next_seq = 0
-        for _ in range(load.users(plan.worker, plan.workers)):
+        for _ in range(load.users(share.worker, share.workers)):
             self._next_user_request()
         if self._end is not None:
             await self._sleep_until(self._end)
@@ -304,24 +305,24 @@ class Generator:
         self._start(seq, self._endpoint(seq), now)
 
     def _endpoint(self, seq: int) -> int:
-        index = seq * self.plan.workers + self.plan.worker
+        index = seq * self.share.workers + self.share.worker
         if self._weights is None:
-            return index % len(self._endpoints)
+            return index % len(self._prepared)
         return int(self._pick(np.array([index]))[0])
 
     def _pick(self, indices: np.ndarray) -> np.ndarray:
         """The template of each request, by global request index."""
-        return pick(indices, len(self._endpoints), self._weights, self.plan.seed)
+        return pick(indices, len(self._prepared), self._weights, self.share.seed)
 
     def _submit(self, seq: int, endpoint: int, due: int) -> None:
-        if self._in_flight < self.plan.max_in_flight and not self._waiting:
+        if self._in_flight < self.share.max_in_flight and not self._waiting:
             self._start(seq, endpoint, due)
         else:
             self._waiting.append((seq, endpoint, due))
 
     def _start(self, seq: int, endpoint: int, due: int) -> None:
         self._in_flight += 1
-        self._client.send(self._endpoints[endpoint], (seq, endpoint, due, time.monotonic_ns()))
+        self._client.send(self._prepared[endpoint], (seq, endpoint, due, time.monotonic_ns()))
 
     def _on_done(
         self, context: tuple[int, int, int, int], status: int, nbytes: int, ending: Ending
@@ -329,23 +330,23 @@ class Generator:
         seq, endpoint, due, sent = context
         self._record(seq, endpoint, due, sent, time.monotonic_ns(), status, ending, nbytes)
         self._in_flight -= 1
-        if self.plan.closed:
+        if self.share.closed:
             self._next_user_request()
         else:
             self._release()
 
     def _release(self) -> None:
         now = time.monotonic_ns()
-        while self._waiting and self._in_flight < self.plan.max_in_flight:
+        while self._waiting and self._in_flight < self.share.max_in_flight:
             seq, endpoint, due = self._waiting.popleft()
-            if due + self.plan.timeout_ns <= now:
-                self._drop(seq, endpoint, due, due + self.plan.timeout_ns)
+            if due + self.share.timeout_ns <= now:
+                self._drop(seq, endpoint, due, due + self.share.timeout_ns)
             else:
                 self._start(seq, endpoint, due)
 
     def _expire_waiting(self, now: int) -> None:
         # Deadlines in the line are in order (due times are), so expired ones are at its head.
-        timeout = self.plan.timeout_ns
+        timeout = self.share.timeout_ns
         while self._waiting and self._waiting[0][2] + timeout <= now:
             seq, endpoint, due = self._waiting.popleft()
             self._drop(seq, endpoint, due, due + timeout)
@@ -365,7 +366,7 @@ class Generator:
         nbytes: int,
     ) -> None:
         c = self.counters
-        error = classify(ending, status, late=done - due > self.plan.timeout_ns)
+        error = classify(ending, status, late=done - due > self.share.timeout_ns)
         c.rows += 1
         c.by_error[error] += 1
         if sent != NULL_NS:
@@ -390,7 +391,7 @@ class Generator:
     async def _flush_every(self, writer: ThreadPoolExecutor) -> None:
         # Never cancelled: a flush cut short would lose the batch it had taken. It stops
         # when the run is over, after a last flush of its own.
-        interval = self.plan.batch_interval_ns / 1e9
+        interval = self.share.batch_interval_ns / 1e9
         try:
             while not self._over.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -423,7 +424,7 @@ def _prepare_writer() -> None:
     pq.write_table(SCHEMA.empty_table(), pa.BufferOutputStream(), **WRITE_OPTIONS)
 
 
-def run_plan(plan: Plan, sink: Sink, node: str = "local") -> Summary:
-    """Run one plan on a fresh event loop (uvloop where installed), without Ray."""
+def run_share(share: Share, sink: Sink, node: str = "local") -> Summary:
+    """Run one share on a fresh event loop (uvloop where installed), without Ray."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(Generator(plan, sink, node).run())
+        return runner.run(Generator(share, sink, node).run())

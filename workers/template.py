@@ -1,7 +1,7 @@
 """What a generator sends: request templates, TLS options, and which template each request uses.
 
 A ``RequestTemplate`` is one request as a user writes it (URL, method,
-headers, body, weight), validated when built; ``workers.client.Endpoint``
+headers, body, weight), validated when built; ``workers.client.PreparedRequest``
 turns it into the exact bytes on the wire. ``Tls`` carries the client's TLS
 options as PEM text, so a generator on another machine needs no file of the
 driver's. ``pick`` decides, purely, which template the request with global
@@ -84,9 +84,9 @@ class RequestTemplate:
             raise ValueError(f"weight: must be a number >= 0 (got {self.weight!r})")
         if self.method == "HEAD" and self.body:
             raise ValueError("body: a HEAD request has no body")
-        from blastradius.workers.client import Endpoint  # the client owns the wire format
+        from blastradius.workers.client import PreparedRequest  # the client owns the wire
 
-        Endpoint.build(self)
+        PreparedRequest.build(self)
 
     def redacted(self) -> dict:
         """This template as it may be written down: no header value, no URL password."""

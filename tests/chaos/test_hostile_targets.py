@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from servers import read_request, scripted_server
 
-from blastradius.workers.generator import Plan, run_plan
+from blastradius.workers.generator import Share, run_share
 from blastradius.workers.schedule import Schedule
 
 S, MS = 1_000_000_000, 1_000_000
@@ -65,9 +65,9 @@ def run(url: str, requests: int) -> tuple[dict, pd.DataFrame, int]:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     batches: list[pa.RecordBatch] = []
-    plan = Plan("hostile", (url,), Schedule.constant_rate(10, requests=requests), TIMEOUT_NS)
+    plan = Share("hostile", (url,), Schedule.constant_rate(10, requests=requests), TIMEOUT_NS)
     try:
-        summary = run_plan(plan, batches.append)
+        summary = run_share(plan, batches.append)
     finally:
         done.set()
         watcher.join()

@@ -10,7 +10,7 @@ import psutil
 import pyarrow as pa
 
 from blastradius.cluster import launch
-from blastradius.workers.generator import Generator, Plan
+from blastradius.workers.generator import Generator, Share
 from blastradius.workers.schedule import Schedule
 
 S, MS = 1_000_000_000, 1_000_000
@@ -20,7 +20,7 @@ def test_requests_to_a_dependency_that_never_answers_end_at_their_deadline_bound
     rate, timeout_ns, seconds = 300, 500 * MS, 6
     batches: list[pa.RecordBatch] = []
     with launch.start("dependency", ["--latency", "3600s"]) as never:
-        plan = Plan(
+        plan = Share(
             "never",
             (f"{never.url}/endpoint/0",),
             Schedule.constant_rate(rate, duration_ns=seconds * S),

@@ -13,7 +13,7 @@ from waits import wait_for
 from blastradius.analysis import timeline
 from blastradius.analysis.load import to_frame
 from blastradius.cluster import launch
-from blastradius.workers.generator import Plan, run_plan
+from blastradius.workers.generator import Share, run_share
 from blastradius.workers.schedule import Schedule
 
 S, MS = 1_000_000_000, 1_000_000
@@ -29,7 +29,7 @@ def test_a_target_restarted_on_its_port_leaves_a_hole_and_nothing_else():
     port = free_port()
     args = ["--latency", "1", "--port", str(port)]
     batches: list[pa.RecordBatch] = []
-    plan = Plan(
+    plan = Share(
         "restarted",
         (f"http://127.0.0.1:{port}/endpoint/0",),
         Schedule.constant_rate(100, duration_ns=8 * S),
@@ -38,7 +38,7 @@ def test_a_target_restarted_on_its_port_leaves_a_hole_and_nothing_else():
     service = launch.start("dependency", args)
     try:
         summaries: list = []
-        runner = threading.Thread(target=lambda: summaries.append(run_plan(plan, batches.append)))
+        runner = threading.Thread(target=lambda: summaries.append(run_share(plan, batches.append)))
         runner.start()
         wait_for(lambda: sum(b.num_rows for b in batches), lambda n: n >= 150, timeout_s=30)
         killed_ns = time.time_ns()
