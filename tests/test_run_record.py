@@ -201,10 +201,10 @@ def test_a_key_whose_value_is_absent_is_left_out_as_it_always_was():
 
 
 def test_a_proxys_counts_over_a_load_are_the_difference_of_its_stats():
-    before = ProxyCounts((RouteCounts("GET /a", 10, 1, 2, 3, 4, 5), RouteCounts("~^/b", 1)), 7, 8)
+    before = ProxyCounts((RouteCounts("GET /a", 10, 1, 2, 3, 4, 5), RouteCounts("~^/b", 1)), 3, 4)
     after = ProxyCounts((RouteCounts("GET /a", 15, 3, 5, 7, 9, 11), RouteCounts("~^/b", 4)), 9, 9)
     assert after.since(before) == ProxyCounts(
-        (RouteCounts("GET /a", 5, 2, 3, 4, 5, 6), RouteCounts("~^/b", 3)), 2, 1
+        (RouteCounts("GET /a", 5, 2, 3, 4, 5, 6), RouteCounts("~^/b", 3)), 6, 5
     )
     assert RouteCounts("r", 1, 2, 3, 4, 5, 6).to_json() == {
         "route": "r",
@@ -241,3 +241,77 @@ def test_a_run_is_finished_only_when_it_completed():
 def test_a_run_json_without_a_status_did_not_finish():
     assert RunRecord.from_json({"run_id": "r"}).status == RunStatus.RUNNING
     assert RunRecord.from_json({}, run_id="from-the-directory").run_id == "from-the-directory"
+
+
+def test_counts_a_proxy_did_not_report_are_none_at_all():
+    assert RouteCounts.from_json({"route": "r"}) == RouteCounts("r", 0, 0, 0, 0, 0, 0)
+    assert ProxyCounts.from_json({}) == ProxyCounts() == ProxyCounts((), 0, 0)
+
+
+def test_a_generators_end_replaces_its_own_entry_only():
+    block = TargetBlock(generators=(GeneratorEnd(0, "a"), GeneratorEnd(1, "b")))
+    ended = GeneratorEnd(1, "b", GeneratorState.COMPLETED, 5, 5, {}, 0.1)
+    assert block.with_generator(ended).generators == (GeneratorEnd(0, "a"), ended)
+
+
+def test_a_format_after_this_ones_is_newer_and_refused():
+    assert RunRecord.from_json({"run_id": "r", "format": 1}).format == 1
+    with pytest.raises(ValueError, match=r"^run.json format 2 is newer than this blastradius"):
+        RunRecord.from_json({"run_id": "r", "format": 2})
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "problem"),
+    [
+        ((("availability", 1.5),), "availability: a share, from 0 to 1"),
+        ((("errors.timeout", 1.01),), "errors.timeout: a share, from 0 to 1"),
+        ((("errors.", 0.1),), "errors.: not an objective"),
+        ((("errors.ok", 0.1),), "errors.ok: not an objective"),
+        ((("p99", -1.0),), "p99: must be a finite number >= 0"),
+        ((("p99", float("nan")),), "p99: must be a finite number >= 0"),
+    ],
+)
+def test_objectives_out_of_their_range_are_refused_by_name(thresholds, problem):
+    with pytest.raises(ValueError, match=f"^{problem}"):
+        Objectives(thresholds)
+
+
+@pytest.mark.parametrize(
+    "thresholds",
+    [
+        (("availability", 1.0),),
+        (("errors.timeout", 1.0),),
+        (("errors.tls", 0.0),),
+        (("p99", 5000.0),),
+        (("goodput_rps", 2.0),),
+    ],
+)
+def test_objectives_at_the_edges_of_their_range_are_taken(thresholds):
+    assert Objectives(thresholds).thresholds == thresholds
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        RunRecord("r"),
+        TargetBlock(),
+        GeneratorEnd(0, "n"),
+        Objectives(),
+        ProxyCounts(),
+        RouteCounts("r"),
+        Totals(),
+        Missing(None, None),
+        Aborted(None, "why"),
+        FaultMark(1.0, "x"),
+        RayInfo(),
+        Versions(),
+        ServicesInfo(),
+    ],
+    ids=lambda record: type(record).__name__,
+)
+def test_every_record_is_frozen(record):
+    import dataclasses
+
+    name = dataclasses.fields(record)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(record, name, getattr(record, name))
