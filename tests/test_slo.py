@@ -112,6 +112,9 @@ def test_windowed_objectives_name_the_windows_that_breached():
     assert (p99.met, p99.measured, p99.breaches) == (False, 80.0, (2.0,))
     good = check(rows, {"t": objectives(availability=0.9, p99=100.0, window_ns=S)})
     assert all(v.met for v in good)
+    assert per.window_s == p99.window_s == 1.0
+    half = check(rows, {"t": objectives(availability=0.98, window_ns=S // 2)})
+    assert {v.window_s for v in half if v.breaches} == {0.5}
 
 
 def test_a_window_without_an_ok_request_is_judged_by_its_availability_alone():
@@ -124,6 +127,16 @@ def test_a_target_without_rows_meets_nothing():
     rows = rows_in_windows([(10, 0, 10.0)])
     (verdict,) = check(rows, {"other": objectives(availability=0.0)})
     assert (verdict.target, verdict.met, verdict.measured) == ("other", False, None)
+
+
+def test_a_target_without_rows_meets_no_error_share_and_the_next_is_still_judged():
+    rows = rows_in_windows([(10, 0, 10.0)])
+    goal = objectives(**{"errors.timeout": 0.5})
+    verdicts = check(rows, {"other": goal, "t": goal})
+    assert [(v.target, v.met, v.measured) for v in verdicts] == [
+        ("other", False, None),
+        ("t", True, 0.0),
+    ]
 
 
 def test_a_targets_slo_is_over_the_scenarios_key_by_key():
@@ -384,6 +397,13 @@ def test_check_with_bad_objectives_is_exit_2_with_one_line(tmp_path, slo_text, m
         ({"availability": 0.9}, 2, None, [(1, 5, 0, {}), (2, 10, 0, {})], None),
         # Latency is never a reason to stop.
         ({"p99": 1.0}, 2, 1000, [(1, 100, 0, {}), (2, 200, 0, {})], None),
+        # Errors of a kind below their budget, however many: no reason.
+        ({"errors.timeout": 0.05}, None, 1000, [(1, 200, 180, {"timeout": 20})], None),
+        # The first window is whole exactly a window after the load started.
+        ({"availability": 0.9}, 2, None, [(2, 40, 20, {})], "per 2s"),
+        # Counts seen at uneven times: a window is judged once it is whole, even when
+        # the oldest count kept is older than a window.
+        ({"availability": 0.9}, 1, None, [(1.1, 40, 40, {}), (2.3, 80, 50, {})], "per 1s"),
     ],
 )
 def test_when_the_load_stops_early(thresholds, window_s, planned, seen, stops):
@@ -397,3 +417,17 @@ def test_when_the_load_stops_early(thresholds, window_s, planned, seen, stops):
         assert reasons[-1] is None
     else:
         assert stops in reasons[-1]
+
+
+def test_the_reason_to_stop_counts_what_failed_of_what_was_planned():
+    from blastradius.cluster.abort import Guard
+
+    guard = Guard(objectives(availability=0.99), 1000)
+    assert guard.observe(1, 100, 89, {}) == (
+        "availability >= 0.99 can no longer be met: 11 of 1000 planned requests failed already"
+    )
+    guard = Guard(objectives(**{"errors.timeout": 0.05}), 1000)
+    assert guard.observe(1, 200, 149, {"timeout": 51}) == (
+        "errors.timeout <= 0.05 can no longer be met: 51 of 1000 planned requests ended in "
+        "timeout already"
+    )
