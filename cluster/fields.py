@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from blastradius.targets.spec import parse_duration_ns
+from blastradius.targets.validation import FieldError
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Fields:
-    """A mapping being validated: every read is recorded so leftovers are unknown keys."""
+    """A mapping being validated: every key read is recorded, so the keys left over are
+    the unknown ones (``done``)."""
 
     def __init__(self, value: object, path: str) -> None:
         if not isinstance(value, Mapping):
-            raise ValueError(f"{path or 'scenario'}: expected a mapping, got {kind_of(value)}")
+            raise FieldError(path or "scenario", f"expected a mapping, got {kind_of(value)}")
         self.value, self.path = value, path
+        self.read: list[str] = []  # the keys asked for, in order: the ones known here
 
     def at(self, key: str) -> str:
         """The path of ``key`` in this mapping, for messages (a key that is not a plain
@@ -32,16 +35,17 @@ class Fields:
         return f"{self.path}.{key}" if self.path else key
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default``."""
+        """The value of ``key``, or ``default``; ``key`` is known here from now on."""
+        if key not in self.read:
+            self.read.append(key)
         return self.value.get(key, default)
 
-    def done(self, known: Sequence[str]) -> None:
-        """``ValueError`` naming the first key that is not in ``known``."""
-        unknown = [k for k in self.value if k not in known]
+    def done(self) -> None:
+        """``FieldError`` naming the first key that no one asked for."""
+        unknown = [k for k in self.value if k not in self.read]
         if unknown:
-            raise ValueError(
-                f"{self.at(str(unknown[0]))}: unknown key (known here: {', '.join(known)})"
-            )
+            known = ", ".join(self.read)
+            raise FieldError(self.at(str(unknown[0])), f"unknown key (known here: {known})")
 
 
 def kind_of(value: object) -> str:
@@ -63,30 +67,30 @@ def _checked_number(
     value: object, path: str, minimum: float, strict: bool, integer: bool
 ) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{path}: expected a number, got {kind_of(value)} {value!r}")
+        raise FieldError(path, f"expected a number, got {kind_of(value)} {value!r}")
     if integer and not float(value).is_integer():
-        raise ValueError(f"{path}: expected a whole number, got {value!r}")
+        raise FieldError(path, f"expected a whole number, got {value!r}")
     if not math.isfinite(value) or value < minimum or (strict and value == minimum):
         sign = ">" if strict else ">="
-        raise ValueError(f"{path}: must be {sign} {minimum:g} (got {value!r})")
+        raise FieldError(path, f"must be {sign} {minimum:g} (got {value!r})")
     return value
 
 
 def read_duration(value: object, path: str, positive: bool = True) -> int:
     """A duration (``30s``, ``500ms``; a bare number is seconds) in nanoseconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{path}: expected a duration like 30s, got {kind_of(value)}")
+        raise FieldError(path, f"expected a duration like 30s, got {kind_of(value)}")
     try:
         ns = parse_duration_ns(str(value), default_unit="s")
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise FieldError(path, str(exc)) from None
     if positive and ns == 0:
-        raise ValueError(f"{path}: must be positive")
+        raise FieldError(path, "must be positive")
     return ns
 
 
 def text(value: object, path: str) -> str:
     """Text that is not blank."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{path}: expected text, got {kind_of(value)} {value!r}")
+        raise FieldError(path, f"expected text, got {kind_of(value)} {value!r}")
     return value

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from blastradius.cluster.fields import Fields, kind_of, number, text
+from blastradius.targets.validation import FieldError, join_path
 from blastradius.workers.template import (
     REDACTED,
     RequestTemplate,
@@ -42,7 +43,7 @@ class Files:
         try:
             return (name if name.is_absolute() else self.base / name).read_bytes()
         except OSError as exc:
-            raise ValueError(f"{path}: cannot read {str(name)!r}: {exc.strerror}") from None
+            raise FieldError(path, f"cannot read {str(name)!r}: {exc.strerror}") from None
 
 
 def _request_fields(fields: Fields, files: Files, defaults: Mapping[str, Any]) -> dict:
@@ -59,7 +60,7 @@ def _request_fields(fields: Fields, files: Files, defaults: Mapping[str, Any]) -
         result["headers"] = tuple(merged.values())
     given = [key for key in ("body", "json", "body_file") if fields.get(key) is not None]
     if len(given) > 1:
-        raise ValueError(f"{fields.at(given[1])}: give one of body, json or body_file")
+        raise FieldError(fields.at(given[1]), "give one of body, json or body_file")
     if given:
         result["body"], content_type = _body(fields, given[0], files)
         headers = result.get("headers", ())
@@ -70,16 +71,16 @@ def _request_fields(fields: Fields, files: Files, defaults: Mapping[str, Any]) -
 
 def _headers(value: object, path: str, files: Files) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{path}: expected a mapping of header names to values")
+        raise FieldError(path, "expected a mapping of header names to values")
     headers = {}
     for name, raw in value.items():
         at = f"{path}.{name}"
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-            raise ValueError(f"{at}: expected text, got {kind_of(raw)}")
+            raise FieldError(at, f"expected text, got {kind_of(raw)}")
         try:
             headers[str(name)] = expand_env(str(raw), files.env)
         except ValueError as exc:
-            raise ValueError(f"{at}: {exc}") from None
+            raise FieldError(at, str(exc)) from None
     return headers
 
 
@@ -87,11 +88,11 @@ def _body(fields: Fields, key: str, files: Files) -> tuple[bytes, str | None]:
     value, at = fields.get(key), fields.at(key)
     if key == "body":
         if not isinstance(value, str):
-            raise ValueError(f"{at}: expected text, got {kind_of(value)} (use json: for a mapping)")
+            raise FieldError(at, f"expected text, got {kind_of(value)} (use json: for a mapping)")
         return value.encode(), None
     if key == "json":
         if not isinstance(value, (dict, list)):
-            raise ValueError(f"{at}: expected a mapping or a list, got {kind_of(value)}")
+            raise FieldError(at, f"expected a mapping or a list, got {kind_of(value)}")
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
         return text.encode(), "application/json"
     return files.read(value, at), None
@@ -101,30 +102,29 @@ def _template(fields: Fields, url: object, at: str, request: Mapping[str, Any]) 
     url = text(url, at)
     try:
         return RequestTemplate(url, **request)
-    except ValueError as exc:
-        message = str(exc)
-        key, _, rest = message.partition(": ")
-        if key == "url":
-            raise ValueError(f"{at}: {rest}") from None
-        raise ValueError(f"{fields.at(key) if key else at}: {rest}") from None
+    except FieldError as exc:  # a template names its own field: ``url``, ``headers.X``, ...
+        raise (
+            FieldError(at, exc.problem) if exc.path == "url" else exc.within(fields.path)
+        ) from None
 
 
-def parse_tls(value: object, path: str, files: Files) -> Tls:
-    """A target's ``tls`` block: ``verify``, and ``ca``, ``cert``, ``key`` files as PEM text."""
-    fields = Fields(value, path)
+def parse_tls(value: object, target: str, files: Files) -> Tls:
+    """The ``tls`` block of the target at path ``target``: ``verify``, and ``ca``, ``cert``
+    and ``key`` files as PEM text."""
+    fields = Fields(value, join_path(target, "tls"))
     verify = fields.get("verify", True)
     if not isinstance(verify, bool):
-        raise ValueError(f"{fields.at('verify')}: expected true or false")
+        raise FieldError(fields.at("verify"), "expected true or false")
     pems = {
         key: None if fields.get(key) is None else files.read(fields.get(key), fields.at(key))
         for key in ("ca", "cert", "key")
     }
-    fields.done(("verify", "ca", "cert", "key"))
+    fields.done()
+    text = {k: None if v is None else v.decode("latin-1") for k, v in pems.items()}
     try:
-        text = {k: None if v is None else v.decode("latin-1") for k, v in pems.items()}
         return Tls(verify, text["ca"], text["cert"], text["key"])
-    except ValueError as exc:
-        raise ValueError(f"{path}.{str(exc).removeprefix('tls.')}") from None
+    except FieldError as exc:  # ``tls.cert``, ...: Tls names its fields as a target has them
+        raise exc.within(target) from None
 
 
 def parse_requests(fields: Fields, files: Files) -> tuple[RequestTemplate, ...]:
@@ -134,7 +134,7 @@ def parse_requests(fields: Fields, files: Files) -> tuple[RequestTemplate, ...]:
     if listed is None:
         items = [url] if url is not None else urls
         if not isinstance(items, list) or not items:
-            raise ValueError(f"{fields.at('urls')}: expected a non-empty list of URLs")
+            raise FieldError(fields.at("urls"), "expected a non-empty list of URLs")
         return tuple(
             _template(
                 fields,
@@ -145,7 +145,7 @@ def parse_requests(fields: Fields, files: Files) -> tuple[RequestTemplate, ...]:
             for i, item in enumerate(items)
         )
     if not isinstance(listed, list) or not listed:
-        raise ValueError(f"{fields.at('requests')}: expected a non-empty list of requests")
+        raise FieldError(fields.at("requests"), "expected a non-empty list of requests")
     templates = []
     for i, item in enumerate(listed):
         block = Fields(item, f"{fields.at('requests')}[{i}]")
@@ -153,12 +153,13 @@ def parse_requests(fields: Fields, files: Files) -> tuple[RequestTemplate, ...]:
         weight = block.get("weight")
         if weight is not None:
             request["weight"] = number(weight, block.at("weight"), strict=False)
-        block.done(("url", *REQUEST_KEYS, "weight"))
-        templates.append(_template(block, block.get("url"), block.at("url"), request))
+        its_url = block.get("url")
+        block.done()
+        templates.append(_template(block, its_url, block.at("url"), request))
     try:
         weights_of(templates)
     except ValueError as exc:
-        raise ValueError(f"{fields.at('requests')}: {exc}") from None
+        raise FieldError(fields.at("requests"), str(exc)) from None
     return tuple(templates)
 
 

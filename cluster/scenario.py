@@ -55,7 +55,6 @@ import yaml
 
 from blastradius.cluster.fields import Fields, kind_of, number, read_duration, text, whole
 from blastradius.cluster.request_keys import (
-    REQUEST_KEYS,
     Files,
     parse_requests,
     parse_tls,
@@ -65,7 +64,7 @@ from blastradius.cluster.slo_keys import parse_objectives
 from blastradius.targets.faults import Fault, parse_faults
 from blastradius.targets.proxy import config_from_specs
 from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
-from blastradius.targets.validation import http_url
+from blastradius.targets.validation import FieldError, http_url
 from blastradius.workers.generator import ClosedLoop
 from blastradius.workers.run_record import Objectives, effective
 from blastradius.workers.schedule import ARRIVALS, Schedule, Stage
@@ -93,7 +92,7 @@ class Load:
 
 def _stages(value: object, path: str) -> tuple[Stage, ...]:
     if not isinstance(value, list) or not value:
-        raise ValueError(f"{path}: expected a non-empty list of stages")
+        raise FieldError(path, "expected a non-empty list of stages")
     stages, previous_rps = [], 0.0
     for i, item in enumerate(value):
         fields = Fields(item, f"{path}[{i}]")
@@ -101,8 +100,8 @@ def _stages(value: object, path: str) -> tuple[Stage, ...]:
         rate = number(fields.get("rate"), fields.at("rate"), strict=False)
         ramp = fields.get("ramp", False)
         if not isinstance(ramp, bool):
-            raise ValueError(f"{fields.at('ramp')}: expected true or false")
-        fields.done(("duration", "rate", "ramp"))
+            raise FieldError(fields.at("ramp"), "expected true or false")
+        fields.done()
         stages.append(Stage(duration, previous_rps if ramp else rate, rate))
         previous_rps = rate
     return tuple(stages)
@@ -120,24 +119,11 @@ def parse_load(value: object) -> Load:
         requests = whole(requests, fields.at("requests"))
     arrival = fields.get("arrival", "constant")
     if arrival not in ARRIVALS:
-        raise ValueError(f"{fields.at('arrival')}: {arrival!r} is not one of {', '.join(ARRIVALS)}")
+        raise FieldError(fields.at("arrival"), f"{arrival!r} is not one of {', '.join(ARRIVALS)}")
     seed = whole(fields.get("seed", 0), fields.at("seed"), strict=False)
     connections = whole(fields.get("connections", 0), fields.at("connections"), strict=False)
     shape = _load_shape(fields, duration_ns, requests, arrival, seed)
-    fields.done(
-        (
-            "rate",
-            "duration",
-            "requests",
-            "arrival",
-            "timeout",
-            "seed",
-            "max_in_flight",
-            "connections",
-            "stages",
-            "closed",
-        )
-    )
+    fields.done()
     return Load(shape, timeout_ns, max_in_flight, connections, seed)
 
 
@@ -149,21 +135,21 @@ def _load_shape(
     given = [key for key, value in shapes if value is not None]
     if len(given) != 1:
         which = " and ".join(given) if given else "none of them"
-        raise ValueError(f"load: give exactly one of rate, stages or closed (got {which})")
+        raise FieldError("load", f"give exactly one of rate, stages or closed (got {which})")
     if closed is not None:
         block = Fields(closed, fields.at("closed"))
         concurrency = whole(block.get("concurrency"), block.at("concurrency"))
-        block.done(("concurrency",))
+        block.done()
         if duration_ns is None and requests is None:
-            raise ValueError("load.duration: give a duration or a request count")
+            raise FieldError("load.duration", "give a duration or a request count")
         return ClosedLoop(concurrency, duration_ns, requests)
     if stages is not None:
         if duration_ns is not None:
-            raise ValueError("load.duration: stages have their own durations; remove this")
+            raise FieldError("load.duration", "stages have their own durations; remove this")
         return Schedule(_stages(stages, fields.at("stages")), arrival, requests, seed)
     rate_rps = number(rate, fields.at("rate"))
     if duration_ns is None and requests is None:
-        raise ValueError("load.duration: give a duration or a request count")
+        raise FieldError("load.duration", "give a duration or a request count")
     return Schedule.constant_rate(rate_rps, duration_ns, requests, arrival, seed)
 
 
@@ -193,39 +179,42 @@ def parse_dependency(value: object) -> Dependency:
         endpoints = whole(fields.get("endpoints", 1), fields.at("endpoints"))
         for key in ("latency", "errors", "faults", "seed"):
             if fields.get(key) is not None:
-                raise ValueError(
-                    f"{fields.at(key)}: a running dependency (url) is not "
-                    "configured here; remove it or remove url"
+                raise FieldError(
+                    fields.at(key),
+                    "a running dependency (url) is not configured here; remove it or remove url",
                 )
-        fields.done(("url", "endpoints"))
+        fields.done()
         return Dependency(url=url.rstrip("/"), endpoints=endpoints)
     latency = fields.get("latency")
     if latency is None:
-        raise ValueError("dependency.latency: missing (or give url: for a running dependency)")
+        raise FieldError("dependency.latency", "missing (or give url: for a running dependency)")
     try:
         latencies = parse_latency_spec(str(latency))
-        errors = fields.get("errors")
+    except ValueError as exc:
+        raise FieldError(fields.at("latency"), str(exc)) from None
+    errors = fields.get("errors")
+    try:
         errors = None if errors is None else parse_error_spec(str(errors), len(latencies))
     except ValueError as exc:
-        key = "errors" if "errors spec" in str(exc) else "latency"
-        raise ValueError(f"{fields.at(key)}: {exc}") from None
+        raise FieldError(fields.at("errors"), str(exc)) from None
     try:
         faults = parse_faults(fields.get("faults"))
-    except ValueError as exc:
-        raise ValueError(f"dependency.{exc}") from None
+    except FieldError as exc:
+        raise exc.within(fields.path) from None
     if any(f.proxy_only for f in faults):
-        raise ValueError(
-            "dependency.faults: resets, hangs and bandwidth are the proxy's (proxies:); "
-            "the dependency injects latency and errors"
+        raise FieldError(
+            fields.at("faults"),
+            "resets, hangs and bandwidth are the proxy's (proxies:); "
+            "the dependency injects latency and errors",
         )
     bad = [i for f in faults for i in f.endpoints or () if i >= len(latencies)]
     if bad:
-        raise ValueError(
-            f"dependency.faults: endpoint {bad[0]} does not exist (there are {len(latencies)})"
+        raise FieldError(
+            fields.at("faults"), f"endpoint {bad[0]} does not exist (there are {len(latencies)})"
         )
     seed = fields.get("seed")
     seed = None if seed is None else whole(seed, fields.at("seed"), strict=False)
-    fields.done(("latency", "errors", "faults", "seed", "url", "endpoints"))
+    fields.done()
     return Dependency(latencies, errors, faults, seed, None, len(latencies))
 
 
@@ -248,14 +237,14 @@ def parse_proxy(value: object, path: str) -> Proxy:
     fields = Fields(value, path)
     name = text(fields.get("name"), fields.at("name"))
     if not _NAME.match(name):
-        raise ValueError(f"{fields.at('name')}: {name!r} must be letters, digits, '_', '.' or '-'")
+        raise FieldError(fields.at("name"), f"{name!r} must be letters, digits, '_', '.' or '-'")
     upstream = text(fields.get("upstream"), fields.at("upstream"))
     port = whole(fields.get("port", 0), fields.at("port"), strict=False)
     if port > 65535:
-        raise ValueError(f"{fields.at('port')}: {port} is not a port")
+        raise FieldError(fields.at("port"), f"{port} is not a port")
     routes = fields.get("routes", [])
     if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
-        raise ValueError(f"{fields.at('routes')}: expected a list of route patterns")
+        raise FieldError(fields.at("routes"), "expected a list of route patterns")
     specs = {}
     for key in PROXY_SPEC_KEYS:
         if fields.get(key) is not None:
@@ -265,8 +254,8 @@ def parse_proxy(value: object, path: str) -> Proxy:
     seed = None if seed is None else whole(seed, fields.at("seed"), strict=False)
     try:
         faults = parse_faults(fields.get("faults"))
-    except ValueError as exc:
-        raise ValueError(f"{path}.{exc}") from None
+    except FieldError as exc:
+        raise exc.within(path) from None
     try:
         config_from_specs(
             upstream,
@@ -281,10 +270,8 @@ def parse_proxy(value: object, path: str) -> Proxy:
             seed,
         )
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    fields.done(
-        ("name", "upstream", "port", "routes", *PROXY_SPEC_KEYS, "error_status", "seed", "faults")
-    )
+        raise FieldError(path, str(exc)) from None
+    fields.done()
     args = ["--upstream", upstream]
     for route in routes:
         args += ["--route", route]
@@ -333,35 +320,36 @@ def parse_target(
     fields = Fields(value, path)
     name = text(fields.get("name"), fields.at("name"))
     if not _NAME.match(name):
-        raise ValueError(
-            f"{fields.at('name')}: {name!r} must be letters, digits, '_', '.' "
-            "or '-' (it names a directory)"
+        raise FieldError(
+            fields.at("name"),
+            f"{name!r} must be letters, digits, '_', '.' or '-' (it names a directory)",
         )
     slo = fields.get("slo")
     slo = None if slo is None else parse_objectives(slo, fields.at("slo"), over=over)
     kind, url, urls = fields.get("kind"), fields.get("url"), fields.get("urls")
     listed = fields.get("requests")
     if sum(x is not None for x in (kind, url, urls, listed)) != 1:
-        raise ValueError(f"{path}: give exactly one of kind (launched), url, urls or requests")
+        raise FieldError(path, "give exactly one of kind (launched), url, urls or requests")
     if kind is None:
         templates = parse_requests(fields, files)
         tls = fields.get("tls")
-        tls = None if tls is None else parse_tls(tls, fields.at("tls"), files)
-        fields.done(("name", "url", "urls", "requests", *REQUEST_KEYS, "tls", "slo"))
+        tls = None if tls is None else parse_tls(tls, fields.path, files)
+        fields.done()
         return Target(name, None, templates, tls=tls, slo=slo)
     if kind not in KINDS:
-        raise ValueError(f"{fields.at('kind')}: {kind!r} is not one of {', '.join(KINDS)}")
-    known = ["name", "kind", "dependency_timeout", "slo"]
-    known.append("threads" if kind == "blocking" else "max_connections")
+        raise FieldError(fields.at("kind"), f"{kind!r} is not one of {', '.join(KINDS)}")
     timeout = fields.get("dependency_timeout")
     timeout_s = (
         None if timeout is None else read_duration(timeout, fields.at("dependency_timeout")) / 1e9
     )
-    threads = whole(fields.get("threads", 500), fields.at("threads"))
-    max_connections = whole(
-        fields.get("max_connections", 0), fields.at("max_connections"), strict=False
-    )
-    fields.done(known)
+    threads, max_connections = 500, 0  # the one its kind has is read: the other is unknown
+    if kind == "blocking":
+        threads = whole(fields.get("threads", threads), fields.at("threads"))
+    else:
+        max_connections = whole(
+            fields.get("max_connections", 0), fields.at("max_connections"), strict=False
+        )
+    fields.done()
     return Target(name, kind, (), threads, max_connections, timeout_s, slo=slo)
 
 
@@ -396,9 +384,9 @@ def parse_scenario(
     fields = Fields(document, "")
     name = text(fields.get("name"), "name")
     if not _NAME.match(name):
-        raise ValueError(f"name: {name!r} must be letters, digits, '_', '.' or '-'")
+        raise FieldError("name", f"{name!r} must be letters, digits, '_', '.' or '-'")
     if fields.get("load") is None:
-        raise ValueError("load: missing")
+        raise FieldError("load", "missing")
     load = parse_load(fields.get("load"))
     generators = fields.get("generators")
     if generators is not None:
@@ -407,7 +395,7 @@ def parse_scenario(
     dependency = None if dependency is None else parse_dependency(dependency)
     targets = fields.get("targets")
     if not isinstance(targets, list) or not targets:
-        raise ValueError("targets: expected a non-empty list of targets")
+        raise FieldError("targets", "expected a non-empty list of targets")
     slo = fields.get("slo")
     slo = None if slo is None else parse_objectives(slo, "slo")
     parsed = tuple(
@@ -417,20 +405,22 @@ def parse_scenario(
     names = [t.name for t in parsed]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
-        raise ValueError(f"targets: the name {duplicate!r} is used twice")
+        raise FieldError("targets", f"the name {duplicate!r} is used twice")
     launched = [i for i, t in enumerate(parsed) if t.launched]
     if launched and dependency is None:
-        raise ValueError(f"targets[{launched[0]}].kind: a launched target needs a dependency block")
+        raise FieldError(
+            f"targets[{launched[0]}].kind", "a launched target needs a dependency block"
+        )
     proxies = fields.get("proxies", [])
     if not isinstance(proxies, list):
-        raise ValueError("proxies: expected a list of proxies")
+        raise FieldError("proxies", "expected a list of proxies")
     proxies = tuple(parse_proxy(p, f"proxies[{i}]") for i, p in enumerate(proxies))
     for key, what in ((lambda p: p.name, "name"), (lambda p: p.port, "port")):
         values = [key(p) for p in proxies if key(p) != 0]
         twice = next((v for v in values if values.count(v) > 1), None)
         if twice is not None:
-            raise ValueError(f"proxies: the {what} {twice!r} is used twice")
-    fields.done(("name", "load", "generators", "dependency", "targets", "slo", "proxies"))
+            raise FieldError("proxies", f"the {what} {twice!r} is used twice")
+    fields.done()
     source = redacted(fields.value)
     return Scenario(name, load, parsed, generators, dependency, source, slo, proxies)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from blastradius.cluster.fields import Fields, kind_of, number, read_duration
+from blastradius.targets.validation import FieldError
 from blastradius.workers.record import ERROR_KINDS
 from blastradius.workers.run_record import ERROR_PREFIX, LATENCY, Objectives
 
@@ -24,7 +25,7 @@ SLO_KEYS = ("availability", "goodput_rps", *LATENCY, "errors", "window", "abort"
 def _share(value: object, path: str) -> float:
     share = number(value, path, strict=False)
     if share > 1:
-        raise ValueError(f"{path}: a share, from 0 to 1 (got {value!r})")
+        raise FieldError(path, f"a share, from 0 to 1 (got {value!r})")
     return share
 
 
@@ -49,18 +50,17 @@ def parse_objectives(value: object, path: str, over: bool = False) -> Objectives
         for kind, share in kinds.value.items():
             if kind not in ERROR_KINDS[1:]:
                 known = ", ".join(ERROR_KINDS[1:])
-                raise ValueError(f"{kinds.at(str(kind))}: not an error kind (one of {known})")
+                raise FieldError(kinds.at(str(kind)), f"not an error kind (one of {known})")
             thresholds.append((ERROR_PREFIX + kind, _share(share, kinds.at(kind))))
     window = fields.get("window")
     window_ns = None if window is None else read_duration(window, fields.at("window"))
     abort = fields.get("abort")
     if abort is not None and not isinstance(abort, bool):
-        raise ValueError(f"{fields.at('abort')}: expected true or false, got {kind_of(abort)}")
-    fields.done(SLO_KEYS)
+        raise FieldError(fields.at("abort"), f"expected true or false, got {kind_of(abort)}")
+    fields.done()
     if not thresholds and not over:
-        raise ValueError(
-            f"{path or 'objectives'}: no objective (give one of {', '.join(SLO_KEYS[:-2])})"
-        )
+        given = ", ".join(SLO_KEYS[:-2])
+        raise FieldError(path or "objectives", f"no objective (give one of {given})")
     return Objectives(tuple(thresholds), window_ns, abort)
 
 
@@ -74,7 +74,7 @@ def parse_objectives_file(
     fields = Fields(document, "")
     targets = fields.get("targets")
     if targets is not None and not isinstance(targets, Mapping):
-        raise ValueError("targets: expected a mapping of target name to objectives")
+        raise FieldError("targets", "expected a mapping of target name to objectives")
     common = {k: v for k, v in fields.value.items() if k != "targets"}
     base = parse_objectives(common, "") if common else None
     own = {

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from blastradius.cluster.scenario import Scenario, parse_scenario
+from blastradius.targets.validation import FieldError
 
 # Document paths as the flags that fill them (longest first where one is a prefix).
 _FLAGS = (
@@ -30,7 +31,6 @@ _FLAGS = (
     ("targets[0].url", "URL"),
     ("targets[0].name", "--name"),
     ("load.connections", "--connections"),
-    ("load.max_in_flight", "--max-in-flight"),
     ("load.duration", "--duration"),
     ("load.requests", "--requests"),
     ("load.timeout", "--timeout"),
@@ -110,16 +110,14 @@ def url_scenario(flags: UrlRun, base: Path | None = None) -> Scenario:
     """Validate the flags as a scenario; errors name the flag (``--rate: must be > 0``)."""
     try:
         return parse_scenario(document(flags), base)
-    except ValueError as exc:
-        raise ValueError(flag_message(str(exc))) from None
+    except FieldError as exc:
+        raise ValueError(flag_message(exc)) from None
 
 
-def flag_message(message: str) -> str:
-    """A scenario validation message with its document path replaced by the flag's name."""
+def flag_message(error: FieldError) -> str:
+    """A scenario's field error, with the field's path replaced by the flag that fills it
+    (``--header NAME`` for a header); the path itself for a field no flag fills."""
     for path, flag in _FLAGS:
-        if message.startswith(path):
-            rest = message[len(path) :]
-            if flag.endswith(" "):  # --header NAME: ...
-                return flag + rest
-            return flag + rest if rest.startswith(":") else f"{flag}{rest}"
-    return message
+        if error.path.startswith(path):
+            return f"{flag}{error.path[len(path) :]}: {error.problem}"
+    return str(error)

@@ -34,6 +34,7 @@ from blastradius.targets.spec import (
     parse_duration_ns,
     parse_latency_value,
 )
+from blastradius.targets.validation import FieldError
 
 _EVENT_KEYS = {"at", "endpoint", "latency", "errors", "resets", "hangs", "bandwidth"}
 
@@ -172,13 +173,13 @@ def parse_faults(events: object) -> tuple[Fault, ...]:
     if events is None:
         return ()
     if not isinstance(events, Sequence) or isinstance(events, str):
-        raise ValueError("faults: expected a list of events")
+        raise FieldError("faults", "expected a list of events")
     faults = []
     for index, event in enumerate(events):
         try:
             faults.append(parse_fault(event))
         except ValueError as exc:
-            raise ValueError(f"faults[{index}]: {exc}") from None
+            raise FieldError(f"faults[{index}]", str(exc)) from None
     return tuple(sorted(faults, key=lambda f: f.at_ns))
 
 

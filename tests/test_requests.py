@@ -10,6 +10,7 @@ import pytest
 
 from blastradius.cluster.scenario import parse_scenario, parse_target, redacted
 from blastradius.cluster.url_run import UrlRun, document, flag_message, url_scenario
+from blastradius.targets.validation import FieldError
 from blastradius.workers.client import PreparedRequest
 from blastradius.workers.template import RequestTemplate, expand_env, pick, redact_url, weights_of
 
@@ -325,7 +326,7 @@ def test_bad_flags_are_named_as_flags(changes, message):
 
 
 def test_flag_messages_fall_back_to_the_document_path():
-    assert flag_message("dependency.x: odd") == "dependency.x: odd"
+    assert flag_message(FieldError("dependency.x", "odd")) == "dependency.x: odd"
 
 
 def test_a_template_never_shows_its_headers_or_body_in_a_repr():

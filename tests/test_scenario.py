@@ -202,3 +202,42 @@ def test_scenario_files_in_the_repository_are_valid():
     assert files
     for path in files:
         load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("parent", "path", "joined"),
+    [
+        ("targets[0]", "headers.X-A", "targets[0].headers.X-A"),
+        ("targets", "[2].url", "targets[2].url"),
+        ("", "load.rate", "load.rate"),
+        ("dependency", "", "dependency"),
+    ],
+)
+def test_a_field_error_is_put_in_context_by_its_path_not_its_text(parent, path, joined):
+    from blastradius.targets.validation import FieldError
+
+    error = FieldError(path, "odd: really").within(parent)
+    assert (error.path, error.problem, str(error)) == (
+        joined,
+        "odd: really",
+        f"{joined}: odd: really",
+    )
+
+
+def test_an_unknown_key_is_named_with_every_key_known_there():
+    from blastradius.cluster.scenario import parse_load
+
+    with pytest.raises(ValueError) as caught:
+        parse_load({"rate": 5, "duration": "1s", "rat": 5})
+    assert str(caught.value).startswith("load.rat: unknown key (known here: ")
+    known = str(caught.value).split("known here: ")[1].rstrip(")").split(", ")
+    assert {"rate", "duration", "timeout", "arrival", "stages", "closed", "requests"} <= set(known)
+    assert "rat" not in known
+
+
+def test_a_header_a_template_refuses_is_named_by_its_whole_path(tmp_path):
+    from blastradius.cluster.scenario import parse_scenario
+
+    document = {**BASE, "targets": [{"name": "t", "url": "http://h/", "headers": {"X-A": "a\nb"}}]}
+    with pytest.raises(ValueError, match=r"^targets\[0\]\.headers\.X-A: a header value cannot"):
+        parse_scenario(document)

@@ -37,7 +37,7 @@ from urllib.parse import quote, unquote
 
 import httptools
 
-from blastradius.targets.validation import http_url
+from blastradius.targets.validation import FieldError, http_url
 from blastradius.workers.outcome import Ending
 from blastradius.workers.template import Tls
 
@@ -80,7 +80,7 @@ class PreparedRequest:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             hostname = str(parts.hostname).encode("idna").decode("ascii")  # one: checked
         except (ValueError, UnicodeError):
-            raise ValueError(f"url: {url!r} has a bad host or port") from None
+            raise FieldError("url", f"{url!r} has a bad host or port") from None
         default = port == (443 if parts.scheme == "https" else 80)
         host = f"[{hostname}]" if ":" in hostname else hostname
         host = host if default else f"{host}:{port}"
@@ -95,7 +95,7 @@ class PreparedRequest:
             fields["authorization"] = ("Authorization", f"Basic {basic}")
         for name, value in headers:
             if name.lower() in _SET_BY_CLIENT:
-                raise ValueError(f"headers.{name}: set from the body; remove it")
+                raise FieldError(f"headers.{name}", "set from the body; remove it")
             fields[name.lower()] = (name, value)
         if body or method in _BODY_METHODS:
             fields["content-length"] = ("Content-Length", str(len(body)))

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from blastradius.targets.validation import FieldError
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 REDACTED = "<redacted>"
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field name
@@ -54,15 +56,15 @@ def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
 def check_header(name: str, value: str) -> None:
     """``ValueError`` (naming the header) unless ``name: value`` can go on the wire."""
     if not isinstance(name, str) or not _TOKEN.match(name):
-        raise ValueError(f"headers: {name!r} is not a valid header name")
+        raise FieldError("headers", f"{name!r} is not a valid header name")
     if not isinstance(value, str):
-        raise ValueError(f"headers.{name}: expected text, got {type(value).__name__}")
+        raise FieldError(f"headers.{name}", f"expected text, got {type(value).__name__}")
     if "\r" in value or "\n" in value or "\0" in value:
-        raise ValueError(f"headers.{name}: a header value cannot hold a line break")
+        raise FieldError(f"headers.{name}", "a header value cannot hold a line break")
     try:
         value.encode("latin-1")
     except UnicodeEncodeError:
-        raise ValueError(f"headers.{name}: only Latin-1 characters can be sent") from None
+        raise FieldError(f"headers.{name}", "only Latin-1 characters can be sent") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +79,13 @@ class RequestTemplate:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
+            raise FieldError("method", f"{self.method!r} is not one of {', '.join(METHODS)}")
         for name, value in self.headers:
             check_header(name, value)
         if self.weight is not None and not (self.weight >= 0 and np.isfinite(self.weight)):
-            raise ValueError(f"weight: must be a number >= 0 (got {self.weight!r})")
+            raise FieldError("weight", f"must be a number >= 0 (got {self.weight!r})")
         if self.method == "HEAD" and self.body:
-            raise ValueError("body: a HEAD request has no body")
+            raise FieldError("body", "a HEAD request has no body")
         from blastradius.workers.client import PreparedRequest  # the client owns the wire
 
         PreparedRequest.build(self)
@@ -120,9 +122,9 @@ class Tls:
 
     def __post_init__(self) -> None:
         if self.ca_pem is not None and not self.verify:
-            raise ValueError("tls.ca: give ca or verify: false, not both")
+            raise FieldError("tls.ca", "give ca or verify: false, not both")
         if (self.cert_pem is None) != (self.key_pem is None):
-            raise ValueError("tls.cert: a client certificate needs both cert and key")
+            raise FieldError("tls.cert", "a client certificate needs both cert and key")
         self.context()
 
     def context(self) -> ssl.SSLContext:
@@ -130,7 +132,7 @@ class Tls:
         try:
             context = ssl.create_default_context(cadata=self.ca_pem)
         except (ssl.SSLError, ValueError):
-            raise ValueError("tls.ca: not a PEM certificate") from None
+            raise FieldError("tls.ca", "not a PEM certificate") from None
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -152,7 +154,7 @@ def _load_client_cert(context: ssl.SSLContext, cert_pem: str, key_pem: str) -> N
         try:
             context.load_cert_chain(chain.name)
         except (ssl.SSLError, ValueError):
-            raise ValueError("tls.cert: the certificate and key do not load") from None
+            raise FieldError("tls.cert", "the certificate and key do not load") from None
 
 
 def weights_of(templates: Sequence[RequestTemplate]) -> tuple[float, ...] | None:
@@ -164,7 +166,7 @@ def weights_of(templates: Sequence[RequestTemplate]) -> tuple[float, ...] | None
         return None
     weights = tuple(1.0 if t.weight is None else float(t.weight) for t in templates)
     if sum(weights) <= 0:
-        raise ValueError("weight: at least one request needs a weight above 0")
+        raise FieldError("weight", "at least one request needs a weight above 0")
     return weights
 
 
