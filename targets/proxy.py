@@ -272,7 +272,9 @@ def _end_to_end(headers) -> CIMultiDict:
 
 def make_app(config: ProxyConfig) -> web.Application:
     """The proxy as an aiohttp application (serve it with handler cancellation on, so a
-    request whose client went away stops waiting)."""
+    request whose client went away stops waiting). Over 60 lines: its handlers are
+    closures over one proxy's state (draws, counts, clock, upstream session), as the
+    dependency's are; each handler is short."""
     rng = random.Random(config.seed)
     clock = FaultClock(config.model(config.faults))
     stats = _Stats([_RouteStats(r.text) for r in config.routes] or [_RouteStats("(all)")])
