@@ -218,17 +218,11 @@ def _marks(faults) -> tuple[FaultMark, ...]:
             if endpoints is None
             else f"endpoint{'s' if len(endpoints) > 1 else ''} {','.join(map(str, endpoints))}"
         )
-        changes = []
-        if fault.latency is not None:
-            changes.append(f"latency {fault.latency}")
-        for what, value in (
-            ("errors", fault.error_p),
-            ("resets", fault.reset_p),
-            ("hangs", fault.hang_p),
-        ):
-            if value is not None:
-                changes.append(f"{what} {value:g}")
-        if fault.bandwidth_bps is not None:
-            changes.append(f"bandwidth {fault.bandwidth_bps}B/s")
+        changes = [
+            f"{key} {value}B/s"
+            if key == "bandwidth"
+            else f"{key} {value if key == 'latency' else format(value, 'g')}"
+            for key, value in fault.changes()
+        ]
         marks.append(FaultMark(fault.at_ns / 1e9, f"{where}: {', '.join(changes)}"))
     return tuple(marks)

@@ -61,7 +61,7 @@ from blastradius.cluster.request_keys import (
     redacted,
 )
 from blastradius.cluster.slo_keys import parse_objectives
-from blastradius.targets.faults import Fault, parse_faults
+from blastradius.targets.faults import FAULT_KEYS, Fault, parse_faults
 from blastradius.targets.proxy import config_from_specs
 from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
 from blastradius.targets.validation import FieldError, http_url
@@ -218,7 +218,7 @@ def parse_dependency(value: object) -> Dependency:
     return Dependency(latencies, errors, faults, seed, None, len(latencies))
 
 
-PROXY_SPEC_KEYS = ("latency", "errors", "resets", "hangs", "bandwidth")
+PROXY_SPEC_KEYS = FAULT_KEYS  # a proxy's own specs, before any fault changes them
 
 
 @dataclass(frozen=True)

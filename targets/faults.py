@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -36,7 +37,12 @@ from blastradius.targets.spec import (
 )
 from blastradius.targets.validation import FieldError
 
-_EVENT_KEYS = {"at", "endpoint", "latency", "errors", "resets", "hangs", "bandwidth"}
+# What a fault (or a proxy's flags, or a scenario's proxy) may change, as the schedule
+# names it; the proxy alone injects the last three.
+PROBABILITIES = ("errors", "resets", "hangs")
+FAULT_KEYS = ("latency", *PROBABILITIES, "bandwidth")
+PROXY_ONLY = ("resets", "hangs", "bandwidth")
+_EVENT_KEYS = {"at", "endpoint", *FAULT_KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +72,26 @@ class Fault:
     def __post_init__(self) -> None:
         if self.at_ns < 0:
             raise ValueError("at: must not be negative")
-        changes = (self.latency, self.error_p, self.reset_p, self.hang_p, self.bandwidth_bps)
-        if all(change is None for change in changes):
-            raise ValueError("give latency, errors, resets, hangs or bandwidth")
-        for key, p in (("errors", self.error_p), ("resets", self.reset_p), ("hangs", self.hang_p)):
-            if p is not None and not 0.0 <= p <= 1.0:
+        changes = self.changes()
+        if not changes:
+            raise ValueError(f"give {', '.join(FAULT_KEYS[:-1])} or {FAULT_KEYS[-1]}")
+        for key, p in changes:
+            if key in PROBABILITIES and not 0.0 <= p <= 1.0:
                 raise ValueError(f"{key}: probability outside [0, 1]")
         if self.bandwidth_bps is not None and self.bandwidth_bps < 0:
             raise ValueError("bandwidth: bytes per second, 0 or more")
         if self.endpoints is not None and any(i < 0 for i in self.endpoints):
             raise ValueError("endpoint: indices must not be negative")
 
+    def changes(self) -> tuple[tuple[str, Any], ...]:
+        """What it changes, by name (``FAULT_KEYS``) and value, in that order."""
+        values = (self.latency, self.error_p, self.reset_p, self.hang_p, self.bandwidth_bps)
+        return tuple((k, v) for k, v in zip(FAULT_KEYS, values, strict=True) if v is not None)
+
     @property
     def proxy_only(self) -> bool:
-        """Whether it changes what only the proxy injects (resets, hangs, bandwidth)."""
-        return any(x is not None for x in (self.reset_p, self.hang_p, self.bandwidth_bps))
+        """Whether it changes what only the proxy injects (``PROXY_ONLY``)."""
+        return any(key in PROXY_ONLY for key, _ in self.changes())
 
     def applied(self, state: EndpointState) -> EndpointState:
         """``state`` with this fault's changes."""
@@ -98,16 +109,8 @@ class Fault:
             "at": format_duration_ns(self.at_ns),
             "endpoint": "all" if self.endpoints is None else list(self.endpoints),
         }
-        if self.latency is not None:
-            event["latency"] = str(self.latency)
-        for key, value in (
-            ("errors", self.error_p),
-            ("resets", self.reset_p),
-            ("hangs", self.hang_p),
-            ("bandwidth", self.bandwidth_bps),
-        ):
-            if value is not None:
-                event[key] = value
+        for key, value in self.changes():
+            event[key] = str(value) if key == "latency" else value
         return event
 
 

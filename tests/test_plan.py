@@ -101,3 +101,28 @@ def test_shares_interleave_one_schedule_and_the_end_is_the_last_deadline():
 def test_generator_count(generators, free_cpus, embedded, count):
     document = scenario(generators=generators) if generators else scenario()
     assert generator_count(document, free_cpus, embedded) == count
+
+
+def test_a_fault_mark_says_what_changed_in_the_schedules_order_and_units():
+    from blastradius.cluster.plan import _marks
+    from blastradius.targets.faults import Fault
+    from blastradius.targets.spec import parse_latency_spec
+
+    (latency,) = parse_latency_spec("2s")
+    fault = Fault(
+        5 * S,
+        (1, 3),
+        latency=latency,
+        error_p=0.5,
+        reset_p=0.25,
+        hang_p=0.0,
+        bandwidth_bps=1000,
+    )
+    assert [k for k, _ in fault.changes()] == ["latency", "errors", "resets", "hangs", "bandwidth"]
+    (mark,) = _marks([fault])
+    assert (mark.at_s, mark.label) == (
+        5.0,
+        "endpoints 1,3: latency 2s, errors 0.5, resets 0.25, hangs 0, bandwidth 1000B/s",
+    )
+    (only,) = _marks([Fault(0, None, error_p=1.0)])
+    assert only.label == "all endpoints: errors 1"
