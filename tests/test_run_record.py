@@ -315,3 +315,16 @@ def test_every_record_is_frozen(record):
     name = dataclasses.fields(record)[0].name
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(record, name, getattr(record, name))
+
+
+def test_totals_not_reported_are_none():
+    assert Totals.from_json({}) == Totals() == Totals(0, 0, {})
+
+
+@pytest.mark.parametrize(("window_ns", "taken"), [(-1, False), (0, False), (1, True)])
+def test_a_window_is_at_least_a_nanosecond(window_ns, taken):
+    if taken:
+        assert Objectives(window_ns=window_ns).window_ns == window_ns
+    else:
+        with pytest.raises(ValueError, match=r"^window: must be positive"):
+            Objectives(window_ns=window_ns)
