@@ -399,8 +399,14 @@ def test_check_with_bad_objectives_is_exit_2_with_one_line(tmp_path, slo_text, m
         ({"p99": 1.0}, 2, 1000, [(1, 100, 0, {}), (2, 200, 0, {})], None),
         # Errors of a kind below their budget, however many: no reason.
         ({"errors.timeout": 0.05}, None, 1000, [(1, 200, 180, {"timeout": 20})], None),
-        # The first window is whole exactly a window after the load started.
-        ({"availability": 0.9}, 2, None, [(2, 40, 20, {})], "per 2s"),
+        # The first window is whole exactly a window after the load started, and
+        # counts from nothing.
+        ({"availability": 0.9}, 2, None, [(2, 40, 20, {})], "0.5000 over the last 2s"),
+        # A budget spent exactly is not overspent (0.5 of 100: 50 may fail).
+        ({"availability": 0.5}, None, 100, [(1, 100, 50, {})], None),
+        ({"availability": 0.5}, None, 100, [(1, 100, 49, {})], "51 of 100 planned"),
+        # No errors of a kind allowed, and none seen: no reason.
+        ({"errors.timeout": 0.0}, None, 100, [(1, 10, 9, {"http": 1})], None),
         # Counts seen at uneven times: a window is judged once it is whole, even when
         # the oldest count kept is older than a window.
         ({"availability": 0.9}, 1, None, [(1.1, 40, 40, {}), (2.3, 80, 50, {})], "per 1s"),
@@ -431,3 +437,46 @@ def test_the_reason_to_stop_counts_what_failed_of_what_was_planned():
         "errors.timeout <= 0.05 can no longer be met: 51 of 1000 planned requests ended in "
         "timeout already"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("availability", 0.99, "0.9900"),
+        ("availability per 1s", 0.5, "0.5000"),
+        ("goodput_rps", 99.0, "99.0/s"),
+        ("errors.timeout", 0.0125, "1.250%"),
+        ("p99", 312.44, "312.4ms"),
+        ("p99", 1.0, "1.0ms"),
+        ("p99", 0.25, "0.25ms"),
+        ("max per 1s", 0.0004, "0.0004ms"),
+        ("p99", None, "-"),
+    ],
+)
+def test_each_figure_is_written_in_its_unit(name, value, text):
+    from blastradius.analysis.slo import format_value
+
+    assert format_value(name, value) == text
+
+
+def test_the_verdict_table_signs_a_missed_margin_and_names_the_first_window_that_broke():
+    from blastradius.analysis.slo import verdict_table
+
+    missed = Verdict("t", "p99 per 1s", 50.0, 80.0, False, (2.0, 5.0), 1.0)
+    kept = Verdict("t", "availability", 0.9, 0.95, True)
+    header, miss, keep = verdict_table([missed, kept])
+    assert header.split() == ["target", "objective", "measured", "margin", "result"]
+    words = miss.split()
+    assert words[words.index("80.0ms") + 1] == "-30.0ms"
+    assert miss.endswith("NOT MET (in 2 windows, first at 2s)")
+    assert keep.split()[-3:] == ["0.9500", "0.0500", "met"]
+
+
+def test_objectives_for_targets_a_run_lacks_name_the_first_of_them(tmp_path):
+    from blastradius.analysis.load import load
+    from blastradius.analysis.slo import judge
+
+    runs = load(str(quarter_timing_out(tmp_path / "run-1")))
+    given = (None, {"zeta": objectives(p99=1.0), "alpha": objectives(p99=1.0)})
+    with pytest.raises(ValueError, match=r"^targets\.alpha: run-1 has no such target$"):
+        judge(runs, given)
