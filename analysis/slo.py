@@ -23,6 +23,7 @@ import pandas as pd
 
 from blastradius.analysis import stats
 from blastradius.analysis.load import Runs
+from blastradius.analysis.table import Column, text_table
 from blastradius.workers.run_record import (
     AT_LEAST,
     ERROR_PREFIX,
@@ -191,7 +192,14 @@ def describe(verdict: Verdict) -> str:
 
 def verdict_table(verdicts: list[Verdict]) -> list[str]:
     """One line per objective: target, objective, measured, margin, met or not."""
-    lines = [f"{'target':<12}{'objective':<34}{'measured':>12}{'margin':>12}  result"]
+    columns = [
+        Column("target", 12, left=True),
+        Column("objective", 34, left=True),
+        Column("measured", 12),
+        Column("margin", 12),
+        Column("result", left=True, gap=2),
+    ]
+    rows = []
     for v in verdicts:
         margin = v.margin
         margin_text = "-" if margin is None else format_value(v.objective, abs(margin))
@@ -200,11 +208,9 @@ def verdict_table(verdicts: list[Verdict]) -> list[str]:
         result = "met" if v.met else "NOT MET"
         if v.breaches:
             result += f" (in {len(v.breaches)} windows, first at {v.breaches[0]:g}s)"
-        lines.append(
-            f"{v.target!s:<12}{describe(v):<34}{format_value(v.objective, v.measured):>12}"
-            f"{margin_text:>12}  {result}"
-        )
-    return lines
+        measured = format_value(v.objective, v.measured)
+        rows.append([str(v.target), describe(v), measured, margin_text, result])
+    return text_table(columns, rows)
 
 
 def run_objectives(manifest: RunRecord) -> dict[str, Objectives]:
