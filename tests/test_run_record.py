@@ -328,3 +328,14 @@ def test_a_window_is_at_least_a_nanosecond(window_ns, taken):
     else:
         with pytest.raises(ValueError, match=r"^window: must be positive"):
             Objectives(window_ns=window_ns)
+
+
+def test_what_a_record_does_not_say_is_none_or_zero():
+    assert RouteCounts("r") == RouteCounts("r", 0, 0, 0, 0, 0, 0)
+    assert GeneratorEnd.from_json({}) == GeneratorEnd(0, "")
+
+
+def test_the_first_generators_end_replaces_it_alone():
+    block = TargetBlock(generators=(GeneratorEnd(0, "a"), GeneratorEnd(1, "b")))
+    ended = GeneratorEnd(0, "a", GeneratorState.LOST)
+    assert block.with_generator(ended).generators == (ended, GeneratorEnd(1, "b"))
