@@ -42,10 +42,10 @@ def test_counts_add_up_over_generators_kind_by_kind():
     [
         # ok share of the rows, the worst running window's p99, errors in kind order
         (
-            (200, 210, 150, {"timeout": 30, "http": 20}),
+            (200, 210, 149, {"timeout": 31, "http": 20}),
             (12.4, None, 40.6),
-            "t:   3.5s  sent      210  ok  75.0%      100 req/s  p99(1s)    41ms  "
-            "errors http=20 timeout=30  generators 2/3",
+            "t:   3.5s  sent      210  ok  74.5%      100 req/s  p99(1s)    41ms  "
+            "errors http=20 timeout=31  generators 2/3",
         ),
         # nothing recorded yet, no window with an ok request
         (
@@ -64,3 +64,17 @@ def test_a_progress_line_shows_the_counts_the_worst_window_and_the_generators(
 
     running = [Progress(window=Window(10, 9, p99)) for p99 in p99s]
     assert progress_line("t", Counts(*total), 3.5, running, 100.0, (2, 3)) == expected
+
+
+def test_messages_are_frozen_and_carry_their_own_fields():
+    import dataclasses
+
+    from blastradius.workers.messages import Progress, Summary, Window
+
+    summary = Summary(1, 2, 1, {}, worker=3, target="t", node="n", stopped=True)
+    assert (summary.worker, summary.target, summary.stopped, summary.rows) == (3, "t", True, 1)
+    progress = Progress(window=Window(5, 4, 1.5), in_flight=7)
+    assert (progress.window.p99_ms, progress.in_flight) == (1.5, 7)
+    for message in (summary, progress, Window()):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            message.worker = 0
