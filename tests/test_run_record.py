@@ -27,11 +27,13 @@ from blastradius.workers.run_record import (
     Objectives,
     ProxyCounts,
     RayInfo,
+    RequestWritten,
     RouteCounts,
     RunRecord,
     RunStatus,
     ServicesInfo,
     TargetBlock,
+    TlsWritten,
     Totals,
     Versions,
 )
@@ -64,9 +66,10 @@ def test_a_run_json_of_format_0_reads_as_the_run_it_was():
     (route,) = site.proxies["upstream"].routes
     assert (route.route, route.requests, route.errors) == ("GET /index", 13, 10)
     assert site.proxies["upstream"].unmatched == 6
-    assert site.requests is not None and site.requests[0]["headers"] == {
-        "Authorization": "<redacted>"
-    }
+    assert site.requests is not None and site.requests[0].headers == ("Authorization",)
+    assert site.requests[1] == RequestWritten(
+        "http://127.0.0.1:18432/other", "POST", ("Content-Type",), 7
+    )
     assert site.tls is None and record.target("async").requests is None
     assert record.target("async").faults == (FaultMark(1.0, "endpoint 1: latency 50ms"),)
     assert record.load_starts() == {"async": 1796565748572682760, "site": 1796565765410532208}
@@ -135,8 +138,8 @@ def everything() -> RunRecord:
     block = TargetBlock(
         generators=(done, lost),
         urls=("http://h/a",),
-        requests=({"url": "http://h/a", "method": "GET", "headers": {}},),
-        tls={"verify": True, "ca": False, "cert": False},
+        requests=(RequestWritten("http://h/a", "PUT", ("A",), 3, 0.5),),
+        tls=TlsWritten(True, False, True),
         placement="SPREAD",
         start="s",
         start_ns=5,
@@ -306,6 +309,8 @@ def test_objectives_at_the_edges_of_their_range_are_taken(thresholds):
         RayInfo(),
         Versions(),
         ServicesInfo(),
+        RequestWritten("http://h/"),
+        TlsWritten(),
     ],
     ids=lambda record: type(record).__name__,
 )
@@ -339,3 +344,17 @@ def test_the_first_generators_end_replaces_it_alone():
     block = TargetBlock(generators=(GeneratorEnd(0, "a"), GeneratorEnd(1, "b")))
     ended = GeneratorEnd(0, "a", GeneratorState.LOST)
     assert block.with_generator(ended).generators == (ended, GeneratorEnd(1, "b"))
+
+
+def test_a_template_is_written_down_with_its_secrets_left_out():
+    written = RequestWritten("http://h/", "POST", ("Authorization", "X-A"), 0, None).to_json()
+    assert written == {
+        "url": "http://h/",
+        "method": "POST",
+        "headers": {"Authorization": "<redacted>", "X-A": "<redacted>"},
+    }
+    assert RequestWritten.from_json(written) == RequestWritten(
+        "http://h/", "POST", ("Authorization", "X-A")
+    )
+    assert RequestWritten.from_json({"url": "u"}) == RequestWritten("u", "GET", (), 0, None)
+    assert TlsWritten.from_json({}) == TlsWritten(True, False, False)

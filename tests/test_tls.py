@@ -201,5 +201,5 @@ def test_the_client_key_is_written_nowhere_but_a_private_file_gone_once_read(
     assert modes and set(modes) == {0o600}
     assert list(tmp_path.iterdir()) == []
     assert "PRIVATE KEY" not in repr(tls)
-    assert tls.redacted() == {"verify": True, "ca": False, "cert": True}
-    assert Tls(ca_pem=pki["ca.pem"].read_text()).redacted()["ca"] is True
+    assert tls.redacted().to_json() == {"verify": True, "ca": False, "cert": True}
+    assert Tls(ca_pem=pki["ca.pem"].read_text()).redacted().to_json()["ca"] is True

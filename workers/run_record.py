@@ -31,6 +31,8 @@ ERROR_PREFIX = "errors."
 
 Json = dict[str, Any]
 
+REDACTED = "<redacted>"  # what is written for a secret: a header value, a URL password
+
 
 class RunStatus(StrEnum):
     """A run's status (it sets the exit code)."""
@@ -242,17 +244,71 @@ class Aborted:
 
 
 @dataclass(frozen=True)
+class RequestWritten:
+    """A request template as run.json keeps it: its URL (any password redacted), method,
+    the names of its headers (values redacted), the size of its body, and its weight."""
+
+    url: str
+    method: str = "GET"
+    headers: tuple[str, ...] = ()
+    body_bytes: int = 0
+    weight: float | None = None
+
+    def to_json(self) -> Json:
+        document: Json = {"url": self.url, "method": self.method}
+        if self.headers:
+            document["headers"] = dict.fromkeys(self.headers, REDACTED)
+        if self.body_bytes:
+            document["body_bytes"] = self.body_bytes
+        if self.weight is not None:
+            document["weight"] = self.weight
+        return document
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> RequestWritten:
+        weight = document.get("weight")
+        return cls(
+            str(document.get("url", "")),
+            str(document.get("method", "GET")),
+            tuple(str(name) for name in document.get("headers") or {}),
+            int(document.get("body_bytes", 0)),
+            None if weight is None else float(weight),
+        )
+
+
+@dataclass(frozen=True)
+class TlsWritten:
+    """A target's TLS options as run.json keeps them: whether the server is verified,
+    and whether a CA and a client certificate were given (never what they are)."""
+
+    verify: bool = True
+    ca: bool = False
+    cert: bool = False
+
+    def to_json(self) -> Json:
+        return {"verify": self.verify, "ca": self.ca, "cert": self.cert}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> TlsWritten:
+        return cls(
+            bool(document.get("verify", True)),
+            bool(document.get("ca", False)),
+            bool(document.get("cert", False)),
+        )
+
+
+@dataclass(frozen=True)
 class TargetBlock:
     """One target of a run: what it was sent, where its load ran, how it went.
 
-    ``requests`` (each template as ``RequestTemplate.redacted`` gives it) and ``tls``
-    are there for a target given by its requests, not for a launched one.
+    ``requests`` and ``tls`` are there for a target given by its requests, not for a
+    launched one.
     """
 
     generators: tuple[GeneratorEnd, ...] = ()
     urls: tuple[str, ...] | None = None
-    requests: tuple[Mapping[str, Any], ...] | None = None
-    tls: Mapping[str, Any] | None = None
+    requests: tuple[RequestWritten, ...] | None = None
+    tls: TlsWritten | None = None
     placement: str | None = None  # STRICT_SPREAD or SPREAD
     start: str | None = None
     start_ns: int | None = None
@@ -271,8 +327,8 @@ class TargetBlock:
         if self.urls is not None:
             document["urls"] = list(self.urls)
         if self.requests is not None:
-            document["requests"] = [dict(r) for r in self.requests]
-            document["tls"] = None if self.tls is None else dict(self.tls)
+            document["requests"] = [r.to_json() for r in self.requests]
+            document["tls"] = None if self.tls is None else self.tls.to_json()
         document |= _absent_left_out(
             {
                 "placement": self.placement,
@@ -289,12 +345,12 @@ class TargetBlock:
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> TargetBlock:
         urls, requests, aborted = (document.get(k) for k in ("urls", "requests", "aborted"))
-        start_ns = document.get("start_ns")
+        start_ns, tls = document.get("start_ns"), document.get("tls")
         return cls(
             generators=tuple(GeneratorEnd.from_json(g) for g in document.get("generators", ())),
             urls=None if urls is None else tuple(urls),
-            requests=None if requests is None else tuple(requests),
-            tls=document.get("tls"),
+            requests=None if requests is None else tuple(map(RequestWritten.from_json, requests)),
+            tls=None if tls is None else TlsWritten.from_json(tls),
             placement=document.get("placement"),
             start=document.get("start"),
             start_ns=None if start_ns is None else int(start_ns),

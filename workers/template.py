@@ -28,9 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from blastradius.targets.validation import FieldError
+from blastradius.workers.run_record import REDACTED, RequestWritten, TlsWritten
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-REDACTED = "<redacted>"
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field name
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
 
@@ -90,16 +90,10 @@ class RequestTemplate:
 
         PreparedRequest.build(self)
 
-    def redacted(self) -> dict:
+    def redacted(self) -> RequestWritten:
         """This template as it may be written down: no header value, no URL password."""
-        document: dict = {"url": redact_url(self.url), "method": self.method}
-        if self.headers:
-            document["headers"] = {name: REDACTED for name, _ in self.headers}
-        if self.body:
-            document["body_bytes"] = len(self.body)
-        if self.weight is not None:
-            document["weight"] = self.weight
-        return document
+        names = tuple(name for name, _ in self.headers)
+        return RequestWritten(redact_url(self.url), self.method, names, len(self.body), self.weight)
 
 
 def redact_url(url: str) -> str:
@@ -140,9 +134,9 @@ class Tls:
             _load_client_cert(context, self.cert_pem, self.key_pem or "")
         return context
 
-    def redacted(self) -> dict:
+    def redacted(self) -> TlsWritten:
         """The options as they may be written down (no key)."""
-        return {"verify": self.verify, "ca": self.ca_pem is not None, "cert": bool(self.cert_pem)}
+        return TlsWritten(self.verify, self.ca_pem is not None, bool(self.cert_pem))
 
 
 def _load_client_cert(context: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
