@@ -25,16 +25,34 @@ def test_edges_of_the_range():
     assert histogram.quantile_ns(0.99) == 1e12  # beyond 1000 s: the last edge
 
 
+def progress(counts=(0, 0, 0, {}), window=None, **given):
+    """A progress message: ``given`` fields, the rest nothing yet."""
+    from blastradius.workers.messages import Progress, Window
+
+    fields = {"worker": 0, "target": "t", "node": "n", "elapsed_s": 0.0, "in_flight": 0}
+    fields |= {"waiting": 0, "window": window or Window.empty(), **given}
+    return Progress(*counts, **fields)
+
+
+def summary(counts=(0, 0, 0, {}), **given):
+    """A summary message: ``given`` fields, the rest nothing."""
+    from blastradius.workers.messages import Summary
+
+    fields = {"worker": 0, "target": "t", "node": "n", "send_lag_p99_ms": None}
+    fields |= {"closed_loop": False, "started_ns": None, "ended_ns": None, "stopped": False}
+    return Summary(*counts, **(fields | given))
+
+
 def test_counts_add_up_over_generators_kind_by_kind():
-    from blastradius.workers.messages import Counts, Progress, Summary
+    from blastradius.workers.messages import Counts
 
     parts = [
-        Progress(rows=10, sent=12, ok=7, errors={"timeout": 2, "http": 1}),
-        Summary(rows=5, sent=5, ok=5, errors={}),
+        progress((10, 12, 7, {"timeout": 2, "http": 1})),
+        summary((5, 5, 5, {})),
         Counts(rows=3, sent=4, ok=0, errors={"timeout": 3}),
     ]
     assert Counts.total(parts) == Counts(18, 21, 12, {"timeout": 5, "http": 1})
-    assert Counts.total([]) == Counts()
+    assert Counts.total([]) == Counts(0, 0, 0, {})
 
 
 @pytest.mark.parametrize(
@@ -60,21 +78,22 @@ def test_a_progress_line_shows_the_counts_the_worst_window_and_the_generators(
     total, p99s, expected
 ):
     from blastradius.cluster.watch import progress_line
-    from blastradius.workers.messages import Counts, Progress, Window
+    from blastradius.workers.messages import Counts, Window
 
-    running = [Progress(window=Window(10, 9, p99)) for p99 in p99s]
+    running = [progress(window=Window(10, 9, p99)) for p99 in p99s]
     assert progress_line("t", Counts(*total), 3.5, running, 100.0, (2, 3)) == expected
 
 
 def test_messages_are_frozen_and_carry_their_own_fields():
     import dataclasses
 
-    from blastradius.workers.messages import Progress, Summary, Window
+    from blastradius.workers.messages import Window
 
-    summary = Summary(1, 2, 1, {}, worker=3, target="t", node="n", stopped=True)
-    assert (summary.worker, summary.target, summary.stopped, summary.rows) == (3, "t", True, 1)
-    progress = Progress(window=Window(5, 4, 1.5), in_flight=7)
-    assert (progress.window.p99_ms, progress.in_flight) == (1.5, 7)
-    for message in (summary, progress, Window()):
+    ended = summary((1, 2, 1, {}), worker=3, target="u", stopped=True)
+    assert (ended.worker, ended.target, ended.stopped, ended.rows) == (3, "u", True, 1)
+    running = progress(window=Window(5, 4, 1.5), in_flight=7)
+    assert (running.window.p99_ms, running.in_flight) == (1.5, 7)
+    assert Window.empty() == Window(0, 0, None)
+    for message in (ended, running, Window.empty()):
         with pytest.raises(dataclasses.FrozenInstanceError):
             message.worker = 0

@@ -1,14 +1,15 @@
 """What a generator tells the driver: its progress once a second, its summary at the end.
 
 Frozen records that cross the Ray boundary as they are (pickled), so the driver reads
-fields, never string keys. ``Counts`` is what both have in common, and what the
+fields, never string keys. Every field is given: a message never says something by
+leaving it out. ``Counts`` is what both have in common, and what the
 driver adds up over a target's generators.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # A generator hands its rows over (and its progress moves) at least this often.
 BATCH_INTERVAL_NS = 1_000_000_000
@@ -19,10 +20,10 @@ class Counts:
     """Requests recorded (rows), sent, ok, and failed by error kind (kinds with none
     left out)."""
 
-    rows: int = 0
-    sent: int = 0
-    ok: int = 0
-    errors: Mapping[str, int] = field(default_factory=dict)
+    rows: int
+    sent: int
+    ok: int
+    errors: Mapping[str, int]
 
     @classmethod
     def total(cls, parts: Iterable[Counts]) -> Counts:
@@ -40,33 +41,38 @@ class Counts:
 class Window:
     """The last closed batch of a generator: its rows, ok rows and their p99 latency."""
 
-    rows: int = 0
-    ok: int = 0
-    p99_ms: float | None = None  # None: no ok row in it
+    rows: int
+    ok: int
+    p99_ms: float | None  # None: no ok row in it
+
+    @classmethod
+    def empty(cls) -> Window:
+        """The window before any batch closed."""
+        return cls(0, 0, None)
 
 
 @dataclass(frozen=True)
 class Progress(Counts):
     """A running generator's counters so far, and its last closed window."""
 
-    worker: int = 0
-    target: str = ""
-    node: str = ""
-    elapsed_s: float = 0.0  # since its load started
-    in_flight: int = 0  # requests on the wire now
-    waiting: int = 0  # requests due, waiting for a connection
-    window: Window = field(default_factory=Window)
+    worker: int
+    target: str
+    node: str
+    elapsed_s: float  # since its load started
+    in_flight: int  # requests on the wire now
+    waiting: int  # requests due, waiting for a connection
+    window: Window
 
 
 @dataclass(frozen=True)
 class Summary(Counts):
     """How a generator's run ended: its counts, and the p99 of its send lag."""
 
-    worker: int = 0
-    target: str = ""
-    node: str = ""
-    send_lag_p99_ms: float | None = None  # None: it sent nothing
-    closed_loop: bool = False
-    started_ns: int | None = None
-    ended_ns: int | None = None
-    stopped: bool = False  # it was asked to stop before its schedule's end
+    worker: int
+    target: str
+    node: str
+    send_lag_p99_ms: float | None  # None: it sent nothing
+    closed_loop: bool
+    started_ns: int | None
+    ended_ns: int | None
+    stopped: bool  # it was asked to stop before its schedule's end

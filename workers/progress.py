@@ -55,7 +55,7 @@ class Counters:
         self.ok = 0
         self.by_error = [0] * len(ERROR_KINDS)
         self.send_lag = LogHistogram()
-        self.window = Window()
+        self.window = Window.empty()
 
     def close_window(self, batch: pa.RecordBatch) -> None:
         """Fold a closed batch into the distributions; it becomes the last window."""
