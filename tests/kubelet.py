@@ -48,6 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 VENV_BIN = str(Path(sys.executable).parent)
+# What the emulated image must show where it is: this checkout, and the virtualenv (which
+# may live elsewhere) with the package installed from it.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+IMAGE_PATHS = (_CHECKOUT, *(() if _CHECKOUT in Path(sys.prefix).parents else (Path(sys.prefix),)))
 PATH = f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
 IMAGE_USER = (1000, 100)  # the Ray image's user: ray, uid 1000, group users (100)
 IMAGE_HOME = "/home/ray"
@@ -636,6 +640,17 @@ def _init_script(
             lines.append(f"mount --bind {q(str(source))} {target}")
             if kind == "configMap" or mount.get("readOnly"):
                 lines.append(f"mount -o remount,bind,ro {target}")
+    # The image holds this checkout and its virtualenv where they are on this machine. A
+    # volume over that place (a checkout under /tmp, which the pods mount an emptyDir
+    # on) would hide them, as it never would in a built image: they go back on top.
+    mounted = [Path(m["mountPath"]) for m in spec.get("volumeMounts", [])]
+    for path in IMAGE_PATHS:
+        if any(m == path or m in path.parents for m in mounted):
+            lines += [
+                f'mkdir -p "$R"{q(str(path))}',
+                f'mount --bind {q(str(path))} "$R"{q(str(path))}',
+                f'mount -o remount,bind,ro "$R"{q(str(path))}',
+            ]
     if read_only:
         lines.append('mount -o remount,bind,ro "$R"')
     lines += ['cd "$R"', 'exec chroot . "$@"']
