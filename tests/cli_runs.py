@@ -68,6 +68,10 @@ class Run:
         return stdout, stderr, Path(last[0]) if last else None
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def running(tmp_path: Path, document: dict) -> Iterator[Run]:
     """``blastradius run`` of ``document`` with ``--out tmp_path/runs``; killed with its
@@ -81,6 +85,9 @@ def running(tmp_path: Path, document: dict) -> Iterator[Run]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # As from a terminal: Ctrl-C as the default. A shell without job control starts
+        # background jobs (pytest, say) with SIGINT ignored, and children inherit that.
+        preexec_fn=_default_sigint,
     )
     try:
         yield Run(process, out)
