@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from blastradius.cluster.status import OBJECTIVES_NOT_MET, exit_code
 from blastradius.targets.spec import parse_duration_ns
@@ -71,15 +72,24 @@ def _add_dependency_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_config_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"the whole configuration, YAML or JSON, as {what} (- reads stdin); "
+        "instead of the flags below",
+    )
+
+
 def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     """``serve KIND``'s flags, one declaration each (hence over 60 lines)."""
     serve = commands.add_parser("serve", help="run a reference service until SIGINT/SIGTERM")
     kinds = serve.add_subparsers(dest="kind", required=True, metavar="KIND")
 
     dependency = kinds.add_parser("dependency", help="endpoints with injected latency and errors")
+    _add_config_flag(dependency, "a scenario's dependency: block")
     dependency.add_argument(
         "--latency",
-        required=True,
         metavar="SPEC",
         help="per-endpoint latency, e.g. '200*9,30000' or '200ms*9,30s'",
     )
@@ -115,7 +125,8 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     proxy = kinds.add_parser(
         "proxy", help="a reverse proxy that injects faults per request into a real dependency"
     )
-    proxy.add_argument("--upstream", required=True, metavar="URL", help="where requests go on to")
+    _add_config_flag(proxy, "a scenario's proxies: entry, without name and port")
+    proxy.add_argument("--upstream", metavar="URL", help="where requests go on to")
     proxy.add_argument(
         "--route",
         dest="routes",
@@ -126,9 +137,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
         "method ('GET /api/'); unmatched requests pass untouched (default: one endpoint, "
         "every path)",
     )
-    proxy.add_argument(
-        "--latency", default="0", metavar="SPEC", help="added per endpoint (default 0)"
-    )
+    proxy.add_argument("--latency", metavar="SPEC", help="added per endpoint (default 0)")
     for flag, what in (
         ("--errors", "an error status (--error-status)"),
         ("--resets", "a connection reset"),
@@ -138,7 +147,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     proxy.add_argument(
         "--bandwidth", metavar="SPEC", help="per-endpoint response bytes/s (0: unlimited)"
     )
-    proxy.add_argument("--error-status", type=int, default=503, metavar="CODE", help="default 503")
+    proxy.add_argument("--error-status", type=int, metavar="CODE", help="default 503")
     proxy.add_argument(
         "--faults", metavar="FILE", help="YAML/JSON schedule of changes over time (- reads stdin)"
     )
@@ -300,18 +309,47 @@ def _checked(build: Callable[[], T]) -> T:
         raise UsageError(str(exc)) from None
 
 
+def _serve_config(args: argparse.Namespace, flags: dict[str, object], parse: Callable) -> Any:
+    """A service's configuration: the document ``--config`` names, or one made of its
+    flags (``flags``: document key to value, None when not given), read by ``parse`` (the
+    same function that reads a scenario's block); errors name the flag or the file."""
+    from blastradius.targets.fields import load_document
+    from blastradius.targets.validation import FieldError
+
+    given = {key: value for key, value in flags.items() if value not in (None, [])}
+    try:
+        if args.config is not None:
+            if given or args.faults is not None:
+                flag = _flag(next(iter(given), "faults"))
+                raise UsageError(f"{flag}: the configuration is in --config; give one or the other")
+            document = load_document(args.config, "--config")
+        else:
+            document = given
+            if args.faults is not None:
+                document["faults"] = load_document(args.faults, "faults file")
+        return parse(document)
+    except FieldError as exc:
+        if args.config is not None:
+            raise UsageError(f"--config {args.config}: {exc}") from None
+        key = re.split(r"[.\[]", exc.path, maxsplit=1)[0]  # the document key a flag filled
+        where = _flag(key) + exc.path[len(key) :]
+        raise UsageError(f"{where}: {exc.problem}" if key else str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _flag(key: str) -> str:
+    """The ``serve`` flag that fills a configuration document's ``key``."""
+    return "--route" if key == "routes" else "--" + key.replace("_", "-")
+
+
 def _serve_dependency(args: argparse.Namespace) -> None:
-    from blastradius.targets import dependency, faults, serving, spec
+    from blastradius.targets import dependency, serving
 
-    def build() -> dependency.DependencyConfig:
-        latencies = spec.parse_latency_spec(args.latency)
-        errors = None if args.errors is None else spec.parse_error_spec(args.errors, len(latencies))
-        schedule = () if args.faults is None else faults.load_faults(args.faults)
-        config = dependency.DependencyConfig(latencies, errors, schedule, args.seed)
-        config.model()
-        return config
-
-    config = _checked(build)
+    flags = {"latency": args.latency, "errors": args.errors, "seed": args.seed}
+    if args.config is None and args.latency is None:
+        raise UsageError("--latency: missing (or give --config FILE)")
+    config = _serve_config(args, flags, dependency.parse_config)
     sock = serving.listen(args.host, args.port)
     serving.run_app(lambda: dependency.make_app(config), sock, handler_cancellation=True)
 
@@ -337,22 +375,19 @@ def _serve_async(args: argparse.Namespace) -> None:
 
 
 def _serve_proxy(args: argparse.Namespace) -> None:
-    from blastradius.targets import faults, proxy, serving
+    from blastradius.targets import proxy, serving
+    from blastradius.targets.faults import FAULT_KEYS
 
-    config = _checked(
-        lambda: proxy.config_from_specs(
-            args.upstream,
-            tuple(args.routes),
-            args.latency,
-            args.errors,
-            args.resets,
-            args.hangs,
-            args.bandwidth,
-            args.error_status,
-            () if args.faults is None else faults.load_faults(args.faults),
-            args.seed,
-        )
-    )
+    flags = {
+        "upstream": args.upstream,
+        "routes": args.routes,
+        **{key: getattr(args, key) for key in FAULT_KEYS},
+        "error_status": args.error_status,
+        "seed": args.seed,
+    }
+    if args.config is None and args.upstream is None:
+        raise UsageError("--upstream: missing (or give --config FILE)")
+    config = _serve_config(args, flags, proxy.parse_config)
     sock = serving.listen(args.host, args.port)
     serving.run_app(lambda: proxy.make_app(config), sock, handler_cancellation=True)
 

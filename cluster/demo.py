@@ -21,7 +21,6 @@ import pandas as pd
 from blastradius.analysis.table import Column, error_counts, text_table
 from blastradius.cluster.scenario import Scenario, Target, load_scenario
 from blastradius.cluster.shipped import shipped
-from blastradius.targets.faults import EndpointModel
 from blastradius.workers.run_record import RunStatus
 from blastradius.workers.schedule import Schedule
 
@@ -51,13 +50,12 @@ def peak_rate_rps(scenario: Scenario) -> float:
 
 def _phases(scenario: Scenario) -> list[tuple]:
     """The dependency's endpoint latencies in each phase of its fault schedule."""
-    dependency = scenario.dependency
-    if dependency is None or not dependency.latencies:
+    config = None if scenario.dependency is None else scenario.dependency.config
+    if config is None:
         return []
-    n = len(dependency.latencies)
-    model = EndpointModel(dependency.latencies, (0.0,) * n, dependency.faults)
-    times = [0, *(f.at_ns for f in dependency.faults)]
-    return [tuple(model.at(i, t).latency for i in range(n)) for t in times]
+    model = config.model()
+    times = [0, *(f.at_ns for f in config.faults)]
+    return [tuple(model.at(i, t).latency for i in range(model.endpoints)) for t in times]
 
 
 def concurrency_needed(scenario: Scenario, target: Target) -> float | None:
@@ -155,7 +153,7 @@ def explain(scenario: Scenario) -> list[str]:
     """What the table shows, in the scenario's own numbers."""
     rate = peak_rate_rps(scenario)
     slow = slow_endpoints(scenario)
-    endpoints = 0 if scenario.dependency is None else len(scenario.dependency.latencies)
+    endpoints = 0 if scenario.dependency is None else scenario.dependency.endpoints
     return [
         f"{rate:g} requests/s over {endpoints} dependency endpoints, "
         f"endpoint {','.join(map(str, slow)) or '-'} (at its worst) slower than the "

@@ -9,23 +9,25 @@ records what happened; nothing goes back to the scenario document.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 from blastradius.cluster.scenario import ClosedLoop, Proxy, Scenario, Target
-from blastradius.targets.faults import format_faults
-from blastradius.targets.spec import format_error_spec, format_latency_spec
+from blastradius.targets.spec import format_latency_spec
 from blastradius.workers.generator import Share
 from blastradius.workers.run_record import FaultMark, Objectives
 from blastradius.workers.schedule import intended_offsets
 from blastradius.workers.template import RequestTemplate
 
 EMBEDDED_MAX_GENERATORS = 4
+CONFIG_ON_STDIN = ("--config", "-")  # the proxy and the dependency read their config there
 
 
 @dataclass(frozen=True)
 class ServiceLaunch:
-    """A reference service to start: ``blastradius serve KIND ARGS``, with ``stdin``
-    (a fault schedule) written to it; ``about`` describes it in one line for the log."""
+    """A reference service to start: ``blastradius serve KIND ARGS``, with ``stdin`` (a
+    configuration document, for ``--config -``) written to it; ``about`` describes it in
+    one line for the log."""
 
     kind: str
     args: tuple[str, ...]
@@ -137,21 +139,15 @@ def build_plan(scenario: Scenario, generators: int) -> RunPlan:
     marks = plan.fault_marks + tuple(
         replace(mark, label=f"{proxy.name}: {mark.label}")
         for proxy in scenario.proxies
-        for mark in _marks(proxy.faults)
+        for mark in _marks(proxy.config.faults)
     )
     return replace(plan, proxies=launches, fault_marks=marks)
 
 
 def _proxy_service(proxy: Proxy) -> ServiceLaunch:
-    args = list(proxy.args)
-    schedule = None
-    if proxy.faults:
-        args += ["--faults", "-"]
-        schedule = format_faults(proxy.faults)
-    upstream = proxy.args[proxy.args.index("--upstream") + 1]
-    return ServiceLaunch(
-        "proxy", tuple(args), f"proxy to {upstream}", schedule, proxy.name, proxy.port
-    )
+    about = f"proxy to {proxy.config.upstream}"
+    document = json.dumps(proxy.config.to_json())
+    return ServiceLaunch("proxy", CONFIG_ON_STDIN, about, document, proxy.name, proxy.port)
 
 
 def _build_plan(scenario: Scenario, generators: int) -> RunPlan:
@@ -172,18 +168,10 @@ def _build_plan(scenario: Scenario, generators: int) -> RunPlan:
         return RunPlan(scenario, generators, steps)
     if not dependency.launched:
         return RunPlan(scenario, generators, steps, dependency_url=dependency.url)
-    args = ["--latency", format_latency_spec(dependency.latencies)]
-    if dependency.errors is not None:
-        args += ["--errors", format_error_spec(dependency.errors)]
-    if dependency.seed is not None:
-        args += ["--seed", str(dependency.seed)]
-    schedule = None
-    if dependency.faults:
-        args += ["--faults", "-"]
-        schedule = format_faults(dependency.faults)
-    service = ServiceLaunch(
-        "dependency", tuple(args), format_latency_spec(dependency.latencies), schedule
-    )
+    config = dependency.config
+    assert config is not None  # a launched dependency has one (parse_dependency)
+    about = format_latency_spec(config.latencies)
+    service = ServiceLaunch("dependency", CONFIG_ON_STDIN, about, json.dumps(config.to_json()))
     return RunPlan(scenario, generators, steps, service, None, dependency_fault_marks(scenario))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blastradius.cluster.fields import Fields, kind_of, number, text
+from blastradius.targets.fields import Fields, kind_of, number, text
 from blastradius.targets.validation import FieldError, join_path
 from blastradius.workers.template import (
     REDACTED,

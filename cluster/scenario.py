@@ -53,7 +53,6 @@ from typing import Any
 
 import yaml
 
-from blastradius.cluster.fields import Fields, kind_of, number, read_duration, text, whole
 from blastradius.cluster.request_keys import (
     Files,
     parse_requests,
@@ -61,9 +60,12 @@ from blastradius.cluster.request_keys import (
     redacted,
 )
 from blastradius.cluster.slo_keys import parse_objectives
-from blastradius.targets.faults import FAULT_KEYS, Fault, parse_faults
-from blastradius.targets.proxy import config_from_specs
-from blastradius.targets.spec import Latency, parse_error_spec, parse_latency_spec
+from blastradius.targets.dependency import DependencyConfig
+from blastradius.targets.dependency import parse_config as parse_dependency_config
+from blastradius.targets.faults import Fault
+from blastradius.targets.fields import Fields, kind_of, number, read_duration, text, whole
+from blastradius.targets.proxy import ProxyConfig
+from blastradius.targets.proxy import parse_config as parse_proxy_config
 from blastradius.targets.validation import FieldError, http_url
 from blastradius.workers.generator import ClosedLoop
 from blastradius.workers.run_record import Objectives, effective
@@ -155,12 +157,9 @@ def _load_shape(
 
 @dataclass(frozen=True)
 class Dependency:
-    """The dependency: launched from a spec, or a running one at ``url``."""
+    """The dependency: launched from its ``config``, or a running one at ``url``."""
 
-    latencies: tuple[Latency, ...] = ()
-    errors: tuple[float, ...] | None = None
-    faults: tuple[Fault, ...] = ()
-    seed: int | None = None
+    config: DependencyConfig | None = None
     url: str | None = None
     endpoints: int = 0
 
@@ -169,9 +168,15 @@ class Dependency:
         """Whether the driver starts it (rather than using a running one)."""
         return self.url is None
 
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        """The fault schedule of a launched one (none for a running one)."""
+        return () if self.config is None else self.config.faults
+
 
 def parse_dependency(value: object) -> Dependency:
-    """The ``dependency`` block."""
+    """The ``dependency`` block: a running one's ``url`` and ``endpoints``, or a launched
+    one's configuration (``targets.dependency.parse_config``)."""
     fields = Fields(value, "dependency")
     url = fields.get("url")
     if url is not None:
@@ -185,40 +190,10 @@ def parse_dependency(value: object) -> Dependency:
                 )
         fields.done()
         return Dependency(url=url.rstrip("/"), endpoints=endpoints)
-    latency = fields.get("latency")
-    if latency is None:
+    if fields.get("latency") is None:
         raise FieldError("dependency.latency", "missing (or give url: for a running dependency)")
-    try:
-        latencies = parse_latency_spec(str(latency))
-    except ValueError as exc:
-        raise FieldError(fields.at("latency"), str(exc)) from None
-    errors = fields.get("errors")
-    try:
-        errors = None if errors is None else parse_error_spec(str(errors), len(latencies))
-    except ValueError as exc:
-        raise FieldError(fields.at("errors"), str(exc)) from None
-    try:
-        faults = parse_faults(fields.get("faults"))
-    except FieldError as exc:
-        raise exc.within(fields.path) from None
-    if any(f.proxy_only for f in faults):
-        raise FieldError(
-            fields.at("faults"),
-            "resets, hangs and bandwidth are the proxy's (proxies:); "
-            "the dependency injects latency and errors",
-        )
-    bad = [i for f in faults for i in f.endpoints or () if i >= len(latencies)]
-    if bad:
-        raise FieldError(
-            fields.at("faults"), f"endpoint {bad[0]} does not exist (there are {len(latencies)})"
-        )
-    seed = fields.get("seed")
-    seed = None if seed is None else whole(seed, fields.at("seed"), strict=False)
-    fields.done()
-    return Dependency(latencies, errors, faults, seed, None, len(latencies))
-
-
-PROXY_SPEC_KEYS = FAULT_KEYS  # a proxy's own specs, before any fault changes them
+    config = parse_dependency_config(value, "dependency", known=("url",))
+    return Dependency(config, None, len(config.latencies))
 
 
 @dataclass(frozen=True)
@@ -227,60 +202,21 @@ class Proxy:
     a real dependency, on a fixed ``port`` your service is configured to call."""
 
     name: str
-    args: tuple[str, ...]  # its serve flags, without --host, --port and --faults
     port: int
-    faults: tuple[Fault, ...] = ()
+    config: ProxyConfig
 
 
 def parse_proxy(value: object, path: str) -> Proxy:
-    """One entry of ``proxies``."""
+    """One entry of ``proxies``: its ``name`` and ``port``, and the proxy's configuration
+    (``targets.proxy.parse_config``)."""
     fields = Fields(value, path)
     name = text(fields.get("name"), fields.at("name"))
     if not _NAME.match(name):
         raise FieldError(fields.at("name"), f"{name!r} must be letters, digits, '_', '.' or '-'")
-    upstream = text(fields.get("upstream"), fields.at("upstream"))
     port = whole(fields.get("port", 0), fields.at("port"), strict=False)
     if port > 65535:
         raise FieldError(fields.at("port"), f"{port} is not a port")
-    routes = fields.get("routes", [])
-    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
-        raise FieldError(fields.at("routes"), "expected a list of route patterns")
-    specs = {}
-    for key in PROXY_SPEC_KEYS:
-        if fields.get(key) is not None:
-            specs[key] = str(fields.get(key))
-    error_status = whole(fields.get("error_status", 503), fields.at("error_status"))
-    seed = fields.get("seed")
-    seed = None if seed is None else whole(seed, fields.at("seed"), strict=False)
-    try:
-        faults = parse_faults(fields.get("faults"))
-    except FieldError as exc:
-        raise exc.within(path) from None
-    try:
-        config_from_specs(
-            upstream,
-            tuple(routes),
-            specs.get("latency", "0"),
-            specs.get("errors"),
-            specs.get("resets"),
-            specs.get("hangs"),
-            specs.get("bandwidth"),
-            error_status,
-            faults,
-            seed,
-        )
-    except ValueError as exc:
-        raise FieldError(path, str(exc)) from None
-    fields.done()
-    args = ["--upstream", upstream]
-    for route in routes:
-        args += ["--route", route]
-    for key, spec in specs.items():
-        args += [f"--{key}", spec]
-    args += ["--error-status", str(error_status)]
-    if seed is not None:
-        args += ["--seed", str(seed)]
-    return Proxy(name, tuple(args), port, faults)
+    return Proxy(name, port, parse_proxy_config(value, path, known=("name", "port")))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from blastradius.cluster.fields import Fields, kind_of, number, read_duration
+from blastradius.targets.fields import Fields, kind_of, number, read_duration
 from blastradius.targets.validation import FieldError
 from blastradius.workers.record import ERROR_KINDS
 from blastradius.workers.run_record import ERROR_PREFIX, LATENCY, Objectives

@@ -15,17 +15,29 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from blastradius.targets.faults import EndpointModel, Fault, FaultClock
+from blastradius.targets.faults import EndpointModel, Fault, FaultClock, parse_faults
+from blastradius.targets.fields import Fields, whole
 from blastradius.targets.serving import add_clock
-from blastradius.targets.spec import Latency
+from blastradius.targets.spec import (
+    Latency,
+    format_error_spec,
+    format_latency_spec,
+    parse_error_spec,
+    parse_latency_spec,
+)
+from blastradius.targets.validation import FieldError
 
 
 @dataclass(frozen=True)
 class DependencyConfig:
-    """The dependency's endpoints and where it listens."""
+    """The dependency's endpoints: their latencies and error probabilities, and the fault
+    schedule. Built from a document by ``parse_config`` (a scenario's ``dependency:``
+    block, or ``serve dependency``'s flags or ``--config``), and written back as one by
+    ``to_json``: how the driver hands a launched dependency its configuration."""
 
     latencies: tuple[Latency, ...]
     error_ps: tuple[float, ...] | None = None  # None: never fails
@@ -34,19 +46,53 @@ class DependencyConfig:
 
     def __post_init__(self) -> None:
         if not self.latencies:
-            raise ValueError("latency: at least one endpoint is needed")
-        if self.error_ps is not None and len(self.error_ps) != len(self.latencies):
-            raise ValueError("errors: one probability per endpoint is needed")
+            raise FieldError("latency", "at least one endpoint is needed")
         if any(fault.proxy_only for fault in self.faults):
-            raise ValueError(
-                "faults: the dependency injects latency and errors; resets, hangs and "
-                "bandwidth are the proxy's (blastradius serve proxy)"
+            raise FieldError(
+                "faults",
+                "resets, hangs and bandwidth are the proxy's (serve proxy, or a scenario's "
+                "proxies:); the dependency injects latency and errors",
             )
+        self.model()
 
     def model(self) -> EndpointModel:
         """The endpoint model (validates the fault schedule against the endpoints)."""
         error_ps = self.error_ps or (0.0,) * len(self.latencies)
         return EndpointModel(self.latencies, error_ps, self.faults)
+
+    def to_json(self) -> dict[str, Any]:
+        """This configuration as a document that ``parse_config`` reads back equal."""
+        document: dict[str, Any] = {"latency": format_latency_spec(self.latencies)}
+        if self.error_ps is not None:
+            document["errors"] = format_error_spec(self.error_ps)
+        if self.faults:
+            document["faults"] = [fault.to_event() for fault in self.faults]
+        if self.seed is not None:
+            document["seed"] = self.seed
+        return document
+
+
+def parse_config(value: object, path: str = "", known: tuple[str, ...] = ()) -> DependencyConfig:
+    """A dependency's configuration document (``latency``, ``errors``, ``faults``,
+    ``seed``) at ``path``; ``known``: keys of the same mapping its caller reads."""
+    fields = Fields(value, path, "config")
+    for key in known:
+        fields.get(key)
+    latencies = fields.parsed("latency", parse_latency_spec)
+    if latencies is None:
+        raise FieldError(fields.at("latency"), "missing")
+    error_ps = fields.parsed("errors", lambda spec: parse_error_spec(spec, len(latencies)))
+    try:
+        faults = parse_faults(fields.get("faults"))
+    except FieldError as exc:
+        raise exc.within(path) from None
+    seed = fields.get("seed")
+    seed = None if seed is None else whole(seed, fields.at("seed"), strict=False)
+    fields.done()
+    try:
+        return DependencyConfig(latencies, error_ps, faults, seed)
+    except FieldError as exc:
+        raise exc.within(path) from None
 
 
 class _Stats:

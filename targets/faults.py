@@ -19,16 +19,13 @@ at a given time.
 from __future__ import annotations
 
 import bisect
-import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from os import PathLike
 from typing import Any
 
-import yaml
-
+from blastradius.targets.fields import each, load_document
 from blastradius.targets.spec import (
     Latency,
     format_duration_ns,
@@ -177,33 +174,13 @@ def parse_faults(events: object) -> tuple[Fault, ...]:
         return ()
     if not isinstance(events, Sequence) or isinstance(events, str):
         raise FieldError("faults", "expected a list of events")
-    faults = []
-    for index, event in enumerate(events):
-        try:
-            faults.append(parse_fault(event))
-        except ValueError as exc:
-            raise FieldError(f"faults[{index}]", str(exc)) from None
+    faults = each(events, "faults", parse_fault)
     return tuple(sorted(faults, key=lambda f: f.at_ns))
 
 
-def format_faults(faults: Sequence[Fault]) -> str:
-    """A schedule as JSON, the form a launched dependency reads on its stdin."""
-    return json.dumps([fault.to_event() for fault in faults])
-
-
-def load_faults(path: str | Path) -> tuple[Fault, ...]:
+def load_faults(path: str | PathLike[str]) -> tuple[Fault, ...]:
     """Read a fault schedule from a YAML or JSON file (``-``: from stdin)."""
-    path = Path(path)
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as exc:
-        raise ValueError(f"faults file {str(path)!r}: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first_line = str(exc).splitlines()[0]
-        raise ValueError(f"faults file {str(path)!r}: not valid: {first_line}") from None
-    return parse_faults(data)
+    return parse_faults(load_document(str(path), "faults file"))
 
 
 class EndpointModel:
@@ -217,13 +194,13 @@ class EndpointModel:
         starting: Sequence[EndpointState] | None = None,
     ) -> None:
         if len(latencies) != len(error_ps):
-            raise ValueError("errors: one probability per endpoint is needed")
+            raise FieldError("errors", "one probability per endpoint is needed")
         self.endpoints = len(latencies)
         for fault in faults:
             bad = [i for i in fault.endpoints or () if i >= self.endpoints]
             if bad:
-                raise ValueError(
-                    f"faults: endpoint {bad[0]} does not exist (there are {self.endpoints})"
+                raise FieldError(
+                    "faults", f"endpoint {bad[0]} does not exist (there are {self.endpoints})"
                 )
         if starting is None:
             starting = [EndpointState(lat, p) for lat, p in zip(latencies, error_ps, strict=True)]

@@ -32,7 +32,8 @@ import re
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -40,14 +41,26 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from blastradius.targets.faults import EndpointModel, EndpointState, Fault, FaultClock, parse_faults
+from blastradius.targets.faults import (
+    PROBABILITIES,
+    EndpointModel,
+    EndpointState,
+    Fault,
+    FaultClock,
+    parse_faults,
+)
+from blastradius.targets.fields import Fields, each, text, whole
 from blastradius.targets.serving import add_clock
 from blastradius.targets.spec import (
+    format_bandwidth_spec,
     format_duration_ns,
+    format_error_spec,
+    format_latency_spec,
     parse_bandwidth_spec,
     parse_error_spec,
     parse_latency_spec,
 )
+from blastradius.targets.validation import FieldError, http_url
 
 CONTROL = "/_blastradius"
 FAULT_HEADER = "X-Blastradius-Fault"
@@ -112,17 +125,19 @@ def parse_route(text: str) -> Route:
 
 
 def _upstream(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"upstream: {url!r} is not an http:// or https:// URL")
+    parts = http_url(url, "upstream")
     if parts.query or parts.fragment:
-        raise ValueError(f"upstream: {url!r}: give a base URL, without query or fragment")
+        raise FieldError("upstream", f"{url!r}: give a base URL, without query or fragment")
     return url.rstrip("/")
 
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """The upstream, the routes, each endpoint's starting state and the fault schedule."""
+    """The upstream, the routes, each endpoint's starting state and the fault schedule.
+
+    Built from a document by ``parse_config`` (a scenario's ``proxies:`` entry, or ``serve
+    proxy``'s flags or ``--config``), and written back as one by ``to_json``: how the
+    driver hands a launched proxy its configuration."""
 
     upstream: str
     routes: tuple[Route, ...]
@@ -135,61 +150,83 @@ class ProxyConfig:
         object.__setattr__(self, "upstream", _upstream(self.upstream))
         endpoints = max(1, len(self.routes))
         if len(self.starting) != endpoints:
-            raise ValueError(
-                f"latency: {len(self.starting)} endpoints given, the routes make {endpoints}"
+            raise FieldError(
+                "latency", f"{len(self.starting)} endpoints given, the routes make {endpoints}"
             )
         for i, state in enumerate(self.starting):
             if state.error_p + state.reset_p + state.hang_p > 1:
-                raise ValueError(f"endpoint {i}: errors, resets and hangs add up to more than 1")
+                problem = "errors, resets and hangs add up to more than 1"
+                raise FieldError("", f"endpoint {i}: {problem}")
         if not 400 <= self.error_status <= 599:
-            raise ValueError(f"error-status: {self.error_status} is not a 4xx or 5xx status")
+            raise FieldError("error_status", f"{self.error_status} is not a 4xx or 5xx status")
         self.model(self.faults)
 
     def model(self, faults: tuple[Fault, ...]) -> EndpointModel:
         """The endpoints over time under ``faults`` (checked against the endpoints)."""
         return EndpointModel.of(self.starting, faults)
 
+    def to_json(self) -> dict[str, Any]:
+        """This configuration as a document that ``parse_config`` reads back equal."""
+        starting = self.starting
+        document: dict[str, Any] = {
+            "upstream": self.upstream,
+            "routes": [route.text for route in self.routes],
+            "latency": format_latency_spec(tuple(s.latency for s in starting)),
+            "errors": format_error_spec(tuple(s.error_p for s in starting)),
+            "resets": format_error_spec(tuple(s.reset_p for s in starting)),
+            "hangs": format_error_spec(tuple(s.hang_p for s in starting)),
+            "bandwidth": format_bandwidth_spec(tuple(s.bandwidth_bps for s in starting)),
+            "error_status": self.error_status,
+            "faults": [fault.to_event() for fault in self.faults],
+        }
+        if self.seed is not None:
+            document["seed"] = self.seed
+        return document
 
-def config_from_specs(
-    upstream: str,
-    routes: tuple[str, ...] = (),
-    latency: str = "0",
-    errors: str | None = None,
-    resets: str | None = None,
-    hangs: str | None = None,
-    bandwidth: str | None = None,
-    error_status: int = 503,
-    faults: tuple[Fault, ...] = (),
-    seed: int | None = None,
-) -> ProxyConfig:
-    """A proxy's configuration from its flags' texts (one spec item per endpoint, or one
-    for all), as ``serve proxy`` and a scenario's ``proxies:`` give them."""
-    parsed = tuple(parse_route(text) for text in routes)
+
+def parse_config(value: object, path: str = "", known: tuple[str, ...] = ()) -> ProxyConfig:
+    """A proxy's configuration document (``upstream``, ``routes``, the specs of
+    ``FAULT_KEYS``: one item per endpoint or one for all, ``error_status``, ``seed``,
+    ``faults``) at ``path``; ``known``: keys of the same mapping its caller reads."""
+    fields = Fields(value, path, "config")
+    for key in known:
+        fields.get(key)
+    upstream = text(fields.get("upstream"), fields.at("upstream"))
+    routes = fields.get("routes", [])
+    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
+        raise FieldError(fields.at("routes"), "expected a list of route patterns")
+    parsed = each(routes, fields.at("routes"), parse_route)
     n = max(1, len(parsed))
-    latencies = parse_latency_spec(latency)
+    latencies = fields.parsed("latency", parse_latency_spec) or parse_latency_spec("0")
     if len(latencies) == 1:
         latencies *= n
     elif len(latencies) != n:
-        raise ValueError(
-            f"latency spec {latency!r} gives {len(latencies)} endpoints, the routes make {n}"
+        raise FieldError(
+            fields.at("latency"), f"the spec gives {len(latencies)} endpoints, the routes make {n}"
         )
 
-    def probabilities(text: str | None, what: str) -> tuple[float, ...]:
-        return (0.0,) * n if text is None else parse_error_spec(text, n, what)
+    def probabilities(key: str) -> tuple[float, ...]:
+        return fields.parsed(key, lambda spec: parse_error_spec(spec, n, key)) or (0.0,) * n
 
-    limits = (0,) * n if bandwidth is None else parse_bandwidth_spec(bandwidth, n)
-    starting = tuple(
-        EndpointState(*values)
-        for values in zip(
-            latencies,
-            probabilities(errors, "errors"),
-            probabilities(resets, "resets"),
-            probabilities(hangs, "hangs"),
-            limits,
-            strict=True,
-        )
+    states = zip(
+        latencies,
+        *(probabilities(key) for key in PROBABILITIES),
+        fields.parsed("bandwidth", lambda spec: parse_bandwidth_spec(spec, n)) or (0,) * n,
+        strict=True,
     )
-    return ProxyConfig(upstream, parsed, starting, faults, error_status, seed)
+    error_status = whole(fields.get("error_status", 503), fields.at("error_status"))
+    seed = fields.get("seed")
+    seed = None if seed is None else whole(seed, fields.at("seed"), strict=False)
+    try:
+        faults = parse_faults(fields.get("faults"))
+    except FieldError as exc:
+        raise exc.within(path) from None
+    fields.done()
+    try:
+        starting = tuple(EndpointState(*values) for values in states)
+        return ProxyConfig(upstream, tuple(parsed), starting, faults, error_status, seed)
+    except FieldError as exc:
+        raise exc.within(path) from None
 
 
 @dataclass(frozen=True)
@@ -217,7 +254,12 @@ def decide(state: EndpointState, rng: random.Random) -> Decision:
 
 
 @dataclass
-class _RouteStats:
+class RouteStats:
+    """What the proxy did on one route so far. ``GET /_blastradius/stats`` answers with
+    these names, and run.json keeps them (``workers.run_record.RouteCounts``, which has
+    the same fields: the services may not import the workers, and a test holds the two
+    equal)."""
+
     route: str
     requests: int = 0
     delayed: int = 0
@@ -228,19 +270,14 @@ class _RouteStats:
 
 
 @dataclass
-class _Stats:
-    routes: list[_RouteStats]
+class Stats:
+    """Every route's counts, requests no route took, upstream failures, and requests in
+    the proxy now (as ``workers.run_record.ProxyCounts``, with ``in_flight`` beside)."""
+
+    routes: list[RouteStats]
     unmatched: int = 0
     upstream_errors: int = 0
     in_flight: int = 0
-
-    def as_dict(self) -> dict:
-        return {
-            "routes": [vars(r) for r in self.routes],
-            "unmatched": self.unmatched,
-            "upstream_errors": self.upstream_errors,
-            "in_flight": self.in_flight,
-        }
 
 
 def _reset(request: web.Request) -> None:
@@ -277,7 +314,7 @@ def make_app(config: ProxyConfig) -> web.Application:
     dependency's are; each handler is short."""
     rng = random.Random(config.seed)
     clock = FaultClock(config.model(config.faults))
-    stats = _Stats([_RouteStats(r.text) for r in config.routes] or [_RouteStats("(all)")])
+    stats = Stats([RouteStats(r.text) for r in config.routes] or [RouteStats("(all)")])
     upstream = urlsplit(config.upstream)
     host = upstream.netloc
 
@@ -374,7 +411,7 @@ def make_app(config: ProxyConfig) -> web.Application:
             return response
 
     async def stats_handler(request: web.Request) -> web.Response:
-        return web.json_response(stats.as_dict())
+        return web.json_response(asdict(stats))
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -383,9 +420,11 @@ def make_app(config: ProxyConfig) -> web.Application:
         try:
             faults = parse_faults(yaml.safe_load(await request.text()))
             model = config.model(faults)
-        except (ValueError, yaml.YAMLError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise web.HTTPBadRequest(text=f"faults: {message}\n") from None
+        except ValueError as exc:  # a FieldError, with its path from "faults"
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        except yaml.YAMLError as exc:
+            message = str(exc).splitlines()[0]
+            raise web.HTTPBadRequest(text=f"faults: not valid YAML: {message}\n") from None
         clock.model = model
         return web.json_response({"faults": len(faults)})
 

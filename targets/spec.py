@@ -292,3 +292,8 @@ def format_latency_spec(latencies: tuple[Latency, ...]) -> str:
 def format_error_spec(probabilities: tuple[float, ...]) -> str:
     """Canonical errors spec text; ``parse_error_spec`` gives the same tuple back."""
     return _format_items(repr(float(p)) for p in probabilities)
+
+
+def format_bandwidth_spec(limits: tuple[int, ...]) -> str:
+    """Canonical bandwidth spec text; ``parse_bandwidth_spec`` gives the same tuple back."""
+    return _format_items(limits)

@@ -14,7 +14,13 @@ from blastradius.cluster.cli import main
 DEP = ["--dependency", "http://127.0.0.1:9"]
 
 BAD_INPUT = [
-    (["serve", "dependency"], "the following arguments are required: --latency"),
+    (["serve", "dependency"], "--latency: missing (or give --config FILE)"),
+    (["serve", "dependency", "--config", "/nonexistent.yaml"], "--config '/nonexistent.yaml': No"),
+    (
+        ["serve", "dependency", "--config", "-", "--errors", "0"],
+        "error: --errors: the configuration is in --config; give one or the other",
+    ),
+    (["serve", "dependency", "--latency", "1", "--seed", "-1"], "error: --seed: must be >= 0"),
     (["serve", "dependency", "--latency", "200*9,3q"], "latency spec item 2 '3q': unknown unit"),
     (["serve", "dependency", "--latency", ""], "latency spec is empty"),
     (
@@ -103,7 +109,9 @@ def test_errors_from_the_real_command_have_no_traceback():
     )
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.startswith("blastradius serve dependency: error: latency spec item 1")
+    assert result.stderr.startswith(
+        "blastradius serve dependency: error: --latency: latency spec item 1"
+    )
     assert result.stderr.count("\n") == 1
 
 

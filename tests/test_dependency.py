@@ -1,6 +1,7 @@
 """The dependency on loopback: latency, errors, faults over time, 10,000 sleepers."""
 
 import asyncio
+import json
 import math
 import statistics
 import tempfile
@@ -11,6 +12,7 @@ import pytest
 import requests
 
 from blastradius.cluster import launch
+from blastradius.targets.dependency import parse_config
 
 
 def _timed(session: requests.Session, url: str) -> tuple[int, float]:
@@ -131,3 +133,31 @@ def test_post_clock_moves_the_fault_schedules_origin():
             assert earlier.status_code == 200
             assert _timed(session, url)[1] >= 0.399  # 2 s after the origin: slow
             assert session.post(clock, params={"origin_ns": "soon"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("block", "problem"),
+    [
+        ({"latency": "200*9,30s"}, None),
+        ({"latency": "lognormal(1ms, p99=5ms)*2", "errors": "0,0.5", "seed": 3}, None),
+        ({"latency": "1*2", "faults": [{"at": "1s", "endpoint": "all", "errors": 1}]}, None),
+        ({"latency": "1", "errors": "0,1"}, "errors: errors spec '0,1' gives 2 endpoints"),
+        (
+            {"latency": "1", "faults": [{"at": 0, "endpoint": 1, "latency": 2}]},
+            "faults: endpoint 1",
+        ),
+        ({"latency": "1", "faults": [{"at": 0, "endpoint": 0, "resets": 1}]}, "faults: resets,"),
+        ({"latency": "1", "seed": "x"}, "seed: expected a number"),
+        ({"latency": "1", "url": "http://h"}, "url: unknown key (known here: latency,"),
+        ({"errors": "0"}, "latency: missing"),
+    ],
+)
+def test_a_config_reads_back_equal_from_its_document_or_names_the_key(block, problem):
+    # How the driver hands a launched dependency its configuration: nothing lost on the way.
+    if problem is not None:
+        with pytest.raises(ValueError) as info:
+            parse_config(block)
+        assert str(info.value).startswith(problem), info.value
+        return
+    config = parse_config(block)
+    assert parse_config(json.loads(json.dumps(config.to_json()))) == config

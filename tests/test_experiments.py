@@ -75,7 +75,7 @@ def test_quick_cases_keep_the_essays_ratio_of_threads_to_load():
             rate = scenario.load.shape.stages[0].start_rps
             blocking = next(t for t in scenario.targets if t.kind == "blocking")
             assert blocking.threads / (rate * 0.2) == pytest.approx(2.5)
-        assert quick.dependency.latencies == essay.dependency.latencies
+        assert quick.dependency.config.latencies == essay.dependency.config.latencies
 
 
 def test_capacity_and_slow_endpoints():

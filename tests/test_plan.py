@@ -7,7 +7,7 @@ import yaml
 
 from blastradius.cluster.plan import build_plan, generator_count
 from blastradius.cluster.scenario import parse_scenario
-from blastradius.targets.faults import parse_faults
+from blastradius.targets.dependency import parse_config as parse_dependency_config
 
 S = 1_000_000_000
 
@@ -36,10 +36,13 @@ def test_a_launched_dependency_and_targets_become_serve_commands():
     assert plan.generators == 3 and plan.launches
     dependency = plan.dependency
     assert dependency.kind == "dependency"
-    args = dict(zip(dependency.args[::2], dependency.args[1::2], strict=True))
-    assert args["--errors"] == "0.0*2,0.5" and args["--seed"] == "7" and args["--faults"] == "-"
-    # The schedule travels on stdin, as parsed objects written back: nothing re-read.
-    assert parse_faults(json.loads(dependency.stdin)) == plan.scenario.dependency.faults
+    assert dependency.args == ("--config", "-")
+    # The configuration travels on stdin as the document the scenario's block was, read
+    # back by the same function: equal to what the scenario parsed, schedule and all.
+    sent = json.loads(dependency.stdin)
+    assert sent["errors"] == "0.0*2,0.5" and sent["seed"] == 7
+    assert parse_dependency_config(sent) == plan.scenario.dependency.config
+    assert plan.scenario.dependency.faults
     assert [m.label for m in plan.fault_marks] == ["endpoint 2: latency 3s"]
     sync, async_ = plan.steps
     assert sync.service.args == ("--threads", "8", "--dependency-timeout", "0.5s")

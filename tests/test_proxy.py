@@ -5,6 +5,7 @@ streaming, resets, hangs, bandwidth, bad input and a dead upstream."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import json
 import random
@@ -23,8 +24,9 @@ from waits import wait_for
 
 from blastradius.cluster import launch
 from blastradius.targets.faults import EndpointState
-from blastradius.targets.proxy import decide, parse_route
+from blastradius.targets.proxy import RouteStats, Stats, decide, parse_config, parse_route
 from blastradius.targets.spec import Fixed, parse_duration_ns
+from blastradius.workers.run_record import ProxyCounts, RouteCounts
 
 BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]
 S, MS = 1_000_000_000, 1_000_000
@@ -272,7 +274,10 @@ def test_a_dead_upstream_is_a_502_and_counted():
         (["--upstream", "http://h", "--errors", "0.6", "--resets", "0.6"], "add up to more"),
         (["--upstream", "http://h", "--bandwidth", "fast"], "bandwidth spec item 1"),
         (["--upstream", "http://h", "--error-status", "200"], "not a 4xx or 5xx status"),
-        (["--upstream", "http://h", "--hangs", "2"], "hangs spec item 1 '2'"),
+        (["--upstream", "http://h", "--hangs", "2"], "--hangs: hangs spec item 1 '2'"),
+        (["--upstream", "http://h", "--route", "/a", "--route", "b"], "--route[1]: route 'b'"),
+        (["--latency", "1"], "--upstream: missing (or give --config FILE)"),
+        (["--config", "-", "--upstream", "http://h"], "--upstream: the configuration is in"),
     ],
 )
 def test_bad_proxy_input_is_one_line_and_exit_2(args, message):
@@ -282,6 +287,67 @@ def test_bad_proxy_input_is_one_line_and_exit_2(args, message):
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert message in result.stderr
+
+
+def test_a_config_file_is_a_scenarios_proxy_entry_read_by_the_same_function(tmp_path, quick):
+    # What a scenario's proxies: entry holds (without name and port) configures a proxy
+    # started by hand; its errors name the file and the key, as the scenario's name the
+    # entry and the key.
+    entry = {"upstream": quick, "routes": ["/endpoint/0"], "errors": 1, "error_status": 429}
+    config = tmp_path / "proxy.yaml"
+    config.write_text(json.dumps(entry))
+    with launch.start("proxy", ["--config", str(config)]) as proxy:
+        conn = connection(proxy.url)
+        assert [get(conn, p)[0].status for p in ("/endpoint/0", "/endpoint/1")] == [429, 200]
+    config.write_text(json.dumps({**entry, "error_status": 200}))
+    result = subprocess.run(
+        [*BLASTRADIUS, "serve", "proxy", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"blastradius serve proxy: error: --config {config}: error_status: 200 is not a 4xx "
+        "or 5xx status\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"upstream": "http://h:1/"},
+        {"upstream": "https://h", "routes": ["/a", "POST ~^/b/\\d+$"], "latency": "5ms,1s"},
+        {
+            "upstream": "http://h",
+            "routes": ["/a", "/b", "/c"],
+            "latency": "lognormal(200ms, p99=2s)",
+            "errors": "0.1*2,0",
+            "resets": 0.2,
+            "hangs": "0,0,0.5",
+            "bandwidth": "1000,0*2",
+            "error_status": 429,
+            "seed": 0,
+            "faults": [
+                {"at": "1s", "endpoint": [2], "hangs": 0},
+                {"at": 0, "endpoint": "all", "bandwidth": 5},
+            ],
+        },
+    ],
+)
+def test_a_config_written_as_a_document_reads_back_equal(entry):
+    # How the driver hands a launched proxy its configuration: nothing lost on the way.
+    config = parse_config(entry)
+    assert parse_config(json.loads(json.dumps(config.to_json()))) == config
+
+
+def test_the_stats_answer_has_the_names_run_json_keeps():
+    # The proxy may not import the workers, so its counters are declared twice; held equal.
+    def names(cls) -> list[str]:
+        return [field.name for field in dataclasses.fields(cls)]
+
+    assert names(RouteStats) == names(RouteCounts)
+    assert names(Stats) == [*names(ProxyCounts), "in_flight"]
 
 
 def test_injected_counts_add_up(quick):
@@ -361,9 +427,15 @@ def test_a_scenario_launches_its_proxy_and_the_run_records_what_it_injected(tmp_
         ([{"name": "p"}], "proxies[0].upstream: expected text"),
         ([{"name": "p", "upstream": "http://h", "port": 70000}], "proxies[0].port: 70000"),
         ([{"name": "p", "upstream": "http://h", "routes": "/a"}], "proxies[0].routes: expected"),
-        ([{"name": "p", "upstream": "http://h", "routes": ["x"]}], "proxies[0]: route 'x'"),
-        ([{"name": "p", "upstream": "ftp://h"}], "proxies[0]: upstream: 'ftp://h'"),
-        ([{"name": "p", "upstream": "http://h", "hangs": 3}], "proxies[0]: hangs spec item 1"),
+        (
+            [{"name": "p", "upstream": "http://h", "routes": ["x"]}],
+            "proxies[0].routes[0]: route 'x'",
+        ),
+        ([{"name": "p", "upstream": "ftp://h"}], "proxies[0].upstream: 'ftp://h'"),
+        (
+            [{"name": "p", "upstream": "http://h", "hangs": 3}],
+            "proxies[0].hangs: hangs spec item 1",
+        ),
         ([{"name": "p", "upstream": "http://h", "speed": 1}], "proxies[0].speed: unknown key"),
         (
             [
@@ -373,7 +445,7 @@ def test_a_scenario_launches_its_proxy_and_the_run_records_what_it_injected(tmp_
                     "faults": [{"at": "1s", "endpoint": 2, "hangs": 1}],
                 }
             ],
-            "proxies[0]: faults: endpoint 2 does not exist",
+            "proxies[0].faults: endpoint 2 does not exist",
         ),
         (
             [{"name": "p", "upstream": "http://h"}, {"name": "p", "upstream": "http://i"}],

@@ -80,7 +80,7 @@ def test_overrides_set_values_and_create_blocks():
     parsed = parse_scenario(document)
     assert parsed.load.shape.expected_requests() == 1500
     assert parsed.targets[0].threads == 16 and parsed.generators == 3
-    assert parsed.dependency.errors == (0.0,) * 9 + (0.5,)
+    assert parsed.dependency.config.error_ps == (0.0,) * 9 + (0.5,)
 
 
 MALFORMED = [
