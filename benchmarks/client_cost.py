@@ -1,15 +1,18 @@
 """Benchmark: CPU per request of the generator, this tree against an earlier revision.
 
-    python benchmarks/client_cost.py --baseline REV [--rate 6000] [--seconds 15] [--rounds 3]
+    python benchmarks/client_cost.py --baseline REV [--rate R ...] [--seconds 15] [--rounds 3]
 
 A rate search (``generator_rate.py``) answers "how fast", but on a shared
 machine its answer moves by a third from run to run. This answers "did a
 change make each request dearer": both trees' ``probe_generator.py`` send the
-same open-loop GETs at a rate both keep (nginx on core 1, the generator pinned
-to core 0, 32 connections opened before the start in both), alternating, and
-the CPU time (user + system) each probe process used is divided by its
-requests, after subtracting the CPU of a tiny run of the same tree (imports
-and start-up). The baseline tree is a ``git worktree`` of REV, removed after.
+same open-loop GETs at each rate (nginx on core 1, the generator pinned to
+core 0, 32 connections opened before the start in both), alternating, and the
+CPU time (user + system) each probe process used is divided by its requests,
+after subtracting the CPU of a tiny run of the same tree (imports and
+start-up). The baseline tree is a ``git worktree`` of REV, removed after. The
+rates default to 1,000, 5,000, 10,000 and 20,000 req/s: a generator that spins
+while it waits spends a core whatever the rate, so its cost per request falls
+as the rate rises; one that does not has the same cost at every rate.
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ def takes_connections(tree: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, metavar="REV")
-    parser.add_argument("--rate", type=float, default=6000)
+    parser.add_argument(
+        "--rate", type=float, nargs="+", default=[1000, 5000, 10000, 20000], metavar="R"
+    )
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
@@ -73,23 +78,28 @@ def main() -> None:
     )
     trees = {"this tree": ROOT, f"baseline {args.baseline}": baseline}
     nginx, url = start_nginx(workdir)
-    results: dict[str, list[float]] = {name: [] for name in trees}
+    results: dict[float, dict[str, list[float]]] = {}
+    lags: dict[float, dict[str, list[float]]] = {}
     try:
         start_up = {
             name: cpu_s(tree, url, 10, 0.1, takes_connections(tree))[0]
             for name, tree in trees.items()
         }
-        for _ in range(args.rounds):
-            for name, tree in trees.items():
-                used, probe = cpu_s(tree, url, args.rate, args.seconds, takes_connections(tree))
-                per_request_us = (used - start_up[name]) / probe["rows"] * 1e6
-                results[name].append(per_request_us)
-                lag = probe["send_lag_p99_ms"]
-                print(
-                    f"{name:>24}: {per_request_us:6.1f} us CPU per request "
-                    f"(ok {probe['ok']}/{probe['planned']}, lag p99 {lag:.2f} ms)",
-                    flush=True,
-                )
+        for rate in args.rate:
+            results[rate] = {name: [] for name in trees}
+            lags[rate] = {name: [] for name in trees}
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    used, probe = cpu_s(tree, url, rate, args.seconds, takes_connections(tree))
+                    per_request_us = (used - start_up[name]) / probe["rows"] * 1e6
+                    results[rate][name].append(per_request_us)
+                    lags[rate][name].append(probe["send_lag_p99_ms"])
+                    print(
+                        f"{rate:>7.0f}/s {name:>24}: {per_request_us:6.1f} us CPU per request "
+                        f"(ok {probe['ok']}/{probe['planned']}, "
+                        f"lag p99 {probe['send_lag_p99_ms']:.2f} ms)",
+                        flush=True,
+                    )
     finally:
         nginx.terminate()
         nginx.wait()
@@ -99,23 +109,34 @@ def main() -> None:
             capture_output=True,
         )
         shutil.rmtree(workdir, ignore_errors=True)
-    medians = {name: sorted(values)[len(values) // 2] for name, values in results.items()}
-    this, base = medians.values()
-    print(f"median: this tree {this:.1f} us, baseline {base:.1f} us, ratio {this / base:.3f}")
+    medians = {
+        rate: {name: _median(values) for name, values in by_tree.items()}
+        for rate, by_tree in results.items()
+    }
+    for rate, by_tree in medians.items():
+        this, base = by_tree.values()
+        print(
+            f"{rate:>7.0f}/s median: this tree {this:.1f} us, baseline {base:.1f} us, "
+            f"ratio {this / base:.3f}"
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
-                    "rate": args.rate,
+                    "rates": args.rate,
                     "seconds": args.seconds,
                     "start_up_cpu_s": start_up,
-                    "us_per_request": results,
-                    "median": medians,
-                    "ratio": this / base,
+                    "us_per_request": {str(rate): v for rate, v in results.items()},
+                    "send_lag_p99_ms": {str(rate): v for rate, v in lags.items()},
+                    "median": {str(rate): v for rate, v in medians.items()},
                 },
                 indent=2,
             )
         )
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 if __name__ == "__main__":

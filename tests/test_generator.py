@@ -13,7 +13,7 @@ import pytest
 from servers import scripted_server
 
 from blastradius.cluster import launch
-from blastradius.workers.generator import ClosedLoop, Generator, Share, run_share
+from blastradius.workers.generator import _TICK_NS, ClosedLoop, Generator, Share, _ticks, run_share
 from blastradius.workers.schedule import Schedule
 
 S = 1_000_000_000
@@ -248,3 +248,31 @@ def test_a_connection_that_never_opens_is_a_timeout_not_a_connect_error():
     assert set(rows["error"]) == {"timeout"} and set(rows["status"]) == {0}
     assert rows["latency_ns"].between(300 * MS, 300 * MS + 200 * MS).all()
     assert summary.errors == {"timeout": 5}
+
+
+@pytest.mark.parametrize(
+    ("wait_ns", "ticks"),
+    [(1, 1), (200_000, 1), (999_999, 1), (1_000_000, 1), (1_000_001, 2), (7_300_000, 8), (0, 1)],
+)
+def test_a_wait_is_whole_timer_ticks(wait_ns, ticks):
+    assert _ticks(wait_ns) == ticks * _TICK_NS
+
+
+def test_the_open_loop_wakes_once_a_tick_not_once_a_request(dependency, monkeypatch):
+    # 3,000 req/s: a send due every 333 us, under the loop's 1 ms timer tick. A wait that
+    # short fires at once (libuv rounds it to 0 ms), so waiting for each send spun the
+    # loop thousands of times a second; each tick now sends what is due by then.
+    sleeps = []
+    sleep_until = Generator._sleep_until
+
+    async def counted(self, mono_ns):
+        sleeps.append(mono_ns)
+        await sleep_until(self, mono_ns)
+
+    monkeypatch.setattr(Generator, "_sleep_until", counted)
+    schedule = Schedule.constant_rate(3000, requests=3000)
+    summary, rows = run(Share("tick", (f"{dependency.url}/endpoint/0",), schedule, 5 * S))
+    assert summary.rows == 3000
+    lag_ms = (rows["sent_ns"] - rows["intended_ns"]) / MS
+    assert lag_ms.min() >= 0  # never early
+    assert len(sleeps) < 3000 / 2, len(sleeps)  # about one a tick: 1,000 in the second

@@ -59,6 +59,9 @@ from blastradius.workers.template import RequestTemplate, Tls, pick, weights_of
 Sink = Callable[[pa.RecordBatch], Awaitable | None]
 _YIELD_EVERY = 32  # sends in a row without sleeping before the loop lets responses in
 _INTERRUPTIBLE_SLEEP_S = 0.05
+# The event loop's timer resolution: libuv (uvloop) counts timers in whole milliseconds,
+# and fires one shorter than half of one at once, so a wait is a whole number of ticks.
+_TICK_NS = 1_000_000
 _WRITER_NICE = 10
 _WARM_TIMEOUT_S = 5.0
 
@@ -80,6 +83,11 @@ class ClosedLoop:
     def users(self, worker: int, workers: int) -> int:
         """Users run by generator ``worker`` of ``workers``."""
         return _split(self.concurrency, worker, workers)
+
+
+def _ticks(wait_ns: int) -> int:
+    """``wait_ns`` rounded up to whole timer ticks (at least one)."""
+    return max(1, -(-wait_ns // _TICK_NS)) * _TICK_NS
 
 
 def _split(total: int, worker: int, workers: int) -> int:
@@ -259,14 +267,20 @@ class Generator:
             await asyncio.wait_for(self._stopped.wait(), delay)
 
     async def _open_loop(self, load: Schedule) -> None:
+        """Send each request of this generator's share when it is due: the loop wakes on
+        timer ticks and sends every request due by then, and yields to responses after
+        ``_YIELD_EVERY`` sends in a row."""
         share, seq, in_a_row = self.share, 0, 0
         for indices, offsets in schedule.share(load, share.worker, share.workers):
             endpoints = self._pick(indices).tolist()
             for endpoint, due in zip(endpoints, (offsets + self._start_mono).tolist(), strict=True):
-                if due > time.monotonic_ns():
-                    # Timers tick in milliseconds and may wake early: never send before due.
-                    while due > time.monotonic_ns() and not self._stop_requested:
-                        await self._sleep_until(due)
+                now = time.monotonic_ns()
+                if due > now:
+                    # Wake on whole ticks and send what is due by then: up to a tick late,
+                    # never early (a timer may still fire early: then wait one more).
+                    while due > now and not self._stop_requested:
+                        await self._sleep_until(now + _ticks(due - now))
+                        now = time.monotonic_ns()
                     in_a_row = 0
                 else:
                     in_a_row += 1
