@@ -36,12 +36,22 @@ class Runs:
         return next(iter(self.manifests.values()), RunRecord(""))
 
 
-def _read_shard(filesystem: pafs.FileSystem, path: str) -> pa.Table:
-    table = pq.read_table(path, filesystem=filesystem)
-    layout.check_schema_version(table.schema.metadata)
-    missing = [name for name in SCHEMA.names if name not in table.column_names]
+def check_shard(schema: pa.Schema) -> None:
+    """``ValueError`` unless ``schema`` is a shard's of a version this reads."""
+    layout.check_schema_version(schema.metadata)
+    missing = [name for name in SCHEMA.names if name not in schema.names]
     if missing:
         raise ValueError(f"not a blastradius shard (no {missing[0]} column)")
+
+
+def skipped_entry(shard: Shard, exc: Exception) -> str:
+    """How a shard that cannot be read is named in ``Runs.skipped``: ``path: reason``."""
+    return f"{shard.path}: {str(exc).splitlines()[0][:160]}"
+
+
+def _read_shard(filesystem: pafs.FileSystem, path: str) -> pa.Table:
+    table = pq.read_table(path, filesystem=filesystem)
+    check_shard(table.schema)
     return table.select(SCHEMA.names)
 
 
@@ -58,8 +68,19 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def load(path: str) -> Runs:
-    """Read a run directory, a directory of runs, or a filesystem URI of either."""
+@dataclass(frozen=True)
+class Shard:
+    """One published shard of a run: where it is, and whose rows it holds."""
+
+    filesystem: pafs.FileSystem
+    path: str
+    run: str
+    target: str
+
+
+def locate(path: str) -> tuple[dict[str, RunRecord], list[Shard]]:
+    """The manifests (run id -> run.json) and the published shards of a run directory, a
+    directory of runs, or a filesystem URI of either; no row is read."""
     shown = str(path) if str(path).isprintable() else repr(str(path))  # messages: one line
     try:
         filesystem, root = layout.resolve(str(path).rstrip("/"))
@@ -67,7 +88,9 @@ def load(path: str) -> Runs:
     except (OSError, ValueError, pa.ArrowException) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FileNotFoundError(f"{shown}: cannot read it: {first[:200]}") from None
-    tables, manifests, skipped = [], {}, []
+    if not runs:
+        raise FileNotFoundError(f"{shown}: no run.json here or in the directories below")
+    manifests, shards = {}, []
     for run_dir in runs:
         location = f"{run_dir}/{layout.MANIFEST}"
         with filesystem.open_input_stream(location) as stream:
@@ -77,19 +100,27 @@ def load(path: str) -> Runs:
                 )
             except ValueError as exc:
                 raise FileNotFoundError(f"{location}: {exc}") from None
-        run_id = manifest.run_id
-        manifests[run_id] = manifest
-        for target, shard in layout.shards(filesystem, run_dir):
-            try:
-                table = _read_shard(filesystem, shard)
-            except (OSError, ValueError, pa.ArrowException) as exc:
-                skipped.append(f"{shard}: {str(exc).splitlines()[0][:160]}")
-                continue
-            n = table.num_rows
-            table = table.append_column("target", pa.array([target] * n, pa.string()))
-            tables.append(table.append_column("run", pa.array([run_id] * n, pa.string())))
-    if not runs:
-        raise FileNotFoundError(f"{shown}: no run.json here or in the directories below")
+        manifests[manifest.run_id] = manifest
+        shards += [
+            Shard(filesystem, shard, manifest.run_id, target)
+            for target, shard in layout.shards(filesystem, run_dir)
+        ]
+    return manifests, shards
+
+
+def load(path: str) -> Runs:
+    """Read a run directory, a directory of runs, or a filesystem URI of either."""
+    manifests, shards = locate(path)
+    tables, skipped = [], []
+    for shard in shards:
+        try:
+            table = _read_shard(shard.filesystem, shard.path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            skipped.append(skipped_entry(shard, exc))
+            continue
+        n = table.num_rows
+        table = table.append_column("target", pa.array([shard.target] * n, pa.string()))
+        tables.append(table.append_column("run", pa.array([shard.run] * n, pa.string())))
     schema = pa.schema(
         [
             *SCHEMA,  # its fields: the shard metadata stays behind

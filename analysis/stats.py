@@ -14,6 +14,7 @@ groups, each group's values are gathered by a radix sort of the codes instead.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -119,16 +120,64 @@ def _saturated(codes: np.ndarray, workers: np.ndarray, lag: np.ndarray, ngroups:
     return np.asarray(late.reshape(ngroups, nworkers).any(axis=1))
 
 
+@dataclass(frozen=True)
+class Figures:
+    """The figures a SUMMARY is made of, per group code: counts, first and last intended
+    time, the percentiles (ns; NaN for none), saturation, and error counts by kind (one
+    column per ``kinds``, "" among them for no error). Computed over loaded rows
+    (``_summaries``) or over a run's files (``analysis.scan``), assembled by one rule."""
+
+    requests: np.ndarray
+    good: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    latency: dict[str, np.ndarray]  # QUANTILES and max_ms
+    service_p99: np.ndarray
+    send_lag_p99: np.ndarray
+    saturated: np.ndarray
+    error_counts: np.ndarray
+    kinds: list[str]
+
+    def summaries(self) -> list[dict]:
+        """SUMMARY of each group code (DESIGN.md keys)."""
+        return [self._summary(g) for g in range(len(self.requests))]
+
+    def _summary(self, g: int) -> dict:
+        def ms(values: np.ndarray) -> float | None:
+            return None if np.isnan(values[g]) else float(values[g]) / MS
+
+        n = int(self.requests[g])
+        span_s = (self.last[g] - self.first[g]) / 1e9 if n > 1 else 0
+        throughput = (n - 1) / span_s if span_s > 0 else None
+        availability = self.good[g] / n if n else None
+        return {
+            "requests": n,
+            "ok": int(self.good[g]),
+            "availability": availability,
+            "throughput_rps": throughput,
+            "goodput_rps": None
+            if throughput is None or availability is None
+            else throughput * availability,
+            **{name: ms(self.latency[name]) for name in (*QUANTILES, "max_ms")},
+            "service_p99_ms": ms(self.service_p99),
+            "errors": {
+                kind: int(self.error_counts[g, k])
+                for k, kind in enumerate(self.kinds)
+                if kind and kind in ERROR_KINDS and self.error_counts[g, k]
+            },
+            "send_lag_p99_ms": ms(self.send_lag_p99),
+            "saturated": bool(self.saturated[g]),
+        }
+
+
 def _summaries(frame: pd.DataFrame, codes: np.ndarray, ngroups: int) -> list[dict]:
-    """SUMMARY of each group code, computed for all groups at once. Over 60 lines: one
-    pass over the columns, each figure beside the arrays it shares with the others
-    (split up, the parts would pass a dozen arrays between them)."""
+    """SUMMARY of each group code, computed for all groups at once: one pass over the
+    columns, each figure beside the arrays it shares with the others."""
     codes = _small_codes(codes, ngroups)
     ok = frame["ok"].to_numpy(dtype=bool)
     intended = frame["intended_ns"].to_numpy()
     sent = frame["sent_ns"].notna().to_numpy()
     all_sent = bool(sent.all())
-    good = bincount(codes[ok], ngroups)
     latency_q = grouped_quantiles(
         codes, _ints(frame["latency_ns"]), ngroups, {**QUANTILES, "max_ms": 1.0}, ok
     )
@@ -151,38 +200,18 @@ def _summaries(frame: pd.DataFrame, codes: np.ndarray, ngroups: int) -> list[dic
     error_keys *= len(kinds)
     error_keys += error_codes.cat.codes.to_numpy()
     error_counts = bincount(error_keys, ngroups * len(kinds)).reshape(ngroups, len(kinds))
-    requests = error_counts.sum(axis=1)  # every row has one error kind ("" for none)
-
-    def ms(values: np.ndarray, g: int) -> float | None:
-        return None if np.isnan(values[g]) else float(values[g]) / MS
-
-    result = []
-    for g in range(ngroups):
-        n = int(requests[g])
-        span_s = (last[g] - first[g]) / 1e9 if n > 1 else 0
-        throughput = (n - 1) / span_s if span_s > 0 else None
-        availability = good[g] / n if n else None
-        result.append(
-            {
-                "requests": n,
-                "ok": int(good[g]),
-                "availability": availability,
-                "throughput_rps": throughput,
-                "goodput_rps": None
-                if throughput is None or availability is None
-                else throughput * availability,
-                **{name: ms(latency_q[name], g) for name in (*QUANTILES, "max_ms")},
-                "service_p99_ms": ms(service_q["service_p99_ms"], g),
-                "errors": {
-                    kind: int(error_counts[g, k])
-                    for k, kind in enumerate(kinds)
-                    if kind and kind in ERROR_KINDS and error_counts[g, k]
-                },
-                "send_lag_p99_ms": ms(lag_q["send_lag_p99_ms"], g),
-                "saturated": bool(saturated[g]),
-            }
-        )
-    return result
+    return Figures(
+        requests=error_counts.sum(axis=1),  # every row has one error kind ("" for none)
+        good=bincount(codes[ok], ngroups),
+        first=first,
+        last=last,
+        latency=latency_q,
+        service_p99=service_q["service_p99_ms"],
+        send_lag_p99=lag_q["send_lag_p99_ms"],
+        saturated=saturated,
+        error_counts=error_counts,
+        kinds=kinds,
+    ).summaries()
 
 
 def summarize(frame: pd.DataFrame) -> dict:

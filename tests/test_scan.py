@@ -1,0 +1,111 @@
+"""Summaries over a run's files (``analysis.scan``): figure for figure what ``summary``
+gives over the loaded rows, for runs of several targets, generators and shards."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from blastradius.analysis import load, summary
+from blastradius.analysis.load import locate
+from blastradius.analysis.scan import buckets, readable, summaries
+from blastradius.analysis.select import CHUNK
+from blastradius.workers.kinds import ERROR_KINDS
+from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.record import NULL_NS, RowBuffer
+from blastradius.workers.shards import write_shard
+
+S, MS, US = 1_000_000_000, 1_000_000, 1_000
+T0 = 1_790_000_000_000_000_000
+CODES = list(range(len(ERROR_KINDS)))
+
+
+def write_run(run_dir, rng: np.random.Generator, targets: dict[str, int]) -> None:
+    """A run whose targets have the given numbers of rows, over three generators and
+    shards of random sizes: failures of every kind, unsent requests, latencies from
+    microseconds to seconds (ties included), one generator lagging past 10 ms."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"run_id": run_dir.name, "status": "completed"}))
+    for target, n in targets.items():
+        intended = T0 + np.sort(rng.integers(0, 60 * S, n))
+        worker = rng.integers(0, 3, n)
+        lag = np.where(worker == 2, rng.integers(0, 30 * MS, n), rng.integers(0, 300 * US, n))
+        sent = np.where(rng.random(n) < 0.05, NULL_NS, intended + lag)
+        service = np.round(rng.lognormal(np.log(20 * MS), 1.5, n), -4).astype(np.int64)
+        error = np.where(rng.random(n) < 0.1, rng.choice(CODES, n), 0)
+        status = np.where(error == 0, 200, 0)
+        buffers = {w: RowBuffer(worker=w, node="n") for w in range(3)}
+        cuts = sorted(rng.integers(0, n, 4).tolist())
+        for i in range(n):
+            done = intended[i] + S if sent[i] == NULL_NS else sent[i] + service[i]
+            buffers[int(worker[i])].add(
+                i, 0, int(intended[i]), int(sent[i]), int(done), int(status[i]), int(error[i]), 2
+            )
+            if i in cuts or i == n - 1:
+                for w, buffer in buffers.items():
+                    shard = buffer.close()
+                    if shard is not None:
+                        write_shard([shard], shard_dir(str(run_dir), target), shard_name(w, i))
+                    buffers[w] = RowBuffer(worker=w, node="n")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_runs_summaries_from_its_files_equal_those_of_its_loaded_rows(tmp_path, seed):
+    write_run(tmp_path / "run", np.random.default_rng(seed), {"a": 3000, "b": 700, "c": 1})
+    _, shards = locate(str(tmp_path / "run"))
+    good, skipped = readable(shards)
+    streamed = summaries(good, lambda shard: shard.target)
+    assert not skipped and streamed == summary(load(str(tmp_path / "run")).rows)
+    assert streamed["a"]["saturated"] and streamed["a"]["errors"]
+
+
+def test_a_shard_longer_than_a_batch_and_several_runs_as_series(tmp_path):
+    rng = np.random.default_rng(9)
+    write_run(tmp_path / "runs" / "one", rng, {"t": CHUNK + 1000})
+    write_run(tmp_path / "runs" / "two", rng, {"t": 500})
+    _, shards = locate(str(tmp_path / "runs"))
+    streamed = summaries(readable(shards)[0], lambda shard: f"{shard.run}/{shard.target}")
+    rows = load(str(tmp_path / "runs")).rows
+    series = rows["run"].astype(str) + "/" + rows["target"].astype(str)
+    assert list(streamed) == ["one/t", "two/t"]
+    assert streamed == summary(rows.assign(series=series), by="series")
+
+
+def test_unreadable_shards_are_named_and_left_out_before_any_row_is_read(tmp_path):
+    write_run(tmp_path / "run", np.random.default_rng(4), {"t": 50})
+    folder = tmp_path / "run" / "requests" / "target=t"
+    good = sorted(folder.iterdir())[0].read_bytes()
+    (folder / "part-0009-000001.parquet").write_bytes(good[: len(good) // 2])
+    pd.DataFrame({"x": [1]}).to_parquet(folder / "part-0009-000002.parquet")
+    _, shards = locate(str(tmp_path / "run"))
+    kept, skipped = readable(shards)
+    loaded = load(str(tmp_path / "run"))
+    assert [entry.split(": ")[0] for entry in skipped] == [
+        entry.split(": ")[0] for entry in loaded.skipped
+    ]
+    assert skipped[1] == loaded.skipped[1] and "not a blastradius shard" in skipped[1]
+    assert len(kept) == len(shards) - 2
+    assert summaries(kept, lambda shard: shard.target) == summary(loaded.rows)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([-5, 0], [0, 0]),  # nothing below 0: a negative shares 0's bucket
+        ([1], [128]),  # float64(2): one octave up
+        ([127, 128], [896, 897]),  # float64(128) and float64(129): 7 octaves up
+        ([2**62, 2**63 - 1], [62 * 128, 62 * 128]),  # clipped at 2**62
+    ],
+)
+def test_buckets_are_ordered_and_log_spaced(values, expected):
+    assert buckets(np.array(values, np.int64)).tolist() == expected
+
+
+def test_a_bucket_is_under_one_percent_wide():
+    values = np.unique(np.random.default_rng(0).integers(1000, 10**12, 100_000))
+    key = buckets(values)
+    assert (np.diff(key) >= 0).all()
+    for k in np.unique(key)[:: len(np.unique(key)) // 50]:
+        members = values[key == k]
+        assert members.max() <= members.min() * 1.01
