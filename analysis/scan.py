@@ -1,8 +1,10 @@
-"""Summaries over a run's files, exact, in memory bounded by the groups, not the rows.
+"""Summaries and timelines over a run's files, exact, in memory bounded by the groups
+(series, or series x windows), not the rows.
 
-``summaries(shards, series)`` gives what ``stats.summary`` gives over the loaded rows,
-equal figure for figure, but reads each shard twice, a batch of a few columns at a
-time, and never holds the run:
+``summaries(shards, series)`` and ``timeline(shards, series, ...)`` give what
+``stats.summary`` and ``stats.timeline`` give over the loaded rows, equal figure for
+figure, but read each shard twice, a batch of a few columns at a time, and never hold
+the run:
 
 1. Counting: per series, requests, ok requests, error kinds, the first and last
    intended time, and histograms of log-spaced buckets (``select``'s buckets, from 0:
@@ -13,8 +15,10 @@ time, and never holds the run:
    as ``select.nearest_rank_ranks``), then only the values in those buckets, which
    are sorted to read each rank off its bucket.
 
-Memory is the histograms (series x 8,192 buckets x 3) and the values of the wanted
-buckets: each under 1% of the value's width, so a small share of the rows. A shard
+A timeline's cells are (series, window of intended time), its windows found first in
+the shards' statistics. Memory is the histograms (cells x buckets, within
+``select.MAX_BINS``: fewer buckets per octave for many cells) and the values of the
+wanted buckets, each a narrow band of values (under 1% wide for a summary). A shard
 that cannot be read is skipped, named (as ``load`` does), before any counting.
 """
 
@@ -24,32 +28,40 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from blastradius.analysis.load import Shard, check_shard, skipped_entry
-from blastradius.analysis.select import CHUNK, nearest_rank_ranks
-from blastradius.analysis.stats import MS, QUANTILES, SATURATION_LAG_MS, Figures
+from blastradius.analysis.select import CHUNK, MAX_BINS, nearest_rank_ranks
+from blastradius.analysis.stats import (
+    MS,
+    QUANTILES,
+    SATURATION_LAG_MS,
+    TIMELINE_QUANTILES,
+    Figures,
+    timeline_frame,
+)
 
-_BITS = 7  # buckets per octave: as select.MANTISSA_BITS
-_WIDTH = 64 << _BITS  # buckets of every int64 from 0 up (below 2**63: 63 octaves)
+_BITS = 7  # buckets per octave at most: as select.MANTISSA_BITS
 _MAX = 1 << 62  # values are clipped here for their bucket (never for their figure)
-_METRICS = {  # what is selected: its column, which rows, and the fractions wanted
-    "latency": ("latency_ns", {**QUANTILES, "max_ms": 1.0}),
-    "service": ("service_ns", {"service_p99_ms": 0.99}),
-    "lag": ("sent_ns", {"send_lag_p99_ms": 0.99}),
+_SUMMARY_METRICS = {  # what a summary selects, and the fractions wanted of it
+    "latency": {**QUANTILES, "max_ms": 1.0},
+    "service": {"service_p99_ms": 0.99},
+    "lag": {"send_lag_p99_ms": 0.99},
 }
 _COUNTED = ["ok", "intended_ns", "sent_ns", "latency_ns", "service_ns", "worker", "error"]
 _GATHERED = ["ok", "intended_ns", "sent_ns", "latency_ns", "service_ns"]
 
 
-def buckets(values: np.ndarray) -> np.ndarray:
-    """Each value's bucket: the top ``11 + _BITS`` bits of ``float64(value + 1)``, less
-    those of 1.0, for values clipped to ``[0, _MAX]``: ordered and log-spaced."""
+def buckets(values: np.ndarray, bits: int = _BITS) -> np.ndarray:
+    """Each value's bucket: the top ``11 + bits`` bits of ``float64(value + 1)``, less
+    those of 1.0, for values clipped to ``[0, _MAX]``: ordered and log-spaced, 63 octaves
+    of ``2**bits`` buckets."""
     key = (np.clip(values, 0, _MAX) + 1).astype(np.float64).view(np.int64)
-    key >>= 52 - _BITS
-    key -= 1023 << _BITS
+    key >>= 52 - bits
+    key -= 1023 << bits
     return key
 
 
@@ -90,31 +102,170 @@ def _values(batch: pa.RecordBatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-class _Counts:
-    """What the first pass counts, per group code."""
+class _Selection:
+    """Nearest-rank quantiles of some metrics per cell, exact, over batches seen twice:
+    ``count`` every batch, then ``gather`` every batch again; ``picked`` then holds, per
+    metric, ``[cell, j]``: the cell's j-th fraction (NaN for a cell without values)."""
 
-    def __init__(self, ngroups: int) -> None:
-        self.requests = np.zeros(ngroups, np.int64)
-        self.good = np.zeros(ngroups, np.int64)
-        self.first = np.full(ngroups, np.iinfo(np.int64).max)
-        self.last = np.full(ngroups, np.iinfo(np.int64).min)
-        self.histograms = {m: np.zeros((ngroups, _WIDTH), np.int64) for m in _METRICS}
-        self.errors: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(ngroups, np.int64))
+    def __init__(self, ncells: int, metrics: dict[str, dict[str, float]]) -> None:
+        # As many buckets per octave as keep the histograms within select's bound.
+        room = MAX_BINS // max(ncells * 64, 1)
+        self.bits = int(np.clip(room.bit_length() - 1, 2, _BITS))
+        self.width = 64 << self.bits
+        self.ncells = ncells
+        self.fractions = {m: np.array(list(qs.values())) for m, qs in metrics.items()}
+        self.histograms = {m: np.zeros(ncells * self.width, np.int64) for m in metrics}
+        self.picked = {m: np.full((ncells, len(f)), np.nan) for m, f in self.fractions.items()}
+        self._planned = False  # the counting pass is over: the wanted buckets are known
+        self._wanted: dict[str, np.ndarray] = {}
+        self._where: dict[str, tuple[np.ndarray, ...]] = {}
+        self._found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+
+    def _keys(self, cells: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return cells.astype(np.int64) * self.width + buckets(values, self.bits)
+
+    def count(self, cells: np.ndarray, values: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Pass 1: count the batch's values (``values[metric]``: values and which rows
+        count) into their cells' buckets (``cells``: each row's cell)."""
+        for metric, histogram in self.histograms.items():
+            v, where = values[metric]
+            key = self._keys(cells[where], v[where])
+            if len(key):
+                first = int(key.min())
+                counts = np.bincount(key - first)
+                histogram[first : first + len(counts)] += counts
+
+    def gather(self, cells: np.ndarray, values: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Pass 2: keep the batch's values that lie in a bucket holding a wanted rank."""
+        if not self._planned:
+            self._plan()
+        for metric, wanted in self._wanted.items():
+            v, where = values[metric]
+            v = v[where]
+            key = self._keys(cells[where], v)
+            hit = wanted[key]
+            if hit.any():
+                self._found[metric].append((key[hit], v[hit]))
+
+    def _plan(self) -> None:
+        """From the counts: each wanted rank's bucket, and its rank inside the bucket."""
+        self._planned = True
+        for metric, histogram in self.histograms.items():
+            table = histogram.reshape(self.ncells, self.width)
+            n = table.sum(axis=1)
+            present = np.flatnonzero(n)
+            if not len(present):
+                continue
+            ranks = nearest_rank_ranks(n[present, None], self.fractions[metric][None, :])
+            ends = np.cumsum(table[present], axis=1)
+            bucket = np.stack(
+                [np.searchsorted(e, r, side="right") for e, r in zip(ends, ranks, strict=True)]
+            ).reshape(len(present), len(self.fractions[metric]))
+            rows = np.arange(len(present))[:, None]
+            inside = ranks - (ends[rows, bucket] - table[present[:, None], bucket])
+            keys = present[:, None] * self.width + bucket
+            wanted = np.zeros(self.ncells * self.width, bool)
+            wanted[keys.ravel()] = True
+            self._wanted[metric] = wanted
+            self._where[metric] = (present, keys, inside)
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """The picked values, once every batch was gathered."""
+        if not self._planned:
+            self._plan()
+        for metric, (present, keys, inside) in self._where.items():
+            parts = self._found.pop(metric, [])
+            if not len(present) or not parts:
+                continue
+            key = np.concatenate([k for k, _ in parts])
+            value = np.concatenate([v for _, v in parts])
+            order = np.lexsort((value, key))
+            key, value = key[order], value[order]
+            self.picked[metric][present] = value[np.searchsorted(key, keys) + inside]
+        return self.picked
+
+
+def _span(shard: Shard) -> tuple[int, int]:
+    """The first and last intended time of a shard's rows, from its row groups'
+    statistics (the column itself where a writer left them out)."""
+    with shard.filesystem.open_input_file(shard.path) as source:
+        parquet = pq.ParquetFile(source)
+        column = parquet.schema_arrow.get_field_index("intended_ns")
+        stats = [
+            parquet.metadata.row_group(i).column(column).statistics
+            for i in range(parquet.metadata.num_row_groups)
+        ]
+        if all(s is not None and s.has_min_max for s in stats):
+            return min(s.min for s in stats), max(s.max for s in stats)
+        intended = parquet.read(columns=["intended_ns"]).column(0)
+        return pc.min(intended).as_py(), pc.max(intended).as_py()
+
+
+def timeline(
+    shards: Sequence[Shard],
+    series: Callable[[Shard], str],
+    window_ns: int = 1_000_000_000,
+    start_ns: int | None = None,
+    quantiles: dict[str, float] | None = None,
+    service: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """``stats.timeline`` of the shards' rows, with ``target`` the series (in sorted
+    order): windows of intended time from ``start_ns``, else from each series' first
+    intended time, found in the shards' statistics before the two passes."""
+    latency_qs = {**TIMELINE_QUANTILES, **(quantiles or {})}
+    metrics = {"latency": latency_qs, "service": service or {}}
+    spanned = [(shard, _span(shard)) for shard in shards]
+    spanned = [(shard, span) for shard, span in spanned if span[0] is not None]  # no rows
+    shards = [shard for shard, _ in spanned]
+    labels = sorted({series(shard) for shard in shards})
+    if not labels:
+        names = [*latency_qs, *metrics["service"]]
+        return timeline_frame([], 1, window_ns, *(np.zeros(0, np.int64),) * 2, {}, names)
+    codes = [labels.index(series(shard)) for shard in shards]
+    first = np.full(len(labels), np.iinfo(np.int64).max)
+    last = np.full(len(labels), np.iinfo(np.int64).min)
+    for (_, (low, high)), g in zip(spanned, codes, strict=True):
+        first[g], last[g] = min(first[g], low), max(last[g], high)
+    origins = first if start_ns is None else np.full(len(labels), start_ns)
+    nwindows = int(((last - origins) // window_ns).max()) + 1
+    ncells = len(labels) * nwindows
+    selection = _Selection(ncells, {m: qs for m, qs in metrics.items() if qs})
+    scheduled, good = np.zeros(ncells, np.int64), np.zeros(ncells, np.int64)
+    for gathering in (False, True):
+        for shard, g in zip(shards, codes, strict=True):
+            for batch in _batches(shard, _GATHERED):
+                intended = batch.column("intended_ns").to_numpy()
+                cells = g * nwindows + (intended - origins[g]) // window_ns
+                values = _values(batch)
+                if gathering:
+                    selection.gather(cells, values)
+                    continue
+                scheduled += np.bincount(cells, minlength=ncells)
+                good += np.bincount(cells[values["latency"][1]], minlength=ncells)
+                selection.count(cells, values)
+    picked = selection.finish()
+    qs = {name: picked[m][:, j] for m in picked for j, name in enumerate(metrics[m])}
+    return timeline_frame(labels, nwindows, window_ns, scheduled, good, qs)
+
+
+class _Counts:
+    """What a summary counts besides its selections, per series code."""
+
+    def __init__(self, nseries: int) -> None:
+        self.requests = np.zeros(nseries, np.int64)
+        self.good = np.zeros(nseries, np.int64)
+        self.first = np.full(nseries, np.iinfo(np.int64).max)
+        self.last = np.full(nseries, np.iinfo(np.int64).min)
+        self.errors: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(nseries, np.int64))
         self.lagged: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
 
-    def add(self, g: int, batch: pa.RecordBatch) -> None:
-        if not batch.num_rows:
-            return
-        values = _values(batch)
-        ok = values["latency"][1]
+    def add(self, g: int, batch: pa.RecordBatch, values: dict) -> None:
+        """Count a batch of series ``g`` (``values``: its ``_values``)."""
         intended = batch.column("intended_ns").to_numpy()
         self.requests[g] += batch.num_rows
-        self.good[g] += int(ok.sum())
+        self.good[g] += int(values["latency"][1].sum())
         self.first[g] = min(self.first[g], int(intended.min()))
         self.last[g] = max(self.last[g], int(intended.max()))
-        for metric, (v, where) in values.items():
-            key = buckets(v[where])
-            self.histograms[metric][g] += np.bincount(key, minlength=_WIDTH)
         errors = batch.column("error")
         if not isinstance(errors, pa.DictionaryArray):
             errors = pc.dictionary_encode(errors)
@@ -133,73 +284,46 @@ class _Counts:
             cell[0] += sent_n
             cell[1] += within_n
 
+    def saturated(self) -> np.ndarray:
+        """Per series: whether a generator's send-lag p99 passed the saturation bound
+        (counting suffices: ``stats._saturated``)."""
+        late = np.zeros(len(self.requests), bool)
+        for (g, _), (n, within) in self.lagged.items():
+            late[g] |= within <= int(nearest_rank_ranks(np.array(n), np.array(0.99)))
+        return late
+
 
 def summaries(shards: Sequence[Shard], series: Callable[[Shard], str]) -> dict[str, dict]:
     """SUMMARY per series (``series`` names a shard's), over the shards' rows, in the
     order the series first appear among the shards; series without rows are left out."""
     labels = list(dict.fromkeys(series(shard) for shard in shards))
-    code = {label: i for i, label in enumerate(labels)}
-    counts = _Counts(len(labels))
-    for shard in shards:
+    codes = [labels.index(series(shard)) for shard in shards]
+    counts, selection = _Counts(len(labels)), _Selection(len(labels), _SUMMARY_METRICS)
+    for shard, g in zip(shards, codes, strict=True):
         for batch in _batches(shard, _COUNTED):
-            counts.add(code[series(shard)], batch)
-    picked = _gather(shards, [code[series(s)] for s in shards], counts)
+            values = _values(batch)
+            counts.add(g, batch, values)
+            selection.count(np.full(batch.num_rows, g), values)
+    for shard, g in zip(shards, codes, strict=True):
+        for batch in _batches(shard, _GATHERED):
+            selection.gather(np.full(batch.num_rows, g), _values(batch))
+    picked = selection.finish()
     kinds = sorted(counts.errors)
-    error_counts = np.stack([counts.errors[k] for k in kinds], axis=1) if kinds else None
-    saturated = np.zeros(len(labels), bool)
-    for (g, _), (n, within) in counts.lagged.items():
-        saturated[g] |= within <= int(nearest_rank_ranks(np.array(n), np.array(0.99)))
     figures = Figures(
         requests=counts.requests,
         good=counts.good,
         first=counts.first,
         last=counts.last,
-        latency={name: picked["latency"][:, i] for i, name in enumerate(_METRICS["latency"][1])},
+        latency={name: picked["latency"][:, i] for i, name in enumerate(QUANTILES_AND_MAX)},
         service_p99=picked["service"][:, 0],
         send_lag_p99=picked["lag"][:, 0],
-        saturated=saturated,
-        error_counts=np.zeros((len(labels), 0), np.int64) if error_counts is None else error_counts,
+        saturated=counts.saturated(),
+        error_counts=np.stack([counts.errors[k] for k in kinds], axis=1)
+        if kinds
+        else np.zeros((len(labels), 0), np.int64),
         kinds=kinds,
     )
     return {label: s for label, s in zip(labels, figures.summaries(), strict=True) if s["requests"]}
 
 
-def _gather(shards: Sequence[Shard], codes: list[int], counts: _Counts) -> dict[str, np.ndarray]:
-    """The second pass: per metric, ``picked[g, j]``, group g's j-th fraction (NaN for a
-    group with no values)."""
-    ngroups = len(counts.requests)
-    picked, wanted, where = {}, {}, {}
-    for metric, (_, qs) in _METRICS.items():
-        table = counts.histograms[metric]
-        n = table.sum(axis=1)
-        fractions = np.array(list(qs.values()))
-        picked[metric] = np.full((ngroups, len(fractions)), np.nan)
-        ends = np.cumsum(table, axis=1)
-        ranks = nearest_rank_ranks(np.maximum(n, 1)[:, None], fractions[None, :])
-        bucket = np.stack(
-            [np.searchsorted(e, r, side="right") for e, r in zip(ends, ranks, strict=True)]
-        )
-        np.minimum(bucket, _WIDTH - 1, out=bucket)  # a group without values: never read
-        before = np.take_along_axis(ends, bucket, 1) - np.take_along_axis(table, bucket, 1)
-        inside = ranks - before
-        wanted[metric] = np.zeros((ngroups, _WIDTH), bool)
-        for g in np.flatnonzero(n).tolist():
-            wanted[metric][g, bucket[g]] = True
-        where[metric] = (n, bucket, inside)
-    found: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
-    for shard, g in zip(shards, codes, strict=True):
-        for batch in _batches(shard, _GATHERED):
-            for metric, (v, rows) in _values(batch).items():
-                v = v[rows]
-                key = buckets(v)
-                hit = wanted[metric][g][key]
-                if hit.any():
-                    found[metric, g].append((key[hit], v[hit]))
-    for (metric, g), parts in found.items():
-        n, bucket, inside = where[metric]
-        keys = np.concatenate([k for k, _ in parts])
-        values = np.concatenate([v for _, v in parts])
-        order = np.lexsort((values, keys))
-        keys, values = keys[order], values[order]
-        picked[metric][g] = values[np.searchsorted(keys, bucket[g]) + inside[g]]
-    return picked
+QUANTILES_AND_MAX = tuple(_SUMMARY_METRICS["latency"])

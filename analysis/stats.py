@@ -272,19 +272,8 @@ def timeline(
     latency_qs = {**TIMELINE_QUANTILES, **(quantiles or {})}
     service_qs = service or {}
     if frame.empty:
-        return pd.DataFrame(
-            columns=[
-                "target",
-                "window",
-                "t_s",
-                "scheduled",
-                "ok",
-                "availability",
-                "goodput_rps",
-                *latency_qs,
-                *service_qs,
-            ]
-        )
+        names = [*latency_qs, *service_qs]
+        return timeline_frame([], 1, window_ns, *(np.zeros(0, np.int64),) * 2, {}, names)
     intended = frame["intended_ns"].to_numpy()
     targets = frame["target"].astype("category")
     ntargets = len(targets.cat.categories)
@@ -300,11 +289,26 @@ def timeline(
     qs = grouped_quantiles(cell, _ints(frame["latency_ns"]), ncells, latency_qs, ok)
     if service_qs:
         qs.update(grouped_quantiles(cell, _ints(frame["service_ns"]), ncells, service_qs, ok))
+    return timeline_frame(list(targets.cat.categories), nwindows, window_ns, scheduled, good, qs)
+
+
+def timeline_frame(
+    labels: list,
+    nwindows: int,
+    window_ns: int,
+    scheduled: np.ndarray,
+    good: np.ndarray,
+    qs: dict[str, np.ndarray],
+    names: list[str] | None = None,
+) -> pd.DataFrame:
+    """The timeline's table from its figures per cell (``target * nwindows + window``):
+    the windows with requests, percentiles in ms (``names``: the columns, when no cell
+    has any)."""
     keep = scheduled > 0
     cells = np.flatnonzero(keep)
     result = pd.DataFrame(
         {
-            "target": pd.Categorical.from_codes(cells // nwindows, targets.cat.categories),
+            "target": pd.Categorical.from_codes(cells // nwindows, pd.Index(labels)),
             "window": cells % nwindows,
             "t_s": (cells % nwindows) * window_ns / 1e9,
             "scheduled": scheduled[keep],
@@ -313,6 +317,6 @@ def timeline(
     )
     result["availability"] = result["ok"] / result["scheduled"]
     result["goodput_rps"] = result["ok"] / (window_ns / 1e9)
-    for name, values in qs.items():
-        result[name] = values[keep] / MS
+    for name in names or qs:
+        result[name] = qs[name][keep] / MS if name in qs else np.zeros(0)
     return result

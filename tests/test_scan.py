@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from blastradius.analysis import load, summary
+from blastradius.analysis import timeline as stats_timeline
 from blastradius.analysis.load import locate
-from blastradius.analysis.scan import buckets, readable, summaries
+from blastradius.analysis.scan import buckets, readable, summaries, timeline
 from blastradius.analysis.select import CHUNK
 from blastradius.workers.kinds import ERROR_KINDS
 from blastradius.workers.layout import shard_dir, shard_name
@@ -109,3 +110,33 @@ def test_a_bucket_is_under_one_percent_wide():
     for k in np.unique(key)[:: len(np.unique(key)) // 50]:
         members = values[key == k]
         assert members.max() <= members.min() * 1.01
+
+
+@pytest.mark.parametrize(
+    ("window_ns", "start", "quantiles", "service"),
+    [
+        (S, None, None, None),
+        (7 * S, -5 * S, {"p999_ms": 0.999}, {"service_p99_ms": 0.99}),
+        (100 * MS, None, {"max_ms": 1.0}, None),
+    ],
+)
+def test_a_runs_timeline_from_its_files_equals_that_of_its_loaded_rows(
+    tmp_path, window_ns, start, quantiles, service
+):
+    write_run(tmp_path / "run", np.random.default_rng(5), {"a": 4000, "b": 900})
+    _, shards = locate(str(tmp_path / "run"))
+    start_ns = None if start is None else T0 + start
+    streamed = timeline(
+        readable(shards)[0], lambda shard: shard.target, window_ns, start_ns, quantiles, service
+    )
+    rows = load(str(tmp_path / "run")).rows
+    loaded = stats_timeline(rows, window_ns, start_ns, quantiles, service)
+    pd.testing.assert_frame_equal(streamed, loaded)
+
+
+def test_the_timeline_of_no_rows_has_the_columns_of_one(tmp_path):
+    write_run(tmp_path / "run", np.random.default_rng(6), {"a": 10})
+    _, shards = locate(str(tmp_path / "run"))
+    empty = timeline([], lambda shard: shard.target, quantiles={"p999_ms": 0.999})
+    full = timeline(shards, lambda shard: shard.target, quantiles={"p999_ms": 0.999})
+    assert empty.empty and list(empty.columns) == list(full.columns)
