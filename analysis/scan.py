@@ -59,7 +59,10 @@ def buckets(values: np.ndarray, bits: int = _BITS) -> np.ndarray:
     """Each value's bucket: the top ``11 + bits`` bits of ``float64(value + 1)``, less
     those of 1.0, for values clipped to ``[0, _MAX]``: ordered and log-spaced, 63 octaves
     of ``2**bits`` buckets."""
-    key = (np.clip(values, 0, _MAX) + 1).astype(np.float64).view(np.int64)
+    as_float = values.astype(np.float64)  # monotone: exact below 2**53, rounded above
+    np.clip(as_float, 0.0, _MAX, out=as_float)
+    as_float += 1.0
+    key = as_float.view(np.int64)
     key >>= 52 - bits
     key -= 1023 << bits
     return key
@@ -121,28 +124,35 @@ class _Selection:
         self._where: dict[str, tuple[np.ndarray, ...]] = {}
         self._found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
 
-    def _keys(self, cells: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return cells.astype(np.int64) * self.width + buckets(values, self.bits)
+    def _keys(self, cells: np.ndarray | int, values: np.ndarray) -> np.ndarray:
+        key = buckets(values, self.bits)
+        key += cells * self.width
+        return key
 
-    def count(self, cells: np.ndarray, values: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    def count(
+        self, cells: np.ndarray | int, values: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
         """Pass 1: count the batch's values (``values[metric]``: values and which rows
-        count) into their cells' buckets (``cells``: each row's cell)."""
+        count) into their cells' buckets (``cells``: each row's cell, or the one cell of
+        every row)."""
         for metric, histogram in self.histograms.items():
             v, where = values[metric]
-            key = self._keys(cells[where], v[where])
+            key = self._keys(cells if isinstance(cells, int) else cells[where], v[where])
             if len(key):
                 first = int(key.min())
                 counts = np.bincount(key - first)
                 histogram[first : first + len(counts)] += counts
 
-    def gather(self, cells: np.ndarray, values: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    def gather(
+        self, cells: np.ndarray | int, values: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
         """Pass 2: keep the batch's values that lie in a bucket holding a wanted rank."""
         if not self._planned:
             self._plan()
         for metric, wanted in self._wanted.items():
             v, where = values[metric]
             v = v[where]
-            key = self._keys(cells[where], v)
+            key = self._keys(cells if isinstance(cells, int) else cells[where], v)
             hit = wanted[key]
             if hit.any():
                 self._found[metric].append((key[hit], v[hit]))
@@ -274,15 +284,13 @@ class _Counts:
         for kind, n in zip(kinds, counts.tolist(), strict=True):
             self.errors[kind][g] += n
         lag, sent = values["lag"]
-        workers, which = np.unique(batch.column("worker").to_numpy()[sent], return_inverse=True)
-        n = np.bincount(which, minlength=len(workers))
-        within = np.bincount(which[lag[sent] <= SATURATION_LAG_MS * MS], minlength=len(workers))
-        for worker, sent_n, within_n in zip(
-            workers.tolist(), n.tolist(), within.tolist(), strict=True
-        ):
+        workers = batch.column("worker").to_numpy()
+        n = np.bincount(workers[sent])
+        within = np.bincount(workers[sent & (lag <= SATURATION_LAG_MS * MS)], minlength=len(n))
+        for worker in np.flatnonzero(n).tolist():
             cell = self.lagged[g, worker]
-            cell[0] += sent_n
-            cell[1] += within_n
+            cell[0] += int(n[worker])
+            cell[1] += int(within[worker])
 
     def saturated(self) -> np.ndarray:
         """Per series: whether a generator's send-lag p99 passed the saturation bound
@@ -293,20 +301,25 @@ class _Counts:
         return late
 
 
-def summaries(shards: Sequence[Shard], series: Callable[[Shard], str]) -> dict[str, dict]:
-    """SUMMARY per series (``series`` names a shard's), over the shards' rows, in the
-    order the series first appear among the shards; series without rows are left out."""
-    labels = list(dict.fromkeys(series(shard) for shard in shards))
+def summaries(
+    shards: Sequence[Shard], series: Callable[[Shard], str], order: Sequence[str] = ()
+) -> dict[str, dict]:
+    """SUMMARY per series (``series`` names a shard's), over the shards' rows: the series
+    in ``order`` first, in that order, then the others sorted (as ``stats.summary``
+    orders its groups); series without rows are left out."""
+    present = {series(shard) for shard in shards}
+    labels = [label for label in order if label in present]
+    labels += sorted(present - set(labels))
     codes = [labels.index(series(shard)) for shard in shards]
     counts, selection = _Counts(len(labels)), _Selection(len(labels), _SUMMARY_METRICS)
     for shard, g in zip(shards, codes, strict=True):
         for batch in _batches(shard, _COUNTED):
             values = _values(batch)
             counts.add(g, batch, values)
-            selection.count(np.full(batch.num_rows, g), values)
+            selection.count(g, values)
     for shard, g in zip(shards, codes, strict=True):
         for batch in _batches(shard, _GATHERED):
-            selection.gather(np.full(batch.num_rows, g), _values(batch))
+            selection.gather(g, _values(batch))
     picked = selection.finish()
     kinds = sorted(counts.errors)
     figures = Figures(

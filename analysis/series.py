@@ -10,11 +10,11 @@ every comparison. ``analyze``, ``compare`` and the report all use this.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from blastradius.analysis.load import Runs, load
+from blastradius.analysis.load import Runs, Shard, load
 
 
 def load_all(paths: Sequence[str]) -> Runs:
@@ -56,6 +56,16 @@ def series_rows(runs: Runs) -> pd.DataFrame:
     categories = [name for name in dict.fromkeys(series_names(runs).values()) if name in seen]
     categories += sorted(seen - set(categories))
     return rows.assign(series=pd.Categorical(series, categories=categories))
+
+
+def shard_series(runs: Runs) -> Callable[[Shard], str]:
+    """The series a shard's rows belong to, named as ``series_rows`` names them."""
+    labels = run_labels(runs) if len(runs.manifests) > 1 else None
+
+    def name(shard: Shard) -> str:
+        return shard.target if labels is None else f"{labels[shard.run]}/{shard.target}"
+
+    return name
 
 
 def run_labels(runs: Runs) -> dict[str, str]:

@@ -18,7 +18,7 @@ from blastradius.targets.spec import parse_duration_ns
 from blastradius.workers.run_record import RunStatus
 
 if TYPE_CHECKING:  # the CLI imports what a command needs when it runs
-    from blastradius.analysis.load import Runs
+    from blastradius.analysis.load import Runs, Shard
     from blastradius.cluster.scenario import Scenario
 
 T = TypeVar("T")
@@ -510,55 +510,74 @@ def _execute(
     console.line("")
     met = True
     if outcome.totals:
-        from blastradius.analysis import load
-
-        met = _print_analysis(load(outcome.run_dir))
+        met = _print_analysis(outcome.run_dir)
     if outcome.status != RunStatus.COMPLETED:
         print(f"run {outcome.status}: see {outcome.run_dir}/run.json", file=sys.stderr)
     print(outcome.run_dir, flush=True)
     return exit_code(outcome.status, met)
 
 
-def _print_analysis(runs: Runs) -> bool:
+def _scanned(path: str) -> tuple[Runs, list[Shard]]:
+    """A run's (or a directory of runs') manifests and readable shards, with the shards
+    that are not named in ``skipped``; no row is read (``analysis.scan`` reads them)."""
+    import pandas as pd
+
+    from blastradius.analysis import scan
+    from blastradius.analysis.load import Runs, locate
+
+    try:
+        manifests, shards = locate(path)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    shards, skipped = scan.readable(shards)
+    return Runs(pd.DataFrame(), manifests, skipped), shards
+
+
+def _print_analysis(path: str) -> bool:
     """The summary table, the run's objectives (if it has any) and its warnings; whether
     every objective was met."""
-    from blastradius.analysis import slo, summary
-    from blastradius.analysis.series import series_rows
+    from blastradius.analysis import load, scan, slo
+    from blastradius.analysis.series import series_names, shard_series
     from blastradius.analysis.table import summary_table, warnings
 
-    summaries = summary(series_rows(runs), by="series")  # runs' targets never merged
+    runs, shards = _scanned(path)
+    order = list(series_names(runs).values())  # runs' targets never merged
+    summaries = scan.summaries(shards, shard_series(runs), order)
     for line in summary_table(summaries):
         print(line)
     met = True
-    for verdicts in slo.judge(runs).values() if len(runs.manifests) == 1 else ():
-        print()
-        for line in slo.verdict_table(verdicts):
-            print(line)
-        met = slo.met(verdicts)
+    if len(runs.manifests) == 1 and any(m.objectives for m in runs.manifests.values()):
+        for verdicts in slo.judge(load(path)).values():  # over loaded rows, for now
+            print()
+            for line in slo.verdict_table(verdicts):
+                print(line)
+            met = slo.met(verdicts)
     for line in warnings(runs, summaries):
         print(line, file=sys.stderr)
     return met
 
 
 def _analyze(args: argparse.Namespace) -> None:
+    """Summaries from the run's files (``analysis.scan``), never the run in memory."""
     import json
 
-    from blastradius.analysis import load, summary
+    from blastradius.analysis import scan
 
-    try:
-        runs = load(args.run_dir)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
     if not args.json:
-        _print_analysis(runs)
+        _print_analysis(args.run_dir)
         return
+    runs, shards = _scanned(args.run_dir)
+
+    def target(shard: Shard) -> str:
+        return shard.target
+
     if len(runs.manifests) == 1:
-        document = {"targets": {str(k): v for k, v in summary(runs.rows).items()}}
+        document = {"targets": scan.summaries(shards, target)}
     else:
         document = {
             "runs": {
-                str(run): {"targets": {str(k): v for k, v in summary(rows).items()}}
-                for run, rows in runs.rows.groupby("run", observed=True)
+                run: {"targets": scan.summaries([s for s in shards if s.run == run], target)}
+                for run in sorted({shard.run for shard in shards})
             }
         }
     print(json.dumps(document, indent=2))
@@ -734,16 +753,26 @@ _SERVE = {
 }
 
 
+def _serve(args: argparse.Namespace) -> None:
+    """``serve KIND``; the server stack is imported for it alone (every other command
+    starts without aiohttp)."""
+    from blastradius.targets.serving import ServeError
+
+    try:
+        _SERVE[args.kind](args)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     from blastradius.cluster.launch import LaunchError
-    from blastradius.targets.serving import ServeError
 
     args = build_parser().parse_args(argv)
     prog = f"blastradius {args.command}" + (f" {args.kind}" if args.command == "serve" else "")
     try:
         if args.command == "serve":
-            _SERVE[args.kind](args)
+            _serve(args)
         elif args.command == "run":
             return _run(args)
         elif args.command == "load":
@@ -758,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _report(args)
         elif args.command == "demo":
             return _demo(args)
-    except (UsageError, ServeError) as exc:
+    except UsageError as exc:
         print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except LaunchError as exc:
