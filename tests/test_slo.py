@@ -480,3 +480,64 @@ def test_objectives_for_targets_a_run_lacks_name_the_first_of_them(tmp_path):
     given = (None, {"zeta": objectives(p99=1.0), "alpha": objectives(p99=1.0)})
     with pytest.raises(ValueError, match=r"^targets\.alpha: run-1 has no such target$"):
         judge(runs, given)
+
+
+@pytest.mark.parametrize(
+    ("window_ns", "seen", "stops"),
+    [
+        # A window is judged from MIN_WINDOW_ROWS requests ended in it, not one fewer.
+        (2 * S, [(2, 20, 0, {})], "0.0000 over the last 2s"),
+        (2 * S, [(2, 19, 0, {})], None),
+        # Availability exactly at the floor keeps it.
+        (2 * S, [(2, 40, 36, {})], None),
+        (2 * S, [(2, 40, 35, {})], "0.8750 over the last 2s"),
+        # A window of 1.5 s is whole at 1.5 s, not at 1 s.
+        (1_500_000_000, [(1.0, 40, 20, {})], None),
+        (1_500_000_000, [(1.0, 40, 20, {}), (1.5, 60, 30, {})], "per 1.5s"),
+    ],
+)
+def test_a_window_is_judged_whole_and_from_enough_requests(window_ns, seen, stops):
+    from blastradius.cluster.abort import MIN_WINDOW_ROWS, Guard
+
+    assert MIN_WINDOW_ROWS == 20
+    guard = Guard(objectives(availability=0.9, window_ns=window_ns), None)
+    reasons = [guard.observe(t, rows, ok, errors) for t, rows, ok, errors in seen]
+    assert all(r is None for r in reasons[:-1])
+    assert reasons[-1] is None if stops is None else stops in reasons[-1]
+
+
+def test_the_verdict_table_lays_out_its_columns_and_signs_only_a_miss():
+    from blastradius.analysis.slo import verdict_table
+
+    lines = verdict_table(
+        [
+            Verdict("sync", "availability", 0.999, 0.95, False),  # short by 0.049
+            Verdict("async", "availability", 0.9, 0.9, True),  # met exactly: no sign
+            Verdict("async", "p99", 300.0, 299.5, True),  # room under 1: no sign
+            Verdict("async", "max", 300.0, 300.5, False),  # missed by under 1: signed
+        ]
+    )
+    assert lines == [
+        "target      objective                             measured      margin  result",
+        "sync        availability >= 0.9990                  0.9500     -0.0490  NOT MET",
+        "async       availability >= 0.9000                  0.9000      0.0000  met",
+        "async       p99 <= 300.0ms                         299.5ms       0.5ms  met",
+        "async       max <= 300.0ms                         300.5ms      -0.5ms  NOT MET",
+    ]
+
+
+def test_junit_xml_is_a_declared_document():
+    assert junit_xml({"run-1": [Verdict("t", "p99", 1.0, 0.5, True)]}).startswith(
+        "<?xml version='1.0' encoding='utf-8'?>\n<testsuites"
+    )
+
+
+def test_windowed_objectives_without_window_figures_are_judged_over_the_run():
+    # evaluate() without windows judges the whole run; windows without a window are
+    # not read.
+    goal = objectives(availability=0.9, window_ns=S)
+    (verdict,) = evaluate("t", goal, SUMMARY)
+    assert (verdict.objective, verdict.met, verdict.breaches) == ("availability", True, ())
+    windows = pd.DataFrame({"target": ["t"], "t_s": [0.0], "availability": [0.1]})
+    (verdict,) = evaluate("t", objectives(availability=0.9), SUMMARY, windows)
+    assert (verdict.objective, verdict.met) == ("availability", True)
