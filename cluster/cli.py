@@ -517,18 +517,23 @@ def _execute(
     return exit_code(outcome.status, met)
 
 
-def _scanned(path: str) -> tuple[Runs, list[Shard]]:
-    """A run's (or a directory of runs') manifests and readable shards, with the shards
-    that are not named in ``skipped``; no row is read (``analysis.scan`` reads them)."""
+def _scanned(paths: Sequence[str]) -> tuple[Runs, list[Shard]]:
+    """The manifests and readable shards of runs (or directories of runs), in the order
+    given, with the shards that are not named in ``skipped``; no row is read
+    (``analysis.scan`` reads them)."""
     import pandas as pd
 
     from blastradius.analysis import scan
     from blastradius.analysis.load import Runs, locate
 
-    try:
-        manifests, shards = locate(path)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    manifests, shards = {}, []
+    for path in paths:
+        try:
+            found, more = locate(path)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+        manifests.update(found)
+        shards += more
     shards, skipped = scan.readable(shards)
     return Runs(pd.DataFrame(), manifests, skipped), shards
 
@@ -540,7 +545,7 @@ def _print_analysis(path: str) -> bool:
     from blastradius.analysis.series import series_names, shard_series
     from blastradius.analysis.table import summary_table, warnings
 
-    runs, shards = _scanned(path)
+    runs, shards = _scanned([path])
     order = list(series_names(runs).values())  # runs' targets never merged
     summaries = scan.summaries(shards, shard_series(runs), order)
     for line in summary_table(summaries):
@@ -566,7 +571,7 @@ def _analyze(args: argparse.Namespace) -> None:
     if not args.json:
         _print_analysis(args.run_dir)
         return
-    runs, shards = _scanned(args.run_dir)
+    runs, shards = _scanned([args.run_dir])
 
     def target(shard: Shard) -> str:
         return shard.target
@@ -584,16 +589,14 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from blastradius.analysis import compare, summary
-    from blastradius.analysis.series import load_all, series_rows
+    from blastradius.analysis import compare, scan
+    from blastradius.analysis.series import series_names, shard_series
     from blastradius.analysis.table import Column, text_table
 
-    try:
-        runs = load_all(args.run_dirs)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    runs, shards = _scanned(args.run_dirs)
     # One series per run and target, in the order given: the first is the baseline.
-    summaries = {str(k): v for k, v in summary(series_rows(runs), by="series").items()}
+    order = list(series_names(runs).values())
+    summaries = scan.summaries(shards, shard_series(runs), order)
     table = compare(summaries)
     width = max((len(name) for name in summaries), default=0) + 2
     columns = [
