@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 
 from blastradius.analysis.load import Shard, check_shard, skipped_entry
 from blastradius.analysis.select import CHUNK, MAX_BINS, nearest_rank_ranks
+from blastradius.analysis.slo import window_columns
 from blastradius.analysis.stats import (
     MS,
     QUANTILES,
@@ -43,6 +45,7 @@ from blastradius.analysis.stats import (
     Figures,
     timeline_frame,
 )
+from blastradius.workers.run_record import Objectives
 
 _BITS = 7  # buckets per octave at most: as select.MANTISSA_BITS
 _MAX = 1 << 62  # values are clipped here for their bucket (never for their figure)
@@ -256,6 +259,36 @@ def timeline(
     picked = selection.finish()
     qs = {name: picked[m][:, j] for m in picked for j, name in enumerate(metrics[m])}
     return timeline_frame(labels, nwindows, window_ns, scheduled, good, qs)
+
+
+def _target(shard: Shard) -> str:
+    return shard.target
+
+
+@dataclass(frozen=True)
+class FileFigures:
+    """One run's figures target by target, from its files (``slo.TargetFigures``): each
+    read from that target's shards when asked."""
+
+    shards: Sequence[Shard]
+
+    def targets(self) -> list[str]:
+        """The targets that have shards."""
+        return sorted({shard.target for shard in self.shards})
+
+    def _of(self, target: str) -> list[Shard]:
+        return [shard for shard in self.shards if shard.target == target]
+
+    def summary(self, target: str) -> dict | None:
+        """The target's SUMMARY, None when it has no rows."""
+        return summaries(self._of(target), _target).get(target)
+
+    def windows(self, target: str, objectives: Objectives, start_ns: int | None) -> pd.DataFrame:
+        """``slo.window_figures`` of the target's rows."""
+        quantiles, service = window_columns(objectives)
+        window_ns = objectives.window_ns
+        assert window_ns is not None  # asked for windowed objectives only (slo.check_figures)
+        return timeline(self._of(target), _target, window_ns, start_ns, quantiles, service)
 
 
 class _Counts:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -98,6 +98,15 @@ def _measured(name: str, summary: Mapping) -> float | None:
     return None if value is None else float(value)
 
 
+def window_columns(objectives: Objectives) -> tuple[dict[str, float], dict[str, float]]:
+    """The timeline columns a windowed objective needs besides availability: latency
+    percentiles and service time ones (``stats.timeline``'s ``quantiles``, ``service``)."""
+    names = [n for n, _ in objectives.thresholds if n in LATENCY and n != "service_p99"]
+    quantiles = {f"{n}_ms": _QUANTILE[n] for n in names}
+    service = {"service_p99_ms": 0.99} if objectives.get("service_p99") is not None else {}
+    return quantiles, service
+
+
 def window_figures(
     frame: pd.DataFrame, objectives: Objectives, start_ns: int | None = None
 ) -> pd.DataFrame:
@@ -106,12 +115,51 @@ def window_figures(
     name (ms), with the window's start ``t_s``."""
     if objectives.window_ns is None:
         raise ValueError("window figures need objectives with a window")
-    names = [n for n, _ in objectives.thresholds if n in LATENCY and n != "service_p99"]
-    quantiles = {f"{n}_ms": _QUANTILE[n] for n in names}
-    service = {"service_p99_ms": 0.99} if objectives.get("service_p99") is not None else {}
+    quantiles, service = window_columns(objectives)
     return stats.timeline(
         frame, objectives.window_ns, start_ns, quantiles=quantiles, service=service
     )
+
+
+class TargetFigures(Protocol):
+    """A run's figures, target by target: from its loaded rows (``RowFigures``) or from
+    its files (``analysis.scan.FileFigures``)."""
+
+    def targets(self) -> list[str]:
+        """The targets that have rows."""
+        ...
+
+    def summary(self, target: str) -> dict | None:
+        """The target's SUMMARY, None when it has no rows."""
+        ...
+
+    def windows(self, target: str, objectives: Objectives, start_ns: int | None) -> pd.DataFrame:
+        """``window_figures`` of the target's rows."""
+        ...
+
+
+@dataclass(frozen=True)
+class RowFigures:
+    """A run's figures from its loaded rows."""
+
+    rows: pd.DataFrame
+
+    def targets(self) -> list[str]:
+        """The targets that have rows."""
+        return self.rows["target"].astype(str).unique().tolist()
+
+    def _of(self, target: str) -> pd.DataFrame:
+        frame = self.rows[self.rows["target"] == target]
+        return frame.assign(target=frame["target"].astype(str))
+
+    def summary(self, target: str) -> dict | None:
+        """The target's SUMMARY, None when it has no rows."""
+        frame = self._of(target)
+        return None if frame.empty else stats.summarize(frame)
+
+    def windows(self, target: str, objectives: Objectives, start_ns: int | None) -> pd.DataFrame:
+        """``window_figures`` of the target's rows."""
+        return window_figures(self._of(target), objectives, start_ns)
 
 
 def evaluate(
@@ -219,26 +267,30 @@ def run_objectives(manifest: RunRecord) -> dict[str, Objectives]:
 
 
 def judge(
-    runs: Runs, given: tuple[Objectives | None, Mapping[str, Objectives]] | None = None
+    runs: Runs,
+    given: tuple[Objectives | None, Mapping[str, Objectives]] | None = None,
+    figures: Callable[[str], TargetFigures] | None = None,
 ) -> dict[str, list[Verdict]]:
     """Each run's verdicts, on its own objectives (run.json's), or on ``given`` ones
     (common, then by target, as an objectives file has them) applied to every target
     the run has (in run.json or in its rows). A run without objectives is left out.
+    ``figures`` gives a run's figures by run id (default: from ``runs.rows``).
     ``ValueError`` (``targets.NAME: ...``) when ``given`` names a target a run lacks."""
+    if figures is None:
+        figures = lambda run: RowFigures(runs.rows[runs.rows["run"] == run])  # noqa: E731
     results = {}
     for run, manifest in runs.manifests.items():
-        rows = runs.rows[runs.rows["run"] == run]
+        mine = figures(run)
         if given is None:
             objectives = run_objectives(manifest)
         else:
-            seen = rows["target"].astype(str).unique().tolist()
-            targets = list(dict.fromkeys([*manifest.targets, *seen]))
+            targets = list(dict.fromkeys([*manifest.targets, *mine.targets()]))
             unknown = sorted(set(given[1]) - set(targets))
             if unknown:
                 raise ValueError(f"targets.{unknown[0]}: {run} has no such target")
             objectives = effective(targets, *given)
         if objectives:
-            results[run] = check(rows, objectives, manifest.load_starts())
+            results[run] = check_figures(mine, objectives, manifest.load_starts())
     return results
 
 
@@ -247,21 +299,28 @@ def check(
     objectives: Mapping[str, Objectives],
     starts: Mapping[str, int] | None = None,
 ) -> list[Verdict]:
-    """Every target's objectives over one run's rows (a target without rows has every
+    """Every target's objectives over one run's rows (``check_figures``)."""
+    return check_figures(RowFigures(rows), objectives, starts)
+
+
+def check_figures(
+    figures: TargetFigures,
+    objectives: Mapping[str, Objectives],
+    starts: Mapping[str, int] | None = None,
+) -> list[Verdict]:
+    """Every target's objectives over one run's figures (a target without rows has every
     objective unmet: nothing showed them). Windows begin at each target's load start
     in ``starts`` (``RunRecord.load_starts``), else at its first intended time."""
     verdicts = []
     for target, mine in objectives.items():
-        frame = rows[rows["target"] == target]
-        if frame.empty:
-            empty: dict[str, Any] = {"requests": 0, "ok": 0, "errors": {}}
+        summary = figures.summary(target)
+        if summary is None:
+            empty: dict[str, Any] = {"requests": 0, "errors": {}}
             empty |= dict.fromkeys(_SUMMARY_KEY.values())
             verdicts += evaluate(target, mine, empty)
             continue
-        frame = frame.assign(target=frame["target"].astype(str))
-        summary = stats.summarize(frame)
         start = (starts or {}).get(target)
-        windows = None if mine.window_ns is None else window_figures(frame, mine, start)
+        windows = None if mine.window_ns is None else figures.windows(target, mine, start)
         verdicts += evaluate(target, mine, summary, windows)
     return verdicts
 

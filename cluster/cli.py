@@ -538,10 +538,17 @@ def _scanned(paths: Sequence[str]) -> tuple[Runs, list[Shard]]:
     return Runs(pd.DataFrame(), manifests, skipped), shards
 
 
+def _file_figures(shards: list[Shard]) -> Callable[[str], Any]:
+    """A run's figures by run id, from its shards (``analysis.scan.FileFigures``)."""
+    from blastradius.analysis.scan import FileFigures
+
+    return lambda run: FileFigures([shard for shard in shards if shard.run == run])
+
+
 def _print_analysis(path: str) -> bool:
     """The summary table, the run's objectives (if it has any) and its warnings; whether
     every objective was met."""
-    from blastradius.analysis import load, scan, slo
+    from blastradius.analysis import scan, slo
     from blastradius.analysis.series import series_names, shard_series
     from blastradius.analysis.table import summary_table, warnings
 
@@ -551,12 +558,12 @@ def _print_analysis(path: str) -> bool:
     for line in summary_table(summaries):
         print(line)
     met = True
-    if len(runs.manifests) == 1 and any(m.objectives for m in runs.manifests.values()):
-        for verdicts in slo.judge(load(path)).values():  # over loaded rows, for now
-            print()
-            for line in slo.verdict_table(verdicts):
-                print(line)
-            met = slo.met(verdicts)
+    judged = slo.judge(runs, figures=_file_figures(shards)) if len(runs.manifests) == 1 else {}
+    for verdicts in judged.values():
+        print()
+        for line in slo.verdict_table(verdicts):
+            print(line)
+        met = slo.met(verdicts)
     for line in warnings(runs, summaries):
         print(line, file=sys.stderr)
     return met
@@ -649,15 +656,11 @@ def _check(args: argparse.Namespace) -> int:
     import json
 
     from blastradius.analysis import slo
-    from blastradius.analysis.series import load_all
 
     given = None if args.slo is None else _slo_file(args.slo)
+    runs, shards = _scanned(args.run_dirs)
     try:
-        runs = load_all(args.run_dirs)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        results = slo.judge(runs, given)
+        results = slo.judge(runs, given, _file_figures(shards))
     except ValueError as exc:
         raise UsageError(f"--slo {args.slo}: {exc}") from None
     unjudged = [run for run in runs.manifests if run not in results]

@@ -140,3 +140,22 @@ def test_the_timeline_of_no_rows_has_the_columns_of_one(tmp_path):
     empty = timeline([], lambda shard: shard.target, quantiles={"p999_ms": 0.999})
     full = timeline(shards, lambda shard: shard.target, quantiles={"p999_ms": 0.999})
     assert empty.empty and list(empty.columns) == list(full.columns)
+
+
+def test_objectives_judged_from_files_equal_those_judged_from_loaded_rows(tmp_path):
+    from blastradius.analysis import slo
+    from blastradius.analysis.scan import FileFigures
+    from blastradius.workers.run_record import Objectives
+
+    write_run(tmp_path / "run", np.random.default_rng(8), {"a": 3000, "b": 800})
+    _, shards = locate(str(tmp_path / "run"))
+    rows = load(str(tmp_path / "run")).rows
+    goals = {
+        "a": Objectives((("availability", 0.95), ("p99", 400.0), ("errors.timeout", 0.01))),
+        "b": Objectives((("availability", 0.92), ("p999", 900.0), ("service_p99", 500.0)), 7 * S),
+        "none": Objectives((("availability", 0.5),)),  # no rows: nothing met
+    }
+    starts = {"b": T0 - 3 * S}
+    from_files = slo.check_figures(FileFigures(shards), goals, starts)
+    assert from_files == slo.check(rows, goals, starts)
+    assert any(v.breaches for v in from_files) and not all(v.met for v in from_files)
