@@ -24,7 +24,6 @@ that cannot be read is skipped, named (as ``load`` does), before any counting.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -54,8 +53,8 @@ _SUMMARY_METRICS = {  # what a summary selects, and the fractions wanted of it
     "service": {"service_p99_ms": 0.99},
     "lag": {"send_lag_p99_ms": 0.99},
 }
-_COUNTED = ["ok", "intended_ns", "sent_ns", "latency_ns", "service_ns", "worker", "error"]
-_GATHERED = ["ok", "intended_ns", "sent_ns", "latency_ns", "service_ns"]
+COUNTED = ["ok", "intended_ns", "sent_ns", "latency_ns", "service_ns", "worker", "error"]
+GATHERED = ["ok", "intended_ns", "sent_ns", "latency_ns", "service_ns"]
 
 
 def buckets(values: np.ndarray, bits: int = _BITS) -> np.ndarray:
@@ -125,7 +124,7 @@ class _Selection:
         self._planned = False  # the counting pass is over: the wanted buckets are known
         self._wanted: dict[str, np.ndarray] = {}
         self._where: dict[str, tuple[np.ndarray, ...]] = {}
-        self._found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+        self.found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
     def _keys(self, cells: np.ndarray | int, values: np.ndarray) -> np.ndarray:
         key = buckets(values, self.bits)
@@ -151,16 +150,26 @@ class _Selection:
     ) -> None:
         """Pass 2: keep the batch's values that lie in a bucket holding a wanted rank."""
         if not self._planned:
-            self._plan()
+            self.plan()
         for metric, wanted in self._wanted.items():
             v, where = values[metric]
             v = v[where]
             key = self._keys(cells if isinstance(cells, int) else cells[where], v)
             hit = wanted[key]
             if hit.any():
-                self._found[metric].append((key[hit], v[hit]))
+                self.found.setdefault(metric, []).append((key[hit], v[hit]))
 
-    def _plan(self) -> None:
+    def add_counts(self, histograms: dict[str, np.ndarray]) -> None:
+        """Add counts made elsewhere (another selection's ``histograms``, same cells)."""
+        for metric, histogram in self.histograms.items():
+            histogram += histograms[metric]
+
+    def add_found(self, found: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> None:
+        """Add values gathered elsewhere (another selection's ``found``)."""
+        for metric, parts in found.items():
+            self.found.setdefault(metric, []).extend(parts)
+
+    def plan(self) -> None:
         """From the counts: each wanted rank's bucket, and its rank inside the bucket."""
         self._planned = True
         for metric, histogram in self.histograms.items():
@@ -185,9 +194,9 @@ class _Selection:
     def finish(self) -> dict[str, np.ndarray]:
         """The picked values, once every batch was gathered."""
         if not self._planned:
-            self._plan()
+            self.plan()
         for metric, (present, keys, inside) in self._where.items():
-            parts = self._found.pop(metric, [])
+            parts = self.found.pop(metric, [])
             if not len(present) or not parts:
                 continue
             key = np.concatenate([k for k, _ in parts])
@@ -246,7 +255,7 @@ def timeline(
     scheduled, good = np.zeros(ncells, np.int64), np.zeros(ncells, np.int64)
     for gathering in (False, True):
         for shard, g in zip(shards, codes, strict=True):
-            for batch in _batches(shard, _GATHERED):
+            for batch in _batches(shard, GATHERED):
                 intended = batch.column("intended_ns").to_numpy()
                 cells = g * nwindows + (intended - origins[g]) // window_ns
                 values = _values(batch)
@@ -299,8 +308,8 @@ class _Counts:
         self.good = np.zeros(nseries, np.int64)
         self.first = np.full(nseries, np.iinfo(np.int64).max)
         self.last = np.full(nseries, np.iinfo(np.int64).min)
-        self.errors: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(nseries, np.int64))
-        self.lagged: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+        self.errors: dict[str, np.ndarray] = {}  # error kind -> count per series
+        self.lagged: dict[tuple[int, int], list[int]] = {}  # (series, generator) -> sent, within
 
     def add(self, g: int, batch: pa.RecordBatch, values: dict) -> None:
         """Count a batch of series ``g`` (``values``: its ``_values``)."""
@@ -315,15 +324,47 @@ class _Counts:
         kinds = errors.dictionary.to_pylist()
         counts = np.bincount(errors.indices.to_numpy(zero_copy_only=False), minlength=len(kinds))
         for kind, n in zip(kinds, counts.tolist(), strict=True):
-            self.errors[kind][g] += n
+            self.errors.setdefault(kind, np.zeros(len(self.requests), np.int64))[g] += n
         lag, sent = values["lag"]
         workers = batch.column("worker").to_numpy()
         n = np.bincount(workers[sent])
         within = np.bincount(workers[sent & (lag <= SATURATION_LAG_MS * MS)], minlength=len(n))
         for worker in np.flatnonzero(n).tolist():
-            cell = self.lagged[g, worker]
+            cell = self.lagged.setdefault((g, worker), [0, 0])
             cell[0] += int(n[worker])
             cell[1] += int(within[worker])
+
+    def add_counts(self, other: _Counts) -> None:
+        """Add the counts of ``other`` (of the same series, counted elsewhere)."""
+        self.requests += other.requests
+        self.good += other.good
+        np.minimum(self.first, other.first, out=self.first)
+        np.maximum(self.last, other.last, out=self.last)
+        for kind, counts in other.errors.items():
+            self.errors.setdefault(kind, np.zeros(len(self.requests), np.int64))[:] += counts
+        for key, (sent, within) in other.lagged.items():
+            cell = self.lagged.setdefault(key, [0, 0])
+            cell[0] += sent
+            cell[1] += within
+
+    def figures(self, picked: dict[str, np.ndarray]) -> Figures:
+        """The figures of each series, with the selection's ``picked`` percentiles."""
+        kinds = sorted(self.errors)
+        nseries = len(self.requests)
+        return Figures(
+            requests=self.requests,
+            good=self.good,
+            first=self.first,
+            last=self.last,
+            latency={name: picked["latency"][:, i] for i, name in enumerate(QUANTILES_AND_MAX)},
+            service_p99=picked["service"][:, 0],
+            send_lag_p99=picked["lag"][:, 0],
+            saturated=self.saturated(),
+            error_counts=np.stack([self.errors[k] for k in kinds], axis=1)
+            if kinds
+            else np.zeros((nseries, 0), np.int64),
+            kinds=kinds,
+        )
 
     def saturated(self) -> np.ndarray:
         """Per series: whether a generator's send-lag p99 passed the saturation bound
@@ -334,42 +375,57 @@ class _Counts:
         return late
 
 
+def labels_of(
+    shards: Sequence[Shard], series: Callable[[Shard], str], order: Sequence[str] = ()
+) -> list[str]:
+    """The series of ``shards``: those in ``order`` first, in that order, then the others
+    sorted (as ``stats.summary`` orders its groups)."""
+    present = {series(shard) for shard in shards}
+    labels = [label for label in order if label in present]
+    return labels + sorted(present - set(labels))
+
+
+def start_summaries(nseries: int) -> tuple[_Counts, _Selection]:
+    """Empty counts and selection for ``nseries`` series' summaries."""
+    return _Counts(nseries), _Selection(nseries, _SUMMARY_METRICS)
+
+
+def count_batch(counts: _Counts, selection: _Selection, g: int, batch: pa.RecordBatch) -> None:
+    """The first pass over a batch of series ``g`` (``COUNTED`` columns)."""
+    if batch.num_rows:
+        values = _values(batch)
+        counts.add(g, batch, values)
+        selection.count(g, values)
+
+
+def gather_batch(selection: _Selection, g: int, batch: pa.RecordBatch) -> None:
+    """The second pass over a batch of series ``g`` (``GATHERED`` columns)."""
+    if batch.num_rows:
+        selection.gather(g, _values(batch))
+
+
+def finish_summaries(labels: list[str], counts: _Counts, selection: _Selection) -> dict[str, dict]:
+    """SUMMARY per series from both passes; series without rows are left out."""
+    figures = counts.figures(selection.finish())
+    return {label: s for label, s in zip(labels, figures.summaries(), strict=True) if s["requests"]}
+
+
 def summaries(
     shards: Sequence[Shard], series: Callable[[Shard], str], order: Sequence[str] = ()
 ) -> dict[str, dict]:
     """SUMMARY per series (``series`` names a shard's), over the shards' rows: the series
     in ``order`` first, in that order, then the others sorted (as ``stats.summary``
     orders its groups); series without rows are left out."""
-    present = {series(shard) for shard in shards}
-    labels = [label for label in order if label in present]
-    labels += sorted(present - set(labels))
+    labels = labels_of(shards, series, order)
     codes = [labels.index(series(shard)) for shard in shards]
-    counts, selection = _Counts(len(labels)), _Selection(len(labels), _SUMMARY_METRICS)
+    counts, selection = start_summaries(len(labels))
     for shard, g in zip(shards, codes, strict=True):
-        for batch in _batches(shard, _COUNTED):
-            values = _values(batch)
-            counts.add(g, batch, values)
-            selection.count(g, values)
+        for batch in _batches(shard, COUNTED):
+            count_batch(counts, selection, g, batch)
     for shard, g in zip(shards, codes, strict=True):
-        for batch in _batches(shard, _GATHERED):
-            selection.gather(g, _values(batch))
-    picked = selection.finish()
-    kinds = sorted(counts.errors)
-    figures = Figures(
-        requests=counts.requests,
-        good=counts.good,
-        first=counts.first,
-        last=counts.last,
-        latency={name: picked["latency"][:, i] for i, name in enumerate(QUANTILES_AND_MAX)},
-        service_p99=picked["service"][:, 0],
-        send_lag_p99=picked["lag"][:, 0],
-        saturated=counts.saturated(),
-        error_counts=np.stack([counts.errors[k] for k in kinds], axis=1)
-        if kinds
-        else np.zeros((len(labels), 0), np.int64),
-        kinds=kinds,
-    )
-    return {label: s for label, s in zip(labels, figures.summaries(), strict=True) if s["requests"]}
+        for batch in _batches(shard, GATHERED):
+            gather_batch(selection, g, batch)
+    return finish_summaries(labels, counts, selection)
 
 
 QUANTILES_AND_MAX = tuple(_SUMMARY_METRICS["latency"])

@@ -260,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--json", action="store_true", help='print {"targets": {NAME: SUMMARY}} as one JSON object'
     )
+    analyze.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="compute the summaries on the Ray cluster at ADDRESS with Ray Data (no "
+        "ADDRESS: $RAY_ADDRESS, else an embedded one); for runs on storage every node reads",
+    )
     compare = commands.add_parser("compare", help="targets (or runs) side by side, with ratios")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     report = commands.add_parser(
@@ -545,16 +553,16 @@ def _file_figures(shards: list[Shard]) -> Callable[[str], Any]:
     return lambda run: FileFigures([shard for shard in shards if shard.run == run])
 
 
-def _print_analysis(path: str) -> bool:
+def _print_analysis(path: str, summarize: Callable | None = None) -> bool:
     """The summary table, the run's objectives (if it has any) and its warnings; whether
-    every objective was met."""
+    every objective was met. ``summarize``: ``scan.summaries`` or the same on Ray."""
     from blastradius.analysis import scan, slo
     from blastradius.analysis.series import series_names, shard_series
     from blastradius.analysis.table import summary_table, warnings
 
     runs, shards = _scanned([path])
     order = list(series_names(runs).values())  # runs' targets never merged
-    summaries = scan.summaries(shards, shard_series(runs), order)
+    summaries = (summarize or scan.summaries)(shards, shard_series(runs), order)
     for line in summary_table(summaries):
         print(line)
     met = True
@@ -570,25 +578,47 @@ def _print_analysis(path: str) -> bool:
 
 
 def _analyze(args: argparse.Namespace) -> None:
-    """Summaries from the run's files (``analysis.scan``), never the run in memory."""
+    """Summaries from the run's files (``analysis.scan``, or ``analysis.on_ray`` with
+    ``--ray``), never the run in memory."""
+    if args.ray is None:
+        _analysis(args)
+        return
+    import ray
+
+    from blastradius.analysis import on_ray
+    from blastradius.cluster.joining import RunInputError, connect
+
+    address = args.ray or os.environ.get("RAY_ADDRESS") or None
+    try:
+        connect(address)
+    except RunInputError as exc:
+        raise UsageError(str(exc).replace("--address", "--ray", 1)) from None
+    try:
+        _analysis(args, on_ray.summaries)
+    finally:
+        ray.shutdown()
+
+
+def _analysis(args: argparse.Namespace, summarize: Callable | None = None) -> None:
     import json
 
     from blastradius.analysis import scan
 
     if not args.json:
-        _print_analysis(args.run_dir)
+        _print_analysis(args.run_dir, summarize)
         return
     runs, shards = _scanned([args.run_dir])
+    summarize = summarize or scan.summaries
 
     def target(shard: Shard) -> str:
         return shard.target
 
     if len(runs.manifests) == 1:
-        document = {"targets": scan.summaries(shards, target)}
+        document = {"targets": summarize(shards, target)}
     else:
         document = {
             "runs": {
-                run: {"targets": scan.summaries([s for s in shards if s.run == run], target)}
+                run: {"targets": summarize([s for s in shards if s.run == run], target)}
                 for run in sorted({shard.run for shard in shards})
             }
         }

@@ -42,6 +42,10 @@ BAD_INPUT = [
     (["serve", "async", *DEP, "--dependency-timeout", "1parsec"], "unknown unit 'parsec'"),
     (["serve", "async", *DEP, "--dependency-timeout", "0"], "must be positive"),
     (["serve", "nothing"], "argument KIND: invalid choice: 'nothing'"),
+    (
+        ["analyze", "runs", "--ray", "127.0.0.1:9"],
+        "--ray 127.0.0.1:9: cannot join a Ray cluster: nothing answers there",
+    ),
     (["launch"], "argument COMMAND: invalid choice: 'launch'"),
     (["run", "tiny", "--metrics-port", "65536"], "argument --metrics-port"),
     (

@@ -9,6 +9,8 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from blastradius.analysis import on_ray, scan
+from blastradius.analysis.load import locate
 from blastradius.cluster import driver
 from blastradius.cluster.manifest import read_manifest
 from blastradius.cluster.scenario import parse_scenario
@@ -69,6 +71,13 @@ def test_three_generators_run_on_three_nodes_and_a_fourth_is_bad_input(three_nod
     target = read_manifest(outcome.run_dir)["targets"]["async"]
     assert target["placement"] == "STRICT_SPREAD"
     assert {g["node"] for g in target["generators"]} == set(rows["node"])
+    # analyze --ray: the same summaries, computed on the three nodes with Ray Data.
+    _, shards = locate(outcome.run_dir)
+    if not ray.is_initialized():
+        ray.init(address=cluster.address, log_to_driver=False)
+    spread = on_ray.summaries(shards, lambda shard: shard.target)
+    assert spread == scan.summaries(shards, lambda shard: shard.target)
+    assert spread["async"]["requests"] == 270
 
 
 def test_a_lost_node_leaves_a_partial_run_with_the_others_complete(three_nodes, tmp_path):
