@@ -46,7 +46,7 @@ from blastradius.analysis.stats import (
 )
 from blastradius.workers.run_record import Objectives
 
-_BITS = 7  # buckets per octave at most: as select.MANTISSA_BITS
+_BITS = 10  # buckets per octave at most (0.07% wide): few values to gather per bucket
 _MAX = 1 << 62  # values are clipped here for their bucket (never for their figure)
 _SUMMARY_METRICS = {  # what a summary selects, and the fractions wanted of it
     "latency": {**QUANTILES, "max_ms": 1.0},
