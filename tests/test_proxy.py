@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import http.client
 import json
 import random
@@ -19,12 +20,21 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+import yaml
 from real_servers import uvicorn_echo
+from servers import read_request, scripted_server
 from waits import wait_for
 
 from blastradius.cluster import launch
 from blastradius.targets.faults import EndpointState
-from blastradius.targets.proxy import RouteStats, Stats, decide, parse_config, parse_route
+from blastradius.targets.proxy import (
+    ProxyConfig,
+    RouteStats,
+    Stats,
+    decide,
+    parse_config,
+    parse_route,
+)
 from blastradius.targets.spec import Fixed, parse_duration_ns
 from blastradius.workers.run_record import ProxyCounts, RouteCounts
 
@@ -74,6 +84,7 @@ def stats(url: str) -> dict:
         (r"~^/items/\d+$", "GET", "/items/42", True),
         (r"~^/items/\d+$", "GET", "/items/42/x", False),
         (r"DELETE ~/items/", "DELETE", "/v1/items/7", True),
+        ("GET ~/a b$", "GET", "/x/a b", True),  # a pattern may hold a space
     ],
 )
 def test_routes_match_by_method_and_prefix_or_regex(text, method, path, matches):
@@ -326,7 +337,7 @@ def test_a_config_file_is_a_scenarios_proxy_entry_read_by_the_same_function(tmp_
             "resets": 0.2,
             "hangs": "0,0,0.5",
             "bandwidth": "1000,0*2",
-            "error_status": 429,
+            "error_status": 599,
             "seed": 0,
             "faults": [
                 {"at": "1s", "endpoint": [2], "hangs": 0},
@@ -339,6 +350,86 @@ def test_a_config_written_as_a_document_reads_back_equal(entry):
     # How the driver hands a launched proxy its configuration: nothing lost on the way.
     config = parse_config(entry)
     assert parse_config(json.loads(json.dumps(config.to_json()))) == config
+
+
+def test_a_config_built_in_code_injects_503_unless_told():
+    assert ProxyConfig("http://h", (), (EndpointState(Fixed(0)),)).error_status == 503
+
+
+def test_hop_by_hop_headers_stop_at_the_proxy(echo):
+    # RFC 9110 7.6.1: those of the list, and those the Connection header names.
+    with launch.start("proxy", ["--upstream", echo]) as proxy:
+        conn = connection(proxy.url)
+        conn.request(
+            "GET",
+            "/",
+            headers={
+                "Proxy-Authorization": "Basic eA==",
+                "Connection": "X-Secret",
+                "X-Secret": "1",
+            },
+        )
+        echoed = json.loads(response_of(conn).read())
+    names = {k.lower() for k, _ in echoed["headers"]}
+    assert not names & {"proxy-authorization", "x-secret"}
+
+
+def test_a_reset_is_a_tcp_reset_not_a_close():
+    with (
+        scripted_server(lambda conn: None) as (upstream, _),
+        launch.start("proxy", ["--upstream", upstream.rstrip("/"), "--resets", "1"]) as proxy,
+        pytest.raises(ConnectionResetError),
+    ):
+        get(connection(proxy.url), "/")
+
+
+def _gzip_answer(conn: socket.socket) -> None:
+    while read_request(conn):
+        body = gzip.compress(b"x" * 1000)
+        head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+        conn.sendall(head.encode() + body)
+
+
+def test_a_compressed_body_passes_compressed():
+    with (
+        scripted_server(_gzip_answer) as (upstream, _),
+        launch.start("proxy", ["--upstream", upstream.rstrip("/")]) as proxy,
+    ):
+        response, body = get(connection(proxy.url), "/", **{"Accept-Encoding": "gzip"})
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert gzip.decompress(body) == b"x" * 1000
+
+
+def _cut_short(conn: socket.socket) -> None:
+    if read_request(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"y" * 10)
+        conn.close()
+
+
+def test_an_upstream_that_cuts_a_body_short_cuts_the_clients_too_and_is_counted():
+    with (
+        scripted_server(_cut_short) as (upstream, _),
+        launch.start("proxy", ["--upstream", upstream.rstrip("/")]) as proxy,
+    ):
+        with pytest.raises((http.client.IncompleteRead, ConnectionResetError)):
+            get(connection(proxy.url), "/")
+        counted = wait_for(lambda: stats(proxy.url), lambda s: s["in_flight"] == 0, timeout_s=30)
+    assert counted["upstream_errors"] == 1
+
+
+def test_a_schedule_that_is_not_yaml_is_a_400_naming_the_parser_s_first_line(quick):
+    text = b"[{at: 1s"
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+    with (
+        launch.start("proxy", ["--upstream", quick]) as proxy,
+        pytest.raises(urllib.error.HTTPError) as bad,
+    ):
+        post(f"{proxy.url}/_blastradius/faults", text)
+    assert bad.value.code == 400
+    assert bad.value.read().decode() == f"faults: not valid YAML: {first}\n"
 
 
 def test_the_stats_answer_has_the_names_run_json_keeps():
@@ -452,6 +543,12 @@ def test_a_scenario_launches_its_proxy_and_the_run_records_what_it_injected(tmp_
             "proxies: the name 'p' is used twice",
         ),
         ({"name": "p"}, "proxies: expected a list"),
+        ([{"name": "p", "upstream": "http://h", "errors": 0.5, "hangs": 0.6}], "proxies[0]: "),
+        ([{"name": "p", "upstream": "http://h", "error_status": 600}], "proxies[0].error_st"),
+        (
+            [{"name": "p", "upstream": "http://h", "faults": [{"at": "1s"}]}],
+            "proxies[0].faults[0]: endpoint: missing",
+        ),
     ],
 )
 def test_bad_proxies_in_a_scenario_name_the_key(proxies, message):
