@@ -19,6 +19,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 MS = 1e6
 NINES = (0.0, 0.9, 0.99, 0.999, 0.9999, 0.99999)
 _WIDE = (9.0, 4.2)
+# Per series: a column ("latency_ns", "service_ns") -> (fractions, values in ms).
+Curves = Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]
 
 Faults = Mapping[str, Sequence[tuple[float, str]]]  # series -> [(at_s, label)]
 Spans = Mapping[str, Sequence[tuple[float, float]]]  # series -> [(start_s, end_s)]
@@ -42,11 +44,6 @@ def _series(frame: pd.DataFrame) -> list[str]:
 def _of(frame: pd.DataFrame, series: str) -> pd.DataFrame:
     """The rows (or timeline) of one series."""
     return frame[frame["series"] == series]
-
-
-def _ok_ms(rows: pd.DataFrame, series: str, column: str = "latency_ns") -> np.ndarray:
-    mine = rows[(rows["series"] == series).to_numpy() & rows["ok"].to_numpy(dtype=bool)]
-    return mine[column].to_numpy(dtype=np.float64, na_value=np.nan) / MS
 
 
 def _plain(value: float, _position: object = None) -> str:
@@ -73,20 +70,27 @@ def _empty_note(axes, text: str = "no successful requests") -> None:
     axes.text(0.5, 0.5, text, transform=axes.transAxes, ha="center", va="center", color="0.4")
 
 
-def latency_histogram(rows: pd.DataFrame) -> Figure:
-    """Histogram of ok requests' latency (from the intended time), log-spaced bins, overlaid."""
+def histogram_edges(curves: Curves) -> np.ndarray | None:
+    """The latency histogram's bins (ms): 60 log-spaced from the smallest ok latency of
+    any series to the largest (the ends of their percentile curves); None for none."""
+    ends = [(y[0], y[-1]) for mine in curves.values() for y in [mine["latency_ns"][1]]]
+    if not ends:
+        return None
+    low = max(min(e[0] for e in ends), 1e-3)
+    high = max(max(e[1] for e in ends), 1e-3) * 1.001
+    return np.geomspace(low, high if high > low else low * 10, 60)
+
+
+def latency_histogram(edges: np.ndarray | None, counts: Mapping[str, np.ndarray]) -> Figure:
+    """Histogram of ok requests' latency (from the intended time), log-spaced bins
+    (``histogram_edges``), one outline per series (``counts``: its requests per bin)."""
     figure, (axes,) = _figure()
-    samples = {s: _ok_ms(rows, s) for s in _series(rows)}
-    present = [v for v in samples.values() if len(v)]
-    if not present:
+    drawn = {name: c for name, c in counts.items() if c.sum()}
+    if edges is None or not drawn:
         _empty_note(axes)
         return figure
-    everything = np.concatenate(present)
-    low, high = max(everything.min(), 1e-3), max(everything.max(), 1e-3) * 1.001
-    bins = np.geomspace(low, high if high > low else low * 10, 60)
-    for series, values in samples.items():
-        if len(values):
-            axes.hist(values, bins=bins, histtype="step", linewidth=1.6, label=series)
+    for series, c in drawn.items():
+        axes.stairs(c, edges, linewidth=1.6, label=series)
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(FuncFormatter(_plain))
     axes.xaxis.set_minor_formatter(NullFormatter())
@@ -101,8 +105,9 @@ def _nines_x(q: np.ndarray) -> np.ndarray:
     return -np.log10(1.0 - q)
 
 
-def percentile_curve(rows: pd.DataFrame) -> Figure:
-    """Nearest-rank latency percentiles on a "nines" axis (50%, 90%, 99%, ...), overlaid.
+def percentile_curve(curves: Curves) -> Figure:
+    """Nearest-rank latency percentiles on a "nines" axis (50%, 90%, 99%, ...), overlaid
+    (``curves``: per series, ``analysis.scan.curves``).
 
     Solid: from the intended send time (what users waited); dashed: from the
     actual send (what a closed-loop tool would report).
@@ -110,15 +115,9 @@ def percentile_curve(rows: pd.DataFrame) -> Figure:
     figure, (axes,) = _figure()
     drawn = 0
     top = 0.0
-    for index, series in enumerate(_series(rows)):
+    for index, (series, mine) in enumerate(curves.items()):
         for column, style, suffix in (("latency_ns", "-", ""), ("service_ns", "--", " (service)")):
-            values = _ok_ms(rows, series, column)
-            if not len(values):
-                continue
-            n = len(values)
-            q = np.unique(np.concatenate([1.0 - np.geomspace(1.0, 1.0 / n, 400), [0.0]]))
-            q = q[q < 1.0]
-            y = np.quantile(values, q, method="inverted_cdf")
+            q, y = mine[column]
             axes.plot(_nines_x(q), y, style, color=f"C{index}", label=series + suffix)
             drawn += 1
             top = max(top, float(_nines_x(q).max()))

@@ -1,8 +1,9 @@
 """The HTML report: one self-contained page for a run, or for several runs compared.
 
-``write_report(paths, out_dir)`` loads the runs, draws the plots, writes them
-as PNGs to ``<out_dir>/plots/`` and writes ``<out_dir>/report.html`` with the
-same images embedded (data URIs), so the page can be mailed or archived alone.
+``write_report(paths, out_dir)`` reads the runs' files (``analysis.scan``: a few
+columns a batch at a time, never a run whole), draws the plots, writes them as PNGs
+to ``<out_dir>/plots/`` and writes ``<out_dir>/report.html`` with the same images
+embedded (data URIs), so the page can be mailed or archived alone.
 The page has the summary table (ratios to the first series when there are
 several), warnings (saturated or lost generators and their missing windows,
 skipped files), the plots, and each run's scenario, status, generator
@@ -25,11 +26,10 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from blastradius.analysis import plots, slo
+from blastradius.analysis import plots, scan, slo
 from blastradius.analysis.compare import compare
-from blastradius.analysis.load import Runs
-from blastradius.analysis.series import load_all, series_names, series_rows
-from blastradius.analysis.stats import summary, timeline
+from blastradius.analysis.load import Runs, Shard
+from blastradius.analysis.series import series_names, shard_series
 from blastradius.analysis.table import error_counts, warnings
 from blastradius.workers.layout import publish_bytes
 from blastradius.workers.run_record import RouteCounts, RunRecord
@@ -46,15 +46,15 @@ class Report:
     plots: tuple[Path, ...]
 
 
-def _origins(runs: Runs, rows: pd.DataFrame) -> dict[str, int]:
+def _origins(runs: Runs, spans: dict[str, tuple[int, int]]) -> dict[str, int]:
     """Each series' load start (ns): the manifest's, else its first intended time."""
     origins = {}
     for (run, target), name in series_names(runs).items():
         start_ns = runs.manifests[run].target(target).start_ns
         if start_ns is not None:
             origins[name] = start_ns
-    for series, group in rows.groupby("series", observed=True):
-        origins.setdefault(str(series), int(group["intended_ns"].min()))
+    for name, (first, _) in spans.items():
+        origins.setdefault(name, first)
     return origins
 
 
@@ -66,31 +66,36 @@ def series_fault_marks(runs: Runs) -> dict[str, list[tuple[float, str]]]:
     }
 
 
-def window_ns(rows: pd.DataFrame) -> int:
-    """1 s, or a whole number of seconds wide enough for at most MAX_WINDOWS per series."""
-    if rows.empty:
+def window_ns(spans: dict[str, tuple[int, int]]) -> int:
+    """1 s, or a whole number of seconds wide enough for at most MAX_WINDOWS per series
+    (``spans``: each series' first and last intended time)."""
+    if not spans:
         return S
-    spans = rows.groupby("series", observed=True)["intended_ns"].agg(["min", "max"])
-    longest_s = float((spans["max"] - spans["min"]).max()) / S
+    longest_s = max(last - first for first, last in spans.values()) / S
     return S * max(1, int(np.ceil(longest_s / MAX_WINDOWS)))
 
 
-def series_timeline(rows: pd.DataFrame, origins: dict[str, int], width_ns: int) -> pd.DataFrame:
+def series_timeline(
+    runs: Runs, shards: Sequence[Shard], origins: dict[str, int], width_ns: int
+) -> pd.DataFrame:
     """The timeline of each series from its own origin, with a ``series`` column."""
+    name = shard_series(runs)
     parts = []
-    for name, group in rows.groupby("series", observed=True):
-        part = timeline(group.assign(target=str(name)), width_ns, origins.get(str(name)))
+    for label in dict.fromkeys(name(shard) for shard in shards):
+        mine = [shard for shard in shards if name(shard) == label]
+        part = scan.timeline(mine, name, width_ns, origins.get(label))
         parts.append(part.rename(columns={"target": "series"}))
     if not parts:
-        return timeline(rows).rename(columns={"target": "series"})
+        return scan.timeline([], name).rename(columns={"target": "series"})
     return pd.concat(parts, ignore_index=True)
 
 
-def series_verdicts(runs: Runs) -> dict[str, list[slo.Verdict]]:
+def series_verdicts(runs: Runs, shards: Sequence[Shard]) -> dict[str, list[slo.Verdict]]:
     """Per series, the verdicts on its run's own objectives (``slo:``), if it had any."""
     names = series_names(runs)
     result: dict[str, list[slo.Verdict]] = {}
-    for run, verdicts in slo.judge(runs).items():
+    figures = lambda run: scan.FileFigures([s for s in shards if s.run == run])  # noqa: E731
+    for run, verdicts in slo.judge(runs, figures=figures).items():
         for verdict in verdicts:
             name = names.get((run, verdict.target), verdict.target)
             result.setdefault(name, []).append(verdict)
@@ -115,25 +120,27 @@ def breach_spans(
 
 def figures(
     runs: Runs,
-    rows: pd.DataFrame | None = None,
+    shards: Sequence[Shard],
     verdicts: dict[str, list[slo.Verdict]] | None = None,
 ) -> dict[str, tuple[str, Figure]]:
-    """Every plot of the report: file stem -> (caption, figure).
+    """Every plot of the report, from the runs' shards: file stem -> (caption, figure).
 
-    ``rows`` are ``series_rows(runs)`` and ``verdicts`` ``series_verdicts(runs)`` when
-    the caller has them already.
+    ``verdicts`` are ``series_verdicts(runs, shards)`` when the caller has them already.
     """
-    rows = series_rows(runs) if rows is None else rows
-    verdicts = series_verdicts(runs) if verdicts is None else verdicts
-    width = window_ns(rows)
-    line = series_timeline(rows, _origins(runs, rows), width)
+    verdicts = series_verdicts(runs, shards) if verdicts is None else verdicts
+    name = shard_series(runs)
+    spans = scan.spans(shards, name)
+    width = window_ns(spans)
+    line = series_timeline(runs, shards, _origins(runs, spans), width)
     faults = series_fault_marks(runs)
     missed = (
         " Shaded: windows that missed an objective."
         if any(v.breaches for mine in verdicts.values() for v in mine)
         else ""
     )
-    per_endpoint = summary(rows, by=["series", "endpoint"]) if not rows.empty else {}
+    curves = scan.curves(shards, name)
+    edges = plots.histogram_edges(curves)
+    counts = {} if edges is None else scan.latency_counts(shards, name, edges)
     seconds = f"{width // S} s"
     return {
         "availability_timeline": (
@@ -142,7 +149,7 @@ def figures(
         ),
         "endpoint_availability": (
             "Availability per endpoint: where the failures are.",
-            plots.endpoint_availability(per_endpoint),
+            plots.endpoint_availability(scan.endpoint_availability(shards, name)),
         ),
         "goodput_timeline": (
             f"Successful requests per second ({seconds} windows) against the schedule.",
@@ -154,11 +161,11 @@ def figures(
         ),
         "percentiles": (
             "Latency by percentile (nearest rank), from the intended send and from the send.",
-            plots.percentile_curve(rows),
+            plots.percentile_curve(curves),
         ),
         "latency_histogram": (
             "Latency of successful requests, measured from the intended send time.",
-            plots.latency_histogram(rows),
+            plots.latency_histogram(edges, counts),
         ),
     }
 
@@ -169,24 +176,24 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(paths: Sequence[str], out_dir: str | Path, runs: Runs | None = None) -> Report:
-    """Load ``paths`` (run directories or directories of runs) and write the report.
-
-    ``runs`` are those paths already loaded (``analysis.load``), to read them once."""
-    runs = load_all(paths) if runs is None else runs
-    rows = series_rows(runs)
-    verdicts = series_verdicts(runs)
+def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
+    """Read ``paths`` (run directories or directories of runs) from their files and write
+    the report."""
+    runs, shards = scan.open_runs(paths)
+    verdicts = series_verdicts(runs, shards)
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     images, written = [], []
-    for stem, (caption, figure) in figures(runs, rows, verdicts).items():
+    for stem, (caption, figure) in figures(runs, shards, verdicts).items():
         data = _png(figure)
         path = out / "plots" / f"{stem}.png"
         path.write_bytes(data)
         written.append(path)
         images.append((caption, stem, data))
+    order = list(series_names(runs).values())
+    summaries = scan.summaries(shards, shard_series(runs), order)
     page = out / "report.html"
-    publish_bytes(str(page), render(runs, rows, images, verdicts).encode())
+    publish_bytes(str(page), render(runs, summaries, images, verdicts).encode())
     return Report(page, tuple(written))
 
 
@@ -357,17 +364,16 @@ def _run_html(run: str, manifest: RunRecord) -> str:
 
 def render(
     runs: Runs,
-    rows: pd.DataFrame,
+    summaries: dict[str, dict],
     images: Sequence[tuple[str, str, bytes]],
-    verdicts: dict[str, list[slo.Verdict]] | None = None,
+    verdicts: dict[str, list[slo.Verdict]],
 ) -> str:
     """The whole page: summary, objectives, warnings, plots (embedded PNGs), then each
     run's details.
 
-    ``rows`` are ``series_rows(runs)``; ``verdicts`` ``series_verdicts(runs)``. Over 60
-    lines because it is the page's markup in reading order; its parts are functions.
+    ``summaries`` are per series, ``verdicts`` ``series_verdicts``. Over 60 lines because
+    it is the page's markup in reading order; its parts are functions.
     """
-    verdicts = series_verdicts(runs) if verdicts is None else verdicts
     objectives = ""
     if verdicts:
         count = sum(len(v) for v in verdicts.values())
@@ -377,7 +383,6 @@ def render(
             f"<h2>Objectives</h2><p>{headline}</p>"
             f'<div class="scroll">{objectives_html(verdicts)}</div>'
         )
-    summaries = {str(k): v for k, v in summary(rows, by="series").items()}
     notes = warnings(runs, summaries)
     injected = proxies_html(runs, summaries)
     if injected:
@@ -386,7 +391,7 @@ def render(
             f'service sent through it, during each target\'s load.</p><div class="scroll">'
             f"{injected}</div>"
         )
-    if runs.rows.empty:
+    if not summaries:
         notes.append("warning: no request rows were found")
     title = (
         f"blastradius: {next(iter(runs.manifests))}"

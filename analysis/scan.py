@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from blastradius.analysis.load import Shard, check_shard, skipped_entry
+from blastradius.analysis.load import Runs, Shard, check_shard, locate, skipped_entry
 from blastradius.analysis.select import CHUNK, MAX_BINS, nearest_rank_ranks
 from blastradius.analysis.slo import window_columns
 from blastradius.analysis.stats import (
@@ -68,6 +68,19 @@ def buckets(values: np.ndarray, bits: int = _BITS) -> np.ndarray:
     key >>= 52 - bits
     key -= 1023 << bits
     return key
+
+
+def open_runs(paths: Sequence[str]) -> tuple[Runs, list[Shard]]:
+    """The manifests of runs (or directories of runs), in the order given, and their
+    readable shards, the others named in ``skipped``: no row is read (``Runs.rows`` is
+    empty; the functions here read the shards). ``FileNotFoundError`` as ``load``."""
+    manifests, shards = {}, []
+    for path in paths:
+        found, more = locate(path)
+        manifests.update(found)
+        shards += more
+    shards, skipped = readable(shards)
+    return Runs(pd.DataFrame(), manifests, skipped), shards
 
 
 def readable(shards: Sequence[Shard]) -> tuple[list[Shard], list[str]]:
@@ -221,6 +234,95 @@ def _span(shard: Shard) -> tuple[int, int]:
             return min(s.min for s in stats), max(s.max for s in stats)
         intended = parquet.read(columns=["intended_ns"]).column(0)
         return pc.min(intended).as_py(), pc.max(intended).as_py()
+
+
+def spans(shards: Sequence[Shard], series: Callable[[Shard], str]) -> dict[str, tuple[int, int]]:
+    """Each series' first and last intended time, from its shards' statistics (a series
+    whose shards hold no row is left out)."""
+    found: dict[str, tuple[int, int]] = {}
+    for shard in shards:
+        low, high = _span(shard)
+        if low is None:
+            continue
+        label = series(shard)
+        before = found.get(label, (low, high))
+        found[label] = (min(before[0], low), max(before[1], high))
+    return found
+
+
+def curve_fractions(n: int) -> np.ndarray:
+    """Where a latency-by-percentile curve of ``n`` values is drawn: 400 points spaced
+    evenly in "nines" (1 - q from 1 down to 1/n), and 0 (the smallest value)."""
+    q = np.unique(np.concatenate([1.0 - np.geomspace(1.0, 1.0 / n, 400), [0.0]]))
+    return q[q < 1.0]
+
+
+def curves(
+    shards: Sequence[Shard], series: Callable[[Shard], str]
+) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per series, the nearest-rank latency (``latency_ns``) and service time
+    (``service_ns``) of ok requests at ``curve_fractions`` of their count, in ms: the
+    percentile curve's points, exact, in two passes over the series' shards."""
+    result: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for label in sorted({series(shard) for shard in shards}):
+        mine = [shard for shard in shards if series(shard) == label]
+        n = sum(
+            int(pc.sum(batch.column("ok")).as_py() or 0)
+            for shard in mine
+            for batch in _batches(shard, ["ok"])
+        )
+        if not n:
+            continue
+        q = curve_fractions(n)
+        fractions = dict(zip(map(str, range(len(q))), q.tolist(), strict=True))
+        selection = _Selection(1, {"latency": fractions, "service": fractions})
+        for gathering in (False, True):
+            for shard in mine:
+                for batch in _batches(shard, GATHERED):
+                    values = _values(batch)
+                    if gathering:
+                        selection.gather(0, values)
+                    else:
+                        selection.count(0, values)
+        picked = selection.finish()
+        result[label] = {
+            "latency_ns": (q, picked["latency"][0] / MS),
+            "service_ns": (q, picked["service"][0] / MS),
+        }
+    return result
+
+
+def latency_counts(
+    shards: Sequence[Shard], series: Callable[[Shard], str], edges_ms: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per series, how many ok requests' latencies (ms) fall in each bin of ``edges_ms``
+    (as ``np.histogram`` counts them), in one pass."""
+    counts: dict[str, np.ndarray] = {}
+    for shard in shards:
+        mine = counts.setdefault(series(shard), np.zeros(len(edges_ms) - 1, np.int64))
+        for batch in _batches(shard, ["ok", "latency_ns"]):
+            ok = batch.column("ok").to_numpy(zero_copy_only=False).astype(bool)
+            latency = _ints(batch.column("latency_ns"))[ok]
+            mine += np.histogram(latency / MS, bins=edges_ms)[0]
+    return counts
+
+
+def endpoint_availability(
+    shards: Sequence[Shard], series: Callable[[Shard], str]
+) -> dict[tuple[str, int], dict[str, float]]:
+    """Per (series, endpoint): its availability (ok over requests), in one pass."""
+    requests: dict[tuple[str, int], list[int]] = {}
+    for shard in shards:
+        label = series(shard)
+        for batch in _batches(shard, ["endpoint", "ok"]):
+            endpoint = batch.column("endpoint").to_numpy()
+            ok = batch.column("ok").to_numpy(zero_copy_only=False).astype(bool)
+            total, good = np.bincount(endpoint), np.bincount(endpoint[ok], minlength=0)
+            for e in np.flatnonzero(total).tolist():
+                cell = requests.setdefault((label, e), [0, 0])
+                cell[0] += int(total[e])
+                cell[1] += int(good[e]) if e < len(good) else 0
+    return {key: {"availability": good / n} for key, (n, good) in sorted(requests.items())}
 
 
 def timeline(

@@ -526,24 +526,13 @@ def _execute(
 
 
 def _scanned(paths: Sequence[str]) -> tuple[Runs, list[Shard]]:
-    """The manifests and readable shards of runs (or directories of runs), in the order
-    given, with the shards that are not named in ``skipped``; no row is read
-    (``analysis.scan`` reads them)."""
-    import pandas as pd
+    """``analysis.scan.open_runs``: manifests and readable shards, no row read."""
+    from blastradius.analysis.scan import open_runs
 
-    from blastradius.analysis import scan
-    from blastradius.analysis.load import Runs, locate
-
-    manifests, shards = {}, []
-    for path in paths:
-        try:
-            found, more = locate(path)
-        except FileNotFoundError as exc:
-            raise UsageError(str(exc)) from None
-        manifests.update(found)
-        shards += more
-    shards, skipped = scan.readable(shards)
-    return Runs(pd.DataFrame(), manifests, skipped), shards
+    try:
+        return open_runs(paths)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _file_figures(shards: list[Shard]) -> Callable[[str], Any]:

@@ -200,5 +200,5 @@ def run_demo(
         log(line)
     for line in warnings(runs, summary(runs.rows)):
         log(line)
-    report = write_report([outcome.run_dir], outcome.run_dir, runs)  # read once, above
+    report = write_report([outcome.run_dir], outcome.run_dir)
     return DemoOutcome(outcome.run_dir, outcome.status, report.html, tuple(table))

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
 
 from blastradius.analysis import load, plots
-from blastradius.analysis.load import to_frame
-from blastradius.analysis.report import figures, series_rows, window_ns, write_report
+from blastradius.analysis.report import figures, window_ns, write_report
+from blastradius.analysis.scan import curves, open_runs
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.outcome import TIMEOUT
 from blastradius.workers.record import RowBuffer
@@ -121,33 +120,23 @@ def test_several_runs_are_compared_under_their_scenario_names(tmp_path):
     assert "Run alpha-1" in page and "Run beta-1" in page
 
 
-def test_series_and_windows():
-    frame = to_frame(
-        pa.Table.from_batches([_batch(100)]).append_column("target", pa.array(["t"] * 100))
-    )
-    assert window_ns(series_rows(load_like(frame))) == S
-    long = frame.assign(intended_ns=frame["intended_ns"] + np.arange(100) * 30 * S)
-    assert window_ns(series_rows(load_like(long))) == 5 * S  # 2,970 s in at most 600 windows
+def test_windows_widen_past_600_a_series():
+    assert window_ns({}) == S
+    assert window_ns({"t": (T0, T0 + 990 * MS)}) == S
+    assert window_ns({"t": (T0, T0 + 2970 * S), "u": (T0, T0 + S)}) == 5 * S  # 2,970 s
 
 
-def load_like(frame: pd.DataFrame):
-    from blastradius.analysis.load import Runs
-    from blastradius.workers.run_record import RunRecord
-
-    return Runs(frame, {"r": RunRecord("r")})
-
-
-def test_percentile_curve_plots_numpys_nearest_rank_values():
-    frame = to_frame(
-        pa.Table.from_batches([_batch(1000)]).append_column("target", pa.array(["t"] * 1000))
-    ).assign(series="t")
-    figure = plots.percentile_curve(frame)
+def test_percentile_curve_plots_numpys_nearest_rank_values(tmp_path):
+    run = _write_run(tmp_path / "curve-1", {"t": _batch(1000, fail_every=7)})
+    _, shards = open_runs([str(run)])
+    figure = plots.percentile_curve(curves(shards, lambda shard: shard.target))
     line = figure.axes[0].lines[0]  # from the intended send time
     x, y = line.get_xdata(), line.get_ydata()
     q = 1 - 10.0 ** -np.asarray(x)
-    values = frame["latency_ns"].to_numpy(dtype=np.float64) / MS
+    rows = load(str(run)).rows
+    values = rows[rows["ok"]]["latency_ns"].to_numpy(dtype=np.float64) / MS
     assert np.allclose(y, np.quantile(values, q, method="inverted_cdf"))
-    assert y[-1] == values.max()
+    assert y[-1] == values.max() and y[0] == values.min()
 
 
 def test_fault_times_are_marked_on_the_timelines(tmp_path):
@@ -157,7 +146,7 @@ def test_fault_times_are_marked_on_the_timelines(tmp_path):
         faults=[{"at_s": 2.0, "label": "endpoint 9: latency 30s"}],
     )
     for stem in ("availability_timeline", "goodput_timeline", "latency_timeline"):
-        figure = figures(load(str(run)))[stem][1]
+        figure = figures(*open_runs([str(run)]))[stem][1]
         marks = [ln for ax in figure.axes for ln in ax.lines if list(ln.get_xdata()) == [2.0, 2.0]]
         texts = [t.get_text() for ax in figure.axes for t in ax.texts]
         assert marks and "endpoint 9: latency 30s" in texts, stem
@@ -193,14 +182,15 @@ def test_scenario_in_the_report_is_the_manifests(tmp_path):
 
 def test_timelines_count_from_the_manifests_load_start_not_the_first_row(tmp_path):
     from blastradius.analysis.report import _origins, series_timeline
+    from blastradius.analysis.scan import spans
 
     run = _write_run(tmp_path / "late-1", {"t": _batch(200)})
     manifest = json.loads((run / "run.json").read_text())
     manifest["targets"]["t"]["start_ns"] = T0 - 3 * S  # the first row is due 3 s in
     (run / "run.json").write_text(json.dumps(manifest))
-    runs = load(run)
-    rows = series_rows(runs)
-    line = series_timeline(rows, _origins(runs, rows), S)
+    runs, shards = open_runs([str(run)])
+    origins = _origins(runs, spans(shards, lambda shard: shard.target))
+    line = series_timeline(runs, shards, origins, S)
     assert line["t_s"].min() == 3.0
 
 
@@ -289,9 +279,9 @@ def test_objectives_are_in_the_report_and_their_missed_windows_shaded(tmp_path):
     manifest = json.loads((run / "run.json").read_text())
     manifest["objectives"] = {"t": {"availability": 0.9, "p99": 1000.0, "window_ns": S}}
     (run / "run.json").write_text(json.dumps(manifest))
-    runs = load(str(run))
+    drawn = figures(*open_runs([str(run)]))
     for stem, latency_missed in (("availability_timeline", False), ("latency_timeline", True)):
-        figure = figures(runs)[stem][1]
+        figure = drawn[stem][1]
         spans = [(p.get_x(), p.get_x() + p.get_width()) for ax in figure.axes for p in ax.patches]
         if latency_missed:
             assert not spans, stem  # every latency objective was met

@@ -41,7 +41,14 @@ def write_run(run_dir, rng: np.random.Generator, targets: dict[str, int]) -> Non
         for i in range(n):
             done = intended[i] + S if sent[i] == NULL_NS else sent[i] + service[i]
             buffers[int(worker[i])].add(
-                i, 0, int(intended[i]), int(sent[i]), int(done), int(status[i]), int(error[i]), 2
+                i,
+                i % 4,
+                int(intended[i]),
+                int(sent[i]),
+                int(done),
+                int(status[i]),
+                int(error[i]),
+                2,
             )
             if i in cuts or i == n - 1:
                 for w, buffer in buffers.items():
@@ -159,3 +166,20 @@ def test_objectives_judged_from_files_equal_those_judged_from_loaded_rows(tmp_pa
     from_files = slo.check_figures(FileFigures(shards), goals, starts)
     assert from_files == slo.check(rows, goals, starts)
     assert any(v.breaches for v in from_files) and not all(v.met for v in from_files)
+
+
+def test_the_reports_per_endpoint_and_histogram_counts_equal_the_loaded_rows(tmp_path):
+    from blastradius.analysis.scan import endpoint_availability, latency_counts
+
+    write_run(tmp_path / "run", np.random.default_rng(10), {"a": 2000, "b": 500})
+    _, shards = locate(str(tmp_path / "run"))
+    rows = load(str(tmp_path / "run")).rows
+    by_endpoint = summary(rows, by=["target", "endpoint"])  # four endpoints a target
+    streamed = endpoint_availability(shards, lambda shard: shard.target)
+    assert len(streamed) == 8
+    assert streamed == {k: {"availability": v["availability"]} for k, v in by_endpoint.items()}
+    edges = np.geomspace(0.01, 100_000, 60)
+    counts = latency_counts(shards, lambda shard: shard.target, edges)
+    for target, mine in rows[rows["ok"]].groupby("target", observed=True):
+        values = mine["latency_ns"].to_numpy(dtype=np.float64) / MS
+        assert (counts[str(target)] == np.histogram(values, bins=edges)[0]).all()
