@@ -83,6 +83,24 @@ def open_runs(paths: Sequence[str]) -> tuple[Runs, list[Shard]]:
     return Runs(pd.DataFrame(), manifests, skipped), shards
 
 
+def first_of_buckets(keys: np.ndarray, bits: int = _BITS) -> np.ndarray:
+    """The smallest int64 whose bucket is at least each of ``keys`` (the int64 minimum
+    for bucket 0 and below, the maximum past the last bucket): bucket ``k`` holds
+    exactly the values from its first to the next one's, excluded."""
+    keys = np.asarray(keys, np.int64)
+    low = np.zeros(len(keys), np.int64)
+    high = np.full(len(keys), _MAX, np.int64)
+    past = buckets(high, bits) < keys
+    while (low < high).any():  # a binary search for every key at once: 63 steps
+        middle = low + (high - low) // 2
+        above = buckets(middle, bits) >= keys
+        high = np.where(above, middle, high)
+        low = np.where(above, low, middle + 1)
+    low[keys <= 0] = np.iinfo(np.int64).min
+    low[past] = np.iinfo(np.int64).max
+    return low
+
+
 def readable(shards: Sequence[Shard]) -> tuple[list[Shard], list[str]]:
     """The shards whose footer says they are this project's, and ``path: reason`` for the
     others (a truncated file, another schema): read before any row is."""
@@ -137,6 +155,7 @@ class _Selection:
         self._planned = False  # the counting pass is over: the wanted buckets are known
         self._wanted: dict[str, np.ndarray] = {}
         self._where: dict[str, tuple[np.ndarray, ...]] = {}
+        self._edges: dict[tuple[str, int], np.ndarray] = {}
         self.found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
     def _keys(self, cells: np.ndarray | int, values: np.ndarray) -> np.ndarray:
@@ -166,11 +185,37 @@ class _Selection:
             self.plan()
         for metric, wanted in self._wanted.items():
             v, where = values[metric]
+            if isinstance(cells, int):  # one cell: its wanted buckets as value ranges
+                edges = self._ranges(metric, cells)
+                hit = (np.searchsorted(edges, v, side="right") & 1).astype(bool)
+                hit &= where
+                if hit.any():
+                    v = v[hit]
+                    self.found.setdefault(metric, []).append((self._keys(cells, v), v))
+                continue
             v = v[where]
-            key = self._keys(cells if isinstance(cells, int) else cells[where], v)
+            key = self._keys(cells[where], v)
             hit = wanted[key]
             if hit.any():
                 self.found.setdefault(metric, []).append((key[hit], v[hit]))
+
+    def _ranges(self, metric: str, cell: int) -> np.ndarray:
+        """The values of ``cell``'s wanted buckets of ``metric`` as sorted edges: a value
+        lies in one of those buckets exactly when an odd number of edges are <= it."""
+        found = self._edges.get((metric, cell))
+        if found is None:
+            wanted = np.flatnonzero(
+                self._wanted[metric][cell * self.width : (cell + 1) * self.width]
+            )
+            starts = first_of_buckets(np.concatenate([wanted, wanted + 1]), self.bits)
+            low, high = starts[: len(wanted)], starts[len(wanted) :]
+            joined = np.ones(len(wanted), bool)  # adjacent buckets make one range
+            joined[1:] = low[1:] != high[:-1]
+            ends = np.ones(len(wanted), bool)
+            ends[:-1] = joined[1:]
+            found = np.sort(np.concatenate([low[joined], high[ends]]))
+            self._edges[metric, cell] = found
+        return found
 
     def add_counts(self, histograms: dict[str, np.ndarray]) -> None:
         """Add counts made elsewhere (another selection's ``histograms``, same cells)."""

@@ -183,3 +183,16 @@ def test_the_reports_per_endpoint_and_histogram_counts_equal_the_loaded_rows(tmp
     for target, mine in rows[rows["ok"]].groupby("target", observed=True):
         values = mine["latency_ns"].to_numpy(dtype=np.float64) / MS
         assert (counts[str(target)] == np.histogram(values, bins=edges)[0]).all()
+
+
+def test_a_bucket_starts_at_its_first_value():
+    from blastradius.analysis.scan import first_of_buckets
+
+    rng = np.random.default_rng(11)
+    values = np.concatenate([rng.integers(-5, 10**13, 2000), [0, 1, 2, 2**53 + 1]])
+    keys = np.unique(buckets(values))
+    first = first_of_buckets(keys)
+    assert (buckets(first[keys > 0]) == keys[keys > 0]).all()  # in its bucket...
+    assert (buckets(first[keys > 0] - 1) < keys[keys > 0]).all()  # ...and the first there
+    assert first[keys == 0][0] == np.iinfo(np.int64).min
+    assert first_of_buckets(np.array([63 << 10]))[0] == np.iinfo(np.int64).max  # past the end
