@@ -1,6 +1,7 @@
 """Benchmark: ``blastradius analyze RUN`` over files, beside DuckDB and plain pandas.
 
     python benchmarks/analyze_files.py [--rows 10000000 30000000] [--keep DIR] [--json FILE]
+        [--skip NAME ...] [--also check report]
 
 The user's path: a run on disk (written by ``synthetic_run.py``: two targets, one hour,
 shards of a million rows) and the command that reads it. Each approach runs in a
@@ -14,6 +15,9 @@ and the max of ok requests, service p99 and send-lag p99:
   the files), and the path it replaced, ``analysis.load(RUN)`` then ``summary``;
 - DuckDB, one thread: SQL over the shards (``quantile_disc``);
 - pandas: ``read_parquet`` of the columns, then ``groupby().quantile()``.
+
+``--also check report`` times ``blastradius check RUN --slo FILE`` (availability and
+p99, over the run and per 10 s window) and ``blastradius report RUN`` too.
 """
 
 from __future__ import annotations
@@ -85,25 +89,37 @@ def timed(command: list[str]) -> tuple[float, float]:
     )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if os.waitstatus_to_exitcode(status) not in (0, 3):  # check: 3 when not met
         raise RuntimeError(f"{command[:3]} failed")
     return elapsed, usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
 
 
-def approaches(run: Path) -> dict[str, list[str]]:
+SLO = "availability: 0.85\np99: 1s\nwindow: 10s\n"
+
+
+def approaches(run: Path, also: list[str], workdir: Path) -> dict[str, list[str]]:
     blastradius = [sys.executable, "-m", "blastradius.cluster"]
-    return {
+    found = {
         "blastradius analyze": [*blastradius, "analyze", str(run), "--json"],
         "load + summary (before)": [sys.executable, "-c", LOAD, str(run)],
         "duckdb, 1 thread": [sys.executable, "-c", DUCKDB, str(run)],
         "pandas": [sys.executable, "-c", PANDAS, str(run)],
     }
+    if "check" in also:
+        slo = workdir / "slo.yaml"
+        slo.write_text(SLO)
+        found["blastradius check"] = [*blastradius, "check", str(run), "--slo", str(slo)]
+    if "report" in also:
+        out = workdir / f"report-{run.name}"
+        found["blastradius report"] = [*blastradius, "report", str(run), "--out", str(out)]
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 30_000_000])
     parser.add_argument("--skip", nargs="*", default=[], help="approaches to leave out")
+    parser.add_argument("--also", nargs="*", default=[], choices=["check", "report"])
     parser.add_argument("--keep", type=Path, help="write the runs here and keep them")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -119,7 +135,7 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                 )
             results[str(rows)] = {}
-            for name, command in approaches(run).items():
+            for name, command in approaches(run, args.also, workdir).items():
                 if any(skip in name for skip in args.skip):
                     continue
                 seconds, gib = timed(command)
