@@ -541,3 +541,17 @@ def test_windowed_objectives_without_window_figures_are_judged_over_the_run():
     windows = pd.DataFrame({"target": ["t"], "t_s": [0.0], "availability": [0.1]})
     (verdict,) = evaluate("t", objectives(availability=0.9), SUMMARY, windows)
     assert (verdict.objective, verdict.met) == ("availability", True)
+
+
+def test_a_windowed_service_time_objective_is_its_p99_per_window_not_its_max():
+    # One window of 200 requests: 198 served in 10 ms, 2 in 500 ms: p99 10 ms, max 500.
+    frame = pd.concat([rows_in_windows([(198, 0, 10.0)]), rows_in_windows([(2, 0, 500.0)])])
+    (_, windowed) = check(frame, {"t": objectives(service_p99=100.0, window_ns=S)})
+    assert windowed.objective == "service_p99 per 1s" and windowed.met
+    assert windowed.measured == pytest.approx(10.0)
+
+
+def test_junit_suites_count_their_own_failures():
+    verdicts = [Verdict("t", "p99", 300.0, 120.0, True), Verdict("t", "max", 1.0, 2.0, False)]
+    (suite,) = ET.fromstring(junit_xml({"run-1": verdicts})).findall("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
