@@ -1,4 +1,6 @@
-"""Exact nearest-rank selection per group, in two chunked passes and no full copy.
+"""Exact nearest-rank selection per group, in two chunked passes and no full copy: over
+arrays in memory (``select_grouped``), or over batches read twice (``Selection``, for
+``analysis.scan``).
 
 For a few groups over many rows (a summary by target), gathering each group's
 values and partitioning them costs several passes over memory and large
@@ -21,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 CHUNK = 1 << 18
+_BITS = 10  # a Selection's buckets per octave at most (0.07% wide): few values a bucket
+_MAX = 1 << 62  # values are clipped here for their bucket (never for their figure)
 MANTISSA_BITS = 7  # buckets per octave: 2**7, each under 1% wide
 MAX_BINS = 1 << 22  # fewer buckets per octave (down to 4) when groups are many
 
@@ -143,3 +147,161 @@ def select_grouped(
     found_key, found_value = found_key[order], found_value[order]
     picked[present] = found_value[np.searchsorted(found_key, keys) + inside]
     return picked, counts
+
+
+def buckets(values: np.ndarray, bits: int = _BITS) -> np.ndarray:
+    """Each value's bucket: the top ``11 + bits`` bits of ``float64(value + 1)``, less
+    those of 1.0, for values clipped to ``[0, _MAX]``: ordered and log-spaced, 63 octaves
+    of ``2**bits`` buckets."""
+    as_float = values.astype(np.float64)  # monotone: exact below 2**53, rounded above
+    np.clip(as_float, 0.0, _MAX, out=as_float)
+    as_float += 1.0
+    key = as_float.view(np.int64)
+    key >>= 52 - bits
+    key -= 1023 << bits
+    return key
+
+
+def first_of_buckets(keys: np.ndarray, bits: int = _BITS) -> np.ndarray:
+    """The smallest int64 whose bucket is at least each of ``keys`` (the int64 minimum
+    for bucket 0 and below, the maximum past the last bucket): bucket ``k`` holds
+    exactly the values from its first to the next one's, excluded."""
+    keys = np.asarray(keys, np.int64)
+    low = np.zeros(len(keys), np.int64)
+    high = np.full(len(keys), _MAX, np.int64)
+    past = buckets(high, bits) < keys
+    while (low < high).any():  # a binary search for every key at once: 63 steps
+        middle = low + (high - low) // 2
+        above = buckets(middle, bits) >= keys
+        high = np.where(above, middle, high)
+        low = np.where(above, low, middle + 1)
+    low[keys <= 0] = np.iinfo(np.int64).min
+    low[past] = np.iinfo(np.int64).max
+    return low
+
+
+class Selection:
+    """Nearest-rank quantiles of some metrics per cell, exact, over batches seen twice:
+    ``count`` every batch, then ``gather`` every batch again; ``picked`` then holds, per
+    metric, ``[cell, j]``: the cell's j-th fraction (NaN for a cell without values)."""
+
+    def __init__(self, ncells: int, metrics: dict[str, dict[str, float]]) -> None:
+        # As many buckets per octave as keep the histograms within select's bound.
+        room = MAX_BINS // max(ncells * 64, 1)
+        self.bits = int(np.clip(room.bit_length() - 1, 2, _BITS))
+        self.width = 64 << self.bits
+        self.ncells = ncells
+        self.fractions = {m: np.array(list(qs.values())) for m, qs in metrics.items()}
+        self.histograms = {m: np.zeros(ncells * self.width, np.int64) for m in metrics}
+        self.picked = {m: np.full((ncells, len(f)), np.nan) for m, f in self.fractions.items()}
+        self._planned = False  # the counting pass is over: the wanted buckets are known
+        self._wanted: dict[str, np.ndarray] = {}
+        self._where: dict[str, tuple[np.ndarray, ...]] = {}
+        self._edges: dict[tuple[str, int], np.ndarray] = {}
+        self.found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def _keys(self, cells: np.ndarray | int, values: np.ndarray) -> np.ndarray:
+        key = buckets(values, self.bits)
+        key += cells * self.width
+        return key
+
+    def count(
+        self, cells: np.ndarray | int, values: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        """Pass 1: count the batch's values (``values[metric]``: values and which rows
+        count) into their cells' buckets (``cells``: each row's cell, or the one cell of
+        every row)."""
+        for metric, histogram in self.histograms.items():
+            v, where = values[metric]
+            key = self._keys(cells if isinstance(cells, int) else cells[where], v[where])
+            if len(key):
+                first = int(key.min())
+                counts = np.bincount(key - first)
+                histogram[first : first + len(counts)] += counts
+
+    def gather(
+        self, cells: np.ndarray | int, values: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        """Pass 2: keep the batch's values that lie in a bucket holding a wanted rank."""
+        if not self._planned:
+            self.plan()
+        for metric, wanted in self._wanted.items():
+            v, where = values[metric]
+            if isinstance(cells, int):  # one cell: its wanted buckets as value ranges
+                edges = self._ranges(metric, cells)
+                hit = (np.searchsorted(edges, v, side="right") & 1).astype(bool)
+                hit &= where
+                if hit.any():
+                    v = v[hit]
+                    self.found.setdefault(metric, []).append((self._keys(cells, v), v))
+                continue
+            v = v[where]
+            key = self._keys(cells[where], v)
+            hit = wanted[key]
+            if hit.any():
+                self.found.setdefault(metric, []).append((key[hit], v[hit]))
+
+    def _ranges(self, metric: str, cell: int) -> np.ndarray:
+        """The values of ``cell``'s wanted buckets of ``metric`` as sorted edges: a value
+        lies in one of those buckets exactly when an odd number of edges are <= it."""
+        found = self._edges.get((metric, cell))
+        if found is None:
+            wanted = np.flatnonzero(
+                self._wanted[metric][cell * self.width : (cell + 1) * self.width]
+            )
+            starts = first_of_buckets(np.concatenate([wanted, wanted + 1]), self.bits)
+            low, high = starts[: len(wanted)], starts[len(wanted) :]
+            joined = np.ones(len(wanted), bool)  # adjacent buckets make one range
+            joined[1:] = low[1:] != high[:-1]
+            ends = np.ones(len(wanted), bool)
+            ends[:-1] = joined[1:]
+            found = np.sort(np.concatenate([low[joined], high[ends]]))
+            self._edges[metric, cell] = found
+        return found
+
+    def add_counts(self, histograms: dict[str, np.ndarray]) -> None:
+        """Add counts made elsewhere (another selection's ``histograms``, same cells)."""
+        for metric, histogram in self.histograms.items():
+            histogram += histograms[metric]
+
+    def add_found(self, found: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> None:
+        """Add values gathered elsewhere (another selection's ``found``)."""
+        for metric, parts in found.items():
+            self.found.setdefault(metric, []).extend(parts)
+
+    def plan(self) -> None:
+        """From the counts: each wanted rank's bucket, and its rank inside the bucket."""
+        self._planned = True
+        for metric, histogram in self.histograms.items():
+            table = histogram.reshape(self.ncells, self.width)
+            n = table.sum(axis=1)
+            present = np.flatnonzero(n)
+            if not len(present):
+                continue
+            ranks = nearest_rank_ranks(n[present, None], self.fractions[metric][None, :])
+            ends = np.cumsum(table[present], axis=1)
+            bucket = np.stack(
+                [np.searchsorted(e, r, side="right") for e, r in zip(ends, ranks, strict=True)]
+            ).reshape(len(present), len(self.fractions[metric]))
+            rows = np.arange(len(present))[:, None]
+            inside = ranks - (ends[rows, bucket] - table[present[:, None], bucket])
+            keys = present[:, None] * self.width + bucket
+            wanted = np.zeros(self.ncells * self.width, bool)
+            wanted[keys.ravel()] = True
+            self._wanted[metric] = wanted
+            self._where[metric] = (present, keys, inside)
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """The picked values, once every batch was gathered."""
+        if not self._planned:
+            self.plan()
+        for metric, (present, keys, inside) in self._where.items():
+            parts = self.found.pop(metric, [])
+            if not len(present) or not parts:
+                continue
+            key = np.concatenate([k for k, _ in parts])
+            value = np.concatenate([v for _, v in parts])
+            order = np.lexsort((value, key))
+            key, value = key[order], value[order]
+            self.picked[metric][present] = value[np.searchsorted(key, keys) + inside]
+        return self.picked

@@ -10,8 +10,8 @@ import pytest
 from blastradius.analysis import load, summary
 from blastradius.analysis import timeline as stats_timeline
 from blastradius.analysis.load import locate
-from blastradius.analysis.scan import buckets, readable, summaries, timeline
-from blastradius.analysis.select import CHUNK
+from blastradius.analysis.scan import readable, summaries, timeline
+from blastradius.analysis.select import CHUNK, buckets
 from blastradius.workers.kinds import ERROR_KINDS
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.record import NULL_NS, RowBuffer
@@ -186,7 +186,7 @@ def test_the_reports_per_endpoint_and_histogram_counts_equal_the_loaded_rows(tmp
 
 
 def test_a_bucket_starts_at_its_first_value():
-    from blastradius.analysis.scan import first_of_buckets
+    from blastradius.analysis.select import first_of_buckets
 
     rng = np.random.default_rng(11)
     values = np.concatenate([rng.integers(-5, 10**13, 2000), [0, 1, 2, 2**53 + 1]])
