@@ -356,6 +356,45 @@ def test_a_config_built_in_code_injects_503_unless_told():
     assert ProxyConfig("http://h", (), (EndpointState(Fixed(0)),)).error_status == 503
 
 
+@pytest.mark.parametrize(("routes", "states"), [(2, 1), (1, 2), (0, 2)])
+def test_a_config_built_in_code_has_one_state_per_endpoint(routes, states):
+    with pytest.raises(ValueError, match="endpoints given, the routes make"):
+        ProxyConfig(
+            "http://h",
+            tuple(parse_route(f"/{i}") for i in range(routes)),
+            (EndpointState(Fixed(0)),) * states,
+        )
+
+
+@pytest.mark.parametrize(("status", "accepted"), [(399, False), (400, True), (599, True)])
+def test_the_injected_status_is_a_4xx_or_5xx(status, accepted):
+    entry = {"upstream": "http://h", "error_status": status}
+    if accepted:
+        assert parse_config(entry).error_status == status
+    else:
+        with pytest.raises(ValueError, match="is not a 4xx or 5xx status"):
+            parse_config(entry)
+
+
+def test_a_trickle_of_bandwidth_still_sends_every_byte(echo):
+    # 10 B/s: slices of one byte (a twentieth of a second's worth rounds to none).
+    with launch.start("proxy", ["--upstream", echo, "--bandwidth", "10"]) as proxy:
+        start = time.monotonic()
+        response, body = get(connection(proxy.url), "/bytes/5")
+        elapsed = time.monotonic() - start
+    assert len(body) == 5 and response.getheader("X-Blastradius-Fault") == "bandwidth 10B/s"
+    assert elapsed >= 0.35  # the fifth byte is due 0.4 s after the first
+
+
+def test_a_request_no_route_takes_passes_untouched_and_unpaced(echo):
+    args = ["--upstream", echo, "--route", "/slow/", "--bandwidth", "1"]
+    with launch.start("proxy", args) as proxy:
+        response, body = get(connection(proxy.url, timeout=30), "/bytes/200000")
+        counted = stats(proxy.url)
+    assert len(body) == 200_000 and response.getheader("X-Blastradius-Fault") is None
+    assert counted["unmatched"] == 1 and counted["routes"][0]["requests"] == 0
+
+
 def test_hop_by_hop_headers_stop_at_the_proxy(echo):
     # RFC 9110 7.6.1: those of the list, and those the Connection header names.
     with launch.start("proxy", ["--upstream", echo]) as proxy:
