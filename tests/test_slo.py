@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 from cli_runs import running
@@ -86,6 +87,12 @@ def test_a_figure_that_cannot_be_measured_does_not_meet_its_objective():
 
 def rows_in_windows(per_window: list[tuple[int, int, float]]) -> pd.DataFrame:
     """Rows a second apart per window: (requests, failures, latency of the ok ones, ms)."""
+    frame = to_frame(batch_in_windows(per_window))
+    return frame.assign(target=pd.Categorical(["t"] * len(frame)), run="r")
+
+
+def batch_in_windows(per_window: list[tuple[int, int, float]]) -> pa.RecordBatch:
+    """``rows_in_windows``' rows as a generator hands them over."""
     buffer = RowBuffer(worker=0, node="n")
     seq = 0
     for window, (requests, failures, latency_ms) in enumerate(per_window):
@@ -95,8 +102,7 @@ def rows_in_windows(per_window: list[tuple[int, int, float]]) -> pd.DataFrame:
             done = intended + (S if failed else int(latency_ms * MS))
             buffer.add(seq, 0, intended, intended, done, 0 if failed else 200, TIMEOUT * failed, 2)
             seq += 1
-    frame = to_frame(buffer.close())
-    return frame.assign(target=pd.Categorical(["t"] * len(frame)), run="r")
+    return buffer.close()
 
 
 def test_windowed_objectives_name_the_windows_that_breached():
@@ -494,6 +500,8 @@ def test_objectives_for_targets_a_run_lacks_name_the_first_of_them(tmp_path):
         # A window of 1.5 s is whole at 1.5 s, not at 1 s.
         (1_500_000_000, [(1.0, 40, 20, {})], None),
         (1_500_000_000, [(1.0, 40, 20, {}), (1.5, 60, 30, {})], "per 1.5s"),
+        # Counts at uneven times: the window is the last second, from the count 0.6 s in.
+        (S, [(0.6, 30, 30, {}), (1.7, 60, 40, {})], "0.3333 over the last 1s"),
     ],
 )
 def test_a_window_is_judged_whole_and_from_enough_requests(window_ns, seen, stops):
@@ -555,3 +563,24 @@ def test_junit_suites_count_their_own_failures():
     verdicts = [Verdict("t", "p99", 300.0, 120.0, True), Verdict("t", "max", 1.0, 2.0, False)]
     (suite,) = ET.fromstring(junit_xml({"run-1": verdicts})).findall("testsuite")
     assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+
+
+def test_a_runs_objectives_judged_from_its_rows_or_its_files_agree(tmp_path):
+    from blastradius.analysis.load import load
+    from blastradius.analysis.scan import FileFigures, open_runs
+    from blastradius.analysis.slo import judge, met
+    from blastradius.workers.layout import shard_dir, shard_name
+    from blastradius.workers.shards import write_shard
+
+    goal = {"availability": 0.9, "p99": 5.0, "window_ns": S}
+    for name, latency_ms in (("one", 1.0), ("two", 20.0)):
+        batch = batch_in_windows([(50, 2, latency_ms), (50, 1, latency_ms)])
+        run = tmp_path / "runs" / name
+        write_shard([batch], shard_dir(str(run), "t"), shard_name(0, 0))
+        manifest = {"run_id": name, "status": "completed", "objectives": {"t": goal}}
+        (run / "run.json").write_text(json.dumps(manifest))
+    from_rows = judge(load(str(tmp_path / "runs")))
+    runs, shards = open_runs([str(tmp_path / "runs")])
+    from_files = judge(runs, figures=lambda run: FileFigures([s for s in shards if s.run == run]))
+    assert from_rows == from_files and set(from_rows) == {"one", "two"}
+    assert met(from_rows["one"]) != met(from_rows["two"])
