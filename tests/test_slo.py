@@ -560,9 +560,13 @@ def test_a_windowed_service_time_objective_is_its_p99_per_window_not_its_max():
 
 
 def test_junit_suites_count_their_own_failures():
-    verdicts = [Verdict("t", "p99", 300.0, 120.0, True), Verdict("t", "max", 1.0, 2.0, False)]
+    verdicts = [
+        Verdict("t", "p99", 300.0, 120.0, True),
+        Verdict("t", "p50", 300.0, 20.0, True),
+        Verdict("t", "max", 1.0, 2.0, False),
+    ]
     (suite,) = ET.fromstring(junit_xml({"run-1": verdicts})).findall("testsuite")
-    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
 
 
 def test_a_runs_objectives_judged_from_its_rows_or_its_files_agree(tmp_path):
