@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from urllib.parse import urlsplit
@@ -85,6 +86,7 @@ def stats(url: str) -> dict:
         (r"~^/items/\d+$", "GET", "/items/42/x", False),
         (r"DELETE ~/items/", "DELETE", "/v1/items/7", True),
         ("GET ~/a b$", "GET", "/x/a b", True),  # a pattern may hold a space
+        ("GET /api/", "POST", "/api/x", False),
     ],
 )
 def test_routes_match_by_method_and_prefix_or_regex(text, method, path, matches):
@@ -350,6 +352,45 @@ def test_a_config_written_as_a_document_reads_back_equal(entry):
     # How the driver hands a launched proxy its configuration: nothing lost on the way.
     config = parse_config(entry)
     assert parse_config(json.loads(json.dumps(config.to_json()))) == config
+
+
+def test_a_method_alone_is_not_a_route():
+    with pytest.raises(ValueError, match="a path prefix begins with /"):
+        parse_route("GET")
+
+
+SLOW_ARRIVED = threading.Event()
+
+
+def _slow_or_quick(conn: socket.socket) -> None:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        head += chunk
+    if head.startswith(b"GET /slow"):
+        SLOW_ARRIVED.set()
+        time.sleep(1.5)  # the slow upstream answer itself, not a wait for the test
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    conn.close()
+
+
+def test_a_slow_upstream_answer_does_not_hold_up_the_next_request():
+    # The proxy's pool to the upstream has no limit: each request its own connection.
+    SLOW_ARRIVED.clear()
+    with (
+        scripted_server(_slow_or_quick) as (upstream, _),
+        launch.start("proxy", ["--upstream", upstream.rstrip("/")]) as proxy,
+    ):
+        slow = connection(proxy.url)
+        slow.request("GET", "/slow")
+        assert SLOW_ARRIVED.wait(30)  # the slow request holds an upstream connection
+        start = time.monotonic()
+        response, _ = get(connection(proxy.url), "/quick")
+        quick_s = time.monotonic() - start
+        assert response_of(slow).status == 200
+    assert response.status == 200 and quick_s < 1.2
 
 
 def test_a_config_built_in_code_injects_503_unless_told():
