@@ -10,25 +10,11 @@ every comparison. ``analyze``, ``compare`` and the report all use this.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pandas as pd
 
-from blastradius.analysis.load import Runs, Shard, load
-
-
-def load_all(paths: Sequence[str]) -> Runs:
-    """Several run directories (or directories of runs) as one ``Runs``, in the given order."""
-    loaded = [load(p) for p in paths]
-    if len(loaded) == 1:
-        return loaded[0]
-    manifests = {k: v for r in loaded for k, v in r.manifests.items()}
-    skipped = [s for r in loaded for s in r.skipped]
-    frames = [r.rows for r in loaded]
-    rows = pd.concat(frames, ignore_index=True)
-    for name in ("target", "node", "error", "run"):
-        rows[name] = rows[name].astype(str).astype("category")
-    return Runs(rows, manifests, skipped)
+from blastradius.analysis.load import Runs, Shard
 
 
 def series_names(runs: Runs) -> dict[tuple[str, str], str]:
