@@ -14,6 +14,11 @@ the run:
 2. Gathering: from the counts, the bucket that holds each wanted rank (nearest rank),
    then only the values in those buckets, which are sorted to read each rank off.
 
+A summary gathers most of its values while it counts: it counts a sample of the shards
+first (``sample_shards``), guesses from it where the wanted ranks will fall
+(``Selection.keep_near``) and keeps those buckets' values from the other shards; the
+second pass then reads the sample again, and the others only where the guess missed.
+
 A timeline's cells are (series, window of intended time), its windows found first in
 the shards' statistics. Memory is the histograms (cells x buckets, within
 ``select.MAX_BINS``: fewer buckets per octave for many cells) and the values of the
@@ -25,6 +30,7 @@ that cannot be read is skipped, named (as ``load`` does), before any counting.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -54,6 +60,7 @@ _SUMMARY_METRICS = {  # what a summary selects, and the fractions wanted of it
 }
 COUNTED = ["ok", "intended_ns", "sent_ns", "latency_ns", "service_ns", "worker", "error"]
 GATHERED = ["ok", "intended_ns", "sent_ns", "latency_ns", "service_ns"]
+SAMPLE_EVERY = 10  # a summary's sample: one shard in this many (sample_shards)
 
 
 def open_runs(paths: Sequence[str]) -> tuple[Runs, list[Shard]]:
@@ -85,13 +92,19 @@ def readable(shards: Sequence[Shard]) -> tuple[list[Shard], list[str]]:
 
 
 def _batches(shard: Shard, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    # Decoding columns on threads pays only where there is a second core to run them.
+    threads = len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else True
     with shard.filesystem.open_input_file(shard.path) as source:
-        yield from pq.ParquetFile(source).iter_batches(batch_size=CHUNK, columns=columns)
+        yield from pq.ParquetFile(source).iter_batches(
+            batch_size=CHUNK, columns=columns, use_threads=threads
+        )
 
 
 def _ints(column: pa.Array) -> np.ndarray:
     """Nanoseconds as int64, nulls as 0 (callers select the rows that have them)."""
-    return pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if column.null_count:
+        column = pc.fill_null(column, 0)
+    return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def _values(batch: pa.RecordBatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -99,10 +112,11 @@ def _values(batch: pa.RecordBatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     ok = batch.column("ok").to_numpy(zero_copy_only=False).astype(bool, copy=False)
     sent = batch.column("sent_ns")
     lag = _ints(sent) - batch.column("intended_ns").to_numpy()
+    valid = pc.is_valid(sent).to_numpy(zero_copy_only=False) if sent.null_count else None
     return {
         "latency": (_ints(batch.column("latency_ns")), ok),
         "service": (_ints(batch.column("service_ns")), ok),
-        "lag": (lag, pc.is_valid(sent).to_numpy(zero_copy_only=False)),
+        "lag": (lag, np.ones(len(lag), bool) if valid is None else valid),
     }
 
 
@@ -315,8 +329,14 @@ class _Counts:
             self.errors.setdefault(kind, np.zeros(len(self.requests), np.int64))[g] += n
         lag, sent = values["lag"]
         workers = batch.column("worker").to_numpy()
-        n = np.bincount(workers[sent])
-        within = np.bincount(workers[sent & (lag <= SATURATION_LAG_MS * MS)], minlength=len(n))
+        in_time = sent & (lag <= SATURATION_LAG_MS * MS)
+        if workers.min() == workers.max():  # a shard is one generator's
+            n = np.zeros(int(workers[0]) + 1, np.int64)
+            within = n.copy()
+            n[-1], within[-1] = np.count_nonzero(sent), np.count_nonzero(in_time)
+        else:
+            n = np.bincount(workers[sent])
+            within = np.bincount(workers[in_time], minlength=len(n))
         for worker in np.flatnonzero(n).tolist():
             cell = self.lagged.setdefault((g, worker), [0, 0])
             cell[0] += int(n[worker])
@@ -386,10 +406,13 @@ def count_batch(counts: _Counts, selection: Selection, g: int, batch: pa.RecordB
         selection.count(g, values)
 
 
-def gather_batch(selection: Selection, g: int, batch: pa.RecordBatch) -> None:
-    """The second pass over a batch of series ``g`` (``GATHERED`` columns)."""
+def gather_batch(
+    selection: Selection, g: int, batch: pa.RecordBatch, missing: bool = False
+) -> None:
+    """The second pass over a batch of series ``g`` (``GATHERED`` columns; ``missing``:
+    as ``Selection.gather``)."""
     if batch.num_rows:
-        selection.gather(g, _values(batch))
+        selection.gather(g, _values(batch), missing)
 
 
 def finish_summaries(labels: list[str], counts: _Counts, selection: Selection) -> dict[str, dict]:
@@ -406,14 +429,32 @@ def summaries(
     orders its groups); series without rows are left out."""
     labels = labels_of(shards, series, order)
     codes = [labels.index(series(shard)) for shard in shards]
+    sample = sample_shards(codes)
     counts, selection = start_summaries(len(labels))
-    for shard, g in zip(shards, codes, strict=True):
-        for batch in _batches(shard, COUNTED):
-            count_batch(counts, selection, g, batch)
-    for shard, g in zip(shards, codes, strict=True):
-        for batch in _batches(shard, GATHERED):
-            gather_batch(selection, g, batch)
+    for i in sample + [i for i in range(len(shards)) if i not in set(sample)]:
+        for batch in _batches(shards[i], COUNTED):
+            count_batch(counts, selection, codes[i], batch)
+        if i == sample[-1]:
+            selection.keep_near()
+    missing = selection.missing
+    for i, (shard, g) in enumerate(zip(shards, codes, strict=True)):
+        if i in sample or missing:
+            for batch in _batches(shard, GATHERED):
+                gather_batch(selection, g, batch, missing=i not in sample)
     return finish_summaries(labels, counts, selection)
+
+
+def sample_shards(codes: Sequence[int]) -> list[int]:
+    """The shards a summary guesses its wanted buckets from (``Selection.keep_near``),
+    by index: of each series' shards (``codes``: each shard's series), one in
+    ``SAMPLE_EVERY``, at least one, spread over them (shards are listed by generator
+    and then by time, so the sample spans the run)."""
+    sample = []
+    for code in sorted(set(codes)):
+        mine = [i for i, c in enumerate(codes) if c == code]
+        picks = -(-len(mine) // SAMPLE_EVERY)
+        sample += [mine[int((j + 0.5) * len(mine) / picks)] for j in range(picks)]
+    return sorted(sample)
 
 
 QUANTILES_AND_MAX = tuple(_SUMMARY_METRICS["latency"])

@@ -27,6 +27,8 @@ _BITS = 10  # a Selection's buckets per octave at most (0.07% wide): few values 
 _MAX = 1 << 62  # values are clipped here for their bucket (never for their figure)
 MANTISSA_BITS = 7  # buckets per octave: 2**7, each under 1% wide
 MAX_BINS = 1 << 22  # fewer buckets per octave (down to 4) when groups are many
+DRIFT = 0.002  # keep_near's allowance, as a fraction of the values, for a sample's bias
+KEEP_LIMIT = 1 << 23  # values keep_near's guess may keep (with keys, 128 MiB) before it gives up
 
 
 def _keys(groups: np.ndarray, values: np.ndarray, low: int, width: int, bits: int) -> np.ndarray:
@@ -196,8 +198,12 @@ class Selection:
         self.picked = {m: np.full((ncells, len(f)), np.nan) for m, f in self.fractions.items()}
         self._planned = False  # the counting pass is over: the wanted buckets are known
         self._wanted: dict[str, np.ndarray] = {}
+        # Buckets whose values ``count`` keeps, once ``keep_near`` has guessed them.
+        self._window: dict[str, np.ndarray] = {}
+        self._missing: dict[str, np.ndarray] = {}  # wanted buckets outside the window
+        self._kept = 0  # values kept by the window so far
         self._where: dict[str, tuple[np.ndarray, ...]] = {}
-        self._edges: dict[tuple[str, int], np.ndarray] = {}
+        self._edges: dict[tuple[str, int, bool], np.ndarray] = {}
         self.found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
     def _keys(self, cells: np.ndarray | int, values: np.ndarray) -> np.ndarray:
@@ -213,22 +219,74 @@ class Selection:
         every row)."""
         for metric, histogram in self.histograms.items():
             v, where = values[metric]
-            key = self._keys(cells if isinstance(cells, int) else cells[where], v[where])
+            if not where.all():
+                v = v[where]
+            key = self._keys(cells if isinstance(cells, int) else cells[where], v)
             if len(key):
                 first = int(key.min())
                 counts = np.bincount(key - first)
                 histogram[first : first + len(counts)] += counts
+                window = self._window.get(metric)
+                if window is not None:
+                    hit = window[key]
+                    if hit.any():
+                        self.found.setdefault(metric, []).append((key[hit], v[hit]))
+                        self._kept += int(hit.sum())
+                        if self._kept > KEEP_LIMIT:
+                            self._keep_none()
 
-    def gather(
-        self, cells: np.ndarray | int, values: dict[str, tuple[np.ndarray, np.ndarray]]
-    ) -> None:
-        """Pass 2: keep the batch's values that lie in a bucket holding a wanted rank."""
+    def _keep_none(self) -> None:
+        """Give the guess up: it keeps too much (its sample was unlike the rest). Every
+        wanted bucket is then missing, for a second pass over every batch."""
+        self._window = {m: np.zeros(self.ncells * self.width, bool) for m in self.histograms}
+        self.found.clear()
+
+    def keep_near(self, margin: float = DRIFT) -> None:
+        """From the counts so far (a sample of the batches), guess the buckets each
+        wanted rank will fall in, and keep the values of those buckets from the batches
+        ``count`` sees from now on. The guess spans the sample's error (five standard
+        errors of the fraction) and ``margin`` more either way, and runs open-ended
+        past the extreme ranks; ``plan`` says where it missed (``missing``). Past
+        ``KEEP_LIMIT`` values kept, the guess is given up: everything is missing."""
+        for metric, histogram in self.histograms.items():
+            table = histogram.reshape(self.ncells, self.width)
+            window = np.zeros(table.shape, bool)
+            q = self.fractions[metric]
+            for cell in np.flatnonzero(table.sum(axis=1)).tolist():
+                ends = np.cumsum(table[cell])
+                n = np.array(ends[-1])
+                spread = 5 * np.sqrt(q * (1 - q) / n) + margin
+                low, high = q - spread, q + spread
+                first = np.searchsorted(ends, nearest_rank_ranks(n, low.clip(0, 1)), side="right")
+                last = np.searchsorted(ends, nearest_rank_ranks(n, high.clip(0, 1)), side="right")
+                first[low <= 0] = 0
+                last[high >= 1] = self.width - 1
+                for a, b in zip(first.tolist(), last.tolist(), strict=True):
+                    window[cell, a : b + 1] = True
+            self._window[metric] = window.ravel()
+
+    @property
+    def missing(self) -> bool:
+        """Whether, after ``keep_near`` and the counting, some wanted bucket lies outside
+        what was kept: only those need ``gather(..., missing=True)`` over every batch."""
         if not self._planned:
             self.plan()
-        for metric, wanted in self._wanted.items():
+        return any(m.any() for m in self._missing.values())
+
+    def gather(
+        self,
+        cells: np.ndarray | int,
+        values: dict[str, tuple[np.ndarray, np.ndarray]],
+        missing: bool = False,
+    ) -> None:
+        """Pass 2: keep the batch's values that lie in a bucket holding a wanted rank
+        (``missing``: only in those that ``keep_near`` did not keep)."""
+        if not self._planned:
+            self.plan()
+        for metric, wanted in (self._missing if missing else self._wanted).items():
             v, where = values[metric]
             if isinstance(cells, int):  # one cell: its wanted buckets as value ranges
-                edges = self._ranges(metric, cells)
+                edges = self._ranges(metric, cells, missing)
                 hit = (np.searchsorted(edges, v, side="right") & 1).astype(bool)
                 hit &= where
                 if hit.any():
@@ -241,14 +299,14 @@ class Selection:
             if hit.any():
                 self.found.setdefault(metric, []).append((key[hit], v[hit]))
 
-    def _ranges(self, metric: str, cell: int) -> np.ndarray:
-        """The values of ``cell``'s wanted buckets of ``metric`` as sorted edges: a value
-        lies in one of those buckets exactly when an odd number of edges are <= it."""
-        found = self._edges.get((metric, cell))
+    def _ranges(self, metric: str, cell: int, missing: bool) -> np.ndarray:
+        """The values of ``cell``'s wanted (or ``missing``) buckets of ``metric`` as
+        sorted edges: a value lies in one of those buckets exactly when an odd number of
+        edges are <= it."""
+        found = self._edges.get((metric, cell, missing))
         if found is None:
-            wanted = np.flatnonzero(
-                self._wanted[metric][cell * self.width : (cell + 1) * self.width]
-            )
+            buckets = (self._missing if missing else self._wanted)[metric]
+            wanted = np.flatnonzero(buckets[cell * self.width : (cell + 1) * self.width])
             starts = first_of_buckets(np.concatenate([wanted, wanted + 1]), self.bits)
             low, high = starts[: len(wanted)], starts[len(wanted) :]
             joined = np.ones(len(wanted), bool)  # adjacent buckets make one range
@@ -256,7 +314,7 @@ class Selection:
             ends = np.ones(len(wanted), bool)
             ends[:-1] = joined[1:]
             found = np.sort(np.concatenate([low[joined], high[ends]]))
-            self._edges[metric, cell] = found
+            self._edges[metric, cell, missing] = found
         return found
 
     def add_counts(self, histograms: dict[str, np.ndarray]) -> None:
@@ -289,6 +347,9 @@ class Selection:
             wanted = np.zeros(self.ncells * self.width, bool)
             wanted[keys.ravel()] = True
             self._wanted[metric] = wanted
+            window = self._window.get(metric)
+            if window is not None:
+                self._missing[metric] = wanted & ~window
             self._where[metric] = (present, keys, inside)
 
     def finish(self) -> dict[str, np.ndarray]:
@@ -301,6 +362,9 @@ class Selection:
                 continue
             key = np.concatenate([k for k, _ in parts])
             value = np.concatenate([v for _, v in parts])
+            if metric in self._window:  # kept near the wanted ranks: most are not wanted
+                wanted = self._wanted[metric][key]
+                key, value = key[wanted], value[wanted]
             order = np.lexsort((value, key))
             key, value = key[order], value[order]
             self.picked[metric][present] = value[np.searchsorted(key, keys) + inside]

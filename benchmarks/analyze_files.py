@@ -1,7 +1,7 @@
 """Benchmark: ``blastradius analyze RUN`` over files, beside DuckDB and plain pandas.
 
     python benchmarks/analyze_files.py [--rows 10000000 30000000] [--keep DIR] [--json FILE]
-        [--skip NAME ...] [--also check report]
+        [--skip NAME ...] [--also check report] [--slow-from F]
 
 The user's path: a run on disk (written by ``synthetic_run.py``: two targets, one hour,
 shards of a million rows) and the command that reads it. Each approach runs in a
@@ -15,6 +15,10 @@ and the max of ok requests, service p99 and send-lag p99:
   the files), and the path it replaced, ``analysis.load(RUN)`` then ``summary``;
 - DuckDB, one thread: SQL over the shards (``quantile_disc``);
 - pandas: ``read_parquet`` of the columns, then ``groupby().quantile()``.
+
+``--slow-from F`` writes runs with a fault from that fraction of their time on (five
+times the service time), which a sample of shards mistakes: ``analyze`` then reads every
+shard twice (``analysis.scan.summaries``).
 
 ``--also check report`` times ``blastradius check RUN --slo FILE`` (availability and
 p99, over the run and per 10 s window) and ``blastradius report RUN`` too.
@@ -121,19 +125,22 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="approaches to leave out")
     parser.add_argument("--also", nargs="*", default=[], choices=["check", "report"])
     parser.add_argument("--keep", type=Path, help="write the runs here and keep them")
+    parser.add_argument(
+        "--slow-from", type=float, help="runs with a fault from this fraction of their time"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="blastradius-analyze-"))
     results: dict[str, dict[str, dict[str, float]]] = {}
     try:
         for rows in args.rows:
+            write = [sys.executable, str(HERE / "synthetic_run.py"), "--rows", str(rows)]
             run = workdir / f"run-{rows}"
+            if args.slow_from is not None:
+                run = run.with_name(f"{run.name}-slow-from-{args.slow_from}")
+                write += ["--slow-from", str(args.slow_from)]
             if not run.exists():
-                subprocess.run(
-                    [sys.executable, str(HERE / "synthetic_run.py"), str(run), "--rows", str(rows)],
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                )
+                subprocess.run([*write, str(run)], check=True, stdout=subprocess.DEVNULL)
             results[str(rows)] = {}
             for name, command in approaches(run, args.also, workdir).items():
                 if any(skip in name for skip in args.skip):

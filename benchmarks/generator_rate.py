@@ -102,12 +102,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_nginx(workdir: Path, cores: str | None = TARGET_CORE) -> tuple[subprocess.Popen, str]:
+    """One nginx worker on core ``cores`` (None: on any)."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         sys.exit("nginx is needed: apt-get install nginx-light")
     port = free_port()
-    mask = "1".ljust(int(TARGET_CORE) + 1, "0")[::-1]  # bit TARGET_CORE set
+    if cores is None:
+        mask = "1" * (os.cpu_count() or 1)
+    else:
+        mask = "1".ljust(int(cores) + 1, "0")[::-1]  # bit ``cores`` set
     conf = workdir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(prefix=workdir, port=port, mask=mask))
     process = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)])
@@ -179,15 +183,21 @@ def highest_rate(url: str, seconds: float, log, post_bytes: int = 0) -> tuple[fl
     return low, runs
 
 
-def locust_rps(url: str, users: int, seconds: int, workdir: Path, post_bytes: int = 0) -> float:
+def locust_rps(
+    url: str,
+    users: int,
+    seconds: int,
+    workdir: Path,
+    post_bytes: int = 0,
+    cores: str | None = GENERATOR_CORE,
+) -> float:
+    """Locust's requests per second, one process on core ``cores`` (None: on any)."""
     locustfile = workdir / f"locustfile_{post_bytes}.py"
     filler = max(post_bytes - 11, 0)
     locustfile.write_text(LOCUSTFILE_POST.format(filler=filler) if post_bytes else LOCUSTFILE)
     prefix = workdir / f"locust-{post_bytes}-{users}"
     command = [
-        "taskset",
-        "-c",
-        GENERATOR_CORE,
+        *(["taskset", "-c", cores] if cores is not None else []),
         sys.executable,
         "-m",
         "locust",

@@ -10,8 +10,8 @@ import pytest
 from blastradius.analysis import load, summary
 from blastradius.analysis import timeline as stats_timeline
 from blastradius.analysis.load import locate
-from blastradius.analysis.scan import readable, summaries, timeline
-from blastradius.analysis.select import CHUNK, buckets
+from blastradius.analysis.scan import readable, sample_shards, summaries, timeline
+from blastradius.analysis.select import CHUNK, Selection, buckets
 from blastradius.workers.kinds import ERROR_KINDS
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.record import NULL_NS, RowBuffer
@@ -196,3 +196,81 @@ def test_a_bucket_starts_at_its_first_value():
     assert (buckets(first[keys > 0] - 1) < keys[keys > 0]).all()  # ...and the first there
     assert first[keys == 0][0] == np.iinfo(np.int64).min
     assert first_of_buckets(np.array([63 << 10]))[0] == np.iinfo(np.int64).max  # past the end
+
+
+def _select_in_one_pass(batches, sample: int, qs):
+    """Selection over ``batches`` as ``summaries`` runs it: the first ``sample`` batches
+    counted, ``keep_near``, the rest counted (and kept near); then the sample gathered
+    again, and every other batch only where the guess missed."""
+    selection = Selection(1, {"v": dict(enumerate(qs))})
+    for i, values in enumerate(batches):
+        selection.count(0, {"v": (values, np.ones(len(values), bool))})
+        if i == sample - 1:
+            selection.keep_near()
+    missing = selection.missing
+    for i, values in enumerate(batches):
+        if i < sample or missing:
+            selection.gather(0, {"v": (values, np.ones(len(values), bool))}, i >= sample)
+    return selection.finish()["v"][0], missing
+
+
+@pytest.mark.parametrize(
+    ("scale_of_later_batches", "missed"),
+    [
+        (1.0, False),  # the sample is like the rest: one pass, and the sample's again
+        (3.0, True),  # the later batches are slower: the guess misses, a second pass
+        (0.2, True),  # faster
+    ],
+)
+def test_a_guess_from_a_sample_keeps_the_wanted_values_or_says_it_missed(
+    scale_of_later_batches, missed
+):
+    rng = np.random.default_rng(5)
+    qs = [0.0001, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0]
+    first = [rng.lognormal(np.log(20 * MS), 1.0, 20_000).astype(np.int64) for _ in range(2)]
+    later = [
+        (rng.lognormal(np.log(20 * MS), 1.0, 20_000) * scale_of_later_batches).astype(np.int64)
+        for _ in range(18)
+    ]
+    batches = first + later
+    picked, missing = _select_in_one_pass(batches, 2, qs)
+    every = np.concatenate(batches)
+    assert missing == missed
+    assert (picked == np.quantile(every, qs, method="inverted_cdf")).all()
+
+
+def test_a_run_whose_sample_shards_are_unlike_the_others_is_still_exact(tmp_path, monkeypatch):
+    """Twelve shards a target, those of the sample ten times slower than the others:
+    the guess misses, and the second pass over every shard finds the wanted ranks."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"run_id": "run", "status": "completed"}))
+    rng = np.random.default_rng(8)
+    slow = set(sample_shards([0] * 12))
+    for k in range(12):
+        buffer = RowBuffer(worker=0, node="n")
+        for i in range(300):
+            intended = T0 + (k * 300 + i) * MS
+            latency = int(rng.lognormal(np.log(10 * MS if k in slow else MS), 0.3))
+            buffer.add(k * 300 + i, 0, intended, intended, intended + latency, 200, 0, 2)
+        write_shard([buffer.close()], shard_dir(str(run), "t"), shard_name(0, k))
+    missed = []
+    guessed = Selection.missing.fget
+    spy = property(lambda s: missed.append(guessed(s)) or missed[-1])
+    monkeypatch.setattr(Selection, "missing", spy)
+    _, shards = locate(str(run))
+    assert len(shards) == 12 and 0 < len(slow) < 12
+    assert summaries(shards, lambda shard: shard.target) == summary(load(str(run)).rows)
+    assert missed == [True]
+
+
+def test_a_guess_that_keeps_too_much_is_given_up_and_the_second_pass_is_whole(monkeypatch):
+    from blastradius.analysis import select
+
+    monkeypatch.setattr(select, "KEEP_LIMIT", 5_000)
+    rng = np.random.default_rng(6)
+    batches = [rng.integers(0, 10 * MS, 20_000) for _ in range(6)]
+    picked, missing = _select_in_one_pass(batches, 1, [0.5, 0.99, 1.0])
+    assert missing
+    every = np.concatenate(batches)
+    assert (picked == np.quantile(every, [0.5, 0.99, 1.0], method="inverted_cdf")).all()
