@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from blastradius.analysis.stats import summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ("requests", "availability", "goodput_rps", "p50_ms", "p99_ms", "p999_ms", "max_ms")
 
@@ -18,6 +21,8 @@ def compare(summaries: dict[str, dict] | pd.DataFrame, baseline: str | None = No
     ``goodput_x`` and ``p99_x`` (this over the baseline), and ``availability_delta``
     (this minus the baseline). A ratio with a missing or zero side is NaN.
     """
+    import pandas as pd
+
     if isinstance(summaries, pd.DataFrame):
         by = "series" if "series" in summaries else "target"
         summaries = {str(k): v for k, v in summary(summaries, by=by).items()}

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
@@ -21,14 +21,27 @@ from blastradius.workers import layout
 from blastradius.workers.record import SCHEMA
 from blastradius.workers.run_record import RunRecord
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 @dataclass
 class Runs:
     """Rows of one or more runs, their manifests, and the files that could not be read."""
 
-    rows: pd.DataFrame
+    loaded: pd.DataFrame | None  # None: opened to be read in batches (``analysis.scan``)
     manifests: dict[str, RunRecord] = field(default_factory=dict)  # run id -> run.json
     skipped: list[str] = field(default_factory=list)  # "path: reason"
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The rows (none for runs ``scan.open_runs`` opened: pandas is imported only
+        where rows are)."""
+        if self.loaded is None:
+            import pandas as pd
+
+            return pd.DataFrame()
+        return self.loaded
 
     @property
     def manifest(self) -> RunRecord:
@@ -57,6 +70,8 @@ def _read_shard(filesystem: pafs.FileSystem, path: str) -> pa.Table:
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """Rows as pandas: categories for strings, exact nullable Int64 for times that may be null."""
+    import pandas as pd
+
     mapping = {pa.int64(): pd.Int64Dtype()}
     frame = table.to_pandas(types_mapper=mapping.get)
     frame["intended_ns"] = frame["intended_ns"].astype("int64")

@@ -33,9 +33,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -52,6 +52,9 @@ from blastradius.analysis.stats import (
     timeline_frame,
 )
 from blastradius.workers.run_record import Objectives
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SUMMARY_METRICS = {  # what a summary selects, and the fractions wanted of it
     "latency": {**QUANTILES, "max_ms": 1.0},
@@ -73,7 +76,7 @@ def open_runs(paths: Sequence[str]) -> tuple[Runs, list[Shard]]:
         manifests.update(found)
         shards += more
     shards, skipped = readable(shards)
-    return Runs(pd.DataFrame(), manifests, skipped), shards
+    return Runs(None, manifests, skipped), shards
 
 
 def readable(shards: Sequence[Shard]) -> tuple[list[Shard], list[str]]:
@@ -100,23 +103,46 @@ def _batches(shard: Shard, columns: list[str]) -> Iterator[pa.RecordBatch]:
         )
 
 
+def _bits(buffer: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """Arrow's bitmap (one bit a value, least significant first) as bools."""
+    bits = np.frombuffer(buffer, np.uint8)
+    return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].view(bool)
+
+
+def _numpy(column: pa.Array) -> np.ndarray:
+    """A column of numbers or booleans as a numpy array, read from its buffer
+    (``Array.to_numpy`` imports pandas, half a second, for nothing here); a null's
+    slot holds whatever the writer left there."""
+    data = column.buffers()[1]
+    if pa.types.is_boolean(column.type):
+        return _bits(data, column.offset, len(column))
+    width = column.type.bit_width // 8
+    return np.frombuffer(data, column.type.to_pandas_dtype(), len(column), column.offset * width)
+
+
+def _valid(column: pa.Array) -> np.ndarray:
+    """Which values of ``column`` are not null."""
+    validity = column.buffers()[0]
+    if validity is None:
+        return np.ones(len(column), bool)
+    return _bits(validity, column.offset, len(column))
+
+
 def _ints(column: pa.Array) -> np.ndarray:
     """Nanoseconds as int64, nulls as 0 (callers select the rows that have them)."""
-    if column.null_count:
-        column = pc.fill_null(column, 0)
-    return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    values = _numpy(column).astype(np.int64, copy=False)
+    return np.where(_valid(column), values, 0) if column.null_count else values
 
 
 def _values(batch: pa.RecordBatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per metric: the values of a batch and which of its rows they are taken over."""
-    ok = batch.column("ok").to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    ok = _numpy(batch.column("ok"))
     sent = batch.column("sent_ns")
-    lag = _ints(sent) - batch.column("intended_ns").to_numpy()
-    valid = pc.is_valid(sent).to_numpy(zero_copy_only=False) if sent.null_count else None
+    lag = _ints(sent) - _numpy(batch.column("intended_ns"))
     return {
         "latency": (_ints(batch.column("latency_ns")), ok),
         "service": (_ints(batch.column("service_ns")), ok),
-        "lag": (lag, np.ones(len(lag), bool) if valid is None else valid),
+        "lag": (lag, _valid(sent)),
     }
 
 
@@ -201,7 +227,7 @@ def latency_counts(
     for shard in shards:
         mine = counts.setdefault(series(shard), np.zeros(len(edges_ms) - 1, np.int64))
         for batch in _batches(shard, ["ok", "latency_ns"]):
-            ok = batch.column("ok").to_numpy(zero_copy_only=False).astype(bool)
+            ok = _numpy(batch.column("ok"))
             latency = _ints(batch.column("latency_ns"))[ok]
             mine += np.histogram(latency / MS, bins=edges_ms)[0]
     return counts
@@ -215,8 +241,8 @@ def endpoint_availability(
     for shard in shards:
         label = series(shard)
         for batch in _batches(shard, ["endpoint", "ok"]):
-            endpoint = batch.column("endpoint").to_numpy()
-            ok = batch.column("ok").to_numpy(zero_copy_only=False).astype(bool)
+            endpoint = _numpy(batch.column("endpoint"))
+            ok = _numpy(batch.column("ok"))
             total, good = np.bincount(endpoint), np.bincount(endpoint[ok], minlength=0)
             for e in np.flatnonzero(total).tolist():
                 cell = requests.setdefault((label, e), [0, 0])
@@ -258,7 +284,7 @@ def timeline(
     for gathering in (False, True):
         for shard, g in zip(shards, codes, strict=True):
             for batch in _batches(shard, GATHERED):
-                intended = batch.column("intended_ns").to_numpy()
+                intended = _numpy(batch.column("intended_ns"))
                 cells = g * nwindows + (intended - origins[g]) // window_ns
                 values = _values(batch)
                 if gathering:
@@ -315,7 +341,7 @@ class _Counts:
 
     def add(self, g: int, batch: pa.RecordBatch, values: dict) -> None:
         """Count a batch of series ``g`` (``values``: its ``_values``)."""
-        intended = batch.column("intended_ns").to_numpy()
+        intended = _numpy(batch.column("intended_ns"))
         self.requests[g] += batch.num_rows
         self.good[g] += int(values["latency"][1].sum())
         self.first[g] = min(self.first[g], int(intended.min()))
@@ -324,11 +350,11 @@ class _Counts:
         if not isinstance(errors, pa.DictionaryArray):
             errors = pc.dictionary_encode(errors)
         kinds = errors.dictionary.to_pylist()
-        counts = np.bincount(errors.indices.to_numpy(zero_copy_only=False), minlength=len(kinds))
+        counts = np.bincount(_numpy(errors.indices), minlength=len(kinds))
         for kind, n in zip(kinds, counts.tolist(), strict=True):
             self.errors.setdefault(kind, np.zeros(len(self.requests), np.int64))[g] += n
         lag, sent = values["lag"]
-        workers = batch.column("worker").to_numpy()
+        workers = _numpy(batch.column("worker"))
         in_time = sent & (lag <= SATURATION_LAG_MS * MS)
         if workers.min() == workers.max():  # a shard is one generator's
             n = np.zeros(int(workers[0]) + 1, np.int64)

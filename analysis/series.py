@@ -11,10 +11,12 @@ every comparison. ``analyze``, ``compare`` and the report all use this.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from blastradius.analysis.load import Runs, Shard
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def series_names(runs: Runs) -> dict[tuple[str, str], str]:
@@ -34,6 +36,8 @@ def series_rows(runs: Runs) -> pd.DataFrame:
     Series keep the order runs were given in and each scenario's order of targets,
     so the first is the baseline of the ratios.
     """
+    import pandas as pd
+
     rows = runs.rows
     series = rows["target"].astype(str)
     if len(runs.manifests) > 1:

@@ -17,9 +17,9 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd
+import numpy as np
 
 from blastradius.analysis import stats
 from blastradius.analysis.load import Runs
@@ -32,6 +32,9 @@ from blastradius.workers.run_record import (
     RunRecord,
     effective,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["AT_LEAST", "ERROR_PREFIX", "LATENCY", "Objectives", "Verdict", "check", "judge"]
 
@@ -184,7 +187,7 @@ def evaluate(
         if name not in WINDOWED:
             continue
         values = mine[_SUMMARY_KEY[name]].to_numpy(dtype=float)
-        judged = ~pd.isna(values)  # a window without an ok request has no percentiles
+        judged = ~np.isnan(values)  # a window without an ok request has no percentiles
         starts = mine["t_s"].to_numpy(dtype=float)
         breached = [
             float(t)

@@ -15,13 +15,15 @@ groups, each group's values are gathered by a radix sort of the codes instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from blastradius.analysis.select import CHUNK, nearest_rank_ranks, select_grouped
 from blastradius.workers.record import ERROR_KINDS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 QUANTILES = {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99, "p999_ms": 0.999, "p9999_ms": 0.9999}
 SATURATION_LAG_MS = 10.0
@@ -304,6 +306,8 @@ def timeline_frame(
     """The timeline's table from its figures per cell (``target * nwindows + window``):
     the windows with requests, percentiles in ms (``names``: the columns, when no cell
     has any)."""
+    import pandas as pd
+
     keep = scheduled > 0
     cells = np.flatnonzero(keep)
     result = pd.DataFrame(

@@ -108,10 +108,8 @@ def start_nginx(workdir: Path, cores: str | None = TARGET_CORE) -> tuple[subproc
     if not Path(nginx).exists():
         sys.exit("nginx is needed: apt-get install nginx-light")
     port = free_port()
-    if cores is None:
-        mask = "1" * (os.cpu_count() or 1)
-    else:
-        mask = "1".ljust(int(cores) + 1, "0")[::-1]  # bit ``cores`` set
+    # The bit of core ``cores``, or every core's.
+    mask = "1" * (os.cpu_count() or 1) if cores is None else "1".ljust(int(cores) + 1, "0")[::-1]
     conf = workdir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(prefix=workdir, port=port, mask=mask))
     process = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)])

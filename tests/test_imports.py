@@ -56,6 +56,28 @@ def test_analysis_needs_only_the_row_schema_and_the_run_record_of_the_workers():
     assert "ray" not in modules
 
 
+ANALYZE = """
+import io, contextlib, json, sys
+from blastradius.cluster.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    main(["analyze", *sys.argv[1:]])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_analyze_reads_a_run_without_importing_pandas(tmp_path, json_flag):
+    """pandas takes half a second to import, and reading files needs none of it."""
+    import numpy as np
+    from test_scan import write_run
+
+    write_run(tmp_path / "run", np.random.default_rng(1), {"a": 300})
+    command = [sys.executable, "-c", ANALYZE, str(tmp_path / "run"), *json_flag]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    modules = set(json.loads(result.stdout.splitlines()[-1]))
+    assert "blastradius.analysis.scan" in modules and "pandas" not in modules
+
+
 def bare_imports(source: str) -> list[str]:
     """Imports of a project folder by its bare name (``import cluster``, ``from workers.x``)."""
     found = []

@@ -13,6 +13,7 @@ when its kind is "" (code 0).
 
 from __future__ import annotations
 
+import functools
 from array import array
 
 import numpy as np
@@ -47,7 +48,12 @@ SCHEMA = pa.schema(
     metadata={METADATA_KEY: str(SCHEMA_VERSION).encode()},
 )
 
-_ERROR_DICTIONARY = pa.array(ERROR_KINDS, pa.string())
+
+@functools.cache
+def _error_dictionary() -> pa.Array:
+    # Built when first needed: ``pa.array`` imports pandas (to check what it was
+    # given), which a process that only reads shards never needs.
+    return pa.array(ERROR_KINDS, pa.string())
 
 
 def _nullable(values: np.ndarray) -> pa.Array:
@@ -116,7 +122,7 @@ class RowBuffer:
             _nullable(latency),
             _nullable(service),
             pa.array(status),
-            pa.DictionaryArray.from_arrays(error.astype(np.int32), _ERROR_DICTIONARY),
+            pa.DictionaryArray.from_arrays(error.astype(np.int32), _error_dictionary()),
             pa.array(ok),
             pa.array(np.frombuffer(self.bytes_in, np.int64)),
         ]
