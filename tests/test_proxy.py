@@ -275,6 +275,9 @@ def test_a_dead_upstream_is_a_502_and_counted():
         assert stats(proxy.url)["upstream_errors"] == 3
 
 
+ROUTES_A_B_C = ["--route", "/a", "--route", "/b", "--route", "/c"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -284,6 +287,10 @@ def test_a_dead_upstream_is_a_502_and_counted():
         (["--upstream", "http://h", "--route", "~(unclosed"], "not a regular expression"),
         (["--upstream", "http://h", "--route", "api"], "a path prefix begins with /"),
         (["--upstream", "http://h", "--latency", "1,2"], "gives 2 endpoints, the routes make 1"),
+        (
+            ["--upstream", "http://h", "--latency", "1,2", *ROUTES_A_B_C],
+            "gives 2 endpoints, the routes make 3",
+        ),
         (["--upstream", "http://h", "--errors", "0.6", "--resets", "0.6"], "add up to more"),
         (["--upstream", "http://h", "--bandwidth", "fast"], "bandwidth spec item 1"),
         (["--upstream", "http://h", "--error-status", "200"], "not a 4xx or 5xx status"),
@@ -445,13 +452,28 @@ def test_hop_by_hop_headers_stop_at_the_proxy(echo):
             "/",
             headers={
                 "Proxy-Authorization": "Basic eA==",
-                "Connection": "X-Secret",
+                "Connection": "Keep-Alive, X-Secret",  # one of the list named again
+                "Keep-Alive": "timeout=5",
                 "X-Secret": "1",
             },
         )
         echoed = json.loads(response_of(conn).read())
     names = {k.lower() for k, _ in echoed["headers"]}
-    assert not names & {"proxy-authorization", "x-secret"}
+    assert not names & {"proxy-authorization", "keep-alive", "x-secret"}
+
+
+def _redirect(conn: socket.socket) -> None:
+    while read_request(conn):
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_redirect_passes_to_the_client_unfollowed():
+    with (
+        scripted_server(_redirect) as (upstream, _),
+        launch.start("proxy", ["--upstream", upstream.rstrip("/")]) as proxy,
+    ):
+        response, _ = get(connection(proxy.url), "/")
+    assert response.status == 302 and response.getheader("Location") == "/elsewhere"
 
 
 def test_a_reset_is_a_tcp_reset_not_a_close():
