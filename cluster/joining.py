@@ -39,6 +39,8 @@ def connect(address: str | None, metrics_port: int | None = None) -> bool:
             log_to_driver=False,
             _node_ip_address="127.0.0.1",
             _metrics_export_port=metrics_port or None,
+            # Ray nices workers to 15 by default: generators would yield to everything.
+            _system_config={"worker_niceness": 0},
             logging_level=logging.ERROR,
         )
         return True

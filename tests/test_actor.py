@@ -1,5 +1,8 @@
 """The generator as a Ray actor on a private local cluster: rows, shards, control calls."""
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -145,3 +148,46 @@ def test_stop_reaches_a_running_generator(local_ray, target, tmp_path):
     summary = ray.get(run, timeout=30)
     assert summary.stopped is True
     assert 50 <= summary.rows == len(pd.read_parquet(tmp_path / "requests")) < 1000
+
+
+@ray.remote
+def _priorities_around_keep_default_priority() -> list[int]:
+    import os
+    import threading
+
+    from blastradius.workers.actor import keep_default_priority
+
+    seen: list[int] = []
+
+    def body() -> None:
+        tid = threading.get_native_id()
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid))
+        keep_default_priority()
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    return seen
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="lowering a niceness needs CAP_SYS_NICE")
+def test_a_generators_thread_leaves_the_niceness_ray_gives_its_workers(local_ray):
+    # Ray runs workers at nice 15, where a generator yields its core to anything else.
+    assert ray.get(_priorities_around_keep_default_priority.remote()) == [15, 0]
+
+
+EMBEDDED = """
+import os, ray
+from blastradius.cluster import joining
+joining.connect(None)
+print(ray.get(ray.remote(lambda: os.getpriority(os.PRIO_PROCESS, 0)).remote()))
+"""
+
+
+def test_the_embedded_cluster_runs_its_workers_at_the_default_priority():
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run(
+        [sys.executable, "-c", EMBEDDED], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.stdout.split()[-1:] == ["0"], result.stderr[-2000:]

@@ -1,6 +1,7 @@
 """The generator against real servers on loopback: rows, timing, back-pressure, errors."""
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -276,3 +277,26 @@ def test_the_open_loop_wakes_once_a_tick_not_once_a_request(dependency, monkeypa
     lag_ms = (rows["sent_ns"] - rows["intended_ns"]) / MS
     assert lag_ms.min() >= 0  # never early
     assert len(sleeps) < 3000 / 2, len(sleeps)  # about one a tick: 1,000 in the second
+
+
+def test_the_writer_thread_runs_nicer_than_the_sending_loop_whatever_its_niceness():
+    from blastradius.workers.generator import _WRITER_NICE, _prepare_writer
+
+    seen: list[int] = []
+
+    def loop_thread() -> None:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, 3)  # as a niced worker's sending loop may be
+
+        def writer() -> None:
+            _prepare_writer()
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+        inner = threading.Thread(target=writer)
+        inner.start()
+        inner.join()
+
+    outer = threading.Thread(target=loop_thread)
+    outer.start()
+    outer.join()
+    assert seen == [3 + _WRITER_NICE]

@@ -18,7 +18,10 @@ Neither actor is restarted or retried: a retried generator would replay load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -91,8 +94,24 @@ class ShardCollector:
 
 
 def _run_on_own_loop(generator: Generator) -> Summary:
+    keep_default_priority()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(generator.run())
+
+
+def keep_default_priority() -> None:
+    """Run this thread at the machine's default priority (nice 0), where it may.
+
+    Ray nices its worker processes to 15 (``worker_niceness``): a generator there gets a
+    sliver of a core shared with anything at nice 0 (the target on a laptop, Ray's own
+    processes), and falls behind its schedule in bursts of hundreds of milliseconds.
+    The embedded cluster is started with niceness 0, and the manifests in ``k8s/`` set
+    ``RAY_worker_niceness=0``; elsewhere, lowering it needs CAP_SYS_NICE (or a
+    ``RLIMIT_NICE`` that allows it), else the thread stays as Ray left it."""
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) > 0:
+            os.setpriority(os.PRIO_PROCESS, tid, 0)
 
 
 @ray.remote(  # type: ignore[call-overload]  # Ray's stubs lack concurrency_groups

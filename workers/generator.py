@@ -62,7 +62,7 @@ _INTERRUPTIBLE_SLEEP_S = 0.05
 # The event loop's timer resolution: libuv (uvloop) counts timers in whole milliseconds,
 # and fires one shorter than half of one at once, so a wait is a whole number of ticks.
 _TICK_NS = 1_000_000
-_WRITER_NICE = 10
+_WRITER_NICE = 10  # the writer thread's niceness above the sending loop's
 _WARM_TIMEOUT_S = 5.0
 
 
@@ -431,10 +431,12 @@ class Generator:
 
 
 def _prepare_writer() -> None:
-    # The writer thread yields the core to the sending loop (Linux: nice is per thread),
-    # and pays Parquet's one-time set-up (~10 ms) before the first send, not during one.
+    # The writer thread yields the core to the sending loop (Linux: nice is per thread,
+    # and a thread starts at its creator's), and pays Parquet's one-time set-up (~10 ms)
+    # before the first send, not during one.
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _WRITER_NICE)
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + _WRITER_NICE)
     pq.write_table(SCHEMA.empty_table(), pa.BufferOutputStream(), **WRITE_OPTIONS)
 
 
