@@ -1,8 +1,11 @@
 """The generator against real servers on loopback: rows, timing, back-pressure, errors."""
 
 import asyncio
+import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -300,3 +303,38 @@ def test_the_writer_thread_runs_nicer_than_the_sending_loop_whatever_its_nicenes
     outer.start()
     outer.join()
     assert seen == [3 + _WRITER_NICE]
+
+
+IMPORTS_AFTER_THE_START = """
+import json, sys, threading, time
+from blastradius.workers.generator import Share, run_share
+from blastradius.workers.schedule import Schedule
+
+start_ns = time.time_ns() + 1_000_000_000
+seen = []
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if time.time_ns() >= start_ns and threading.current_thread() is threading.main_thread():
+            seen.append(name)
+        return None
+
+
+sys.meta_path.insert(0, Watch())
+schedule = Schedule.constant_rate(200, requests=300)
+share = Share("t", (sys.argv[1],), schedule, 1_000_000_000, start_ns=start_ns)
+batches = []
+run_share(share, batches.append)
+print(json.dumps({"rows": sum(b.num_rows for b in batches), "imports": seen}))
+"""
+
+
+def test_the_sending_loop_imports_nothing_once_the_load_has_started(dependency):
+    # The first batch's recording imported pandas (through pyarrow) on the sending loop,
+    # 0.3 s after the start: every request due meanwhile went out that late.
+    url = f"{dependency.url}/endpoint/0"
+    command = [sys.executable, "-c", IMPORTS_AFTER_THE_START, url]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found == {"rows": 300, "imports": []}

@@ -233,6 +233,7 @@ class Generator:
                 warm = _split(self.share.connections, self.share.worker, self.share.workers)
                 with contextlib.suppress(TimeoutError):
                     await self._client.warm(self._prepared, warm, _WARM_TIMEOUT_S)
+                _warm_recording()
                 start_ns = self.share.start_ns
                 self._start_mono = time.monotonic_ns() if start_ns is None else self._mono(start_ns)
                 await self._sleep_until(self._start_mono)
@@ -428,6 +429,17 @@ class Generator:
         pending = await asyncio.get_running_loop().run_in_executor(writer, self.sink, batch)
         if pending is not None:
             await pending
+
+
+def _warm_recording() -> None:
+    """Take one throwaway row through the sending loop's part of recording a batch (the
+    buffer, the counters): their first use imports modules (pyarrow imports pandas),
+    which would hold the loop for a quarter of a second after the start."""
+    buffer = RowBuffer(worker=0, node="warm-up")
+    buffer.add(0, 0, 1, 1, 2, 200, 0, 0)
+    batch = buffer.close()
+    if batch is not None:
+        Counters().close_window(batch)
 
 
 def _prepare_writer() -> None:
