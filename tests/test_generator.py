@@ -338,3 +338,32 @@ def test_the_sending_loop_imports_nothing_once_the_load_has_started(dependency):
     result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
     found = json.loads(result.stdout.splitlines()[-1])
     assert found == {"rows": 300, "imports": []}
+
+
+IDLE_CPU = """
+import json, sys, time
+from blastradius.workers.generator import Share, run_share
+from blastradius.workers.schedule import Schedule
+
+
+def cpu_s(rate):
+    share = Share("t", (sys.argv[1],), Schedule.constant_rate(rate, requests=2), 1_000_000_000)
+    batches = []
+    before = time.thread_time()
+    run_share(share, batches.append)
+    return sum(b.num_rows for b in batches), time.thread_time() - before
+
+
+cpu_s(1000)  # first-time costs (imports, the warm-up) paid here
+rows, used = cpu_s(1 / 3)  # one now, the next 3 s later
+print(json.dumps({"rows": rows, "cpu_s": used}))
+"""
+
+
+def test_a_generator_waiting_for_its_next_send_leaves_the_core_alone(dependency):
+    # Waiting 3 s for a send costs a few timer ticks' worth of CPU, not a spinning core:
+    # under 5% of it.
+    command = [sys.executable, "-c", IDLE_CPU, f"{dependency.url}/endpoint/0"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["rows"] == 2 and found["cpu_s"] < 0.05 * 3, found
