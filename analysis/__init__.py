@@ -12,12 +12,13 @@ The plots and the HTML report (matplotlib, imported only there):
 # None of these imports pandas until rows are loaded: the command line reads runs with
 # ``analysis.scan`` and never needs it (its import takes half a second).
 from blastradius.analysis.compare import compare
-from blastradius.analysis.load import Runs, load
+from blastradius.analysis.load import Runs, dataset, load
 from blastradius.analysis.stats import grouped_quantiles, summarize, summary, timeline
 
 __all__ = [
     "Runs",
     "compare",
+    "dataset",
     "grouped_quantiles",
     "load",
     "summarize",

@@ -4,16 +4,20 @@
 directory of runs, or a pyarrow filesystem URI of either. Shards are read one
 by one: a truncated or foreign file is reported by name in ``skipped`` and
 left out, never a crash. Files whose names start with ``_`` or ``.`` (shards
-being written) are ignored.
+being written) are ignored. ``load`` can take only some columns, targets and a window
+of intended time; ``dataset(path)`` is the same rows as a pyarrow Dataset, read only
+when scanned, for runs too big to load.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
@@ -23,6 +27,7 @@ from blastradius.workers.run_record import RunRecord
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow.dataset as ds
 
 
 @dataclass
@@ -62,10 +67,17 @@ def skipped_entry(shard: Shard, exc: Exception) -> str:
     return f"{shard.path}: {str(exc).splitlines()[0][:160]}"
 
 
-def _read_shard(filesystem: pafs.FileSystem, path: str) -> pa.Table:
-    table = pq.read_table(path, filesystem=filesystem)
-    check_shard(table.schema)
-    return table.select(SCHEMA.names)
+def _read_shard(
+    filesystem: pafs.FileSystem,
+    path: str,
+    columns: list[str] | None = None,
+    window: pc.Expression | None = None,
+) -> pa.Table:
+    with filesystem.open_input_file(path) as source:
+        parquet = pq.ParquetFile(source)
+        check_shard(parquet.schema_arrow)
+    table = pq.read_table(path, filesystem=filesystem, columns=columns, filters=window)
+    return table.select(columns or SCHEMA.names)
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
@@ -74,12 +86,12 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 
     mapping = {pa.int64(): pd.Int64Dtype()}
     frame = table.to_pandas(types_mapper=mapping.get)
-    frame["intended_ns"] = frame["intended_ns"].astype("int64")
     for name in ("target", "node", "error", "run"):
         if name in frame:
             frame[name] = frame[name].astype("category")
-    for name in ("seq", "bytes_in"):  # never null: plain int64
-        frame[name] = frame[name].astype("int64")
+    for name in ("intended_ns", "seq", "bytes_in"):  # never null: plain int64
+        if name in frame:
+            frame[name] = frame[name].astype("int64")
     return frame
 
 
@@ -123,13 +135,29 @@ def locate(path: str) -> tuple[dict[str, RunRecord], list[Shard]]:
     return manifests, shards
 
 
-def load(path: str) -> Runs:
-    """Read a run directory, a directory of runs, or a filesystem URI of either."""
+def load(
+    path: str,
+    columns: Sequence[str] | None = None,
+    targets: Sequence[str] | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> Runs:
+    """Read a run directory, a directory of runs, or a filesystem URI of either.
+
+    ``columns``: only these of the shard's columns (``target`` and ``run`` are always
+    added); ``targets``: only these targets' shards are read; ``start_ns``/``end_ns``:
+    only rows whose ``intended_ns`` is in ``[start_ns, end_ns)`` (a shard whose
+    statistics lie outside is not read). For a run too big to load, ``dataset(path)``.
+    """
+    names = _columns(columns)
     manifests, shards = locate(path)
+    if targets is not None:
+        shards = [shard for shard in shards if shard.target in set(targets)]
+    window = _window_filter(start_ns, end_ns)
     tables, skipped = [], []
     for shard in shards:
         try:
-            table = _read_shard(shard.filesystem, shard.path)
+            table = _read_shard(shard.filesystem, shard.path, names, window)
         except (OSError, ValueError, pa.ArrowException) as exc:
             skipped.append(skipped_entry(shard, exc))
             continue
@@ -138,7 +166,7 @@ def load(path: str) -> Runs:
         tables.append(table.append_column("run", pa.array([shard.run] * n, pa.string())))
     schema = pa.schema(
         [
-            *SCHEMA,  # its fields: the shard metadata stays behind
+            *(SCHEMA.field(name) for name in names),  # the shard metadata stays behind
             pa.field("target", pa.string()),
             pa.field("run", pa.string()),
         ]
@@ -146,3 +174,53 @@ def load(path: str) -> Runs:
     unified = [t.cast(schema) for t in tables]
     table = pa.concat_tables(unified) if unified else schema.empty_table()
     return Runs(to_frame(table), manifests, skipped)
+
+
+def _columns(columns: Sequence[str] | None) -> list[str]:
+    """The shard columns asked for, in the schema's order; ``ValueError`` names one
+    that is not a shard's column."""
+    if columns is None:
+        return list(SCHEMA.names)
+    unknown = [name for name in columns if name not in SCHEMA.names]
+    if unknown:
+        raise ValueError(
+            f"columns: {unknown[0]!r} is not a shard column ({', '.join(SCHEMA.names)})"
+        )
+    return [name for name in SCHEMA.names if name in set(columns)]
+
+
+def _window_filter(start_ns: int | None, end_ns: int | None) -> pc.Expression | None:
+    """Rows whose intended time is in ``[start_ns, end_ns)``, as a filter (None: all)."""
+    window = None
+    if start_ns is not None:
+        window = pc.field("intended_ns") >= start_ns
+    if end_ns is not None:
+        before = pc.field("intended_ns") < end_ns
+        window = before if window is None else window & before
+    return window
+
+
+def dataset(path: str) -> ds.Dataset:
+    """The readable shards of a run, a directory of runs, or a URI of either, as a
+    pyarrow Dataset, read only when scanned (``to_batches``, ``to_table`` with
+    ``columns`` and a ``filter``, or DuckDB and Polars over it): every shard column,
+    plus ``target`` and ``run``. For runs too big to load; shards that cannot be read
+    are left out, as ``load`` leaves them (``scan.readable`` names them)."""
+    import pyarrow.dataset as ds  # it imports pandas: only where a dataset is asked for
+
+    from blastradius.analysis.scan import readable  # scan imports this module
+
+    _, shards = locate(path)
+    good, _ = readable(shards)
+    schema = pa.schema([*SCHEMA, pa.field("target", pa.string()), pa.field("run", pa.string())])
+    parts = [
+        ds.FileSystemDataset.from_paths(
+            [shard.path],
+            schema=schema,
+            format=ds.ParquetFileFormat(),
+            filesystem=shard.filesystem,
+            partitions=[(pc.field("target") == shard.target) & (pc.field("run") == shard.run)],
+        )
+        for shard in good
+    ]
+    return ds.dataset(parts, schema=schema) if parts else ds.dataset([], schema=schema)

@@ -274,3 +274,49 @@ def test_a_guess_that_keeps_too_much_is_given_up_and_the_second_pass_is_whole(mo
     assert missing
     every = np.concatenate(batches)
     assert (picked == np.quantile(every, [0.5, 0.99, 1.0], method="inverted_cdf")).all()
+
+
+def test_load_takes_some_columns_targets_and_a_window_of_intended_time(tmp_path):
+    write_run(tmp_path / "run", np.random.default_rng(12), {"a": 900, "b": 300})
+    every = load(str(tmp_path / "run")).rows
+    start, end = T0 + 10 * S, T0 + 40 * S
+    some = load(
+        str(tmp_path / "run"),
+        columns=["latency_ns", "intended_ns"],
+        targets=["a"],
+        start_ns=start,
+        end_ns=end,
+    ).rows
+    expected = every[
+        (every["target"] == "a") & (every["intended_ns"] >= start) & (every["intended_ns"] < end)
+    ]
+    assert list(some.columns) == ["intended_ns", "latency_ns", "target", "run"]
+    assert 0 < len(some) < len(every)
+    key = ["intended_ns", "latency_ns"]
+    assert (
+        some[key].sort_values(key).to_numpy().tolist()
+        == expected[key].sort_values(key).to_numpy().tolist()
+    )
+
+
+def test_load_names_a_column_that_is_not_a_shards():
+    with pytest.raises(ValueError, match="columns: 'latency_ms' is not a shard column"):
+        load("/nowhere", columns=["latency_ms"])
+
+
+def test_a_run_as_a_dataset_holds_the_loaded_rows_and_reads_only_what_is_asked(tmp_path):
+    import pyarrow.compute as pc
+
+    from blastradius.analysis import dataset
+
+    write_run(tmp_path / "runs" / "one", np.random.default_rng(13), {"a": 500, "b": 200})
+    write_run(tmp_path / "runs" / "two", np.random.default_rng(14), {"a": 100})
+    rows = load(str(tmp_path / "runs")).rows
+    lazy = dataset(str(tmp_path / "runs"))
+    table = lazy.to_table(columns=["seq", "target", "run"], filter=pc.field("target") == "a")
+    got = sorted(zip(*(table[c].to_pylist() for c in ("run", "target", "seq")), strict=True))
+    mine = rows[rows["target"] == "a"]
+    assert got == sorted(
+        zip(mine["run"].astype(str), mine["target"].astype(str), mine["seq"], strict=True)
+    )
+    assert lazy.count_rows() == len(rows)
