@@ -225,6 +225,7 @@ class Generator:
         self._client = HttpClient(
             self.share.max_in_flight, self.share.timeout_ns / 1e9, self._on_done, self.share.tls
         )
+        _warm_recording()  # before the freeze: the modules it imports are permanent too
         gc.collect()
         gc.freeze()  # the start-up heap is permanent: collections need not rescan it
         with ThreadPoolExecutor(1, "shard-writer", initializer=_prepare_writer) as writer:
@@ -233,7 +234,6 @@ class Generator:
                 warm = _split(self.share.connections, self.share.worker, self.share.workers)
                 with contextlib.suppress(TimeoutError):
                     await self._client.warm(self._prepared, warm, _WARM_TIMEOUT_S)
-                _warm_recording()
                 start_ns = self.share.start_ns
                 self._start_mono = time.monotonic_ns() if start_ns is None else self._mono(start_ns)
                 await self._sleep_until(self._start_mono)
