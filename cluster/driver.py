@@ -17,6 +17,7 @@ never returned one, its rows on disk.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -66,6 +67,9 @@ Log = Callable[[str], None]
 START_DELAY_S = 2.0  # from the generators being ready to their common start time
 READY_TIMEOUT_S = 120.0
 COUNTED = ["worker", "ok", "error"]  # the columns a generator's rows are counted from
+# Generators from which one collector is near what it writes: 32 at 10,000 rows/s each
+# kept it at 97% with writes near a second on 2 cores (BENCHMARKS.md); half that.
+DIRECT_WRITE_AT = 16
 
 
 class _GeneratorFailed(Exception):
@@ -179,7 +183,7 @@ class _Execution:
             try:
                 services = start_services(self.plan, stack, self.log)
                 self.manifest.update(services=services.info)
-                output = _output(self.run_dir, self.plan.generators, stack)
+                output = _output(self.run_dir, self.plan.generators, stack, self.log)
                 for step in self.plan.steps:
                     states = self._target(step, services, output)
                     if services.retire(step):
@@ -270,12 +274,25 @@ class _Execution:
         return {g.state for g in self.manifest.target(step.name).generators}
 
 
-def _output(run_dir: str, generators: int, stack: ExitStack) -> ToCollector | ToStorage:
+def _output(run_dir: str, generators: int, stack: ExitStack, log: Log) -> ToCollector | ToStorage:
     """Where batches go: straight to shared storage for a URI, else to a collector on
     this node with a writer per generator (each awaits its own write before the next,
-    so none waits on another's)."""
+    so none waits on another's). From ``DIRECT_WRITE_AT`` generators on, one collector
+    is near what it can write (``benchmarks/control_plane.py``): on a cluster of one
+    node the generators then write the run directory themselves; on several, a path
+    only this node has cannot be, and the log says to give a URI."""
     if is_uri(run_dir):
         return ToStorage(run_dir)
+    if generators >= DIRECT_WRITE_AT:
+        nodes = sum(1 for node in ray.nodes() if node["Alive"])
+        if nodes == 1:
+            log(f"shards: written by the {generators} generators themselves (one node)")
+            return ToStorage(os.path.abspath(run_dir))
+        log(
+            f"shards: {generators} generators on {nodes} nodes hand their rows to one "
+            "collector, which may fall behind; --out with a URI every node can write "
+            "(s3://, gs://, file:// on a shared volume) has them write it themselves"
+        )
     here = ray.get_runtime_context().get_node_id()
     actor_class: Any = ShardCollector  # Ray's actor classes have no type of their own
     collector = actor_class.options(

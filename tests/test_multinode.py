@@ -53,17 +53,24 @@ def scenario(seconds: int, rate: int) -> dict:
     }
 
 
-def test_three_generators_run_on_three_nodes_and_a_fourth_is_bad_input(three_nodes, tmp_path):
+def test_three_generators_run_on_three_nodes_and_a_fourth_is_bad_input(
+    three_nodes, tmp_path, monkeypatch
+):
     cluster, _ = three_nodes
     document = {**scenario(2, 50), "generators": 4}
     with pytest.raises(driver.RunInputError) as raised:
         driver.run(parse_scenario(document), str(tmp_path), cluster.address, lambda line: None)
     assert str(raised.value) == "generators: 4 need a CPU each; the cluster has 3 free"
     assert list(tmp_path.iterdir()) == []  # before any run directory
+    # As many generators as one collector is near its limit with: on three nodes a
+    # local path cannot be theirs, so the collector writes, and the log says so.
+    monkeypatch.setattr(driver, "DIRECT_WRITE_AT", 3)
+    lines: list[str] = []
     outcome = driver.run(
-        parse_scenario(scenario(3, 90)), str(tmp_path), cluster.address, lambda line: None
+        parse_scenario(scenario(3, 90)), str(tmp_path), cluster.address, lines.append
     )
     assert outcome.status == "completed"
+    assert any("3 generators on 3 nodes hand their rows to one collector" in x for x in lines)
     rows = pd.read_parquet(f"{outcome.run_dir}/requests")
     assert len(rows) == 270 and rows["ok"].all()
     assert rows.groupby("worker")["node"].nunique().eq(1).all()
@@ -119,6 +126,25 @@ def test_a_lost_node_leaves_a_partial_run_with_the_others_complete(three_nodes, 
     assert all(by_worker[w] == 160 for w in survivors)
     # The lost one's rows up to its last handed-over batch are on disk.
     assert 0 < by_worker.get(lost[0]["worker"], 0) < 160
+
+
+def test_many_generators_on_one_node_write_their_shards_themselves(tmp_path, monkeypatch):
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
+    )
+    monkeypatch.setattr(driver, "DIRECT_WRITE_AT", 2)
+    monkeypatch.chdir(tmp_path)  # a relative --out: the generators' working directory differs
+    try:
+        lines: list[str] = []
+        document = {**scenario(2, 60), "generators": 2}
+        outcome = driver.run(parse_scenario(document), "runs", cluster.address, lines.append)
+        assert outcome.status == "completed"
+        assert "shards: written by the 2 generators themselves (one node)" in lines
+        rows = pd.read_parquet(tmp_path / outcome.run_dir / "requests")
+        assert len(rows) == 120 and rows["ok"].all() and set(rows["worker"]) == {0, 1}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
 
 
 def test_services_run_on_a_node_offering_the_targets_resource(tmp_path):
