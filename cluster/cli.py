@@ -256,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_load_parser(commands)
     analyze = commands.add_parser("analyze", help="availability and tail latency of a run")
-    analyze.add_argument("run_dir", metavar="RUN_DIR")
+    # Optional here only so that ``--ray RUN_DIR`` (where argparse gives RUN_DIR to
+    # --ray) means the run with the default address: ``_analyze`` sorts it out.
+    analyze.add_argument("run_dir", metavar="RUN_DIR", nargs="?")
     analyze.add_argument(
         "--json", action="store_true", help='print {"targets": {NAME: SUMMARY}} as one JSON object'
     )
@@ -569,6 +571,10 @@ def _print_analysis(path: str, summarize: Callable | None = None) -> bool:
 def _analyze(args: argparse.Namespace) -> None:
     """Summaries from the run's files (``analysis.scan``, or ``analysis.on_ray`` with
     ``--ray``), never the run in memory."""
+    if args.run_dir is None:
+        if not args.ray:
+            raise UsageError("RUN_DIR: missing (blastradius analyze RUN_DIR [--ray [ADDRESS]])")
+        args.run_dir, args.ray = args.ray, ""  # ``--ray RUN_DIR``: the default address
     if args.ray is None:
         _analysis(args)
         return
@@ -578,6 +584,7 @@ def _analyze(args: argparse.Namespace) -> None:
     from blastradius.cluster.joining import RunInputError, connect
 
     address = args.ray or os.environ.get("RAY_ADDRESS") or None
+    _scanned([args.run_dir])  # a run that is not there is named before Ray starts
     try:
         connect(address)
     except RunInputError as exc:

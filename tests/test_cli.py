@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from blastradius.cluster import launch
 from blastradius.cluster.cli import main
 
 DEP = ["--dependency", "http://127.0.0.1:9"]
+RUN = str(Path(__file__).parent / "data" / "run-format-0" / "today-20261206T140220Z-bd89")
 
 BAD_INPUT = [
     (["serve", "dependency"], "--latency: missing (or give --config FILE)"),
@@ -43,9 +45,13 @@ BAD_INPUT = [
     (["serve", "async", *DEP, "--dependency-timeout", "0"], "must be positive"),
     (["serve", "nothing"], "argument KIND: invalid choice: 'nothing'"),
     (
-        ["analyze", "runs", "--ray", "127.0.0.1:9"],
+        ["analyze", RUN, "--ray", "127.0.0.1:9"],
         "--ray 127.0.0.1:9: cannot join a Ray cluster: nothing answers there",
     ),
+    # ``--ray RUN_DIR``: the run, at the default address; one that is not there is
+    # named before Ray starts.
+    (["analyze", "--ray", "/nonexistent/run"], "/nonexistent/run: no run.json here"),
+    (["analyze"], "RUN_DIR: missing"),
     (["launch"], "argument COMMAND: invalid choice: 'launch'"),
     (["run", "tiny", "--metrics-port", "65536"], "argument --metrics-port"),
     (
