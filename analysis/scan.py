@@ -456,17 +456,18 @@ def summaries(
     labels = labels_of(shards, series, order)
     codes = [labels.index(series(shard)) for shard in shards]
     sample = sample_shards(codes)
+    sampled = set(sample)
     counts, selection = start_summaries(len(labels))
-    for i in sample + [i for i in range(len(shards)) if i not in set(sample)]:
+    for i in sample + [i for i in range(len(shards)) if i not in sampled]:
         for batch in _batches(shards[i], COUNTED):
             count_batch(counts, selection, codes[i], batch)
         if i == sample[-1]:
             selection.keep_near()
     missing = selection.missing
     for i, (shard, g) in enumerate(zip(shards, codes, strict=True)):
-        if i in sample or missing:
+        if i in sampled or missing:
             for batch in _batches(shard, GATHERED):
-                gather_batch(selection, g, batch, missing=i not in sample)
+                gather_batch(selection, g, batch, missing=i not in sampled)
     return finish_summaries(labels, counts, selection)
 
 
