@@ -320,3 +320,34 @@ def test_a_run_as_a_dataset_holds_the_loaded_rows_and_reads_only_what_is_asked(t
         zip(mine["run"].astype(str), mine["target"].astype(str), mine["seq"], strict=True)
     )
     assert lazy.count_rows() == len(rows)
+
+
+@pytest.mark.parametrize(
+    ("codes", "sample"),
+    [
+        ([], []),
+        ([0], [0]),  # one shard: it is the sample
+        ([0] * 5, [2]),  # under ten: one, from the middle
+        ([0] * 10, [5]),
+        ([0] * 11, [2, 8]),  # over ten: two, spread
+        ([0] * 30, [5, 15, 25]),
+        ([0, 1, 0, 1], [2, 3]),  # each series its own
+        ([1, 1, 0], [1, 2]),
+    ],
+)
+def test_a_summarys_sample_is_one_shard_in_ten_of_each_series_spread_over_it(codes, sample):
+    assert sample_shards(codes) == sample
+
+
+def test_a_cell_the_sample_did_not_see_is_missing_whole():
+    from blastradius.analysis.select import Selection
+
+    selection = Selection(2, {"v": {"p50": 0.5}})
+    values = np.arange(1, 1001, dtype=np.int64)
+    selection.count(0, {"v": (values, np.ones(1000, bool))})
+    selection.keep_near()  # cell 1 has no counts yet: nothing of it is kept
+    selection.count(1, {"v": (values * 7, np.ones(1000, bool))})
+    assert selection.missing
+    selection.gather(0, {"v": (values, np.ones(1000, bool))})  # the sample, read again
+    selection.gather(1, {"v": (values * 7, np.ones(1000, bool))}, missing=True)
+    assert selection.finish()["v"][:, 0].tolist() == [500.0, 3500.0]
