@@ -191,3 +191,26 @@ def test_the_embedded_cluster_runs_its_workers_at_the_default_priority():
         [sys.executable, "-c", EMBEDDED], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.stdout.split()[-1:] == ["0"], result.stderr[-2000:]
+
+
+def test_from_so_many_generators_on_one_node_they_write_the_run_themselves(
+    local_ray, tmp_path, monkeypatch
+):
+    # One collector is near its limit at 32 generators of 10,000 rows a second
+    # (benchmarks/control_plane.py); from driver.DIRECT_WRITE_AT the generators write a
+    # path of the one node themselves (absolute: their working directory is not ours).
+    from contextlib import ExitStack
+
+    from blastradius.cluster import driver
+    from blastradius.workers.actor import ToCollector, ToStorage
+
+    monkeypatch.chdir(tmp_path)
+    lines: list[str] = []
+    with ExitStack() as stack:
+        few = driver._output("runs/r", driver.DIRECT_WRITE_AT - 1, stack, lines.append)
+        many = driver._output("runs/r", driver.DIRECT_WRITE_AT, stack, lines.append)
+    assert isinstance(few, ToCollector)
+    assert many == ToStorage(str(tmp_path / "runs" / "r"))
+    assert lines == [
+        f"shards: written by the {driver.DIRECT_WRITE_AT} generators themselves (one node)"
+    ]

@@ -128,25 +128,6 @@ def test_a_lost_node_leaves_a_partial_run_with_the_others_complete(three_nodes, 
     assert 0 < by_worker.get(lost[0]["worker"], 0) < 160
 
 
-def test_many_generators_on_one_node_write_their_shards_themselves(tmp_path, monkeypatch):
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
-    )
-    monkeypatch.setattr(driver, "DIRECT_WRITE_AT", 2)
-    monkeypatch.chdir(tmp_path)  # a relative --out: the generators' working directory differs
-    try:
-        lines: list[str] = []
-        document = {**scenario(2, 60), "generators": 2}
-        outcome = driver.run(parse_scenario(document), "runs", cluster.address, lines.append)
-        assert outcome.status == "completed"
-        assert "shards: written by the 2 generators themselves (one node)" in lines
-        rows = pd.read_parquet(tmp_path / outcome.run_dir / "requests")
-        assert len(rows) == 120 and rows["ok"].all() and set(rows["worker"]) == {0, 1}
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
 def test_services_run_on_a_node_offering_the_targets_resource(tmp_path):
     import socket
     from urllib.parse import urlsplit
