@@ -38,13 +38,16 @@ def test_endpoint_answers_after_its_latency():
 
 
 def test_unknown_endpoint_is_404_and_health_and_stats_answer():
-    with launch.start("dependency", ["--latency", "0*3"]) as dependency:
-        assert requests.get(f"{dependency.url}/endpoint/3", timeout=5).status_code == 404
-        assert requests.get(f"{dependency.url}/endpoint/x", timeout=5).status_code == 404
+    with launch.start("dependency", ["--latency", "0,0,2"]) as dependency:
+        before = requests.get(f"{dependency.url}/stats", timeout=5).json()
+        for missing in ("3", "7", "x"):
+            url = f"{dependency.url}/endpoint/{missing}"
+            assert requests.get(url, timeout=5).status_code == 404
         assert requests.get(f"{dependency.url}/healthz", timeout=5).text == "ok\n"
         body = requests.get(f"{dependency.url}/endpoint/2", timeout=5).json()
         stats = requests.get(f"{dependency.url}/stats", timeout=5).json()
-    assert body == {"endpoint": 2, "latency_ms": 0.0}
+    assert before == {"in_flight": 0, "peak_in_flight": 0, "requests": 0, "endpoints": 3}
+    assert body == {"endpoint": 2, "latency_ms": 2.0}
     assert stats == {"in_flight": 0, "peak_in_flight": 1, "requests": 1, "endpoints": 3}
 
 

@@ -241,3 +241,24 @@ def test_a_header_a_template_refuses_is_named_by_its_whole_path(tmp_path):
     document = {**BASE, "targets": [{"name": "t", "url": "http://h/", "headers": {"X-A": "a\nb"}}]}
     with pytest.raises(ValueError, match=r"^targets\[0\]\.headers\.X-A: a header value cannot"):
         parse_scenario(document)
+
+
+def test_a_duration_that_is_a_boolean_is_named_as_one():
+    from blastradius.targets.fields import FieldError, read_duration
+
+    with pytest.raises(FieldError, match=r"expected a duration like 30s, got bool$"):
+        read_duration(True, "load.duration")
+
+
+def test_a_document_is_read_from_its_file_and_a_parse_error_names_its_first_line(
+    tmp_path, monkeypatch
+):
+    from blastradius.targets.fields import load_document
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "+faults.yaml").write_text("- {at: 10s}\n")  # a name sorting before "-"
+    assert load_document("+faults.yaml", "faults file") == [{"at": "10s"}]
+    (tmp_path / "bad.yaml").write_text("[1, 2\n")
+    with pytest.raises(ValueError) as raised:
+        load_document("bad.yaml", "faults file")
+    assert str(raised.value) == "faults file 'bad.yaml': not valid: while parsing a flow sequence"
