@@ -156,17 +156,25 @@ def keeps_up(run: dict) -> bool:
 
 def highest_rate(url: str, seconds: float, log, post_bytes: int = 0) -> tuple[float, list[dict]]:
     """Double from 1000 req/s until the generator falls behind, then bisect to 5%."""
-    runs, low, high, rate = [], 0.0, None, 1000.0
+    return search(lambda rate: probe(url, rate, seconds, post_bytes), "blastradius", 1000.0, log)
+
+
+def search(run_at, name: str, rate: float, log) -> tuple[float, list[dict]]:
+    """The highest rate ``run_at(rate)`` keeps (``keeps_up``): double from ``rate`` until
+    it falls behind, then bisect to 5%; the rate and every probe's figures."""
+    runs, low, high = [], 0.0, None
     while high is None or (high - low) / high > 0.05:
         # A rate counts as too high only if a second probe at it falls behind too:
         # one stall of the shared machine must not end the search.
         for _ in range(2):
-            run = probe(url, rate, seconds, post_bytes)
+            run = run_at(rate)
             run["kept_up"] = keeps_up(run)
             runs.append(run)
+            wall = f", {run['wall_s']:.1f} s" if "wall_s" in run else ""
             log(
-                f"  blastradius {rate:8.0f} req/s: ok {run['ok']}/{run['planned']}, lag p99 "
-                f"{run['send_lag_p99_ms']:.2f} ms -> {'kept up' if run['kept_up'] else 'behind'}"
+                f"  {name} {rate:8.0f} req/s: ok {run['ok']}/{run['planned']}, lag p99 "
+                f"{run['send_lag_p99_ms']:.2f} ms{wall} -> "
+                f"{'kept up' if run['kept_up'] else 'behind'}"
             )
             if run["kept_up"]:
                 break

@@ -92,28 +92,8 @@ def run_probe(url: str, rate: float, seconds: float, workdir: Path) -> dict:
 
 def highest_run_rate(url: str, seconds: float, workdir: Path, log) -> tuple[float, list[dict]]:
     """As ``generator_rate.highest_rate``, each probe a ``blastradius run``."""
-    runs, low, high, rate = [], 0.0, None, 2000.0
-    while high is None or (high - low) / high > 0.05:
-        for _ in range(2):
-            run = run_probe(url, rate, seconds, workdir)
-            run["kept_up"] = peers.keeps_up(run)
-            runs.append(run)
-            log(
-                f"  blastradius run {rate:8.0f} req/s: ok {run['ok']}/{run['planned']}, lag p99 "
-                f"{run['send_lag_p99_ms']:.2f} ms, {run['wall_s']:.1f} s -> "
-                f"{'kept up' if run['kept_up'] else 'behind'}"
-            )
-            if run["kept_up"]:
-                break
-        if run["kept_up"]:
-            low = rate
-            rate = rate * 2 if high is None else (low + high) / 2
-        else:
-            high = rate
-            rate = (low + high) / 2
-        if high is not None and low == 0 and rate < 250:
-            break
-    return low, runs
+    probe = lambda rate: run_probe(url, rate, seconds, workdir)  # noqa: E731
+    return peers.search(probe, "blastradius run", 2000.0, log)
 
 
 def wrk_rps(url: str, seconds: int) -> float:
