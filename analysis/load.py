@@ -152,7 +152,8 @@ def load(
     names = _columns(columns)
     manifests, shards = locate(path)
     if targets is not None:
-        shards = [shard for shard in shards if shard.target in set(targets)]
+        wanted = set(targets)
+        shards = [shard for shard in shards if shard.target in wanted]
     window = _window_filter(start_ns, end_ns)
     tables, skipped = [], []
     for shard in shards:
@@ -164,16 +165,17 @@ def load(
         n = table.num_rows
         table = table.append_column("target", pa.array([shard.target] * n, pa.string()))
         tables.append(table.append_column("run", pa.array([shard.run] * n, pa.string())))
-    schema = pa.schema(
-        [
-            *(SCHEMA.field(name) for name in names),  # the shard metadata stays behind
-            pa.field("target", pa.string()),
-            pa.field("run", pa.string()),
-        ]
-    )
+    schema = _rows_schema(names)
     unified = [t.cast(schema) for t in tables]
     table = pa.concat_tables(unified) if unified else schema.empty_table()
     return Runs(to_frame(table), manifests, skipped)
+
+
+def _rows_schema(names: Sequence[str]) -> pa.Schema:
+    """The loaded rows' schema: those shard columns (without the shard metadata), then
+    ``target`` and ``run``."""
+    fields = [SCHEMA.field(name) for name in names]
+    return pa.schema([*fields, pa.field("target", pa.string()), pa.field("run", pa.string())])
 
 
 def _columns(columns: Sequence[str] | None) -> list[str]:
@@ -212,15 +214,13 @@ def dataset(path: str) -> ds.Dataset:
 
     _, shards = locate(path)
     good, _ = readable(shards)
-    schema = pa.schema([*SCHEMA, pa.field("target", pa.string()), pa.field("run", pa.string())])
-    parts = [
-        ds.FileSystemDataset.from_paths(
-            [shard.path],
-            schema=schema,
-            format=ds.ParquetFileFormat(),
-            filesystem=shard.filesystem,
-            partitions=[(pc.field("target") == shard.target) & (pc.field("run") == shard.run)],
-        )
-        for shard in good
-    ]
-    return ds.dataset(parts, schema=schema) if parts else ds.dataset([], schema=schema)
+    schema = _rows_schema(SCHEMA.names)
+    if not good:
+        return ds.dataset([], schema=schema)
+    return ds.FileSystemDataset.from_paths(  # one locate: one filesystem
+        [shard.path for shard in good],
+        schema=schema,
+        format=ds.ParquetFileFormat(),
+        filesystem=good[0].filesystem,
+        partitions=[(pc.field("target") == s.target) & (pc.field("run") == s.run) for s in good],
+    )
