@@ -9,8 +9,8 @@ everything down whatever happens. Nothing goes back to the scenario: plan, execu
 manifest. SIGTERM stops a run as Ctrl-C does.
 
 Batches come back through a ``ShardCollector`` on the driver's node, which writes them
-as they arrive; with an ``--out`` URI (shared storage) generators write their shards
-directly. A target's totals are its generators' summaries, and for a generator that
+as they arrive; with an ``--out`` URI (shared storage), or from ``DIRECT_WRITE_AT``
+generators on a cluster of one node, generators write their shards directly. A target's totals are its generators' summaries, and for a generator that
 never returned one, its rows on disk.
 """
 
