@@ -10,8 +10,9 @@ manifest. SIGTERM stops a run as Ctrl-C does.
 
 Batches come back through a ``ShardCollector`` on the driver's node, which writes them
 as they arrive; with an ``--out`` URI (shared storage), or from ``DIRECT_WRITE_AT``
-generators on a cluster of one node, generators write their shards directly. A target's totals are its generators' summaries, and for a generator that
-never returned one, its rows on disk.
+generators on a cluster of one node, generators write their shards directly. A
+target's totals are its generators' summaries, and for a generator that never returned
+one, its rows on disk.
 """
 
 from __future__ import annotations
