@@ -1,0 +1,297 @@
+"""A session's steps, pure: texts with session values, captures, expectations."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from blastradius.targets.validation import FieldError
+from blastradius.workers.journey import (
+    MISSING,
+    Capture,
+    Expect,
+    Response,
+    Text,
+    as_text,
+    compile_text,
+    find_json,
+    parse_json_path,
+    parse_statuses,
+)
+
+SESSION = {"token", "item", "row.user", "row.password"}
+ENV = {"API_HOST": "api.internal", "EMPTY": ""}
+
+
+@pytest.mark.parametrize(
+    ("text", "parts", "names"),
+    [
+        ("plain", ("plain",), ()),
+        ("", ("",), ()),
+        ("Bearer ${token}", ("Bearer ", ""), ("token",)),
+        ("${token}${item}", ("", "", ""), ("token", "item")),
+        (
+            "/users/${row.user}/items/${item}?x=1",
+            ("/users/", "/items/", "?x=1"),
+            ("row.user", "item"),
+        ),
+        # The environment's names are resolved at once; $$ is a literal $.
+        ("https://${API_HOST}/a", ("https://api.internal/a",), ()),
+        ("${EMPTY}x", ("x",), ()),
+        ("$$${token}$$", ("$", "$"), ("token",)),
+        ("cost: $5, ${ token}", ("cost: $5, ${ token}",), ()),
+    ],
+)
+def test_compile_text_splits_at_the_session_values(text, parts, names):
+    compiled = compile_text(text, SESSION, ENV)
+    assert compiled == Text(parts, names)
+
+
+@pytest.mark.parametrize(
+    ("text", "session", "message"),
+    [
+        (
+            "${nope}",
+            SESSION,
+            "${nope} is neither captured by an earlier step nor set in the environment",
+        ),
+        ("${row.email}", SESSION, "${row.email}: the test data has no column 'email'"),
+        ("${row.user}", {"token"}, "${row.user}: this target has no test data (data:)"),
+        # A session's name is never looked up in the environment, nor a dotted name.
+        ("${token.x}", SESSION, "${token.x} is neither captured"),
+    ],
+)
+def test_compile_text_names_what_it_cannot_fill(text, session, message):
+    with pytest.raises(FieldError) as error:
+        compile_text(text, session, ENV, path="targets[0].steps[1].url")
+    assert error.value.path == "targets[0].steps[1].url"
+    assert message in error.value.problem
+
+
+def test_render_fills_each_slot_in_order():
+    text = compile_text("/u/${row.user}/t/${token}/again/${row.user}", SESSION, ENV)
+    assert text.render({"row.user": "ann", "token": "t1"}) == "/u/ann/t/t1/again/ann"
+    assert Text(("no slots",)).render({}) == "no slots"
+    with pytest.raises(ValueError, match="one more part"):
+        Text(("a", "b"), ())
+
+
+@pytest.mark.parametrize(
+    ("path", "steps"),
+    [
+        ("$", ()),
+        ("$.token", ("token",)),
+        ("$.items[0].id", ("items", 0, "id")),
+        ("$.items[-1]", ("items", -1)),
+        ("$['a key'].b", ("a key", "b")),
+        ('$["it\'s"]', ("it's",)),
+        ("$['quote \\' inside']", ("quote ' inside",)),
+        ("$.with-dash_1", ("with-dash_1",)),
+        ("$[2][3]", (2, 3)),
+    ],
+)
+def test_json_paths_read(path, steps):
+    assert parse_json_path(path) == steps
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("token", "begins with $"),
+        ("$.", "cannot read '.'"),
+        ("$..deep", "cannot read '..deep'"),
+        ("$.items[*]", "cannot read '[*]'"),
+        ("$.a[0", "cannot read '[0'"),
+        ("$['open", "cannot read"),
+    ],
+)
+def test_json_paths_that_are_not_read(path, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_json_path(path)
+
+
+DOCUMENT = {"token": "abc", "items": [{"id": 7}, {"id": 8}], "n": None, "ok": True}
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("$.token", "abc"),
+        ("$.items[0].id", 7),
+        ("$.items[1].id", 8),
+        ("$.items[-1].id", 8),
+        ("$.items[-2].id", 7),
+        ("$.items[2]", MISSING),
+        ("$.items[-3]", MISSING),
+        ("$.n", None),
+        ("$.none", MISSING),
+        ("$.token[0]", MISSING),  # a string is not a list
+        ("$.items.id", MISSING),  # a list is not a mapping
+        ("$", DOCUMENT),
+    ],
+)
+def test_find_json(path, value):
+    assert find_json(DOCUMENT, parse_json_path(path)) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("abc", "abc"),
+        (7, "7"),
+        (1.5, "1.5"),
+        (True, "true"),
+        (None, "null"),
+        ({"a": [1]}, '{"a":[1]}'),
+    ],
+)
+def test_a_captured_value_as_text(value, text):
+    assert as_text(value) == text
+
+
+RESPONSE = Response(
+    200,
+    (
+        (b"Content-Type", b"application/json"),
+        (b"X-Request-Id", b" r-1 "),
+        (b"x-request-id", b"r-2"),
+    ),
+    b'{"token": "abc", "items": [{"id": 7}], "ok": true, "n": 1}',
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "expression", "value"),
+    [
+        ("json", "$.token", "abc"),
+        ("json", "$.items[0].id", "7"),
+        ("json", "$.ok", "true"),
+        ("json", "$.items", '[{"id":7}]'),
+        ("json", "$.absent", None),
+        ("regex", r'"token": "(\w+)"', "abc"),
+        ("regex", r"items", "items"),  # no group: the whole match
+        ("regex", r"(nothing)", None),
+        ("header", "x-request-id", "r-1"),  # the first, any case, trimmed
+        ("header", "Content-Type", "application/json"),
+        ("header", "Location", None),
+    ],
+)
+def test_captures(source, expression, value):
+    assert Capture("v", source, expression).take(RESPONSE) == value
+
+
+def test_a_capture_from_a_body_that_is_not_json_finds_nothing():
+    capture = Capture("token", "json", "$.token")
+    assert capture.take(Response(200, (), b"<html>")) is None
+    assert capture.take(Response(200, (), b"\xff\xfe")) is None
+    assert capture.missing() == "capture token: no json '$.token' in the response"
+    # JSON null is a value: it is captured, and the body is parsed once.
+    null = Response(200, (), b"null")
+    assert Capture("v", "json", "$").take(null) == "null"
+    assert null.json() is None
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "expression", "path", "message"),
+    [
+        ("1st", "json", "$.a", "1st", "a capture's name is a word"),
+        ("a-b", "json", "$.a", "a-b", "a capture's name is a word"),
+        ("row", "json", "$.a", "row", "a capture's name is a word"),
+        ("v", "xpath", "//a", "v", "capture from one of json, regex, header"),
+        ("v", "json", "a", "v.json", "begins with $"),
+        ("v", "regex", "(", "v.regex", "not a regular expression"),
+        ("v", "header", "", "v.header", "name the header"),
+    ],
+)
+def test_bad_captures_are_named(name, source, expression, path, message):
+    with pytest.raises(FieldError) as error:
+        Capture(name, source, expression)
+    assert error.value.path == path
+    assert message in error.value.problem
+
+
+@pytest.mark.parametrize(
+    ("value", "ranges"),
+    [
+        (200, ((200, 200),)),
+        ("2xx", ((200, 299),)),
+        ("4XX", ((400, 499),)),
+        ("200-204", ((200, 204),)),
+        ("200 - 204", ((200, 204),)),
+        ([200, "3xx", "404"], ((200, 200), (300, 399), (404, 404))),
+        (100, ((100, 100),)),
+        (599, ((599, 599),)),
+    ],
+)
+def test_statuses(value, ranges):
+    assert parse_statuses(value) == ranges
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], "give at least one status"),
+        (True, "True is not a status"),
+        (2.5, "2.5 is not a status"),
+        ("ok", "'ok' is not a status"),
+        ("6xx", "'6xx' is not a status"),
+        (99, "99 is not a status"),
+        (600, "600: statuses run from 100 to 599"),
+        ("299-200", "'299-200': statuses run from 100 to 599, low to high"),
+        ([200, None], "None is not a status"),
+    ],
+)
+def test_bad_statuses_are_named(value, message):
+    with pytest.raises(FieldError) as error:
+        parse_statuses(value, "targets[0].steps[0].expect.status")
+    assert error.value.path == "targets[0].steps[0].expect.status"
+    assert message in error.value.problem
+
+
+@pytest.mark.parametrize(
+    ("expect", "failure"),
+    [
+        (Expect(), None),  # any 2xx
+        (Expect(statuses=((201, 201),)), "expect status: got 200"),
+        (Expect(statuses=((100, 199), (200, 200))), None),
+        (Expect(headers=(("content-type", "application/json"),)), None),
+        (
+            Expect(headers=(("X-Request-Id", "r-2"),)),
+            "expect header X-Request-Id: got 'r-1', not 'r-2'",
+        ),
+        (Expect(headers=(("Location", "/"),)), "expect header Location: got None, not '/'"),
+        (Expect(json=(("$.token", "abc"), ("$.items[0].id", 7))), None),
+        (Expect(json=(("$.n", 1.0),)), None),  # one number type
+        (Expect(json=(("$.ok", 1),)), "expect json $.ok: got true, not 1"),
+        (Expect(json=(("$.n", True),)), "expect json $.n: got 1, not true"),
+        (Expect(json=(("$.items", [{"id": 7}]),)), None),
+        (Expect(json=(("$.items", [{"id": True}]),)), 'got [{"id":7}], not [{"id":true}]'),
+        (Expect(json=(("$.items", [{"id": 7}, 1]),)), "expect json $.items: got"),
+        (Expect(json=(("$.items", {"id": 7}),)), "expect json $.items: got"),
+        (Expect(json=(("$.gone", None),)), "expect json $.gone: not in the response"),
+        (Expect(body=("token", "items")), None),
+        (Expect(body=("token", "secret")), "expect body: no 'secret' in it"),
+        # The first failure is the one named: status, then headers, then JSON, then body.
+        (Expect(statuses=((500, 599),), body=("secret",)), "expect status: got 200"),
+        (Expect(json=(("$.gone", 1),), body=("secret",)), "expect json $.gone: not in"),
+    ],
+)
+def test_expectations(expect, failure):
+    got = expect.failure(RESPONSE)
+    if failure is None:
+        assert got is None
+    else:
+        assert (got is not None and got.startswith(failure)) or failure in (got or "")
+
+
+@pytest.mark.parametrize(("status", "ok"), [(199, False), (200, True), (299, True), (300, False)])
+def test_without_a_status_a_step_expects_2xx(status, ok):
+    assert Expect().status_ok(status) is ok
+    assert (Expect().failure(Response(status, (), b"")) is None) is ok
+
+
+def test_a_bad_json_path_in_an_expectation_is_named():
+    with pytest.raises(FieldError) as error:
+        Expect(json=(("token", "x"),))
+    assert error.value.path == "json.token"

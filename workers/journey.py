@@ -1,0 +1,312 @@
+"""A session's steps, pure: the session's values in a step's request, what a step
+captures from its response, and what it expects of it.
+
+A session target (issue 23) sends a journey of steps, each a request whose URL,
+headers and body may name the session's values as ``${name}``: a value captured
+from an earlier step's response, or ``${row.COLUMN}`` of the session's test-data
+row. Any other ``${NAME}`` is the environment's and is resolved when the scenario
+is loaded, as in any request; ``$$`` is a literal ``$``. ``compile_text`` splits a
+text into literal parts and slots once, and ``Text.render`` fills the slots for one
+session, so a step's request costs a join, not a parse.
+
+A ``Capture`` takes one value from a ``Response``: by a JSON path (the small subset
+``$``, ``.key``, ``[N]``, ``[-N]``, ``['key']``), a regular expression on the body
+(its first group, or the whole match), or a header. An ``Expect`` holds what the
+response must satisfy: a status in a set of ranges, a header's value, a JSON value,
+text in the body. ``Expect.failure`` and ``Capture.take`` say in one line what was
+not so; the generator records that row as a ``check`` failure and ends the session.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from blastradius.targets.validation import FieldError
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+_UNPARSED: Any = object()
+ROW = "row."  # the prefix of a test-data column's name in a text
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_SLOT = re.compile(rf"\$\{{({_NAME}(?:\.{_NAME})?)\}}|\$\$")
+_CAPTURE_NAME = re.compile(rf"^{_NAME}$")
+_PATH_PART = re.compile(
+    r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(-?\d+)\]|\['((?:[^'\\]|\\.)*)'\]|\[\"((?:[^\"\\]|\\.)*)\"\]"
+)
+_SOURCES = ("json", "regex", "header")
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Text with session values in it: ``parts[0]``, then each slot's value followed by
+    the next part. A text with no slot renders as itself."""
+
+    parts: tuple[str, ...]
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.parts) != len(self.names) + 1:
+            raise ValueError("a text has one more part than it has slots")
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """The text with each slot's value from ``values`` (every name must be there)."""
+        if not self.names:
+            return self.parts[0]
+        pieces = [self.parts[0]]
+        for name, part in zip(self.names, self.parts[1:], strict=True):
+            pieces.append(values[name])
+            pieces.append(part)
+        return "".join(pieces)
+
+
+def compile_text(
+    text: str, session: Collection[str], env: Mapping[str, str], path: str = ""
+) -> Text:
+    """``text`` split at its session values' slots, the environment's names resolved.
+
+    ``session`` holds the names a step may use: captured by earlier steps, and
+    ``row.COLUMN`` for each column of the test data (when there is any). A ``FieldError``
+    at ``path`` names a row column the data lacks, or a name that is neither the
+    session's nor set in the environment.
+    """
+    parts: list[str] = []
+    names: list[str] = []
+    literal: list[str] = []
+    position = 0
+    for match in _SLOT.finditer(text):
+        literal.append(text[position : match.start()])
+        position = match.end()
+        name = match.group(1)
+        if name is None:
+            literal.append("$")
+        elif name in session:
+            parts.append("".join(literal))
+            names.append(name)
+            literal = []
+        elif name.startswith(ROW):
+            if not any(known.startswith(ROW) for known in session):
+                raise FieldError(path, f"${{{name}}}: this target has no test data (data:)")
+            raise FieldError(path, f"${{{name}}}: the test data has no column {name[len(ROW) :]!r}")
+        elif "." not in name and name in env:
+            literal.append(env[name])
+        else:
+            problem = "is neither captured by an earlier step nor set in the environment"
+            raise FieldError(path, f"${{{name}}} {problem}")
+    literal.append(text[position:])
+    parts.append("".join(literal))
+    return Text(tuple(parts), tuple(names))
+
+
+def parse_json_path(text: str) -> tuple[str | int, ...]:
+    """The keys and indexes of a JSON path (``$.items[0].id``); ``ValueError`` otherwise."""
+    if not text.startswith("$"):
+        raise ValueError(f"{text!r}: a JSON path begins with $")
+    steps: list[str | int] = []
+    position = 1
+    while position < len(text):
+        match = _PATH_PART.match(text, position)
+        if match is None:
+            raise ValueError(
+                f"{text!r}: cannot read {text[position:]!r} (a path takes .key, [N] and ['key'])"
+            )
+        key, index, single, double = match.groups()
+        if index is not None:
+            steps.append(int(index))
+        else:
+            quoted = single if single is not None else double
+            steps.append(key if quoted is None else re.sub(r"\\(.)", r"\1", quoted))
+        position = match.end()
+    return tuple(steps)
+
+
+def find_json(document: object, path: tuple[str | int, ...]) -> object:
+    """The value at ``path`` in a parsed JSON document, or ``MISSING``."""
+    value = document
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(value, list) or not -len(value) <= step < len(value):
+                return MISSING
+            value = value[step]
+        else:
+            if not isinstance(value, dict) or step not in value:
+                return MISSING
+            value = value[step]
+    return value
+
+
+def as_text(value: object) -> str:
+    """A captured JSON value as it goes into a request: a string as is, anything else as
+    compact JSON (``true``, ``42``, ``{"a":1}``)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Response:
+    """A complete response as a step sees it: status, headers as received, body.
+
+    The body is parsed as JSON at most once, when a capture or an expectation first
+    asks for it."""
+
+    __slots__ = ("_json", "body", "headers", "status")
+
+    def __init__(self, status: int, headers: tuple[tuple[bytes, bytes], ...], body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+        self._json: object = _UNPARSED
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None."""
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value.decode("latin-1").strip()
+        return None
+
+    def json(self) -> object:
+        """The body parsed as JSON, or ``MISSING`` when it is not JSON."""
+        if self._json is _UNPARSED:
+            try:
+                self._json = json.loads(self.body)
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                self._json = MISSING
+        return self._json
+
+    def text(self) -> str:
+        """The body as text (UTF-8, undecodable bytes replaced)."""
+        return self.body.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """One session value taken from a response: ``source`` is ``json`` (a JSON path),
+    ``regex`` (on the body: its first group, or the whole match) or ``header``."""
+
+    name: str
+    source: str
+    expression: str
+    _path: tuple[str | int, ...] = field(init=False, repr=False, compare=False, default=())
+    _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if not _CAPTURE_NAME.match(self.name) or self.name == ROW.rstrip("."):
+            raise FieldError(self.name, "a capture's name is a word (letters, digits, _)")
+        if self.source not in _SOURCES:
+            raise FieldError(self.name, f"capture from one of {', '.join(_SOURCES)}")
+        if self.source == "json":
+            try:
+                object.__setattr__(self, "_path", parse_json_path(self.expression))
+            except ValueError as exc:
+                raise FieldError(f"{self.name}.json", str(exc)) from None
+        elif self.source == "regex":
+            try:
+                object.__setattr__(self, "_regex", re.compile(self.expression))
+            except re.error as exc:
+                raise FieldError(f"{self.name}.regex", f"not a regular expression: {exc}") from None
+        elif not self.expression:
+            raise FieldError(f"{self.name}.header", "name the header")
+
+    def take(self, response: Response) -> str | None:
+        """The captured value as text, or None when the response does not hold it."""
+        if self.source == "header":
+            return response.header(self.expression)
+        if self._regex is not None:
+            match = self._regex.search(response.text())
+            if match is None:
+                return None
+            return match.group(1) if self._regex.groups else match.group(0)
+        value = find_json(response.json(), self._path)
+        return None if value is MISSING else as_text(value)
+
+    def missing(self) -> str:
+        """One line saying what this capture did not find."""
+        return f"capture {self.name}: no {self.source} {self.expression!r} in the response"
+
+
+def parse_statuses(value: object, path: str = "status") -> tuple[tuple[int, int], ...]:
+    """Status ranges from ``200``, ``"2xx"``, ``"200-299"`` or a list of these."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise FieldError(path, "give at least one status")
+    ranges = []
+    for item in items:
+        spelled = str(item).strip().lower()
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise FieldError(path, f"{item!r} is not a status (200, 2xx or 200-299)")
+        if re.fullmatch(r"[1-5]xx", spelled):
+            low = int(spelled[0]) * 100
+            ranges.append((low, low + 99))
+            continue
+        bounds = re.fullmatch(r"(\d{3})(?:\s*-\s*(\d{3}))?", spelled)
+        if bounds is None:
+            raise FieldError(path, f"{item!r} is not a status (200, 2xx or 200-299)")
+        low, high = int(bounds.group(1)), int(bounds.group(2) or bounds.group(1))
+        if not 100 <= low <= high <= 599:
+            raise FieldError(path, f"{item!r}: statuses run from 100 to 599, low to high")
+        ranges.append((low, high))
+    return tuple(ranges)
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What a step's response must be: a status in one of ``statuses`` (any 2xx when
+    empty), each of ``headers`` (name, exact value), each JSON value of ``json`` (path,
+    value, compared as parsed JSON), and each text of ``body`` in the body."""
+
+    statuses: tuple[tuple[int, int], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    json: tuple[tuple[str, Any], ...] = ()
+    body: tuple[str, ...] = ()
+    _paths: tuple[tuple[str | int, ...], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
+
+    def __post_init__(self) -> None:
+        paths = []
+        for path, _ in self.json:
+            try:
+                paths.append(parse_json_path(path))
+            except ValueError as exc:
+                raise FieldError(f"json.{path}", str(exc)) from None
+        object.__setattr__(self, "_paths", tuple(paths))
+
+    def status_ok(self, status: int) -> bool:
+        """Whether ``status`` is one this step expects."""
+        if not self.statuses:
+            return 200 <= status <= 299
+        return any(low <= status <= high for low, high in self.statuses)
+
+    def failure(self, response: Response) -> str | None:
+        """One line saying what the response is not, or None when it is all it should be."""
+        if not self.status_ok(response.status):
+            return f"expect status: got {response.status}"
+        for name, wanted in self.headers:
+            got = response.header(name)
+            if got != wanted:
+                return f"expect header {name}: got {got!r}, not {wanted!r}"
+        for (spelled, wanted), path in zip(self.json, self._paths, strict=True):
+            found = find_json(response.json(), path)
+            if found is MISSING:
+                return f"expect json {spelled}: not in the response"
+            if not _same_json(found, wanted):
+                return f"expect json {spelled}: got {as_text(found)}, not {as_text(wanted)}"
+        if self.body:
+            text = response.text()
+            for wanted_text in self.body:
+                if wanted_text not in text:
+                    return f"expect body: no {wanted_text!r} in it"
+        return None
+
+
+def _same_json(a: object, b: object) -> bool:
+    # JSON has one number type: 1 and 1.0 are equal, but true is not 1, at any depth.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same_json, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    return a == b
