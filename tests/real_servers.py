@@ -115,6 +115,17 @@ def uvicorn_echo(log: Path, tls: dict[str, str] | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def uvicorn_shop() -> Iterator[str]:
+    """uvicorn serving the shop app (``apps/asgi_shop.py``) for session tests."""
+    sock = _listener()
+    args = [sys.executable, "-m", "uvicorn", "--fd", str(sock.fileno()), "--app-dir", str(APPS)]
+    args += ["--log-level", "info", "--no-access-log", "asgi_shop:app"]
+    with sock, _running(args, pass_fds=(sock.fileno(),)) as process:
+        _wait_line(process, "Application startup complete")
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextlib.contextmanager
 def http_server(directory: Path) -> Iterator[str]:
     """The standard library's ``python -m http.server`` (HTTP/1.0, one response a connection)."""
     args = [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from blastradius.targets.spec import Fixed
 from blastradius.targets.validation import FieldError
 from blastradius.workers.journey import (
     MISSING,
     Capture,
     Expect,
+    Journey,
     Response,
+    Step,
     Text,
     as_text,
     compile_text,
@@ -20,6 +24,7 @@ from blastradius.workers.journey import (
     parse_statuses,
 )
 
+S, MS = 1_000_000_000, 1_000_000
 SESSION = {"token", "item", "row.user", "row.password"}
 ENV = {"API_HOST": "api.internal", "EMPTY": ""}
 
@@ -295,3 +300,101 @@ def test_a_bad_json_path_in_an_expectation_is_named():
     with pytest.raises(FieldError) as error:
         Expect(json=(("token", "x"),))
     assert error.value.path == "json.token"
+
+
+# --- a step's request ------------------------------------------------------------------
+
+URL = "http://127.0.0.1:8080"
+
+
+def text(value: str) -> Text:
+    return compile_text(value, SESSION, ENV)
+
+
+def test_a_step_with_nothing_of_a_session_is_prepared_once():
+    step = Step("home", text(f"{URL}/"), headers=(("X-Env", text("${API_HOST}")),))
+    assert step.prepared is not None and step.request({}) is step.prepared
+    assert b"X-Env: api.internal\r\n" in step.prepared.data
+    assert not step.keeps and not step.prepared.keep
+    with_value = Step("items", text(f"{URL}/items/${{item}}"))
+    assert with_value.prepared is None
+
+
+def test_a_steps_request_carries_the_sessions_values():
+    step = Step(
+        "pay",
+        text(f"{URL}/pay/${{item}}?u=${{row.user}}"),
+        method="POST",
+        headers=(("Authorization", text("Bearer ${token}")),),
+        body=text('{"note": "${token}"}'),
+        json_body=True,
+    )
+    values = {"item": "7", "row.user": "ann lee", "token": 'say "hi"\\'}
+    data = step.request(values).data
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /pay/7?u=ann%20lee HTTP/1.1\r\n")
+    assert b'\r\nAuthorization: Bearer say "hi"\\\r\n' in head + b"\r\n"
+    # In a JSON body a value is escaped as JSON string text: the body stays JSON.
+    assert json.loads(body) == {"note": 'say "hi"\\'}
+    assert f"Content-Length: {len(body)}".encode() in head
+    # Not JSON: the value goes in as it is.
+    plain = Step("p", text(f"{URL}/"), method="POST", body=text("t=${token}"))
+    assert plain.request({"token": 'a"b'}).data.endswith(b'\r\n\r\nt=a"b')
+
+
+@pytest.mark.parametrize(
+    ("captures", "expect", "keeps"),
+    [
+        ((), Expect(), False),
+        ((), Expect(statuses=((404, 404),)), False),  # a status needs no body
+        ((Capture("v", "header", "X-A"),), Expect(), True),
+        ((), Expect(headers=(("X-A", "1"),)), True),
+        ((), Expect(json=(("$.a", 1),)), True),
+        ((), Expect(body=("ok",)), True),
+    ],
+)
+def test_a_step_reads_its_response_only_when_it_must(captures, expect, keeps):
+    step = Step("s", text(f"{URL}/"), captures=captures, expect=expect)
+    assert step.keeps is keeps and step.request({}).keep is keeps
+
+
+def test_a_value_that_cannot_go_on_the_wire_is_named_when_the_request_is_made():
+    step = Step("s", text(f"{URL}/"), headers=(("Authorization", text("Bearer ${token}")),))
+    with pytest.raises(FieldError, match="a header value cannot hold a line break"):
+        step.request({"token": "a\r\nX-Evil: 1"})
+    url = Step("s", text("${token}"))
+    with pytest.raises(FieldError, match="is not an http:// or https:// URL"):
+        url.request({"token": "ftp://x"})
+    head = Step("s", text(f"{URL}/"), method="HEAD", body=text("${token}"))
+    with pytest.raises(FieldError, match="a HEAD request has no body"):
+        head.request({"token": "x"})
+    assert head.request({"token": ""}).head
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "BREW"}, "'BREW' is not one of GET"),
+        (
+            {"captures": (Capture("v", "header", "A"), Capture("v", "header", "B"))},
+            "a name is captured twice",
+        ),
+        ({"url": text("not a url")}, "is not an http:// or https:// URL"),
+    ],
+)
+def test_bad_steps_are_named_when_built(kwargs, message):
+    with pytest.raises(FieldError, match=re.escape(message)):
+        Step(**{"name": "s", "url": text(f"{URL}/"), **kwargs})
+
+
+def test_a_journey_is_checked_when_built():
+    first = Step("a", text(f"{URL}/"))
+    later = Step("b", text(f"{URL}/"), think=Fixed(MS))
+    assert Journey((first, later), timeout_ns=S).steps == (first, later)
+    with pytest.raises(FieldError, match="at least one step"):
+        Journey(())
+    with pytest.raises(FieldError, match="the first step is due when its session arrives"):
+        Journey((later, first))
+    for timeout in (0, -1):
+        with pytest.raises(FieldError, match="session_timeout: must be positive"):
+            Journey((first,), timeout_ns=timeout)

@@ -8,10 +8,13 @@ bytes prepared once per URL, responses parsed by ``httptools`` (llhttp, in
 C), completion by callback (no task per request), one timer per request.
 
 Every request ends in exactly one call of ``on_done(context, status,
-bytes_in, ending)``, with an ``workers.outcome.Ending`` that says how it
+bytes_in, ending, kept)``, with an ``workers.outcome.Ending`` that says how it
 ended on the wire (a response, no response by the deadline, no connection,
 no TLS session, a broken connection, not HTTP, closed by the client). The
 error kind is decided from it in one place, ``workers.outcome.classify``.
+A request prepared with ``keep`` (a session's step, which may capture from
+its response) gets its response's headers and first ``KEEP_LIMIT`` body bytes
+as ``kept``; every other request gets None, and nothing is kept for it.
 A request on an idle keep-alive connection that broke before any byte of
 the response came back is retried once on a new connection, as HTTP
 clients do; nothing else is retried.
@@ -44,7 +47,12 @@ from blastradius.workers.template import Tls
 if TYPE_CHECKING:
     from blastradius.workers.template import RequestTemplate
 
-OnDone = Callable[[Any, int, int, Ending], None]  # the context is the caller's, passed back
+# on_done(context, status, bytes_in, ending, kept): the context is the caller's, passed
+# back; ``kept`` is the response's headers and body for a request prepared with ``keep``
+# and answered, else None.
+OnDone = Callable[[Any, int, int, Ending, "Kept | None"], None]
+Kept = tuple[tuple[tuple[bytes, bytes], ...], bytes]
+KEEP_LIMIT = 1 << 20  # the body bytes kept of a response; the rest is counted, not kept
 
 
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept as escapes
@@ -60,6 +68,7 @@ class PreparedRequest:
     origin: tuple[str, str, int]  # scheme, host, port
     data: bytes  # the request's bytes, as sent
     head: bool = False  # a HEAD request: its response has no body whatever it announces
+    keep: bool = False  # its response's headers and body go to on_done (a session's step)
 
     @classmethod
     def from_url(cls, url: str) -> PreparedRequest:
@@ -73,8 +82,14 @@ class PreparedRequest:
 
     @classmethod
     def _prepare(
-        cls, url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes
+        cls,
+        url: str,
+        method: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        keep: bool = False,
     ) -> PreparedRequest:
+        """The request's bytes; with ``keep``, its response is handed back whole."""
         parts = http_url(url, "url")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -101,7 +116,7 @@ class PreparedRequest:
             fields["content-length"] = ("Content-Length", str(len(body)))
         lines = "".join(f"{name}: {value}\r\n" for name, value in fields.values())
         head = f"{method} {target} HTTP/1.1\r\n{lines}\r\n".encode("latin-1")
-        return cls((parts.scheme, hostname, port), head + body, method == "HEAD")
+        return cls((parts.scheme, hostname, port), head + body, method == "HEAD", keep)
 
 
 def _arm(loop: asyncio.AbstractEventLoop, deadline: float, callback, *args) -> asyncio.TimerHandle:
@@ -131,11 +146,16 @@ class _Connection(asyncio.Protocol):
         self.bytes_in = 0
         self.headers_done = self.framed = self.received = self.head_done = False
         self.reused = False  # it has been idle: the peer may have closed it meanwhile
+        # The response's headers and body, for a request with ``keep`` only.
+        self.kept_headers: list[tuple[bytes, bytes]] = []
+        self.kept_body: list[bytes] = []
 
     def start(self, request: PreparedRequest, context: object, deadline: float) -> None:
         """Send ``request``'s request; it must complete by ``deadline`` (time.monotonic)."""
         self.request, self.context, self.deadline = request, context, deadline
         self.bytes_in, self.headers_done, self.framed, self.received = 0, False, False, False
+        if request.keep:
+            self.kept_headers, self.kept_body = [], []
         self.timer = _arm(self.client.loop, deadline, self._time_out)
         self.transport.write(request.data)
 
@@ -192,6 +212,8 @@ class _Connection(asyncio.Protocol):
     # --- httptools callbacks ------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.request.keep:
+            self.kept_headers.append((name, value))
         # Only Content-Length and Transfer-Encoding (14 and 17 bytes) frame a body.
         if len(name) in (14, 17) and not self.head_done:
             lower = name.lower()
@@ -205,6 +227,8 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if not self.head_done:
+            if self.request.keep and self.bytes_in < KEEP_LIMIT:
+                self.kept_body.append(body[: KEEP_LIMIT - self.bytes_in])
             self.bytes_in += len(body)
 
     def on_message_complete(self) -> None:
@@ -217,6 +241,7 @@ class _Connection(asyncio.Protocol):
             return
         if status < 200:  # interim (1xx): the final response follows
             self.headers_done = self.framed = False
+            self.kept_headers = []
             return
         self._complete(status, self.parser.should_keep_alive())
 
@@ -236,7 +261,10 @@ class _Connection(asyncio.Protocol):
         if keep:
             self.reused = True
             self.client._idle.setdefault(self.origin, []).append(self)
-        self.client.on_done(context, status, self.bytes_in, ending)
+        kept = None
+        if self.request.keep and ending == Ending.RESPONSE:
+            kept = (tuple(self.kept_headers), b"".join(self.kept_body))
+        self.client.on_done(context, status, self.bytes_in, ending, kept)
 
 
 def _connect_failure(exc: BaseException) -> Ending:
@@ -325,7 +353,7 @@ class HttpClient:
             pending.timer = _arm(self.loop, pending.deadline, self._expired, pending)
             return
         self._pending.discard(pending)
-        self.on_done(pending.context, 0, 0, Ending.DEADLINE)
+        self.on_done(pending.context, 0, 0, Ending.DEADLINE, None)
 
     async def _create(self, origin: tuple[str, str, int]) -> _Connection:
         """Open one connection to ``origin`` and count it as open."""
@@ -352,7 +380,7 @@ class HttpClient:
             if pending in self._pending:
                 self._pending.discard(pending)
                 pending.timer.cancel()
-                self.on_done(pending.context, 0, 0, _connect_failure(exc))
+                self.on_done(pending.context, 0, 0, _connect_failure(exc), None)
             return
         if pending not in self._pending:  # it timed out while connecting: keep the connection
             self._idle.setdefault(connection.origin, []).append(connection)
@@ -378,7 +406,7 @@ class HttpClient:
         for pending in list(self._pending):
             self._pending.discard(pending)
             pending.timer.cancel()
-            self.on_done(pending.context, 0, 0, Ending.ABANDONED)
+            self.on_done(pending.context, 0, 0, Ending.ABANDONED, None)
         for connection in list(self._all):
             connection._finish(0, Ending.ABANDONED)
             connection.transport.abort()

@@ -21,6 +21,15 @@ of ``concurrency`` users sends when its previous response ends, and its
 intended time is its send time, so latency is service time and the tail
 of a slow target is under-reported, exactly as in those tools.
 
+Sessions (a ``Journey``): each arrival of the schedule starts a session
+that sends the journey's steps in turn, open loop between sessions. A step
+is due when the previous one ended plus its think time, and its row counts
+latency from then; it reads its response only when it captures from it or
+expects more than a status. A step whose row is not ok ends its session, and
+its remaining steps are recorded as ``skipped``, never left out; so are
+those a session's timeout or a stop leaves unsent. Each step's row has the
+step's index as its endpoint.
+
 Time: the wall clock is read once at start; every later time is that plus a
 monotonic offset, so rows of one worker never go backwards.
 """
@@ -31,6 +40,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -45,7 +55,8 @@ import pyarrow.parquet as pq
 
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 from blastradius.workers import schedule
-from blastradius.workers.client import HttpClient, PreparedRequest
+from blastradius.workers.client import HttpClient, Kept, PreparedRequest
+from blastradius.workers.journey import Journey, Response
 from blastradius.workers.messages import BATCH_INTERVAL_NS, Progress, Summary
 from blastradius.workers.outcome import Ending, classify
 from blastradius.workers.progress import Counters
@@ -117,9 +128,15 @@ class Share:
     connections: int = 0
     tls: Tls | None = None
     seed: int = 0
+    journey: Journey | None = None  # sessions of steps; then ``requests`` is empty
 
     def __post_init__(self) -> None:
-        if not self.requests:
+        if self.journey is not None:
+            if self.requests:
+                raise ValueError("steps: a target has steps or requests, not both")
+            if isinstance(self.load, ClosedLoop):
+                raise ValueError("steps: sessions arrive open loop (no closed:)")
+        elif not self.requests:
             raise ValueError("urls: at least one URL is needed")
         templates = tuple(
             r if isinstance(r, RequestTemplate) else RequestTemplate(r) for r in self.requests
@@ -148,6 +165,18 @@ class Share:
         return isinstance(self.load, ClosedLoop)
 
 
+class _Session:
+    """One session under way: its index in the run, the step it is at (-1: over), the
+    values its steps captured, when its time is up (monotonic ns), its think timer."""
+
+    __slots__ = ("deadline", "index", "step", "timer", "values")
+
+    def __init__(self, index: int, deadline: int | None) -> None:
+        self.index, self.deadline, self.step = index, deadline, 0
+        self.values: dict[str, str] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class Generator:
     """Runs one ``Share`` on the current event loop; batches go to ``sink`` on a writer thread."""
 
@@ -155,9 +184,17 @@ class Generator:
         self.share, self.sink, self.node = share, sink, node
         self.counters = Counters()
         self._buffer = RowBuffer(share.worker, node)
-        self._waiting: deque[tuple[int, int, int]] = deque()  # (seq, endpoint, due mono ns)
+        # (seq, endpoint, due mono ns, session or None), in the order they fell due
+        self._waiting: deque[tuple[int, int, int, _Session | None]] = deque()
         self._prepared = [PreparedRequest.build(template) for template in share.templates]
-        self._weights = weights_of(share.templates)  # None: templates are cycled
+        self._weights = weights_of(share.templates) if share.templates else None
+        self._journey = share.journey
+        if share.journey is not None:  # the steps with nothing of a session in them
+            fixed = [step.prepared for step in share.journey.steps]
+            self._prepared = [request for request in fixed if request is not None]
+        self._thinking: set[_Session] = set()  # sessions waiting out a think time
+        self._think_rng = random.Random(f"{share.seed}/{share.worker}")
+        self._seq = 0  # the next step row's sequence number
         self._in_flight = 0
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -222,8 +259,9 @@ class Generator:
         self._stopped = asyncio.Event()
         self._over = asyncio.Event()
         self._wall0, self._mono0 = time.time_ns(), time.monotonic_ns()
+        on_done = self._on_done if self._journey is None else self._on_step_done
         self._client = HttpClient(
-            self.share.max_in_flight, self.share.timeout_ns / 1e9, self._on_done, self.share.tls
+            self.share.max_in_flight, self.share.timeout_ns / 1e9, on_done, self.share.tls
         )
         _warm_recording()  # before the freeze: the modules it imports are permanent too
         gc.collect()
@@ -273,8 +311,9 @@ class Generator:
         ``_YIELD_EVERY`` sends in a row."""
         share, seq, in_a_row = self.share, 0, 0
         for indices, offsets in schedule.share(load, share.worker, share.workers):
-            endpoints = self._pick(indices).tolist()
-            for endpoint, due in zip(endpoints, (offsets + self._start_mono).tolist(), strict=True):
+            # A request's template, or a session's index in the whole run.
+            keys = (indices if self._journey else self._pick(indices)).tolist()
+            for key, due in zip(keys, (offsets + self._start_mono).tolist(), strict=True):
                 now = time.monotonic_ns()
                 if due > now:
                     # Wake on whole ticks and send what is due by then: up to a tick late,
@@ -292,8 +331,12 @@ class Generator:
                     return
                 if self._waiting:
                     self._expire_waiting(time.monotonic_ns())
-                self._submit(seq, endpoint, due)
-                seq += 1
+                if self._journey is None:
+                    self._submit(seq, key, due)
+                    seq += 1
+                else:
+                    timeout = self._journey.timeout_ns
+                    self._step(_Session(key, None if timeout is None else due + timeout), due)
 
     async def _closed_loop(self, load: ClosedLoop) -> None:
         share = self.share
@@ -329,18 +372,34 @@ class Generator:
         """The template of each request, by global request index."""
         return pick(indices, len(self._prepared), self._weights, self.share.seed)
 
-    def _submit(self, seq: int, endpoint: int, due: int) -> None:
+    def _submit(self, seq: int, endpoint: int, due: int, session: _Session | None = None) -> None:
         if self._in_flight < self.share.max_in_flight and not self._waiting:
-            self._start(seq, endpoint, due)
+            self._start(seq, endpoint, due, session)
         else:
-            self._waiting.append((seq, endpoint, due))
+            self._waiting.append((seq, endpoint, due, session))
 
-    def _start(self, seq: int, endpoint: int, due: int) -> None:
+    def _start(self, seq: int, endpoint: int, due: int, session: _Session | None = None) -> None:
+        if session is None:
+            self._in_flight += 1
+            self._client.send(self._prepared[endpoint], (seq, endpoint, due, time.monotonic_ns()))
+            return
+        try:
+            request = cast(Journey, self._journey).steps[endpoint].request(session.values)
+        except ValueError:  # a captured value cannot go on the wire (a line break, say)
+            now = time.monotonic_ns()
+            self._record(seq, endpoint, due, NULL_NS, now, 0, Ending.UNSENDABLE, 0)
+            self._skip_rest(session, endpoint + 1, now)
+            return
         self._in_flight += 1
-        self._client.send(self._prepared[endpoint], (seq, endpoint, due, time.monotonic_ns()))
+        self._client.send(request, (seq, endpoint, due, time.monotonic_ns(), session))
 
     def _on_done(
-        self, context: tuple[int, int, int, int], status: int, nbytes: int, ending: Ending
+        self,
+        context: tuple[int, int, int, int],
+        status: int,
+        nbytes: int,
+        ending: Ending,
+        kept: Kept | None,
     ) -> None:
         seq, endpoint, due, sent = context
         self._record(seq, endpoint, due, sent, time.monotonic_ns(), status, ending, nbytes)
@@ -350,24 +409,112 @@ class Generator:
         else:
             self._release()
 
+    # --- sessions -------------------------------------------------------------------------
+
+    def _step(self, session: _Session, due: int) -> None:
+        """Send the session's current step, due at ``due``, unless its time is up or the
+        generator was stopped."""
+        if self._stop_requested:
+            self._skip_rest(session, session.step, max(due, time.monotonic_ns()))
+            return
+        if session.deadline is not None and due > session.deadline:
+            self._skip_rest(session, session.step, session.deadline)
+            return
+        seq, self._seq = self._seq, self._seq + 1
+        self._submit(seq, session.step, due, session)
+
+    def _on_step_done(
+        self,
+        context: tuple[int, int, int, int, _Session],
+        status: int,
+        nbytes: int,
+        ending: Ending,
+        kept: Kept | None,
+    ) -> None:
+        seq, index, due, sent, session = context
+        now = time.monotonic_ns()
+        step = cast(Journey, self._journey).steps[index]
+        status_ok, failure = None, False
+        if ending == Ending.RESPONSE:
+            status_ok = step.expect.status_ok(status)
+            if status_ok and kept is not None:
+                response = Response(status, *kept)
+                failure = step.expect.failure(response) is not None
+                for capture in step.captures:
+                    if failure:
+                        break
+                    value = capture.take(response)
+                    failure = value is None
+                    if value is not None:
+                        session.values[capture.name] = value
+        error = self._record(seq, index, due, sent, now, status, ending, nbytes, status_ok, failure)
+        self._in_flight -= 1
+        if error:
+            self._skip_rest(session, index + 1, now)
+        else:
+            self._next(session, now)
+        self._release()
+
+    def _next(self, session: _Session, ended: int) -> None:
+        """After a step ended ok: the next one, due after its think time."""
+        session.step += 1
+        steps = cast(Journey, self._journey).steps
+        if session.step == len(steps):
+            return
+        think = steps[session.step].think
+        due = ended + (0 if think is None else think.sample_ns(self._think_rng))
+        if due <= ended:
+            self._step(session, due)
+        else:
+            self._think(session, due)
+
+    def _think(self, session: _Session, due: int) -> None:
+        # Loop timers may fire a little early: a step goes out at its due time, never before.
+        loop = cast(asyncio.AbstractEventLoop, self._loop)
+        wait_s = _ticks(due - time.monotonic_ns()) / 1e9
+        session.timer = loop.call_later(wait_s, self._thought, session, due)
+        self._thinking.add(session)
+
+    def _thought(self, session: _Session, due: int) -> None:
+        self._thinking.discard(session)
+        session.timer = None
+        if time.monotonic_ns() < due:
+            self._think(session, due)
+        else:
+            self._step(session, due)
+
+    def _skip_rest(self, session: _Session, first: int, at: int) -> None:
+        """Record the session's steps from ``first`` on as never sent (``skipped``) at ``at``."""
+        for index in range(first, len(cast(Journey, self._journey).steps)):
+            seq, self._seq = self._seq, self._seq + 1
+            self._record(seq, index, at, NULL_NS, at, 0, Ending.SKIPPED, 0)
+        session.step = -1  # over
+
+    # --- the waiting line ---------------------------------------------------------------
+
     def _release(self) -> None:
         now = time.monotonic_ns()
         while self._waiting and self._in_flight < self.share.max_in_flight:
-            seq, endpoint, due = self._waiting.popleft()
+            seq, endpoint, due, session = self._waiting.popleft()
             if due + self.share.timeout_ns <= now:
-                self._drop(seq, endpoint, due, due + self.share.timeout_ns)
+                self._drop(seq, endpoint, due, due + self.share.timeout_ns, session)
             else:
-                self._start(seq, endpoint, due)
+                self._start(seq, endpoint, due, session)
 
     def _expire_waiting(self, now: int) -> None:
-        # Deadlines in the line are in order (due times are), so expired ones are at its head.
+        # Deadlines in the line are in order (due times are, but for a session's step,
+        # due within a tick of when it joined), so expired ones are at its head.
         timeout = self.share.timeout_ns
         while self._waiting and self._waiting[0][2] + timeout <= now:
-            seq, endpoint, due = self._waiting.popleft()
-            self._drop(seq, endpoint, due, due + timeout)
+            seq, endpoint, due, session = self._waiting.popleft()
+            self._drop(seq, endpoint, due, due + timeout, session)
 
-    def _drop(self, seq: int, endpoint: int, due: int, done: int) -> None:
+    def _drop(
+        self, seq: int, endpoint: int, due: int, done: int, session: _Session | None = None
+    ) -> None:
         self._record(seq, endpoint, due, NULL_NS, done, 0, Ending.NOT_SENT, 0)
+        if session is not None:
+            self._skip_rest(session, endpoint + 1, done)
 
     def _record(
         self,
@@ -379,9 +526,13 @@ class Generator:
         status: int,
         ending: Ending,
         nbytes: int,
-    ) -> None:
+        status_ok: bool | None = None,
+        check_failed: bool = False,
+    ) -> int:
+        """Record one row; its error code."""
         c = self.counters
-        error = classify(ending, status, late=done - due > self.share.timeout_ns)
+        late = done - due > self.share.timeout_ns
+        error = classify(ending, status, late, status_ok, check_failed)
         c.rows += 1
         c.by_error[error] += 1
         if sent != NULL_NS:
@@ -391,15 +542,21 @@ class Generator:
             c.ok += 1
         done = done if done == NULL_NS else self._epoch(done)
         self._buffer.add(seq, endpoint, self._epoch(due), sent, done, status, error, nbytes)
+        return error
 
     async def _drain(self) -> None:
-        """Wait for the waiting line and the requests in flight to end."""
-        while self._waiting or self._in_flight:
-            if self._stop_requested and self._waiting:
+        """Wait for the waiting line, the requests in flight and the sessions between steps
+        to end; once stopped, what waits is recorded unsent at once."""
+        while self._waiting or self._in_flight or self._thinking:
+            if self._stop_requested and (self._waiting or self._thinking):
                 now = time.monotonic_ns()
                 while self._waiting:
-                    seq, endpoint, due = self._waiting.popleft()
-                    self._drop(seq, endpoint, due, now)
+                    seq, endpoint, due, session = self._waiting.popleft()
+                    self._drop(seq, endpoint, due, now, session)
+                for thinking in list(self._thinking):
+                    cast(asyncio.TimerHandle, thinking.timer).cancel()
+                    self._skip_rest(thinking, thinking.step, now)
+                self._thinking.clear()
             self._expire_waiting(time.monotonic_ns())
             await asyncio.sleep(0.01)
 

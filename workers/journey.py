@@ -9,6 +9,11 @@ is loaded, as in any request; ``$$`` is a literal ``$``. ``compile_text`` splits
 text into literal parts and slots once, and ``Text.render`` fills the slots for one
 session, so a step's request costs a join, not a parse.
 
+A ``Step`` is one request of a journey, with the think time before it, what it
+captures and what it expects; ``Step.request`` gives its bytes for one session's
+values (prepared once when it holds none). A ``Journey`` is the steps in order and
+the time a whole session may take.
+
 A ``Capture`` takes one value from a ``Response``: by a JSON path (the small subset
 ``$``, ``.key``, ``[N]``, ``[-N]``, ``['key']``), a regular expression on the body
 (its first group, or the whole match), or a header. An ``Expect`` holds what the
@@ -25,7 +30,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from blastradius.targets.spec import Latency
 from blastradius.targets.validation import FieldError
+from blastradius.workers.client import PreparedRequest
+from blastradius.workers.template import METHODS, check_header
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 _UNPARSED: Any = object()
@@ -310,3 +318,78 @@ def _same_json(a: object, b: object) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
     return a == b
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a session: a request whose texts may hold the session's values, the
+    think time before it (after the previous step ended), what it captures from its
+    response and what it expects of it. A step with no session value in it is
+    prepared once, here, so what cannot be sent is an error when it is built."""
+
+    name: str
+    url: Text
+    method: str = "GET"
+    headers: tuple[tuple[str, Text], ...] = ()
+    body: Text = Text(("",))
+    json_body: bool = False  # the body is JSON: values go in escaped as JSON string text
+    think: Latency | None = None  # None: at once
+    captures: tuple[Capture, ...] = ()
+    expect: Expect = Expect()
+    _fixed: PreparedRequest | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise FieldError("method", f"{self.method!r} is not one of {', '.join(METHODS)}")
+        names = [c.name for c in self.captures]
+        if len(set(names)) != len(names):
+            raise FieldError("capture", "a name is captured twice")
+        if not self.url.names and not self.body.names and not any(t.names for _, t in self.headers):
+            object.__setattr__(self, "_fixed", self._prepare({}))
+
+    @property
+    def prepared(self) -> PreparedRequest | None:
+        """The request, when it holds nothing of a session (None: made for each)."""
+        return self._fixed
+
+    @property
+    def keeps(self) -> bool:
+        """Whether this step reads its response's headers or body."""
+        e = self.expect
+        return bool(self.captures or e.headers or e.json or e.body)
+
+    def request(self, values: Mapping[str, str]) -> PreparedRequest:
+        """This step's request for a session's ``values``; ``FieldError`` when a value makes
+        it unsendable (a line break in a header, a URL that is no longer one)."""
+        return self._fixed if self._fixed is not None else self._prepare(values)
+
+    def _prepare(self, values: Mapping[str, str]) -> PreparedRequest:
+        headers = tuple((name, text.render(values)) for name, text in self.headers)
+        for name, value in headers:
+            check_header(name, value)
+        body_values = values
+        if self.json_body and self.body.names:
+            body_values = {n: json.dumps(values[n])[1:-1] for n in self.body.names}
+        body = self.body.render(body_values).encode()
+        if self.method == "HEAD" and body:
+            raise FieldError("body", "a HEAD request has no body")
+        return PreparedRequest._prepare(
+            self.url.render(values), self.method, headers, body, keep=self.keeps
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    """A session's steps in order, and how long a session may take from its arrival
+    (None: as long as its steps take); no step starts after that."""
+
+    steps: tuple[Step, ...]
+    timeout_ns: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise FieldError("steps", "a session needs at least one step")
+        if self.steps[0].think is not None:
+            raise FieldError("steps[0].think", "the first step is due when its session arrives")
+        if self.timeout_ns is not None and self.timeout_ns <= 0:
+            raise FieldError("session_timeout", "must be positive")

@@ -21,6 +21,8 @@ class ErrorKind(StrEnum):
     DROPPED = "dropped"
     OTHER = "other"
     TLS = "tls"
+    CHECK = "check"  # a session's step: an expectation failed, or a capture found nothing
+    SKIPPED = "skipped"  # a session's step never sent: an earlier one failed, or time ran out
 
 
 ERROR_KINDS = tuple(kind.value for kind in ErrorKind)  # a kind's code is its place here

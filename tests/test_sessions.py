@@ -1,0 +1,213 @@
+"""Sessions of steps against a real server (uvicorn, the shop app): values captured and
+carried over, think times, expectations, and what a failed or cut session records."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from real_servers import uvicorn_shop
+from waits import wait_for
+
+from blastradius.targets.spec import Fixed
+from blastradius.workers.generator import ClosedLoop, Generator, Share, run_share
+from blastradius.workers.journey import Capture, Expect, Journey, Step, compile_text
+from blastradius.workers.schedule import Schedule
+
+S = 1_000_000_000
+MS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def shop() -> Iterator[str]:
+    with uvicorn_shop() as url:
+        yield url
+
+
+def steps(*specs: dict) -> tuple[Step, ...]:
+    """Steps from plain specs; each may use the values the steps before it capture."""
+    known: set[str] = set()
+    built = []
+    for spec in specs:
+        spec = dict(spec)
+        spec["url"] = compile_text(spec["url"], known, {})
+        headers = spec.get("headers", {}).items()
+        spec["headers"] = tuple((k, compile_text(v, known, {})) for k, v in headers)
+        spec["body"] = compile_text(spec.get("body", ""), known, {})
+        built.append(Step(**spec))
+        known |= {capture.name for capture in spec.get("captures", ())}
+    return tuple(built)
+
+
+def shop_journey(url: str, user: str = "ann", think_ms: int = 0, **login) -> tuple[Step, ...]:
+    """Log in, list the items, pay for the first: each step needs what the last gave."""
+    think = Fixed(think_ms * MS) if think_ms else None
+    return steps(
+        {
+            "name": "login",
+            "url": f"{url}/login",
+            "method": "POST",
+            "body": f'{{"user": "{user}"}}',
+            "json_body": True,
+            "captures": (Capture("token", "json", "$.token"),),
+            **login,
+        },
+        {
+            "name": "items",
+            "url": f"{url}/items",
+            "headers": {"Authorization": "Bearer ${token}"},
+            "think": think,
+            "captures": (
+                Capture("item", "json", "$.items[0].id"),
+                Capture("cart", "header", "X-Cart"),
+            ),
+            "expect": Expect(json=(("$.user", user),)),
+        },
+        {
+            "name": "pay",
+            "url": f"{url}/pay/${{item}}",
+            "method": "POST",
+            "headers": {"Authorization": "Bearer ${token}"},
+            "body": '{"cart": "${cart}"}',
+            "json_body": True,
+            "expect": Expect(json=(("$.paid", 7),)),
+        },
+    )
+
+
+def run(journey: Journey, rate: float, seconds: float) -> pd.DataFrame:
+    schedule = Schedule.constant_rate(rate, duration_ns=int(seconds * S))
+    share = Share("shop", (), schedule, timeout_ns=5 * S, journey=journey)
+    batches: list[pa.RecordBatch] = []
+    run_share(share, batches.append)
+    return pa.Table.from_batches(batches).to_pandas().sort_values("seq")
+
+
+def test_sessions_carry_captured_values_from_step_to_step(shop):
+    rows = run(Journey(shop_journey(shop)), rate=20, seconds=1)
+    # 20 sessions of 3 steps, every one ok: the server refuses a step without the token,
+    # the item and the cart the earlier steps captured.
+    assert len(rows) == 60
+    assert rows.groupby("endpoint").size().to_dict() == {0: 20, 1: 20, 2: 20}
+    assert rows["ok"].all() and set(rows["status"]) == {200}
+    assert (rows["sent_ns"] >= rows["intended_ns"]).all()
+    assert rows["seq"].tolist() == list(range(60))
+
+
+def test_a_step_is_due_when_the_last_ended_plus_its_think_time(shop):
+    rows = run(Journey(shop_journey(shop, think_ms=200)), rate=1, seconds=1)
+    login, items, pay = (rows[rows["endpoint"] == i].iloc[0] for i in range(3))
+    assert login["ok"] and items["ok"] and pay["ok"]
+    # The think time counts from the end of the last step, and latency from when it was due.
+    assert items["intended_ns"] - login["done_ns"] == 200 * MS
+    assert items["sent_ns"] >= items["intended_ns"]
+    assert items["latency_ns"] == items["done_ns"] - items["intended_ns"]
+    # No think time: due the moment the last ended.
+    assert pay["intended_ns"] == items["done_ns"]
+
+
+@pytest.mark.parametrize(
+    ("login", "first_error", "status"),
+    [
+        # An expectation that does not hold is a check failure of that step.
+        ({"expect": Expect(json=(("$.token", "nope"),))}, "check", 200),
+        # So is a capture that finds nothing.
+        ({"captures": (Capture("token", "json", "$.absent"),)}, "check", 200),
+        # A status the step does not expect is http, whatever its captures.
+        ({"expect": Expect(statuses=((201, 201),))}, "http", 200),
+    ],
+)
+def test_a_failed_step_ends_its_session_and_the_rest_are_skipped(shop, login, first_error, status):
+    rows = run(Journey(shop_journey(shop, **login)), rate=5, seconds=1)
+    assert len(rows) == 15
+    first = rows[rows["endpoint"] == 0]
+    assert (first["error"] == first_error).all() and (first["status"] == status).all()
+    rest = rows[rows["endpoint"] > 0]
+    assert (rest["error"] == "skipped").all() and rest["sent_ns"].isna().all()
+    assert not rest["ok"].any()
+
+
+def test_an_expected_error_status_is_ok(shop):
+    # Logging in with no user is refused (401); a step that expects that is ok, and the
+    # session goes on (to a step that then fails: it has no token to send).
+    journey = steps(
+        {
+            "name": "refused",
+            "url": f"{shop}/login",
+            "method": "POST",
+            "body": "{}",
+            "expect": Expect(statuses=((401, 401),), json=(("$.error", "who are you?"),)),
+        },
+        {"name": "items", "url": f"{shop}/items"},
+    )
+    rows = run(Journey(journey), rate=2, seconds=1)
+    assert rows.groupby("endpoint")["error"].agg(set).to_dict() == {0: {""}, 1: {"http"}}
+    assert set(rows[rows["endpoint"] == 0]["status"]) == {401}
+
+
+def test_a_captured_value_that_cannot_go_on_the_wire_is_a_check_failure(shop):
+    # The server's token holds a line break: in a header it would split the request.
+    rows = run(Journey(shop_journey(shop, user="broken")), rate=2, seconds=1)
+    login, items, pay = (rows[rows["endpoint"] == i] for i in range(3))
+    assert login["ok"].all()
+    assert (items["error"] == "check").all() and items["sent_ns"].isna().all()
+    assert (pay["error"] == "skipped").all()
+
+
+def test_no_step_starts_after_the_sessions_timeout(shop):
+    journey = Journey(shop_journey(shop, think_ms=2000), timeout_ns=500 * MS)
+    rows = run(journey, rate=2, seconds=1)
+    assert rows.groupby("endpoint")["error"].agg(set).to_dict() == {
+        0: {""},
+        1: {"skipped"},
+        2: {"skipped"},
+    }
+    # Recorded when the session's time ran out, not when its think time would have.
+    items = rows[rows["endpoint"] == 1]
+    login = rows[rows["endpoint"] == 0]
+    assert (items["intended_ns"].to_numpy() - login["intended_ns"].to_numpy() == 500 * MS).all()
+
+
+def test_a_stop_records_the_sessions_between_steps_as_skipped(shop):
+    journey = Journey(shop_journey(shop, think_ms=30_000))
+    schedule = Schedule.constant_rate(10, duration_ns=1 * S)
+    share = Share("shop", (), schedule, timeout_ns=5 * S, journey=journey)
+    batches: list[pa.RecordBatch] = []
+    generator = Generator(share, batches.append)
+    ran = threading.Thread(target=lambda: run_generator(generator))
+    ran.start()
+    # Every session has logged in and thinks for 30 s: a stop ends them at once.
+    wait_for(lambda: generator.counters.rows, lambda rows: rows >= 10, timeout_s=30)
+    generator.stop()
+    ran.join(timeout=30)
+    assert not ran.is_alive()
+    rows = pa.Table.from_batches(batches).to_pandas()
+    assert rows.groupby("endpoint")["error"].agg(set).to_dict() == {
+        0: {""},
+        1: {"skipped"},
+        2: {"skipped"},
+    }
+    assert len(rows) == 30
+
+
+def run_generator(generator: Generator) -> None:
+    import asyncio
+
+    from blastradius.targets.runtime import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(generator.run())
+
+
+def test_a_share_has_steps_or_requests_and_sessions_arrive_open_loop(shop):
+    journey = Journey(shop_journey(shop))
+    load = Schedule.constant_rate(1, duration_ns=S)
+    with pytest.raises(ValueError, match="steps or requests, not both"):
+        Share("x", (f"{shop}/a",), load, S, journey=journey)
+    with pytest.raises(ValueError, match="sessions arrive open loop"):
+        Share("x", (), ClosedLoop(2, duration_ns=S), S, journey=journey)
+    with pytest.raises(ValueError, match="at least one URL"):
+        Share("x", (), load, S)
