@@ -228,6 +228,10 @@ class _Execution:
         """Run one target's load; the states its generators ended in."""
         templates = services.templates(step)
         urls = tuple(redact_url(t.url) for t in templates)
+        journey = step.target.journey
+        if journey is not None:  # its steps' URLs as the scenario has them, ${...} kept
+            urls = tuple(redact_url(s.url.written) for s in journey.steps)
+            self.manifest.update_target(step.name, steps=tuple(s.name for s in journey.steps))
         self.manifest.update_target(step.name, urls=urls)
         if step.service is None:
             tls = step.target.tls
@@ -261,7 +265,7 @@ class _Execution:
             logs = (self.log, self.progress)
             watch = Watch(step.name, actors, refs, self.manifest, logs, (start_ns, end_ns))
             if step.objectives is not None and step.objectives.abort:
-                watch.guard = Guard(step.objectives, self.plan.planned_requests())
+                watch.guard = Guard(step.objectives, self.plan.planned_requests(step))
             try:
                 watch.until_done()
             except KeyboardInterrupt:

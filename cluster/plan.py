@@ -96,17 +96,21 @@ class RunPlan:
                 connections=load.connections,
                 tls=step.target.tls,
                 seed=load.seed,
+                journey=step.target.journey,
             )
             for worker in range(self.generators)
         ]
 
-    def planned_requests(self) -> int | None:
+    def planned_requests(self, step: Step | None = None) -> int | None:
         """Each target's request count (exact: Poisson times are seeded), None for a
-        closed loop."""
+        closed loop; for a session target (``step``), its rows: a row per step of each
+        session."""
         shape = self.scenario.load.shape
         if isinstance(shape, ClosedLoop):
             return None
-        return sum(len(offsets) for offsets in intended_offsets(shape))
+        arrivals = sum(len(offsets) for offsets in intended_offsets(shape))
+        journey = None if step is None else step.target.journey
+        return arrivals if journey is None else arrivals * len(journey.steps)
 
     def end_ns(self, start_ns: int) -> int | None:
         """When the last request's deadline falls (None: a closed loop ended by a count)."""

@@ -171,7 +171,8 @@ def redacted(original: Mapping[str, Any]) -> dict[str, Any]:
     for target in targets if isinstance(targets, list) else ():
         if not isinstance(target, dict):
             continue
-        blocks = [target, *(r for r in target.get("requests") or () if isinstance(r, dict))]
+        listed = [*(target.get("requests") or ()), *(target.get("steps") or ())]
+        blocks = [target, *(r for r in listed if isinstance(r, dict))]
         for block in blocks:
             if isinstance(block.get("headers"), dict):
                 block["headers"] = {name: REDACTED for name in block["headers"]}

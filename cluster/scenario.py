@@ -38,6 +38,10 @@ validation, so an override is checked exactly like the file. Errors are
         requests:                 # templates, cycled, or drawn by weight (seeded)
           - {url: "http://127.0.0.1:8080/a", weight: 9}
           - {url: "http://127.0.0.1:8080/b", method: DELETE, weight: 1}
+      - name: shop                # sessions of steps (cluster/step_keys.py)
+        steps:
+          - {url: "http://127.0.0.1:8080/login", capture: {token: {json: "$.token"}}}
+          - {url: "http://127.0.0.1:8080/items", headers: {X-T: "${token}"}, think: 1s}
 
 Files (``body_file``, ``tls.ca``, ``tls.cert``, ``tls.key``) are read when the
 scenario is loaded, relative to the scenario file's directory.
@@ -60,6 +64,7 @@ from blastradius.cluster.request_keys import (
     redacted,
 )
 from blastradius.cluster.slo_keys import parse_objectives
+from blastradius.cluster.step_keys import parse_journey
 from blastradius.targets.dependency import DependencyConfig
 from blastradius.targets.dependency import parse_config as parse_dependency_config
 from blastradius.targets.faults import Fault
@@ -68,6 +73,7 @@ from blastradius.targets.proxy import ProxyConfig
 from blastradius.targets.proxy import parse_config as parse_proxy_config
 from blastradius.targets.validation import FieldError, http_url
 from blastradius.workers.generator import ClosedLoop
+from blastradius.workers.journey import Journey
 from blastradius.workers.run_record import Objectives, effective
 from blastradius.workers.schedule import ARRIVALS, Schedule, Stage
 from blastradius.workers.template import RequestTemplate, Tls
@@ -231,6 +237,7 @@ class Target:
     dependency_timeout_s: float | None = None
     tls: Tls | None = None
     slo: Objectives | None = None  # its own, over the scenario's
+    journey: Journey | None = None  # a session target's steps (then no requests)
 
     @property
     def launched(self) -> bool:
@@ -263,9 +270,15 @@ def parse_target(
     slo = fields.get("slo")
     slo = None if slo is None else parse_objectives(slo, fields.at("slo"), over=over)
     kind, url, urls = fields.get("kind"), fields.get("url"), fields.get("urls")
-    listed = fields.get("requests")
-    if sum(x is not None for x in (kind, url, urls, listed)) != 1:
-        raise FieldError(path, "give exactly one of kind (launched), url, urls or requests")
+    listed, steps = fields.get("requests"), fields.get("steps")
+    if sum(x is not None for x in (kind, url, urls, listed, steps)) != 1:
+        raise FieldError(path, "give exactly one of kind (launched), url, urls, requests or steps")
+    if steps is not None:
+        journey = parse_journey(fields, files)
+        tls = fields.get("tls")
+        tls = None if tls is None else parse_tls(tls, fields.path, files)
+        fields.done()
+        return Target(name, None, (), tls=tls, slo=slo, journey=journey)
     if kind is None:
         templates = parse_requests(fields, files)
         tls = fields.get("tls")
@@ -346,6 +359,12 @@ def parse_scenario(
     if launched and dependency is None:
         raise FieldError(
             f"targets[{launched[0]}].kind", "a launched target needs a dependency block"
+        )
+    sessions = [i for i, t in enumerate(parsed) if t.journey is not None]
+    if sessions and load.closed:
+        raise FieldError(
+            f"targets[{sessions[0]}].steps",
+            "sessions arrive open loop: load.closed is not for them",
         )
     proxies = fields.get("proxies", [])
     if not isinstance(proxies, list):

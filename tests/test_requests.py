@@ -220,7 +220,7 @@ def test_request_lists_take_target_defaults_and_override_them():
         ),
         (
             {"url": "http://h/", "requests": [{"url": "http://h/"}]},
-            r"^targets\[0\]: give exactly one of kind \(launched\), url, urls or requests",
+            r"^targets\[0\]: give exactly one of kind \(launched\), url, urls, requests or steps",
         ),
     ],
 )

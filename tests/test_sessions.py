@@ -3,15 +3,22 @@ carried over, think times, expectations, and what a failed or cut session record
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pytest
+import yaml
 from real_servers import uvicorn_shop
 from waits import wait_for
 
+from blastradius.targets.runtime import new_event_loop
 from blastradius.targets.spec import Fixed
 from blastradius.workers.generator import ClosedLoop, Generator, Share, run_share
 from blastradius.workers.journey import Capture, Expect, Journey, Step, compile_text
@@ -194,10 +201,6 @@ def test_a_stop_records_the_sessions_between_steps_as_skipped(shop):
 
 
 def run_generator(generator: Generator) -> None:
-    import asyncio
-
-    from blastradius.targets.runtime import new_event_loop
-
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(generator.run())
 
@@ -211,3 +214,73 @@ def test_a_share_has_steps_or_requests_and_sessions_arrive_open_loop(shop):
         Share("x", (), ClosedLoop(2, duration_ns=S), S, journey=journey)
     with pytest.raises(ValueError, match="at least one URL"):
         Share("x", (), load, S)
+
+
+def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
+    """``blastradius run`` on the embedded Ray: two generators share the arrivals, and
+    run.json names the steps whose index is each row's endpoint."""
+    scenario = {
+        "name": "sessions",
+        "load": {"rate": 10, "duration": "2s", "timeout": "5s"},
+        "generators": 2,
+        "targets": [
+            {
+                "name": "shop",
+                "session_timeout": "20s",
+                "steps": [
+                    {
+                        "name": "login",
+                        "method": "POST",
+                        "url": f"{shop}/login",
+                        "json": {"user": "ann"},
+                        "capture": {"token": {"json": "$.token"}},
+                    },
+                    {
+                        "name": "items",
+                        "url": f"{shop}/items",
+                        "think": "50ms",
+                        "headers": {"Authorization": "Bearer ${token}"},
+                        "capture": {
+                            "item": {"json": "$.items[0].id"},
+                            "cart": {"header": "X-Cart"},
+                        },
+                        "expect": {"json": {"$.user": "ann"}},
+                    },
+                    {
+                        "name": "pay",
+                        "method": "POST",
+                        "url": f"{shop}/pay/${{item}}",
+                        "headers": {"Authorization": "Bearer ${token}"},
+                        "json": {"cart": "${cart}"},
+                        "expect": {"status": 200, "json": {"$.paid": 7}},
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "sessions.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    command = [sys.executable, "-m", "blastradius.cluster", "run", str(path)]
+    result = subprocess.run(
+        [*command, "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    rows = pd.read_parquet(run_dir / "requests")
+    assert len(rows) == 60 and rows["ok"].all(), rows["error"].value_counts()
+    assert rows.groupby("endpoint").size().to_dict() == {0: 20, 1: 20, 2: 20}
+    assert set(rows["worker"]) == {0, 1}
+    manifest = json.loads((run_dir / "run.json").read_text())
+    target = manifest["targets"]["shop"]
+    assert target["steps"] == ["login", "items", "pay"]
+    assert target["urls"] == [f"{shop}/login", f"{shop}/items", f"{shop}/pay/${{item}}"]
+    assert manifest["totals"]["shop"] == {"requests": 60, "ok": 60, "errors": {}}
+    written = manifest["scenario"]["targets"][0]["steps"][1]["headers"]
+    assert written == {"Authorization": "<redacted>"}
+    analyzed = subprocess.run(
+        [sys.executable, "-m", "blastradius.cluster", "analyze", str(run_dir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert json.loads(analyzed.stdout)["targets"]["shop"]["ok"] == 60

@@ -55,6 +55,7 @@ class Text:
 
     parts: tuple[str, ...]
     names: tuple[str, ...] = ()
+    written: str = field(default="", compare=False)  # as the scenario has it (no env value)
 
     def __post_init__(self) -> None:
         if len(self.parts) != len(self.names) + 1:
@@ -106,7 +107,7 @@ def compile_text(
             raise FieldError(path, f"${{{name}}} {problem}")
     literal.append(text[position:])
     parts.append("".join(literal))
-    return Text(tuple(parts), tuple(names))
+    return Text(tuple(parts), tuple(names), text)
 
 
 def parse_json_path(text: str) -> tuple[str | int, ...]:
@@ -333,6 +334,7 @@ class Step:
     headers: tuple[tuple[str, Text], ...] = ()
     body: Text = Text(("",))
     json_body: bool = False  # the body is JSON: values go in escaped as JSON string text
+    raw_body: bytes | None = field(default=None, repr=False)  # a file's bytes, instead of body
     think: Latency | None = None  # None: at once
     captures: tuple[Capture, ...] = ()
     expect: Expect = Expect()
@@ -370,7 +372,9 @@ class Step:
         body_values = values
         if self.json_body and self.body.names:
             body_values = {n: json.dumps(values[n])[1:-1] for n in self.body.names}
-        body = self.body.render(body_values).encode()
+        body = (
+            self.raw_body if self.raw_body is not None else self.body.render(body_values).encode()
+        )
         if self.method == "HEAD" and body:
             raise FieldError("body", "a HEAD request has no body")
         return PreparedRequest._prepare(

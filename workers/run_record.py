@@ -316,6 +316,7 @@ class TargetBlock:
     faults: tuple[FaultMark, ...] = ()
     aborted: Aborted | None = None
     proxies: Mapping[str, ProxyCounts] = field(default_factory=dict)
+    steps: tuple[str, ...] | None = None  # a session target's steps' names, by index
 
     def with_generator(self, end: GeneratorEnd) -> TargetBlock:
         """This block with generator ``end.worker``'s entry replaced by ``end``."""
@@ -338,6 +339,7 @@ class TargetBlock:
                 "faults": [f.to_json() for f in self.faults] or None,
                 "aborted": None if self.aborted is None else self.aborted.to_json(),
                 "proxies": {n: c.to_json() for n, c in self.proxies.items()} or None,
+                "steps": None if self.steps is None else list(self.steps),
             }
         )
         return document
@@ -360,6 +362,7 @@ class TargetBlock:
             proxies={
                 str(n): ProxyCounts.from_json(c) for n, c in document.get("proxies", {}).items()
             },
+            steps=None if document.get("steps") is None else tuple(document["steps"]),
         )
 
 
