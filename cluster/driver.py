@@ -231,7 +231,14 @@ class _Execution:
         journey = step.target.journey
         if journey is not None:  # its steps' URLs as the scenario has them, ${...} kept
             urls = tuple(redact_url(s.url.written) for s in journey.steps)
-            self.manifest.update_target(step.name, steps=tuple(s.name for s in journey.steps))
+            data = self.plan.data(step)
+            steps = tuple(s.name for s in journey.steps)
+            self.manifest.update_target(step.name, steps=steps, data=data)
+            if data is not None and data.sessions < data.arrivals:
+                self.log(
+                    f"{step.name}: its {data.rows} rows of unique test data end the load "
+                    f"after {data.sessions} of {data.arrivals} sessions"
+                )
         self.manifest.update_target(step.name, urls=urls)
         if step.service is None:
             tls = step.target.tls
@@ -248,7 +255,7 @@ class _Execution:
                 stack.callback(ray.kill, actor)
             nodes = ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
             start_ns = time.time_ns() + int(START_DELAY_S * 1e9)
-            end_ns = self.plan.end_ns(start_ns)
+            end_ns = self.plan.end_ns(start_ns, step)
             self.manifest.update_target(
                 step.name,
                 placement=where,

@@ -10,13 +10,14 @@ records what happened; nothing goes back to the scenario document.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, replace
 
 from blastradius.cluster.scenario import ClosedLoop, Proxy, Scenario, Target
 from blastradius.targets.spec import format_latency_spec
 from blastradius.workers.generator import Share
-from blastradius.workers.run_record import FaultMark, Objectives
-from blastradius.workers.schedule import intended_offsets
+from blastradius.workers.run_record import DataWritten, FaultMark, Objectives
+from blastradius.workers.schedule import Schedule, intended_offsets
 from blastradius.workers.template import RequestTemplate
 
 EMBEDDED_MAX_GENERATORS = 4
@@ -87,7 +88,7 @@ class RunPlan:
             Share(
                 step.name,
                 templates,
-                load.shape,
+                self.shape(step),
                 load.timeout_ns,
                 worker=worker,
                 workers=self.generators,
@@ -101,23 +102,47 @@ class RunPlan:
             for worker in range(self.generators)
         ]
 
-    def planned_requests(self, step: Step | None = None) -> int | None:
-        """Each target's request count (exact: Poisson times are seeded), None for a
-        closed loop; for a session target (``step``), its rows: a row per step of each
-        session."""
-        shape = self.scenario.load.shape
+    def shape(self, step: Step) -> Schedule | ClosedLoop:
+        """The load's shape for a step's target: the scenario's, but no more sessions than
+        a session target has rows of unique test data."""
+        shape, journey = self.scenario.load.shape, step.target.journey
+        if isinstance(shape, ClosedLoop) or journey is None:
+            return shape
+        rows = journey.sessions(sys.maxsize)
+        if rows == sys.maxsize or (shape.max_requests or rows + 1) <= rows:
+            return shape
+        return replace(shape, max_requests=rows)
+
+    def data(self, step: Step) -> DataWritten | None:
+        """A session target's test data as run.json has it (None: it has none)."""
+        journey, shape = step.target.journey, self.scenario.load.shape
+        if journey is None or journey.data is None or isinstance(shape, ClosedLoop):
+            return None
+        arrivals = sum(len(offsets) for offsets in intended_offsets(shape))
+        data = journey.data
+        return DataWritten(len(data.rows), data.pick, arrivals, journey.sessions(arrivals))
+
+    def planned_requests(self, step: Step) -> int | None:
+        """A target's request count (exact: Poisson times are seeded), None for a closed
+        loop; for a session target, its rows: a row per step of each session."""
+        shape = self.shape(step)
         if isinstance(shape, ClosedLoop):
             return None
         arrivals = sum(len(offsets) for offsets in intended_offsets(shape))
-        journey = None if step is None else step.target.journey
+        journey = step.target.journey
         return arrivals if journey is None else arrivals * len(journey.steps)
 
-    def end_ns(self, start_ns: int) -> int | None:
-        """When the last request's deadline falls (None: a closed loop ended by a count)."""
-        load = self.scenario.load
-        shape, timeout_ns = load.shape, load.timeout_ns
+    def end_ns(self, start_ns: int, step: Step) -> int | None:
+        """When the last request's deadline falls (None: a closed loop ended by a count,
+        or sessions with no session timeout)."""
+        load, journey = self.scenario.load, step.target.journey
+        shape, timeout_ns = self.shape(step), load.timeout_ns
         if isinstance(shape, ClosedLoop):
             return None if shape.duration_ns is None else start_ns + shape.duration_ns + timeout_ns
+        if journey is not None:
+            if journey.timeout_ns is None:
+                return None
+            timeout_ns += journey.timeout_ns  # its last step starts by then
         last = 0
         for offsets in intended_offsets(shape):
             last = int(offsets[-1])

@@ -2,6 +2,7 @@
 
     - name: shop
       session_timeout: 30s          # no step starts later than this after the arrival
+      data: {file: users.csv, pick: unique}   # a row per session: ${row.COLUMN}
       steps:
         - name: login
           method: POST
@@ -17,13 +18,17 @@
 
 A step takes everything a request does (``method``, ``headers``, ``body``, ``json``,
 ``body_file``; the target's ``tls``), and ``${name}`` of a value an earlier step
-captured in its URL, headers and body. Any other ``${NAME}`` is the environment's,
-read now. A name that is neither, a JSON path or regular expression that does not
-read, a status that is not one: each is a ``FieldError`` naming the step's field.
+captured in its URL, headers and body, and ``${row.COLUMN}`` of the session's row of
+test data (``data``: ``pick`` is ``cycle`` unless it says ``unique`` or ``random``).
+Any other ``${NAME}`` is the environment's, read now. A name that is neither, a JSON
+path or regular expression that does not read, a status that is not one: each is a
+``FieldError`` naming the step's field.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from collections.abc import Mapping
@@ -37,12 +42,15 @@ from blastradius.workers.journey import (
     Expect,
     Journey,
     Step,
+    TestData,
     Text,
+    as_text,
     compile_text,
     parse_statuses,
 )
 
 _SOURCES = ("json", "regex", "header")
+DATA_LIMIT = 64 << 20  # bytes of test data a plan carries to every generator
 
 
 def parse_journey(fields: Fields, files: Files) -> Journey:
@@ -51,7 +59,9 @@ def parse_journey(fields: Fields, files: Files) -> Journey:
     if not isinstance(listed, list) or not listed:
         raise FieldError(fields.at("steps"), "expected a non-empty list of steps")
     env = os.environ if files.env is None else files.env
-    known: set[str] = set()
+    data = fields.get("data")
+    data = None if data is None else parse_data(data, fields.at("data"), files)
+    known: set[str] = set() if data is None else set(data.names)
     steps = []
     for i, item in enumerate(listed):
         step = _step(Fields(item, f"{fields.at('steps')}[{i}]"), i, known, env, files)
@@ -64,9 +74,72 @@ def parse_journey(fields: Fields, files: Files) -> Journey:
     timeout = fields.get("session_timeout")
     timeout_ns = None if timeout is None else read_duration(timeout, fields.at("session_timeout"))
     try:
-        return Journey(tuple(steps), timeout_ns)
+        return Journey(tuple(steps), timeout_ns, data)
     except FieldError as exc:
         raise exc.within(fields.path) from None
+
+
+def parse_data(value: object, at: str, files: Files) -> TestData:
+    """A session target's ``data``: ``{file: users.csv, pick: unique | cycle | random}``.
+
+    A CSV file has a header row; a JSON lines file (``.jsonl``, ``.ndjson``) an object
+    a line, each with the same keys. The rows travel in the plan, so the file is read
+    here, and one over ``DATA_LIMIT`` is bad input."""
+    fields = Fields(value, at)
+    name = text(fields.get("file"), fields.at("file"))
+    pick = fields.get("pick", "cycle")
+    fields.done()
+    where = fields.at("file")
+    content = files.read(name, where)
+    if len(content) > DATA_LIMIT:
+        raise FieldError(
+            where,
+            f"{len(content) / 2**20:.0f} MiB: test data travels in the plan, "
+            f"{DATA_LIMIT >> 20} MiB at most",
+        )
+    try:
+        document = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FieldError(where, "not UTF-8 text") from None
+    suffix = name.rsplit(".", 1)[-1].lower()
+    if suffix == "csv":
+        columns, rows = _csv(document, where)
+    elif suffix in ("jsonl", "ndjson"):
+        columns, rows = _json_lines(document, where)
+    else:
+        raise FieldError(where, f"{name!r}: give a .csv or a .jsonl file")
+    try:
+        return TestData(columns, rows, text(pick, fields.at("pick")))
+    except FieldError as exc:  # ``pick``, ``file``
+        raise exc.within(at) from None
+
+
+def _csv(document: str, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    lines = [row for row in csv.reader(io.StringIO(document, newline="")) if row]
+    if not lines:
+        raise FieldError(where, "empty: a CSV file needs a header row and a row of data")
+    header, *rows = lines
+    return tuple(column.strip() for column in header), tuple(map(tuple, rows))
+
+
+def _json_lines(document: str, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    columns: tuple[str, ...] = ()
+    rows: list[tuple[str, ...]] = []
+    for number, line in enumerate(document.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise FieldError(where, f"line {number} is not JSON") from None
+        if not isinstance(item, dict):
+            raise FieldError(where, f"line {number}: expected an object, got {kind_of(item)}")
+        if not rows:
+            columns = tuple(item)
+        elif tuple(item) != columns:
+            raise FieldError(where, f"line {number} has keys {list(item)}, not {list(columns)}")
+        rows.append(tuple(as_text(v) for v in item.values()))
+    return columns, tuple(rows)
 
 
 def _step(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from blastradius.targets.spec import Fixed
@@ -16,6 +17,7 @@ from blastradius.workers.journey import (
     Journey,
     Response,
     Step,
+    TestData,
     Text,
     as_text,
     compile_text,
@@ -398,3 +400,48 @@ def test_a_journey_is_checked_when_built():
     for timeout in (0, -1):
         with pytest.raises(FieldError, match="session_timeout: must be positive"):
             Journey((first,), timeout_ns=timeout)
+
+
+# --- test data -------------------------------------------------------------------------
+
+USERS = TestData(("user", "pw"), (("ann", "a1"), ("bob", "b2"), ("cy", "c3")))
+
+
+def test_each_session_takes_a_row_by_its_index_in_the_whole_run():
+    unique = TestData(USERS.columns, USERS.rows, "unique")
+    assert [unique.row(i, seed=0) for i in range(3)] == [0, 1, 2]
+    assert [USERS.row(i, seed=0) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]  # cycle
+    assert USERS.values(4, seed=0) == {"row.user": "bob", "row.pw": "b2"}
+    assert USERS.names == ("row.user", "row.pw")
+    # Random: seeded, the same for every generator, and every row drawn in time.
+    drawn = TestData(USERS.columns, USERS.rows, "random")
+    rows = [drawn.row(i, seed=7) for i in range(300)]
+    assert rows == [drawn.row(i, seed=7) for i in range(300)]
+    assert rows != [drawn.row(i, seed=8) for i in range(300)]
+    counts = np.bincount(rows, minlength=3)
+    assert counts.min() > 60  # 100 each expected
+
+
+@pytest.mark.parametrize(
+    ("pick", "arrivals", "sessions"),
+    [("unique", 2, 2), ("unique", 3, 3), ("unique", 10, 3), ("cycle", 10, 10), ("random", 10, 10)],
+)
+def test_unique_rows_bound_the_sessions(pick, arrivals, sessions):
+    data = TestData(USERS.columns, USERS.rows, pick)
+    assert Journey((Step("a", text(f"{URL}/")),), data=data).sessions(arrivals) == sessions
+    assert Journey((Step("a", text(f"{URL}/")),)).sessions(arrivals) == arrivals
+
+
+@pytest.mark.parametrize(
+    ("columns", "rows", "pick", "path", "message"),
+    [
+        (("a",), (("1",),), "first", "pick", "'first' is not one of unique, cycle, random"),
+        (("a",), (), "cycle", "file", "no rows"),
+        (("a", "a"), (("1", "2"),), "cycle", "file", "a column is named twice"),
+        (("a", "b"), (("1", "2"), ("3",)), "cycle", "file", "row 2 has 1 values for 2 columns"),
+    ],
+)
+def test_bad_test_data_is_named(columns, rows, pick, path, message):
+    with pytest.raises(FieldError) as error:
+        TestData(columns, rows, pick)
+    assert (error.value.path, error.value.problem) == (path, message)

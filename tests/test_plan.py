@@ -94,7 +94,43 @@ def test_shares_interleave_one_schedule_and_the_end_is_the_last_deadline():
     plans = plan.shares(step, step.templates("http://t:1"), start_ns=10 * S)
     assert [(p.worker, p.workers, p.start_ns) for p in plans] == [(0, 2, 10 * S), (1, 2, 10 * S)]
     # 200 requests at 100/s: the last is due at 1.99 s; its deadline 1 s after.
-    assert plan.end_ns(10 * S) == 10 * S + int(1.99 * S) + 1 * S
+    assert plan.end_ns(10 * S, step) == 10 * S + int(1.99 * S) + 1 * S
+    assert plan.planned_requests(step) == 200
+
+
+def sessions(tmp_path, data: dict | None = None, **target):
+    (tmp_path / "users.csv").write_text("user\n" + "".join(f"u{i}\n" for i in range(50)))
+    user = "" if data is None else "?u=${row.user}"
+    steps = [{"url": "http://t:1/a"}, {"url": f"http://t:1/b{user}"}]
+    shop = {"name": "shop", "steps": steps, **target}
+    if data is not None:
+        shop["data"] = data
+    document = {"name": "p", "load": {"rate": 100, "duration": "2s", "timeout": "1s"}}
+    document["targets"] = [shop]
+    plan = build_plan(parse_scenario(document, base=tmp_path), 2)
+    return plan, plan.steps[0]
+
+
+@pytest.mark.parametrize(
+    ("pick", "sessions_planned"),
+    [("unique", 50), ("cycle", 200), ("random", 200)],
+)
+def test_unique_test_data_ends_the_load_when_its_rows_run_out(tmp_path, pick, sessions_planned):
+    plan, step = sessions(tmp_path, {"file": "users.csv", "pick": pick})
+    # 200 arrivals, 2 steps each; only 50 users to log in once each.
+    assert plan.planned_requests(step) == 2 * sessions_planned
+    shares = plan.shares(step, (), start_ns=0)
+    assert all(share.load.max_requests == (50 if pick == "unique" else None) for share in shares)
+    assert {share.journey for share in shares} == {step.target.journey}
+
+
+def test_a_session_targets_planned_end_waits_for_its_last_session(tmp_path):
+    plan, step = sessions(tmp_path)
+    assert plan.end_ns(10 * S, step) is None  # no session timeout: no end known
+    plan, step = sessions(tmp_path, session_timeout="5s")
+    assert plan.end_ns(10 * S, step) == 10 * S + int(1.99 * S) + 5 * S + 1 * S
+    plan, step = sessions(tmp_path, {"file": "users.csv", "pick": "unique"}, session_timeout="5s")
+    assert plan.end_ns(10 * S, step) == 10 * S + int(0.49 * S) + 5 * S + 1 * S
 
 
 @pytest.mark.parametrize(

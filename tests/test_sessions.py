@@ -21,7 +21,7 @@ from waits import wait_for
 from blastradius.targets.runtime import new_event_loop
 from blastradius.targets.spec import Fixed
 from blastradius.workers.generator import ClosedLoop, Generator, Share, run_share
-from blastradius.workers.journey import Capture, Expect, Journey, Step, compile_text
+from blastradius.workers.journey import Capture, Expect, Journey, Step, TestData, compile_text
 from blastradius.workers.schedule import Schedule
 
 S = 1_000_000_000
@@ -217,8 +217,10 @@ def test_a_share_has_steps_or_requests_and_sessions_arrive_open_loop(shop):
 
 
 def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
-    """``blastradius run`` on the embedded Ray: two generators share the arrivals, and
-    run.json names the steps whose index is each row's endpoint."""
+    """``blastradius run`` on the embedded Ray: two generators share the arrivals and
+    the test data (in the plan), unique rows end the load, and run.json says so and
+    names the steps whose index is each row's endpoint."""
+    (tmp_path / "users.csv").write_text("user\n" + "".join(f"e2e-{i}\n" for i in range(15)))
     scenario = {
         "name": "sessions",
         "load": {"rate": 10, "duration": "2s", "timeout": "5s"},
@@ -227,12 +229,13 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
             {
                 "name": "shop",
                 "session_timeout": "20s",
+                "data": {"file": "users.csv", "pick": "unique"},
                 "steps": [
                     {
                         "name": "login",
                         "method": "POST",
-                        "url": f"{shop}/login",
-                        "json": {"user": "ann"},
+                        "url": f"{shop}/login?once",
+                        "json": {"user": "${row.user}"},
                         "capture": {"token": {"json": "$.token"}},
                     },
                     {
@@ -244,7 +247,7 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
                             "item": {"json": "$.items[0].id"},
                             "cart": {"header": "X-Cart"},
                         },
-                        "expect": {"json": {"$.user": "ann"}},
+                        "expect": {"body": "items"},
                     },
                     {
                         "name": "pay",
@@ -266,15 +269,18 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     run_dir = Path(result.stdout.strip().splitlines()[-1])
+    # 20 arrivals, 15 users who may each log in once: 15 sessions of 3 steps.
+    assert "shop: its 15 rows of unique test data end the load after 15 of 20" in result.stdout
     rows = pd.read_parquet(run_dir / "requests")
-    assert len(rows) == 60 and rows["ok"].all(), rows["error"].value_counts()
-    assert rows.groupby("endpoint").size().to_dict() == {0: 20, 1: 20, 2: 20}
+    assert len(rows) == 45 and rows["ok"].all(), rows["error"].value_counts()
+    assert rows.groupby("endpoint").size().to_dict() == {0: 15, 1: 15, 2: 15}
     assert set(rows["worker"]) == {0, 1}
     manifest = json.loads((run_dir / "run.json").read_text())
     target = manifest["targets"]["shop"]
     assert target["steps"] == ["login", "items", "pay"]
-    assert target["urls"] == [f"{shop}/login", f"{shop}/items", f"{shop}/pay/${{item}}"]
-    assert manifest["totals"]["shop"] == {"requests": 60, "ok": 60, "errors": {}}
+    assert target["urls"] == [f"{shop}/login?once", f"{shop}/items", f"{shop}/pay/${{item}}"]
+    assert target["data"] == {"rows": 15, "pick": "unique", "arrivals": 20, "sessions": 15}
+    assert manifest["totals"]["shop"] == {"requests": 45, "ok": 45, "errors": {}}
     written = manifest["scenario"]["targets"][0]["steps"][1]["headers"]
     assert written == {"Authorization": "<redacted>"}
     analyzed = subprocess.run(
@@ -283,4 +289,50 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
         text=True,
         timeout=120,
     )
-    assert json.loads(analyzed.stdout)["targets"]["shop"]["ok"] == 60
+    assert json.loads(analyzed.stdout)["targets"]["shop"]["ok"] == 45
+
+
+def login_once(shop: str, data: TestData) -> Journey:
+    """Log in as the session's row's user; the shop refuses a user's second login."""
+    known = set(data.names)
+    step = Step(
+        "login",
+        compile_text(f"{shop}/login?once", known, {}),
+        "POST",
+        body=compile_text('{"user": "${row.user}"}', known, {}),
+        json_body=True,
+    )
+    return Journey((step,), data=data)
+
+
+def run_generators(journey: Journey, arrivals: int, generators: int = 2) -> pd.DataFrame:
+    """``generators`` generators, each on its own thread and loop, sharing the arrivals."""
+    schedule = Schedule.constant_rate(arrivals / 2, requests=arrivals)
+    batches: list[pa.RecordBatch] = []
+    shares = [
+        Share("shop", (), schedule, 5 * S, worker=w, workers=generators, journey=journey)
+        for w in range(generators)
+    ]
+    threads = [threading.Thread(target=run_share, args=(s, batches.append)) for s in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return pa.Table.from_batches(batches).to_pandas()
+
+
+def test_unique_rows_go_to_one_session_each_across_generators_then_the_load_ends(shop):
+    rows = tuple((f"unique-{i}",) for i in range(20))
+    journey = login_once(shop, TestData(("user",), rows, "unique"))
+    done = run_generators(journey, arrivals=30)
+    # 30 arrivals, 20 users: 20 sessions, each a user of its own (a second login is 409).
+    assert len(done) == 20 and done["ok"].all()
+    assert set(done["worker"]) == {0, 1}
+
+
+def test_cycled_rows_are_used_again(shop):
+    rows = tuple((f"cycle-{i}",) for i in range(10))
+    journey = login_once(shop, TestData(("user",), rows, "cycle"))
+    done = run_generators(journey, arrivals=30)
+    assert len(done) == 30
+    assert done["ok"].sum() == 10 and (done.loc[~done["ok"], "status"] == 409).all()

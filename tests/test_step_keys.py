@@ -245,3 +245,99 @@ def test_a_steps_header_values_are_redacted_in_what_is_written_down():
     written = redacted(document)["targets"][0]["steps"]
     assert written[1]["headers"] == {"Authorization": "<redacted>", "X-Env": "<redacted>"}
     assert document["targets"][0]["steps"][1]["headers"]["Authorization"] == "Bearer ${token}"
+
+
+# --- test data -------------------------------------------------------------------------
+
+
+def with_data(tmp_path, name: str, content: bytes | str, data: dict | None = None, url=None):
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    step = {"url": url or f"{URL}/u/${{row.user}}"}
+    block = {"file": name, **(data or {})}
+    return parse_target({"name": "s", "data": block, "steps": [step]}, "targets[0]", base=tmp_path)
+
+
+def test_csv_and_json_lines_give_each_session_a_row(tmp_path):
+    csv_target = with_data(tmp_path, "users.csv", 'user, pw\r\nann,"a,1"\n\nbob,b2\n')
+    data = csv_target.journey.data
+    assert (data.columns, data.rows, data.pick) == (
+        ("user", "pw"),
+        (("ann", "a,1"), ("bob", "b2")),
+        "cycle",
+    )
+    step = csv_target.journey.steps[0]
+    assert step.request(data.values(1, 0)).data.startswith(b"GET /u/bob HTTP/1.1\r\n")
+    lines = '{"user": "ann", "n": 1}\n\n{"user": "bob", "n": {"a": true}}\n'
+    jsonl = with_data(tmp_path, "users.jsonl", lines, {"pick": "unique"}).journey.data
+    assert (jsonl.columns, jsonl.rows, jsonl.pick) == (
+        ("user", "n"),
+        (("ann", "1"), ("bob", '{"a":true}')),
+        "unique",
+    )
+    bom = with_data(tmp_path, "bom.ndjson", b'\xef\xbb\xbf{"user": "c"}\n', {"pick": "random"})
+    assert bom.journey.data.rows == (("c",),)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "data", "message"),
+    [
+        ("u.txt", "user\nann\n", {}, "targets[0].data.file: 'u.txt': give a .csv or a .jsonl file"),
+        ("u.csv", "", {}, "targets[0].data.file: empty: a CSV file needs a header row"),
+        ("u.csv", "user\n", {}, "targets[0].data.file: no rows"),
+        ("u.csv", "user,pw\nann\n", {}, "targets[0].data.file: row 1 has 1 values for 2 columns"),
+        ("u.csv", b"user\n\xff\n", {}, "targets[0].data.file: not UTF-8 text"),
+        (
+            "u.jsonl",
+            '{"user": "a"}\n[1]\n',
+            {},
+            "targets[0].data.file: line 2: expected an object, got list",
+        ),
+        (
+            "u.jsonl",
+            '{"user": "a"}\n{"usr": "b"}\n',
+            {},
+            "targets[0].data.file: line 2 has keys ['usr'], not ['user']",
+        ),
+        ("u.jsonl", '{"user": "a"}\n{user\n', {}, "targets[0].data.file: line 2 is not JSON"),
+        (
+            "u.csv",
+            "user\nann\n",
+            {"pick": "first"},
+            "targets[0].data.pick: 'first' is not one of unique",
+        ),
+        (
+            "u.csv",
+            "user\nann\n",
+            {"order": "x"},
+            "targets[0].data.order: unknown key (known here: file, pick)",
+        ),
+        # A column the steps name but the file lacks is named with the step's field.
+        (
+            "u.csv",
+            "name\nann\n",
+            {},
+            "targets[0].steps[0].url: ${row.user}: the test data has no column 'user'",
+        ),
+    ],
+)
+def test_bad_test_data_is_named_by_its_path(tmp_path, name, content, data, message):
+    with pytest.raises(ValueError) as error:
+        with_data(tmp_path, name, content, data)
+    assert str(error.value).startswith(message)
+
+
+def test_test_data_must_be_a_file_that_fits_in_the_plan(tmp_path, monkeypatch):
+    from blastradius.cluster import step_keys
+
+    with pytest.raises(ValueError, match=re.escape("targets[0].data.file: cannot read 'gone.csv'")):
+        parse_target(
+            {"name": "s", "data": {"file": "gone.csv"}, "steps": [OK]}, "targets[0]", base=tmp_path
+        )
+    monkeypatch.setattr(step_keys, "DATA_LIMIT", 3 << 20)
+    with pytest.raises(
+        ValueError, match=re.escape("4 MiB: test data travels in the plan, 3 MiB at most")
+    ):
+        with_data(tmp_path, "big.csv", "user\n" + "x" * (4 << 20) + "\n")
+    with pytest.raises(ValueError, match=re.escape("targets[0].data: expected a mapping")):
+        parse_target({"name": "s", "data": "users.csv", "steps": [OK]}, "targets[0]", base=tmp_path)

@@ -334,9 +334,8 @@ class Generator:
                 if self._journey is None:
                     self._submit(seq, key, due)
                     seq += 1
-                else:
-                    timeout = self._journey.timeout_ns
-                    self._step(_Session(key, None if timeout is None else due + timeout), due)
+                elif not self._begin(key, due):
+                    return  # unique test data ran out: no more sessions
 
     async def _closed_loop(self, load: ClosedLoop) -> None:
         share = self.share
@@ -410,6 +409,19 @@ class Generator:
             self._release()
 
     # --- sessions -------------------------------------------------------------------------
+
+    def _begin(self, index: int, due: int) -> bool:
+        """Start session ``index`` (of the whole run), due at ``due``; False when its test
+        data has no row left for it."""
+        journey = cast(Journey, self._journey)
+        if journey.sessions(index + 1) <= index:
+            return False
+        timeout = journey.timeout_ns
+        session = _Session(index, None if timeout is None else due + timeout)
+        if journey.data is not None:
+            session.values = journey.data.values(index, self.share.seed)
+        self._step(session, due)
+        return True
 
     def _step(self, session: _Session, due: int) -> None:
         """Send the session's current step, due at ``due``, unless its time is up or the

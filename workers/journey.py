@@ -33,7 +33,7 @@ from typing import Any
 from blastradius.targets.spec import Latency
 from blastradius.targets.validation import FieldError
 from blastradius.workers.client import PreparedRequest
-from blastradius.workers.template import METHODS, check_header
+from blastradius.workers.template import METHODS, check_header, draw
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 _UNPARSED: Any = object()
@@ -382,13 +382,69 @@ class Step:
         )
 
 
+PICKS = ("unique", "cycle", "random")
+
+
+@dataclass(frozen=True, slots=True)
+class TestData:
+    """Rows of test data, one per session, as ``${row.COLUMN}``: session g takes row g
+    (``unique``: the load ends when they run out), row g mod n (``cycle``), or a row
+    drawn from (seed, g) (``random``). Every generator agrees without talking to the
+    others: a session's index is global, as the schedule's split is."""
+
+    __test__ = False  # not a test class, whatever pytest makes of its name
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...] = field(repr=False)
+    pick: str = "cycle"
+
+    def __post_init__(self) -> None:
+        if self.pick not in PICKS:
+            raise FieldError("pick", f"{self.pick!r} is not one of {', '.join(PICKS)}")
+        if not self.rows:
+            raise FieldError("file", "no rows")
+        if len(set(self.columns)) != len(self.columns):
+            raise FieldError("file", "a column is named twice")
+        for number, row in enumerate(self.rows, 1):
+            if len(row) != len(self.columns):
+                raise FieldError(
+                    "file", f"row {number} has {len(row)} values for {len(self.columns)} columns"
+                )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The session values the rows give: ``row.COLUMN`` for each column."""
+        return tuple(ROW + column for column in self.columns)
+
+    def row(self, session: int, seed: int) -> int:
+        """The row session ``session`` (its index in the whole run) takes."""
+        n = len(self.rows)
+        if self.pick == "unique":
+            return session
+        if self.pick == "cycle":
+            return session % n
+        return draw(session, n, seed)
+
+    def values(self, session: int, seed: int) -> dict[str, str]:
+        """Session ``session``'s values: ``row.COLUMN`` to its row's text."""
+        return dict(zip(self.names, self.rows[self.row(session, seed)], strict=True))
+
+
 @dataclass(frozen=True, slots=True)
 class Journey:
-    """A session's steps in order, and how long a session may take from its arrival
-    (None: as long as its steps take); no step starts after that."""
+    """A session's steps in order, how long a session may take from its arrival (None:
+    as long as its steps take; no step starts after that), and its test data."""
 
     steps: tuple[Step, ...]
     timeout_ns: int | None = None
+    data: TestData | None = None
+
+    def sessions(self, arrivals: int) -> int:
+        """How many of ``arrivals`` start a session: with unique rows, no more than the
+        rows."""
+        if self.data is not None and self.data.pick == "unique":
+            return min(arrivals, len(self.data.rows))
+        return arrivals
 
     def __post_init__(self) -> None:
         if not self.steps:

@@ -180,6 +180,35 @@ class RouteCounts:
 
 
 @dataclass(frozen=True)
+class DataWritten:
+    """A session target's test data: its rows, how each session took one, and the
+    sessions the load's arrivals started (fewer than the arrivals when unique rows ran
+    out, which ends the load)."""
+
+    rows: int
+    pick: str
+    arrivals: int
+    sessions: int
+
+    def to_json(self) -> Json:
+        return {
+            "rows": self.rows,
+            "pick": self.pick,
+            "arrivals": self.arrivals,
+            "sessions": self.sessions,
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> DataWritten:
+        return cls(
+            int(document["rows"]),
+            str(document["pick"]),
+            int(document["arrivals"]),
+            int(document["sessions"]),
+        )
+
+
+@dataclass(frozen=True)
 class ProxyCounts:
     """A proxy's counts (its ``/_blastradius/stats``, or their change over a load)."""
 
@@ -317,6 +346,7 @@ class TargetBlock:
     aborted: Aborted | None = None
     proxies: Mapping[str, ProxyCounts] = field(default_factory=dict)
     steps: tuple[str, ...] | None = None  # a session target's steps' names, by index
+    data: DataWritten | None = None  # a session target's test data
 
     def with_generator(self, end: GeneratorEnd) -> TargetBlock:
         """This block with generator ``end.worker``'s entry replaced by ``end``."""
@@ -340,6 +370,7 @@ class TargetBlock:
                 "aborted": None if self.aborted is None else self.aborted.to_json(),
                 "proxies": {n: c.to_json() for n, c in self.proxies.items()} or None,
                 "steps": None if self.steps is None else list(self.steps),
+                "data": None if self.data is None else self.data.to_json(),
             }
         )
         return document
@@ -363,6 +394,7 @@ class TargetBlock:
                 str(n): ProxyCounts.from_json(c) for n, c in document.get("proxies", {}).items()
             },
             steps=None if document.get("steps") is None else tuple(document["steps"]),
+            data=None if document.get("data") is None else DataWritten.from_json(document["data"]),
         )
 
 

@@ -174,6 +174,11 @@ def pick(indices: np.ndarray, count: int, weights: Sequence[float] | None, seed:
     return np.minimum(np.searchsorted(cumulative, uniform, side="right"), count - 1)
 
 
+def draw(index: int, count: int, seed: int) -> int:
+    """One of ``count`` drawn uniformly for global index ``index``, from (seed, index)."""
+    return min(int(_uniform(np.array([index]), seed)[0] * count), count - 1)
+
+
 def _uniform(indices: np.ndarray, seed: int) -> np.ndarray:
     """A uniform draw in [0, 1) per index: splitmix64 of (seed, index), no state."""
     with np.errstate(over="ignore"):

@@ -3,7 +3,8 @@ items with it, pay for one. Each answer depends on what the earlier ones gave, s
 session that did not carry its captured values over fails at the server.
 
     POST /login {"user": U}      200 {"token": "t-U"} (U "broken": a token with a line
-                                 break); 401 for an empty user
+                                 break); 401 for an empty user; with ?once, 409 for a
+                                 user who logged in before (with ?once too)
     GET  /items (Bearer t-U)     200 {"items": [{"id": 7}, {"id": 8}], "user": U},
                                  header X-Cart: cart-U; 401 without the token
     POST /pay/ID (Bearer t-U)    200 {"paid": ID} for {"cart": "cart-U"}; 400 otherwise
@@ -12,6 +13,8 @@ session that did not carry its captured values over fails at the server.
 
 import asyncio
 import json
+
+_ONCE: set[str] = set()  # the users who logged in with ?once
 
 
 async def _body(receive) -> bytes:
@@ -46,6 +49,10 @@ async def app(scope, receive, send):
         user = json.loads(body or b"{}").get("user", "")
         if not user:
             return await _answer(send, 401, {"error": "who are you?"})
+        if scope["query_string"] == b"once":
+            if user in _ONCE:
+                return await _answer(send, 409, {"error": f"{user} logged in already"})
+            _ONCE.add(user)
         token = "t-a\nb" if user == "broken" else f"t-{user}"
         return await _answer(send, 200, {"token": token})
     if path == "/slow":
