@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from blastradius.workers import layout
-from blastradius.workers.record import SCHEMA
+from blastradius.workers.record import ADDED_IN_3, SCHEMA
 from blastradius.workers.run_record import RunRecord
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Runs:
 def check_shard(schema: pa.Schema) -> None:
     """``ValueError`` unless ``schema`` is a shard's of a version this reads."""
     layout.check_schema_version(schema.metadata)
-    missing = [name for name in SCHEMA.names if name not in schema.names]
+    missing = [n for n in SCHEMA.names if n not in schema.names and n not in ADDED_IN_3]
     if missing:
         raise ValueError(f"not a blastradius shard (no {missing[0]} column)")
 
@@ -76,8 +76,14 @@ def _read_shard(
     with filesystem.open_input_file(path) as source:
         parquet = pq.ParquetFile(source)
         check_shard(parquet.schema_arrow)
-    table = pq.read_table(path, filesystem=filesystem, columns=columns, filters=window)
-    return table.select(columns or SCHEMA.names)
+    wanted = columns or SCHEMA.names
+    present = parquet.schema_arrow.names
+    read = [name for name in wanted if name in present]
+    table = pq.read_table(path, filesystem=filesystem, columns=read, filters=window)
+    for name in wanted:  # a column added since the shard's version: null in it
+        if name not in present:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, pa.int64()))
+    return table.select(wanted)
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:

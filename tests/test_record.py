@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as ds
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blastradius import analysis
 from blastradius.workers import layout
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.record import ERROR_KINDS, METADATA_KEY, NULL_NS, SCHEMA, RowBuffer
@@ -32,13 +34,14 @@ rows = st.lists(
         st.integers(0, 599),  # status
         st.integers(0, len(ERROR_KINDS) - 1),  # error code
         st.integers(0, 2**40),  # bytes in: past 2 GiB (schema v2)
+        st.integers(0, 2**50),  # a session's index (schema v3; a buffer of sessions only)
     ),
     max_size=50,
 )
 
 
 def _fill(buffer: RowBuffer, generated) -> None:
-    for seq, endpoint, intended, sent, done, status, error, nbytes in generated:
+    for seq, endpoint, intended, sent, done, status, error, nbytes, *session in generated:
         buffer.add(
             seq,
             endpoint,
@@ -48,14 +51,15 @@ def _fill(buffer: RowBuffer, generated) -> None:
             status,
             error,
             nbytes,
+            *session,
         )
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows)
-def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated):
+@given(rows, st.booleans())
+def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated, sessions):
     directory = str(tmp_path_factory.mktemp("shards"))
-    buffer = RowBuffer(worker=3, node="node-a")
+    buffer = RowBuffer(worker=3, node="node-a", sessions=sessions)
     _fill(buffer, generated)
     batch = buffer.close()
     if not generated:
@@ -63,11 +67,11 @@ def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated):
         return
     path = write_shard([batch], directory, "part-0003-000000.parquet")
     back = pq.read_table(path)
-    assert back.schema.metadata[METADATA_KEY] == b"2"
+    assert back.schema.metadata[METADATA_KEY] == b"3"
     assert back.schema.equals(SCHEMA, check_metadata=False)
     got = back.to_pylist()
     assert len(got) == len(generated)
-    for row, (seq, endpoint, intended, sent, done, status, error, nbytes) in zip(
+    for row, (seq, endpoint, intended, sent, done, status, error, nbytes, session) in zip(
         got, generated, strict=True
     ):
         intended_ns = EPOCH + intended
@@ -88,6 +92,9 @@ def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated):
             "error": ERROR_KINDS[error],
             "ok": error == 0,  # the kind is decided once, by workers.outcome.classify
             "bytes_in": nbytes,
+            # A session's step is its endpoint; a request of no session has neither.
+            "session": session if sessions else None,
+            "step": endpoint if sessions else None,
         }
 
 
@@ -216,19 +223,40 @@ def test_a_failed_publish_leaves_neither_the_file_nor_its_temporary(tmp_path):
 
 @pytest.mark.parametrize(
     ("metadata", "version"),
-    [(None, 1), ({}, 1), ({METADATA_KEY: b"1"}, 1), ({METADATA_KEY: b"2"}, 2)],
+    [
+        (None, 1),
+        ({}, 1),
+        ({METADATA_KEY: b"1"}, 1),
+        ({METADATA_KEY: b"2"}, 2),
+        ({METADATA_KEY: b"3"}, 3),
+    ],
 )
 def test_schema_versions_this_blastradius_reads(metadata, version):
     assert layout.check_schema_version(metadata) == version
 
 
-@pytest.mark.parametrize("declared", [b"0", b"3", b"99", b"two", b"-1"])
+@pytest.mark.parametrize("declared", [b"0", b"4", b"99", b"two", b"-1"])
 def test_an_unknown_schema_version_is_refused_naming_it(declared):
     with pytest.raises(ValueError, match=f"schema version {declared.decode()} is not one"):
         layout.check_schema_version({METADATA_KEY: declared})
 
 
-def test_only_the_times_that_may_not_have_happened_are_nullable():
+def test_only_the_times_that_may_not_have_happened_and_sessions_are_nullable():
     # Readers rely on it (analysis.load reads the others as plain int64 and categories).
     nullable = [field.name for field in SCHEMA if field.nullable]
-    assert nullable == ["sent_ns", "done_ns", "latency_ns", "service_ns"]
+    assert nullable == ["sent_ns", "done_ns", "latency_ns", "service_ns", "session", "step"]
+
+
+def test_a_run_written_before_sessions_reads_with_no_session_or_step():
+    # A schema v2 run (tests/data/run-format-0): the columns v3 added read as null, both
+    # loaded and through the lazy dataset.
+    run = Path(__file__).parent / "data" / "run-format-0" / "today-20261206T140220Z-bd89"
+    shard = next(run.glob("requests/target=*/*.parquet"))
+    assert pq.read_schema(shard).metadata[METADATA_KEY] == b"2"
+    rows = analysis.load(str(run)).rows
+    assert len(rows) > 0 and rows["session"].isna().all() and rows["step"].isna().all()
+    assert str(rows["session"].dtype) == "Int64"
+    only = analysis.load(str(run), columns=["step", "ok"]).rows
+    assert list(only.columns) == ["ok", "step", "target", "run"] and only["step"].isna().all()
+    table = analysis.dataset(str(run)).to_table(columns=["session", "seq"])
+    assert table.num_rows == len(rows) and table.column("session").null_count == len(rows)

@@ -102,6 +102,10 @@ def test_sessions_carry_captured_values_from_step_to_step(shop):
     assert rows["ok"].all() and set(rows["status"]) == {200}
     assert (rows["sent_ns"] >= rows["intended_ns"]).all()
     assert rows["seq"].tolist() == list(range(60))
+    # Each session's rows carry its index in the run and their step's, in order.
+    assert (rows["step"] == rows["endpoint"]).all()
+    by_session = rows.sort_values("intended_ns").groupby("session")["step"].agg(list)
+    assert by_session.to_dict() == {i: [0, 1, 2] for i in range(20)}
 
 
 def test_a_step_is_due_when_the_last_ended_plus_its_think_time(shop):
@@ -135,6 +139,8 @@ def test_a_failed_step_ends_its_session_and_the_rest_are_skipped(shop, login, fi
     rest = rows[rows["endpoint"] > 0]
     assert (rest["error"] == "skipped").all() and rest["sent_ns"].isna().all()
     assert not rest["ok"].any()
+    # The skipped steps are the failed sessions' own.
+    assert rows.groupby("session")["step"].agg(sorted).to_dict() == {i: [0, 1, 2] for i in range(5)}
 
 
 def test_an_expected_error_status_is_ok(shop):
@@ -275,6 +281,11 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
     assert len(rows) == 45 and rows["ok"].all(), rows["error"].value_counts()
     assert rows.groupby("endpoint").size().to_dict() == {0: 15, 1: 15, 2: 15}
     assert set(rows["worker"]) == {0, 1}
+    # Session ids are the run's: generator k starts sessions k, k + 2, ...
+    assert rows.groupby("session")["step"].agg(sorted).to_dict() == {
+        i: [0, 1, 2] for i in range(15)
+    }
+    assert ((rows["session"] % 2) == rows["worker"]).all()
     manifest = json.loads((run_dir / "run.json").read_text())
     target = manifest["targets"]["shop"]
     assert target["steps"] == ["login", "items", "pay"]

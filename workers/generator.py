@@ -183,7 +183,7 @@ class Generator:
     def __init__(self, share: Share, sink: Sink, node: str = "local") -> None:
         self.share, self.sink, self.node = share, sink, node
         self.counters = Counters()
-        self._buffer = RowBuffer(share.worker, node)
+        self._buffer = RowBuffer(share.worker, node, sessions=share.journey is not None)
         # (seq, endpoint, due mono ns, session or None), in the order they fell due
         self._waiting: deque[tuple[int, int, int, _Session | None]] = deque()
         self._prepared = [PreparedRequest.build(template) for template in share.templates]
@@ -386,7 +386,7 @@ class Generator:
             request = cast(Journey, self._journey).steps[endpoint].request(session.values)
         except ValueError:  # a captured value cannot go on the wire (a line break, say)
             now = time.monotonic_ns()
-            self._record(seq, endpoint, due, NULL_NS, now, 0, Ending.UNSENDABLE, 0)
+            self._record(seq, endpoint, due, NULL_NS, now, 0, Ending.UNSENDABLE, 0, session=session)
             self._skip_rest(session, endpoint + 1, now)
             return
         self._in_flight += 1
@@ -459,7 +459,9 @@ class Generator:
                     failure = value is None
                     if value is not None:
                         session.values[capture.name] = value
-        error = self._record(seq, index, due, sent, now, status, ending, nbytes, status_ok, failure)
+        error = self._record(
+            seq, index, due, sent, now, status, ending, nbytes, status_ok, failure, session
+        )
         self._in_flight -= 1
         if error:
             self._skip_rest(session, index + 1, now)
@@ -499,7 +501,7 @@ class Generator:
         """Record the session's steps from ``first`` on as never sent (``skipped``) at ``at``."""
         for index in range(first, len(cast(Journey, self._journey).steps)):
             seq, self._seq = self._seq, self._seq + 1
-            self._record(seq, index, at, NULL_NS, at, 0, Ending.SKIPPED, 0)
+            self._record(seq, index, at, NULL_NS, at, 0, Ending.SKIPPED, 0, session=session)
         session.step = -1  # over
 
     # --- the waiting line ---------------------------------------------------------------
@@ -524,7 +526,7 @@ class Generator:
     def _drop(
         self, seq: int, endpoint: int, due: int, done: int, session: _Session | None = None
     ) -> None:
-        self._record(seq, endpoint, due, NULL_NS, done, 0, Ending.NOT_SENT, 0)
+        self._record(seq, endpoint, due, NULL_NS, done, 0, Ending.NOT_SENT, 0, session=session)
         if session is not None:
             self._skip_rest(session, endpoint + 1, done)
 
@@ -540,8 +542,9 @@ class Generator:
         nbytes: int,
         status_ok: bool | None = None,
         check_failed: bool = False,
+        session: _Session | None = None,
     ) -> int:
-        """Record one row; its error code."""
+        """Record one row (a session's step's, with ``session``); its error code."""
         c = self.counters
         late = done - due > self.share.timeout_ns
         error = classify(ending, status, late, status_ok, check_failed)
@@ -553,7 +556,8 @@ class Generator:
         if error == 0:
             c.ok += 1
         done = done if done == NULL_NS else self._epoch(done)
-        self._buffer.add(seq, endpoint, self._epoch(due), sent, done, status, error, nbytes)
+        index = -1 if session is None else session.index
+        self._buffer.add(seq, endpoint, self._epoch(due), sent, done, status, error, nbytes, index)
         return error
 
     async def _drain(self) -> None:

@@ -1,4 +1,4 @@
-"""One row per request: the Parquet schema v2 and the columnar buffer that fills it.
+"""One row per request: the Parquet schema v3 and the columnar buffer that fills it.
 
 This module is the only definition of a request row. ``SCHEMA`` is the Arrow
 schema of DESIGN.md (``target`` is the hive partition, not a column);
@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from blastradius.workers.kinds import ERROR_KINDS, ErrorKind
 
-SCHEMA_VERSION = 2  # 2: bytes_in int64 (was int32), error kind "tls"
+SCHEMA_VERSION = 3  # 2: bytes_in int64 (was int32), error kind "tls"; 3: session, step
+ADDED_IN_3 = ("session", "step")  # null in a shard of an earlier version
 METADATA_KEY = b"blastradius.schema_version"
 
 
@@ -44,6 +45,8 @@ SCHEMA = pa.schema(
         pa.field("error", pa.dictionary(pa.int32(), pa.string()), nullable=False),
         pa.field("ok", pa.bool_(), nullable=False),
         pa.field("bytes_in", pa.int64(), nullable=False),
+        pa.field("session", pa.int64()),  # a session's index in the run (null: no session)
+        pa.field("step", pa.int64()),  # its step's index (run.json names them)
     ],
     metadata={METADATA_KEY: str(SCHEMA_VERSION).encode()},
 )
@@ -63,8 +66,8 @@ def _nullable(values: np.ndarray) -> pa.Array:
 class RowBuffer:
     """Columns of the rows recorded since the last ``close``."""
 
-    def __init__(self, worker: int, node: str) -> None:
-        self.worker, self.node = worker, node
+    def __init__(self, worker: int, node: str, sessions: bool = False) -> None:
+        self.worker, self.node, self.sessions = worker, node, sessions
         self._clear()
 
     def _clear(self) -> None:
@@ -72,6 +75,7 @@ class RowBuffer:
         self.sent_ns, self.done_ns = array("q"), array("q")
         self.endpoint, self.bytes_in = array("i"), array("q")
         self.status, self.error = array("h"), array("b")
+        self.session = array("q")  # with ``sessions`` only; a row's step is its endpoint
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -86,8 +90,13 @@ class RowBuffer:
         status: int,
         error: int,
         bytes_in: int,
+        session: int = -1,
     ) -> None:
-        """Record one request; ``sent_ns``/``done_ns`` may be ``NULL_NS``; ``error`` is a code."""
+        """Record one request; ``sent_ns``/``done_ns`` may be ``NULL_NS``; ``error`` is a
+        code; ``session``: its session's index (a buffer of ``sessions`` only), whose step
+        is ``endpoint``."""
+        if self.sessions:
+            self.session.append(session)
         self.seq.append(seq)
         self.endpoint.append(endpoint)
         self.intended_ns.append(intended_ns)
@@ -111,11 +120,16 @@ class RowBuffer:
         service = np.where((done == NULL_NS) | (sent == NULL_NS), NULL_NS, done - sent)
         ok = error == 0  # classified once, in workers.outcome
         node = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([self.node]))
+        endpoint = np.frombuffer(self.endpoint, np.int32)
+        if self.sessions:
+            session, step = pa.array(np.frombuffer(self.session, np.int64)), pa.array(endpoint)
+        else:
+            session = step = pa.nulls(n, pa.int64())
         columns = [
             pa.array(np.full(n, self.worker, np.int32)),
             node,
             pa.array(np.frombuffer(self.seq, np.int64)),
-            pa.array(np.frombuffer(self.endpoint, np.int32)),
+            pa.array(endpoint),
             pa.array(intended),
             _nullable(sent),
             _nullable(done),
@@ -125,6 +139,8 @@ class RowBuffer:
             pa.DictionaryArray.from_arrays(error.astype(np.int32), _error_dictionary()),
             pa.array(ok),
             pa.array(np.frombuffer(self.bytes_in, np.int64)),
+            session,
+            step.cast(pa.int64()),
         ]
         batch = pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
         self._clear()
