@@ -124,13 +124,14 @@ class RunPlan:
 
     def planned_requests(self, step: Step) -> int | None:
         """A target's request count (exact: Poisson times are seeded), None for a closed
-        loop; for a session target, its rows: a row per step of each session."""
+        loop; for a session target, its rows: a row per step each session sends (on
+        average, where repeats or loops are drawn per session)."""
         shape = self.shape(step)
         if isinstance(shape, ClosedLoop):
             return None
         arrivals = sum(len(offsets) for offsets in intended_offsets(shape))
         journey = step.target.journey
-        return arrivals if journey is None else arrivals * len(journey.steps)
+        return arrivals if journey is None else round(arrivals * journey.mean_rows())
 
     def end_ns(self, start_ns: int, step: Step) -> int | None:
         """When the last request's deadline falls (None: a closed loop ended by a count,

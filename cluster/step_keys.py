@@ -15,6 +15,9 @@
           url: "http://127.0.0.1:8080/items"
           headers: {Authorization: "Bearer ${token}"}
           expect: {json: {"$.items[0].id": 7}, body: "items"}
+        - loop: 2..5                               # or a count; loops do not nest
+          steps:
+            - {name: view, url: "http://127.0.0.1:8080/items/7", repeat: 1..3}
 
 A step takes everything a request does (``method``, ``headers``, ``body``, ``json``,
 ``body_file``; the target's ``tls``), and ``${name}`` of a value an earlier step
@@ -41,12 +44,14 @@ from blastradius.workers.journey import (
     Capture,
     Expect,
     Journey,
+    Loop,
     Step,
     TestData,
     Text,
     as_text,
     compile_text,
     parse_statuses,
+    parse_times,
 )
 
 _SOURCES = ("json", "regex", "header")
@@ -54,7 +59,8 @@ DATA_LIMIT = 64 << 20  # bytes of test data a plan carries to every generator
 
 
 def parse_journey(fields: Fields, files: Files) -> Journey:
-    """A session target's ``steps`` and ``session_timeout``."""
+    """A session target's ``steps`` (each a step, or a ``loop`` over steps),
+    ``session_timeout`` and ``data``."""
     listed = fields.get("steps")
     if not isinstance(listed, list) or not listed:
         raise FieldError(fields.at("steps"), "expected a non-empty list of steps")
@@ -62,19 +68,42 @@ def parse_journey(fields: Fields, files: Files) -> Journey:
     data = fields.get("data")
     data = None if data is None else parse_data(data, fields.at("data"), files)
     known: set[str] = set() if data is None else set(data.names)
-    steps = []
-    for i, item in enumerate(listed):
-        step = _step(Fields(item, f"{fields.at('steps')}[{i}]"), i, known, env, files)
+    steps: list[Step] = []
+    paths: list[str] = []  # each step's path, for messages
+    loops: list[Loop] = []
+
+    def add(item: object, path: str) -> None:
+        step = _step(Fields(item, path), len(steps), known, env, files)
         steps.append(step)
-        known |= {capture.name for capture in step.captures}
+        paths.append(path)
+        known.update(capture.name for capture in step.captures)
+
+    for i, item in enumerate(listed):
+        path = f"{fields.at('steps')}[{i}]"
+        if not (isinstance(item, Mapping) and "loop" in item):
+            add(item, path)
+            continue
+        block = Fields(item, path)
+        times = parse_times(block.get("loop"), block.at("loop"))
+        inner = block.get("steps")
+        block.done()
+        if not isinstance(inner, list) or not inner:
+            raise FieldError(block.at("steps"), "expected a non-empty list of steps")
+        first = len(steps)
+        for j, step in enumerate(inner):
+            at = f"{block.at('steps')}[{j}]"
+            if isinstance(step, Mapping) and "loop" in step:
+                raise FieldError(f"{at}.loop", "loops cannot nest")
+            add(step, at)
+        loops.append(Loop(first, len(steps) - 1, times))
     names = [step.name for step in steps]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise FieldError(f"{fields.at('steps')}[{i}].name", f"{name!r} names an earlier step")
+            raise FieldError(f"{paths[i]}.name", f"{name!r} names an earlier step")
     timeout = fields.get("session_timeout")
     timeout_ns = None if timeout is None else read_duration(timeout, fields.at("session_timeout"))
     try:
-        return Journey(tuple(steps), timeout_ns, data)
+        return Journey(tuple(steps), timeout_ns, data, tuple(loops))
     except FieldError as exc:
         raise exc.within(fields.path) from None
 
@@ -183,6 +212,8 @@ def _step(
         headers.append(("Content-Type", Text(("application/json",))))
     think = fields.get("think")
     think = None if think is None else _think(think, fields.at("think"))
+    repeat = fields.get("repeat", 1)
+    repeat = parse_times(repeat, fields.at("repeat"))
     captures = _captures(fields.get("capture"), fields.at("capture"))
     expect = _expect(fields.get("expect"), fields.at("expect"))
     fields.done()
@@ -198,6 +229,7 @@ def _step(
             think=think,
             captures=captures,
             expect=expect,
+            repeat=repeat,
         )
     except FieldError as exc:  # a step names its own field: ``method``, ``url``, ...
         raise exc.within(fields.path) from None

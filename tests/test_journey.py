@@ -15,6 +15,7 @@ from blastradius.workers.journey import (
     Capture,
     Expect,
     Journey,
+    Loop,
     Response,
     Step,
     TestData,
@@ -24,6 +25,7 @@ from blastradius.workers.journey import (
     find_json,
     parse_json_path,
     parse_statuses,
+    parse_times,
 )
 
 S, MS = 1_000_000_000, 1_000_000
@@ -445,3 +447,93 @@ def test_bad_test_data_is_named(columns, rows, pick, path, message):
     with pytest.raises(FieldError) as error:
         TestData(columns, rows, pick)
     assert (error.value.path, error.value.problem) == (path, message)
+
+
+# --- repeats and loops ----------------------------------------------------------------
+
+
+def steps_of(*repeats: tuple[int, int]) -> tuple[Step, ...]:
+    return tuple(Step(f"s{i}", text(f"{URL}/"), repeat=r) for i, r in enumerate(repeats))
+
+
+@pytest.mark.parametrize(
+    ("repeats", "loops", "order", "mean"),
+    [
+        (((1, 1),) * 3, (), (0, 1, 2), 3),
+        (((1, 1), (3, 3), (1, 1)), (), (0, 1, 1, 1, 2), 5),
+        (((1, 1),) * 4, (Loop(1, 2, (2, 2)),), (0, 1, 2, 1, 2, 3), 6),
+        (((1, 1), (2, 2), (1, 1)), (Loop(1, 2, (2, 2)),), (0, 1, 1, 2, 1, 1, 2), 7),
+        (((1, 1),) * 3, (Loop(0, 0, (2, 2)), Loop(2, 2, (3, 3))), (0, 0, 1, 2, 2, 2), 6),
+        (((1, 1),) * 2, (Loop(0, 1, (1, 1)),), (0, 1), 2),
+    ],
+)
+def test_a_session_sends_its_steps_repeated_and_looped(repeats, loops, order, mean):
+    journey = Journey(steps_of(*repeats), loops=loops)
+    assert journey.fixed
+    assert journey.order(0, seed=0) == journey.order(99, seed=5) == order
+    assert journey.mean_rows() == mean == len(order)
+
+
+def test_ranges_are_drawn_per_session_seeded_and_every_count_is_drawn():
+    journey = Journey(steps_of((1, 1), (1, 3)), loops=(Loop(0, 1, (2, 4)),))
+    assert not journey.fixed
+    orders = [journey.order(session, seed=1) for session in range(400)]
+    assert orders == [journey.order(session, seed=1) for session in range(400)]
+    assert orders != [journey.order(session, seed=2) for session in range(400)]
+    rounds = {order.count(0) for order in orders}
+    assert rounds == {2, 3, 4}
+    for order in orders:  # each round is s0, then s1 one to three times
+        text_order = "".join(map(str, order))
+        assert re.fullmatch(r"(01{1,3}){2,4}", text_order), text_order
+    assert journey.mean_rows() == 3 * (1 + 2)
+    mean = sum(map(len, orders)) / len(orders)
+    assert 8 < mean < 10  # 9 expected
+
+
+@pytest.mark.parametrize(
+    ("value", "times"),
+    [(1, (1, 1)), (3, (3, 3)), ("2..5", (2, 5)), (" 2 .. 2 ", (2, 2)), ("1..10", (1, 10))],
+)
+def test_times(value, times):
+    assert parse_times(value, "repeat") == times
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "0..0: at least 1, low to high"),
+        ("5..2", "5..2: at least 1, low to high"),
+        ("0..2", "0..2: at least 1"),
+        (True, "True is not a count (3) or a range (2..5)"),
+        ("2-5", "'2-5' is not a count"),
+        (2.5, "2.5 is not a count"),
+        ("..3", "'..3' is not a count"),
+    ],
+)
+def test_bad_times_are_named(value, message):
+    with pytest.raises(FieldError) as error:
+        parse_times(value, "targets[0].steps[1].repeat")
+    assert error.value.path == "targets[0].steps[1].repeat"
+    assert error.value.problem.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("loops", "message"),
+    [
+        ((Loop(0, 1, (1, 1)), Loop(1, 2, (1, 1))), "loops cannot nest or overlap"),
+        ((Loop(0, 2, (1, 1)), Loop(1, 1, (1, 1))), "loops cannot nest or overlap"),
+        ((Loop(2, 3, (1, 1)),), "loops cannot nest or overlap"),  # past the last step
+    ],
+)
+def test_loops_that_overlap_are_refused(loops, message):
+    with pytest.raises(FieldError, match=message):
+        Journey(steps_of((1, 1), (1, 1), (1, 1)), loops=loops)
+
+
+def test_a_loop_and_a_repeat_are_checked_when_built():
+    with pytest.raises(FieldError, match="a loop holds at least one step"):
+        Loop(2, 1, (1, 1))
+    with pytest.raises(FieldError, match=re.escape("loop: 0..0: at least 1")):
+        Loop(0, 0, (0, 0))
+    with pytest.raises(FieldError, match=re.escape("repeat: 3..2")):
+        Step("s", text(f"{URL}/"), repeat=(3, 2))

@@ -4,6 +4,7 @@ carried over, think times, expectations, and what a failed or cut session record
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -21,7 +22,15 @@ from waits import wait_for
 from blastradius.targets.runtime import new_event_loop
 from blastradius.targets.spec import Fixed
 from blastradius.workers.generator import ClosedLoop, Generator, Share, run_share
-from blastradius.workers.journey import Capture, Expect, Journey, Step, TestData, compile_text
+from blastradius.workers.journey import (
+    Capture,
+    Expect,
+    Journey,
+    Loop,
+    Step,
+    TestData,
+    compile_text,
+)
 from blastradius.workers.schedule import Schedule
 
 S = 1_000_000_000
@@ -347,3 +356,22 @@ def test_cycled_rows_are_used_again(shop):
     done = run_generators(journey, arrivals=30)
     assert len(done) == 30
     assert done["ok"].sum() == 10 and (done.loc[~done["ok"], "status"] == 409).all()
+
+
+def test_repeated_and_looped_steps_are_rows_of_their_own_and_a_failure_skips_the_rest(shop):
+    login, items, pay = shop_journey(shop)
+    # Log in, then list the items three times over, then pay twice (a loop of one step).
+    journey = Journey(
+        (login, dataclasses.replace(items, repeat=(3, 3)), pay),
+        loops=(Loop(2, 2, (2, 2)),),
+    )
+    rows = run(journey, rate=4, seconds=1)
+    orders = rows.sort_values("seq").groupby("session")["step"].agg(list)
+    assert orders.to_dict() == {i: [0, 1, 1, 1, 2, 2] for i in range(4)}
+    assert rows["ok"].all()
+    # A failure part way: the rest of that session's order is skipped, row for row.
+    failing = dataclasses.replace(items, repeat=(3, 3), expect=Expect(json=(("$.user", "x"),)))
+    rows = run(Journey((login, failing, pay), loops=(Loop(2, 2, (2, 2)),)), rate=2, seconds=1)
+    for _, session in rows.sort_values("seq").groupby("session"):
+        assert session["step"].tolist() == [0, 1, 1, 1, 2, 2]
+        assert session["error"].tolist() == ["", "check", *["skipped"] * 4]

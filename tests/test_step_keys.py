@@ -11,7 +11,7 @@ import pytest
 from blastradius.cluster.request_keys import redacted
 from blastradius.cluster.scenario import parse_scenario, parse_target
 from blastradius.targets.spec import Fixed, Uniform
-from blastradius.workers.journey import Capture, Expect
+from blastradius.workers.journey import Capture, Expect, Loop
 
 URL = "http://127.0.0.1:8080"
 MS = 1_000_000
@@ -341,3 +341,51 @@ def test_test_data_must_be_a_file_that_fits_in_the_plan(tmp_path, monkeypatch):
         with_data(tmp_path, "big.csv", "user\n" + "x" * (4 << 20) + "\n")
     with pytest.raises(ValueError, match=re.escape("targets[0].data: expected a mapping")):
         parse_target({"name": "s", "data": "users.csv", "steps": [OK]}, "targets[0]", base=tmp_path)
+
+
+# --- repeats and loops ----------------------------------------------------------------
+
+
+def test_loops_and_repeats_read_into_the_journey():
+    steps = [
+        {"name": "login", "url": f"{URL}/login", "capture": {"token": {"json": "$.t"}}},
+        {
+            "loop": "2..4",
+            "steps": [
+                {"name": "list", "url": f"{URL}/items", "repeat": 2},
+                {"name": "view", "url": f"{URL}/items/${{token}}", "think": "10ms"},
+            ],
+        },
+        {"name": "pay", "url": f"{URL}/pay", "repeat": "1..2"},
+    ]
+    journey = parse_target({"name": "s", "steps": steps}, "targets[0]").journey
+    assert [s.name for s in journey.steps] == ["login", "list", "view", "pay"]
+    assert [s.repeat for s in journey.steps] == [(1, 1), (2, 2), (1, 1), (1, 2)]
+    assert journey.loops == (Loop(1, 2, (2, 4)),)
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([{**OK, "repeat": 0}], "targets[0].steps[0].repeat: 0..0: at least 1"),
+        ([{**OK, "repeat": "many"}], "targets[0].steps[0].repeat: 'many' is not a count"),
+        ([{"loop": 0, "steps": [OK]}], "targets[0].steps[0].loop: 0..0: at least 1"),
+        ([{"loop": 2}], "targets[0].steps[0].steps: expected a non-empty list of steps"),
+        ([{"loop": 2, "steps": []}], "targets[0].steps[0].steps: expected a non-empty list"),
+        ([{"loop": 2, "steps": [OK], "think": "1s"}], "targets[0].steps[0].think: unknown key"),
+        (
+            [OK, {"loop": 2, "steps": [OK, {"loop": 2, "steps": [OK]}]}],
+            "targets[0].steps[1].steps[1].loop: loops cannot nest",
+        ),
+        (
+            [{**OK, "name": "a"}, {"loop": 2, "steps": [{**OK, "name": "a"}]}],
+            "targets[0].steps[1].steps[0].name: 'a' names an earlier step",
+        ),
+        (
+            [OK, {"loop": 2, "steps": [{**OK, "headers": {"A": "${nope}"}}]}],
+            "targets[0].steps[1].steps[0].headers.A: ${nope} is neither",
+        ),
+    ],
+)
+def test_bad_loops_and_repeats_are_named_by_their_path(steps, message):
+    assert step_error(steps).startswith(message)

@@ -166,13 +166,14 @@ class Share:
 
 
 class _Session:
-    """One session under way: its index in the run, the step it is at (-1: over), the
-    values its steps captured, when its time is up (monotonic ns), its think timer."""
+    """One session under way: its index in the run, the steps it sends in turn
+    (``Journey.order``) and how far it is (``at``; past the end: over), the values its
+    steps captured, when its time is up (monotonic ns), its think timer."""
 
-    __slots__ = ("deadline", "index", "step", "timer", "values")
+    __slots__ = ("at", "deadline", "index", "order", "timer", "values")
 
-    def __init__(self, index: int, deadline: int | None) -> None:
-        self.index, self.deadline, self.step = index, deadline, 0
+    def __init__(self, index: int, order: tuple[int, ...], deadline: int | None) -> None:
+        self.index, self.order, self.deadline, self.at = index, order, deadline, 0
         self.values: dict[str, str] = {}
         self.timer: asyncio.TimerHandle | None = None
 
@@ -387,7 +388,8 @@ class Generator:
         except ValueError:  # a captured value cannot go on the wire (a line break, say)
             now = time.monotonic_ns()
             self._record(seq, endpoint, due, NULL_NS, now, 0, Ending.UNSENDABLE, 0, session=session)
-            self._skip_rest(session, endpoint + 1, now)
+            session.at += 1
+            self._skip_rest(session, now)
             return
         self._in_flight += 1
         self._client.send(request, (seq, endpoint, due, time.monotonic_ns(), session))
@@ -417,7 +419,8 @@ class Generator:
         if journey.sessions(index + 1) <= index:
             return False
         timeout = journey.timeout_ns
-        session = _Session(index, None if timeout is None else due + timeout)
+        order = journey.order(index, self.share.seed)
+        session = _Session(index, order, None if timeout is None else due + timeout)
         if journey.data is not None:
             session.values = journey.data.values(index, self.share.seed)
         self._step(session, due)
@@ -427,13 +430,13 @@ class Generator:
         """Send the session's current step, due at ``due``, unless its time is up or the
         generator was stopped."""
         if self._stop_requested:
-            self._skip_rest(session, session.step, max(due, time.monotonic_ns()))
+            self._skip_rest(session, max(due, time.monotonic_ns()))
             return
         if session.deadline is not None and due > session.deadline:
-            self._skip_rest(session, session.step, session.deadline)
+            self._skip_rest(session, session.deadline)
             return
         seq, self._seq = self._seq, self._seq + 1
-        self._submit(seq, session.step, due, session)
+        self._submit(seq, session.order[session.at], due, session)
 
     def _on_step_done(
         self,
@@ -463,19 +466,18 @@ class Generator:
             seq, index, due, sent, now, status, ending, nbytes, status_ok, failure, session
         )
         self._in_flight -= 1
+        session.at += 1
         if error:
-            self._skip_rest(session, index + 1, now)
+            self._skip_rest(session, now)
         else:
             self._next(session, now)
         self._release()
 
     def _next(self, session: _Session, ended: int) -> None:
         """After a step ended ok: the next one, due after its think time."""
-        session.step += 1
-        steps = cast(Journey, self._journey).steps
-        if session.step == len(steps):
+        if session.at == len(session.order):
             return
-        think = steps[session.step].think
+        think = cast(Journey, self._journey).steps[session.order[session.at]].think
         due = ended + (0 if think is None else think.sample_ns(self._think_rng))
         if due <= ended:
             self._step(session, due)
@@ -497,12 +499,12 @@ class Generator:
         else:
             self._step(session, due)
 
-    def _skip_rest(self, session: _Session, first: int, at: int) -> None:
-        """Record the session's steps from ``first`` on as never sent (``skipped``) at ``at``."""
-        for index in range(first, len(cast(Journey, self._journey).steps)):
+    def _skip_rest(self, session: _Session, at: int) -> None:
+        """Record the session's steps not sent yet as never sent (``skipped``) at ``at``."""
+        for index in session.order[session.at :]:
             seq, self._seq = self._seq, self._seq + 1
             self._record(seq, index, at, NULL_NS, at, 0, Ending.SKIPPED, 0, session=session)
-        session.step = -1  # over
+        session.at = len(session.order)  # over
 
     # --- the waiting line ---------------------------------------------------------------
 
@@ -528,7 +530,8 @@ class Generator:
     ) -> None:
         self._record(seq, endpoint, due, NULL_NS, done, 0, Ending.NOT_SENT, 0, session=session)
         if session is not None:
-            self._skip_rest(session, endpoint + 1, done)
+            session.at += 1
+            self._skip_rest(session, done)
 
     def _record(
         self,
@@ -571,7 +574,7 @@ class Generator:
                     self._drop(seq, endpoint, due, now, session)
                 for thinking in list(self._thinking):
                     cast(asyncio.TimerHandle, thinking.timer).cancel()
-                    self._skip_rest(thinking, thinking.step, now)
+                    self._skip_rest(thinking, now)
                 self._thinking.clear()
             self._expire_waiting(time.monotonic_ns())
             await asyncio.sleep(0.01)

@@ -25,6 +25,7 @@ not so; the generator records that row as a ``check`` failure and ends the sessi
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -338,6 +339,7 @@ class Step:
     think: Latency | None = None  # None: at once
     captures: tuple[Capture, ...] = ()
     expect: Expect = Expect()
+    repeat: tuple[int, int] = (1, 1)  # sent this many times in a row (drawn per session)
     _fixed: PreparedRequest | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
@@ -346,6 +348,7 @@ class Step:
         names = [c.name for c in self.captures]
         if len(set(names)) != len(names):
             raise FieldError("capture", "a name is captured twice")
+        _check_times(self.repeat, "repeat")
         if not self.url.names and not self.body.names and not any(t.names for _, t in self.headers):
             object.__setattr__(self, "_fixed", self._prepare({}))
 
@@ -430,14 +433,54 @@ class TestData:
         return dict(zip(self.names, self.rows[self.row(session, seed)], strict=True))
 
 
+def _check_times(times: tuple[int, int], path: str) -> None:
+    low, high = times
+    if not 1 <= low <= high:
+        raise FieldError(path, f"{low}..{high}: at least 1, low to high")
+
+
+def parse_times(value: object, path: str) -> tuple[int, int]:
+    """How many times: ``3``, or ``"2..5"`` (drawn per session, each count as likely)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        times = (value, value)
+    else:
+        bounds = re.fullmatch(r"\s*(\d+)\s*\.\.\s*(\d+)\s*", str(value))
+        if bounds is None or isinstance(value, bool):
+            raise FieldError(path, f"{value!r} is not a count (3) or a range (2..5)")
+        times = (int(bounds.group(1)), int(bounds.group(2)))
+    _check_times(times, path)
+    return times
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """Steps ``first`` to ``last`` (indexes into the journey's steps) sent in turn,
+    ``times`` over (a range: drawn per session)."""
+
+    first: int
+    last: int
+    times: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.first <= self.last:
+            raise FieldError("loop", "a loop holds at least one step")
+        _check_times(self.times, "loop")
+
+
 @dataclass(frozen=True, slots=True)
 class Journey:
     """A session's steps in order, how long a session may take from its arrival (None:
-    as long as its steps take; no step starts after that), and its test data."""
+    as long as its steps take; no step starts after that), its test data, and the
+    loops over runs of its steps (loops do not nest or overlap).
+
+    ``order`` gives the steps one session sends, in turn: each step repeated, each loop
+    gone round, as many times as drawn for that session."""
 
     steps: tuple[Step, ...]
     timeout_ns: int | None = None
     data: TestData | None = None
+    loops: tuple[Loop, ...] = ()
+    _order: tuple[int, ...] | None = field(init=False, repr=False, compare=False, default=None)
 
     def sessions(self, arrivals: int) -> int:
         """How many of ``arrivals`` start a session: with unique rows, no more than the
@@ -453,3 +496,53 @@ class Journey:
             raise FieldError("steps[0].think", "the first step is due when its session arrives")
         if self.timeout_ns is not None and self.timeout_ns <= 0:
             raise FieldError("session_timeout", "must be positive")
+        end = -1
+        for loop in sorted(self.loops, key=lambda loop: loop.first):
+            if loop.first <= end or loop.last >= len(self.steps):
+                raise FieldError("steps", "loops cannot nest or overlap")
+            end = loop.last
+        if self.fixed:  # the same for every session: drawn once
+            object.__setattr__(self, "_order", self.order(0, 0))
+
+    @property
+    def fixed(self) -> bool:
+        """Whether every session sends the same steps (no range to draw)."""
+        times = [s.repeat for s in self.steps] + [loop.times for loop in self.loops]
+        return all(low == high for low, high in times)
+
+    def order(self, session: int, seed: int) -> tuple[int, ...]:
+        """The index of each step session ``session`` sends, in the order it sends them."""
+        if self._order is not None:
+            return self._order
+        draws = None if self.fixed else random.Random(f"{seed}/session/{session}")
+
+        def times(bounds: tuple[int, int]) -> int:
+            low, high = bounds
+            return low if draws is None else draws.randint(low, high)
+
+        def run(first: int, last: int) -> list[int]:
+            return [i for i in range(first, last + 1) for _ in range(times(self.steps[i].repeat))]
+
+        starts = {loop.first: loop for loop in self.loops}
+        order: list[int] = []
+        i = 0
+        while i < len(self.steps):
+            loop = starts.get(i)
+            if loop is None:
+                order += run(i, i)
+                i += 1
+            else:
+                for _ in range(times(loop.times)):
+                    order += run(loop.first, loop.last)
+                i = loop.last + 1
+        return tuple(order)
+
+    def mean_rows(self) -> float:
+        """The rows a session has on average (each step sent is one)."""
+        mean = lambda bounds: sum(bounds) / 2  # noqa: E731  (uniform counts)
+        inside = {i for loop in self.loops for i in range(loop.first, loop.last + 1)}
+        rows = sum(mean(s.repeat) for i, s in enumerate(self.steps) if i not in inside)
+        for loop in self.loops:
+            body = sum(mean(self.steps[i].repeat) for i in range(loop.first, loop.last + 1))
+            rows += mean(loop.times) * body
+        return rows
