@@ -471,6 +471,37 @@ def summaries(
     return finish_summaries(labels, counts, selection)
 
 
+def step_summaries(shards: Sequence[Shard], steps: int) -> list[dict | None]:
+    """SUMMARY of each step of a session target (its rows' ``step``: 0 to ``steps`` - 1)
+    over its shards, in two passes (count, then gather); None for a step without rows.
+    Rows of no session (``step`` null) are left out."""
+    counts, selection = start_summaries(steps)
+    for shard in shards:
+        for batch in _batches(shard, [*COUNTED, "step"]):
+            for g, part in _by_step(batch, steps):
+                count_batch(counts, selection, g, part)
+    for shard in shards:
+        for batch in _batches(shard, [*GATHERED, "step"]):
+            for g, part in _by_step(batch, steps):
+                gather_batch(selection, g, part)
+    figures = counts.figures(selection.finish())
+    return [s if s["requests"] else None for s in figures.summaries()]
+
+
+def _by_step(batch: pa.RecordBatch, steps: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    column = batch.column("step")
+    step = np.where(_valid(column), _numpy(column), -1)
+    for g in np.unique(step):
+        if 0 <= g < steps:
+            yield int(g), batch.filter(_mask(step == g))
+
+
+def _mask(selected: np.ndarray) -> pa.Array:
+    """A numpy array of bools as an Arrow one (``pa.array`` imports pandas)."""
+    bits = pa.py_buffer(np.packbits(selected, bitorder="little"))
+    return pa.Array.from_buffers(pa.bool_(), len(selected), [None, bits])
+
+
 def sample_shards(codes: Sequence[int]) -> list[int]:
     """The shards a summary guesses its wanted buckets from (``Selection.keep_near``),
     by index: of each series' shards (``codes``: each shard's series), one in

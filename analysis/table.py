@@ -47,10 +47,11 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def summary_table(summaries: dict[str, dict]) -> list[str]:
-    """One line per target: availability, goodput, latency percentiles, errors."""
+def summary_table(summaries: dict[str, dict], label: str = "target") -> list[str]:
+    """One line per target (or what ``label`` names): availability, goodput, latency
+    percentiles, errors."""
     columns = [
-        Column("target", 12, left=True),
+        Column(label, 12, left=True),
         *(Column(h, w) for h, w in (("requests", 10), ("ok", 10), ("avail", 9))),
         Column("goodput/s", 11),
         *(Column(h, 10) for h in ("p50 ms", "p99 ms", "p99.9 ms", "max ms")),

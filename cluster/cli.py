@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from blastradius.cluster.status import OBJECTIVES_NOT_MET, exit_code
 from blastradius.targets.spec import parse_duration_ns
-from blastradius.workers.run_record import RunStatus
+from blastradius.workers.run_record import RunRecord, RunStatus
 
 if TYPE_CHECKING:  # the CLI imports what a command needs when it runs
     from blastradius.analysis.load import Runs, Shard
@@ -556,6 +556,12 @@ def _print_analysis(path: str, summarize: Callable | None = None) -> bool:
     summaries = (summarize or scan.summaries)(shards, shard_series(runs), order)
     for line in summary_table(summaries):
         print(line)
+    if len(runs.manifests) == 1:
+        for target, steps in _step_summaries(runs.manifest, shards).items():
+            print()
+            print(f"{target}, by step:")
+            for line in summary_table(steps, label="step"):
+                print(line)
     met = True
     judged = slo.judge(runs, figures=_file_figures(shards)) if len(runs.manifests) == 1 else {}
     for verdicts in judged.values():
@@ -609,16 +615,39 @@ def _analysis(args: argparse.Namespace, summarize: Callable | None = None) -> No
     def target(shard: Shard) -> str:
         return shard.target
 
+    def targets(run: str) -> dict:
+        mine = [s for s in shards if s.run == run]
+        summaries = summarize(mine, target)
+        for name, steps in _step_summaries(runs.manifests[run], mine).items():
+            if name in summaries:
+                summaries[name]["steps"] = steps
+        return summaries
+
     if len(runs.manifests) == 1:
-        document = {"targets": summarize(shards, target)}
+        document = {"targets": targets(next(iter(runs.manifests)))}
     else:
-        document = {
-            "runs": {
-                run: {"targets": summarize([s for s in shards if s.run == run], target)}
-                for run in sorted({shard.run for shard in shards})
-            }
-        }
+        order = sorted({shard.run for shard in shards})
+        document = {"runs": {run: {"targets": targets(run)} for run in order}}
     print(json.dumps(document, indent=2))
+
+
+def _step_summaries(manifest: RunRecord, shards: list[Shard]) -> dict[str, dict[str, dict]]:
+    """Each session target's summary per step (run.json names its steps), for one run;
+    steps without rows are left out."""
+    from blastradius.analysis import scan
+
+    found = {}
+    for name, block in manifest.targets.items():
+        if not block.steps:
+            continue
+        mine = [shard for shard in shards if shard.target == name]
+        summaries = scan.step_summaries(mine, len(block.steps))
+        found[name] = {
+            f"{i} {step}": summary
+            for i, (step, summary) in enumerate(zip(block.steps, summaries, strict=True))
+            if summary is not None
+        }
+    return found
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -10,7 +10,13 @@ import pytest
 from blastradius.analysis import load, summary
 from blastradius.analysis import timeline as stats_timeline
 from blastradius.analysis.load import locate
-from blastradius.analysis.scan import readable, sample_shards, summaries, timeline
+from blastradius.analysis.scan import (
+    readable,
+    sample_shards,
+    step_summaries,
+    summaries,
+    timeline,
+)
 from blastradius.analysis.select import CHUNK, Selection, buckets
 from blastradius.workers.kinds import ERROR_KINDS
 from blastradius.workers.layout import shard_dir, shard_name
@@ -22,10 +28,13 @@ T0 = 1_790_000_000_000_000_000
 CODES = list(range(len(ERROR_KINDS)))
 
 
-def write_run(run_dir, rng: np.random.Generator, targets: dict[str, int]) -> None:
+def write_run(
+    run_dir, rng: np.random.Generator, targets: dict[str, int], sessions: bool = False
+) -> None:
     """A run whose targets have the given numbers of rows, over three generators and
     shards of random sizes: failures of every kind, unsent requests, latencies from
-    microseconds to seconds (ties included), one generator lagging past 10 ms."""
+    microseconds to seconds (ties included), one generator lagging past 10 ms. With
+    ``sessions``, rows are sessions' steps (step: the endpoint, 0 to 3)."""
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps({"run_id": run_dir.name, "status": "completed"}))
     for target, n in targets.items():
@@ -36,7 +45,7 @@ def write_run(run_dir, rng: np.random.Generator, targets: dict[str, int]) -> Non
         service = np.round(rng.lognormal(np.log(20 * MS), 1.5, n), -4).astype(np.int64)
         error = np.where(rng.random(n) < 0.1, rng.choice(CODES, n), 0)
         status = np.where(error == 0, 200, 0)
-        buffers = {w: RowBuffer(worker=w, node="n") for w in range(3)}
+        buffers = {w: RowBuffer(worker=w, node="n", sessions=sessions) for w in range(3)}
         cuts = sorted(rng.integers(0, n, 4).tolist())
         for i in range(n):
             done = intended[i] + S if sent[i] == NULL_NS else sent[i] + service[i]
@@ -49,13 +58,14 @@ def write_run(run_dir, rng: np.random.Generator, targets: dict[str, int]) -> Non
                 int(status[i]),
                 int(error[i]),
                 2,
+                i // 4,
             )
             if i in cuts or i == n - 1:
                 for w, buffer in buffers.items():
                     shard = buffer.close()
                     if shard is not None:
                         write_shard([shard], shard_dir(str(run_dir), target), shard_name(w, i))
-                    buffers[w] = RowBuffer(worker=w, node="n")
+                    buffers[w] = RowBuffer(worker=w, node="n", sessions=sessions)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -351,3 +361,17 @@ def test_a_cell_the_sample_did_not_see_is_missing_whole():
     selection.gather(0, {"v": (values, np.ones(1000, bool))})  # the sample, read again
     selection.gather(1, {"v": (values * 7, np.ones(1000, bool))}, missing=True)
     assert selection.finish()["v"][:, 0].tolist() == [500.0, 3500.0]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_session_targets_step_summaries_equal_those_of_its_loaded_rows(tmp_path, seed):
+    write_run(tmp_path / "run", np.random.default_rng(seed), {"a": 2000}, sessions=True)
+    _, shards = locate(str(tmp_path / "run"))
+    rows = load(str(tmp_path / "run")).rows
+    loaded = summary(rows, by="step")
+    # Four steps with rows, a fifth without: None.
+    assert step_summaries(shards, 5) == [loaded[0], loaded[1], loaded[2], loaded[3], None]
+    # A target of no session has no step in its rows.
+    write_run(tmp_path / "plain", np.random.default_rng(seed), {"b": 100})
+    _, plain = locate(str(tmp_path / "plain"))
+    assert step_summaries(plain, 2) == [None, None]

@@ -19,6 +19,8 @@ import yaml
 from real_servers import uvicorn_shop
 from waits import wait_for
 
+from blastradius import analysis
+from blastradius.analysis.stats import summary
 from blastradius.targets.runtime import new_event_loop
 from blastradius.targets.spec import Fixed
 from blastradius.workers.generator import ClosedLoop, Generator, Share, run_share
@@ -309,7 +311,27 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
         text=True,
         timeout=120,
     )
-    assert json.loads(analyzed.stdout)["targets"]["shop"]["ok"] == 45
+    shop_figures = json.loads(analyzed.stdout)["targets"]["shop"]
+    assert shop_figures["ok"] == 45
+    # By step, named as run.json names them, and exact: as the loaded rows give them.
+    by_step = shop_figures["steps"]
+    assert list(by_step) == ["0 login", "1 items", "2 pay"]
+    loaded = summary(analysis.load(str(run_dir)).rows, by="step")
+    assert [by_step[name] for name in by_step] == [loaded[i] for i in range(3)]
+    assert all(figures["ok"] == 15 for figures in by_step.values())
+    text = subprocess.run(
+        [sys.executable, "-m", "blastradius.cluster", "analyze", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert "shop, by step:" in text
+    steps_table = text.split("shop, by step:")[1].splitlines()
+    assert [line.split()[:4] for line in steps_table[2:5]] == [
+        ["0", "login", "15", "15"],
+        ["1", "items", "15", "15"],
+        ["2", "pay", "15", "15"],
+    ]
 
 
 def login_once(shop: str, data: TestData) -> Journey:
