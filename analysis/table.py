@@ -73,8 +73,9 @@ def summary_table(summaries: dict[str, dict], label: str = "target") -> list[str
 
 
 def warnings(runs: Runs, summaries: dict[str, dict]) -> list[str]:
-    """Saturated generators, lost generators and their missing windows, runs that did not
-    complete (and why; a run still ``running`` is one whose driver died), skipped files."""
+    """Saturated generators, a session target's failed checks (the most frequent), lost
+    generators and their missing windows, runs that did not complete (and why; a run
+    still ``running`` is one whose driver died), skipped files."""
     lines = [
         f"warning: {name}: a generator's send lag p99 passed 10 ms; these numbers "
         "describe the generator as much as the target"
@@ -83,6 +84,15 @@ def warnings(runs: Runs, summaries: dict[str, dict]) -> list[str]:
     ]
     for manifest in runs.manifests.values():
         for name, block in manifest.targets.items():
+            checks: dict[str, int] = {}
+            for g in block.generators:
+                for check, n in (g.checks or {}).items():
+                    checks[check] = checks.get(check, 0) + n
+            if checks:
+                worst = sorted(checks.items(), key=lambda item: (-item[1], item[0]))
+                listed = "; ".join(f"{check} ({n})" for check, n in worst[:5])
+                more = f"; {len(worst) - 5} more in run.json" if len(worst) > 5 else ""
+                lines.append(f"warning: {name}: failed checks: {listed}{more}")
             for g in block.generators:
                 if g.gone:
                     missing = g.missing or Missing(None, None)

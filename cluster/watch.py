@@ -111,6 +111,7 @@ class Watch:
                 ok=summary.ok,
                 errors=dict(summary.errors),
                 send_lag_p99_ms=summary.send_lag_p99_ms,
+                checks=dict(summary.checks) or None,
             )
             self.finals[worker] = summary
         self.manifest.set_target(self.name, self.manifest.target(self.name).with_generator(entry))

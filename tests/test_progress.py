@@ -40,6 +40,7 @@ def summary(counts=(0, 0, 0, {}), **given):
 
     fields = {"worker": 0, "target": "t", "node": "n", "send_lag_p99_ms": None}
     fields |= {"closed_loop": False, "started_ns": None, "ended_ns": None, "stopped": False}
+    fields |= {"checks": {}}
     return Summary(*counts, **(fields | given))
 
 

@@ -20,6 +20,7 @@ from blastradius.analysis.load import load
 from blastradius.workers.run_record import (
     FORMAT,
     Aborted,
+    DataWritten,
     FaultMark,
     GeneratorEnd,
     GeneratorState,
@@ -134,7 +135,9 @@ def everything() -> RunRecord:
         error="the actor died",
         missing=Missing("2026-12-06T10:00:00.000+00:00", None),
     )
-    done = GeneratorEnd(0, "node-a", GeneratorState.COMPLETED, 10, 9, {"timeout": 1}, 0.5)
+    done = GeneratorEnd(
+        0, "node-a", GeneratorState.COMPLETED, 10, 9, {"timeout": 1}, 0.5, checks={"a: b": 2}
+    )
     block = TargetBlock(
         generators=(done, lost),
         urls=("http://h/a",),
@@ -147,6 +150,8 @@ def everything() -> RunRecord:
         faults=(FaultMark(1.5, "all endpoints: latency 2s"),),
         aborted=Aborted("a", "why"),
         proxies={"p": ProxyCounts((RouteCounts("GET /", 5, 1, 1, 1, 1, 1),), 2, 3)},
+        steps=("login", "pay"),
+        data=DataWritten(10, "unique", 20, 10),
     )
     return RunRecord(
         "run-1",
@@ -358,3 +363,22 @@ def test_a_template_is_written_down_with_its_secrets_left_out():
     )
     assert RequestWritten.from_json({"url": "u"}) == RequestWritten("u", "GET", (), 0, None)
     assert TlsWritten.from_json({}) == TlsWritten(True, False, False)
+
+
+def test_a_session_targets_failed_checks_are_a_warning_most_frequent_first():
+    from blastradius.analysis.load import Runs
+    from blastradius.analysis.table import warnings
+
+    def ended(worker: int, checks: dict[str, int]) -> GeneratorEnd:
+        state = GeneratorState.COMPLETED
+        return GeneratorEnd(worker, "n", state, 1, 1, {}, 0.1, checks=checks)
+
+    few = {"login: capture token": 3, "pay: expect status: got 409": 1}
+    more = {"login: capture token": 2, **{f"s{i}: expect body": 1 for i in range(5)}}
+    block = TargetBlock(generators=(ended(0, few), ended(1, more)))
+    record = RunRecord("r", RunStatus.COMPLETED, targets={"shop": block, "plain": TargetBlock()})
+    assert warnings(Runs(None, {"r": record}), {}) == [
+        "warning: shop: failed checks: login: capture token (5); "
+        "pay: expect status: got 409 (1); s0: expect body (1); s1: expect body (1); "
+        "s2: expect body (1); 2 more in run.json"
+    ]

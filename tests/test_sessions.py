@@ -97,11 +97,16 @@ def shop_journey(url: str, user: str = "ann", think_ms: int = 0, **login) -> tup
 
 
 def run(journey: Journey, rate: float, seconds: float) -> pd.DataFrame:
+    return run_summarised(journey, rate, seconds)[1]
+
+
+def run_summarised(journey: Journey, rate: float, seconds: float):
+    """The generator's summary and its rows (by ``seq``)."""
     schedule = Schedule.constant_rate(rate, duration_ns=int(seconds * S))
     share = Share("shop", (), schedule, timeout_ns=5 * S, journey=journey)
     batches: list[pa.RecordBatch] = []
-    run_share(share, batches.append)
-    return pa.Table.from_batches(batches).to_pandas().sort_values("seq")
+    summary = run_share(share, batches.append)
+    return summary, pa.Table.from_batches(batches).to_pandas().sort_values("seq")
 
 
 def test_sessions_carry_captured_values_from_step_to_step(shop):
@@ -132,18 +137,32 @@ def test_a_step_is_due_when_the_last_ended_plus_its_think_time(shop):
 
 
 @pytest.mark.parametrize(
-    ("login", "first_error", "status"),
+    ("login", "first_error", "status", "checks"),
     [
-        # An expectation that does not hold is a check failure of that step.
-        ({"expect": Expect(json=(("$.token", "nope"),))}, "check", 200),
+        # An expectation that does not hold is a check failure of that step, counted
+        # under the check's name (not what the response held).
+        (
+            {"expect": Expect(json=(("$.token", "nope"),))},
+            "check",
+            200,
+            {"login: expect json $.token": 5},
+        ),
         # So is a capture that finds nothing.
-        ({"captures": (Capture("token", "json", "$.absent"),)}, "check", 200),
+        (
+            {"captures": (Capture("token", "json", "$.absent"),)},
+            "check",
+            200,
+            {"login: capture token": 5},
+        ),
         # A status the step does not expect is http, whatever its captures.
-        ({"expect": Expect(statuses=((201, 201),))}, "http", 200),
+        ({"expect": Expect(statuses=((201, 201),))}, "http", 200, {}),
     ],
 )
-def test_a_failed_step_ends_its_session_and_the_rest_are_skipped(shop, login, first_error, status):
-    rows = run(Journey(shop_journey(shop, **login)), rate=5, seconds=1)
+def test_a_failed_step_ends_its_session_and_the_rest_are_skipped(
+    shop, login, first_error, status, checks
+):
+    summary, rows = run_summarised(Journey(shop_journey(shop, **login)), rate=5, seconds=1)
+    assert summary.checks == checks
     assert len(rows) == 15
     first = rows[rows["endpoint"] == 0]
     assert (first["error"] == first_error).all() and (first["status"] == status).all()
@@ -174,7 +193,8 @@ def test_an_expected_error_status_is_ok(shop):
 
 def test_a_captured_value_that_cannot_go_on_the_wire_is_a_check_failure(shop):
     # The server's token holds a line break: in a header it would split the request.
-    rows = run(Journey(shop_journey(shop, user="broken")), rate=2, seconds=1)
+    summary, rows = run_summarised(Journey(shop_journey(shop, user="broken")), rate=2, seconds=1)
+    assert summary.checks == {"items: a value cannot go on the wire": 2}
     login, items, pay = (rows[rows["endpoint"] == i] for i in range(3))
     assert login["ok"].all()
     assert (items["error"] == "check").all() and items["sent_ns"].isna().all()

@@ -56,9 +56,9 @@ import pyarrow.parquet as pq
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 from blastradius.workers import schedule
 from blastradius.workers.client import HttpClient, Kept, PreparedRequest
-from blastradius.workers.journey import Journey, Response
+from blastradius.workers.journey import Journey, Response, check_name
 from blastradius.workers.messages import BATCH_INTERVAL_NS, Progress, Summary
-from blastradius.workers.outcome import Ending, classify
+from blastradius.workers.outcome import CHECK, Ending, classify
 from blastradius.workers.progress import Counters
 from blastradius.workers.record import NULL_NS, SCHEMA, RowBuffer
 from blastradius.workers.schedule import Schedule
@@ -75,6 +75,8 @@ _INTERRUPTIBLE_SLEEP_S = 0.05
 _TICK_NS = 1_000_000
 _WRITER_NICE = 10  # the writer thread's niceness above the sending loop's
 _WARM_TIMEOUT_S = 5.0
+_CHECKS_KEPT = 50  # distinct failed checks counted by name; the rest together
+_OTHER_CHECKS = "(other checks)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ class Generator:
         self._thinking: set[_Session] = set()  # sessions waiting out a think time
         self._think_rng = random.Random(f"{share.seed}/{share.worker}")
         self._seq = 0  # the next step row's sequence number
+        self._checks: dict[str, int] = {}  # failed checks, "step: check" -> times
         self._in_flight = 0
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -249,6 +252,7 @@ class Generator:
             started_ns=self._epoch(self._start_mono),
             ended_ns=self._ended_ns,
             stopped=self._stop_requested,
+            checks=dict(self._checks),
         )
 
     # --- the run ------------------------------------------------------------------------
@@ -387,6 +391,7 @@ class Generator:
             request = cast(Journey, self._journey).steps[endpoint].request(session.values)
         except ValueError:  # a captured value cannot go on the wire (a line break, say)
             now = time.monotonic_ns()
+            self._failed_check(endpoint, "a value cannot go on the wire")
             self._record(seq, endpoint, due, NULL_NS, now, 0, Ending.UNSENDABLE, 0, session=session)
             session.at += 1
             self._skip_rest(session, now)
@@ -449,22 +454,26 @@ class Generator:
         seq, index, due, sent, session = context
         now = time.monotonic_ns()
         step = cast(Journey, self._journey).steps[index]
-        status_ok, failure = None, False
+        status_ok, failure = None, None
         if ending == Ending.RESPONSE:
             status_ok = step.expect.status_ok(status)
             if status_ok and kept is not None:
                 response = Response(status, *kept)
-                failure = step.expect.failure(response) is not None
+                failure = step.expect.failure(response)
                 for capture in step.captures:
-                    if failure:
+                    if failure is not None:
                         break
                     value = capture.take(response)
-                    failure = value is None
-                    if value is not None:
+                    if value is None:
+                        failure = capture.missing()
+                    else:
                         session.values[capture.name] = value
+        checked = failure is not None
         error = self._record(
-            seq, index, due, sent, now, status, ending, nbytes, status_ok, failure, session
+            seq, index, due, sent, now, status, ending, nbytes, status_ok, checked, session
         )
+        if checked and error == CHECK:  # not when a late response made it a timeout
+            self._failed_check(index, check_name(cast(str, failure)))
         self._in_flight -= 1
         session.at += 1
         if error:
@@ -498,6 +507,12 @@ class Generator:
             self._think(session, due)
         else:
             self._step(session, due)
+
+    def _failed_check(self, index: int, check: str) -> None:
+        name = f"{cast(Journey, self._journey).steps[index].name}: {check}"
+        if name not in self._checks and len(self._checks) >= _CHECKS_KEPT:
+            name = _OTHER_CHECKS
+        self._checks[name] = self._checks.get(name, 0) + 1
 
     def _skip_rest(self, session: _Session, at: int) -> None:
         """Record the session's steps not sent yet as never sent (``skipped``) at ``at``."""

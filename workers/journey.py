@@ -311,6 +311,14 @@ class Expect:
         return None
 
 
+def check_name(failure: str) -> str:
+    """What a failed check is counted under: the check, not what the response held
+    (``expect json $.user``, ``capture token``), but for a status, the status."""
+    if failure.startswith("expect status"):
+        return failure
+    return failure.partition(": ")[0]
+
+
 def _same_json(a: object, b: object) -> bool:
     # JSON has one number type: 1 and 1.0 are equal, but true is not 1, at any depth.
     if isinstance(a, bool) or isinstance(b, bool):

@@ -76,3 +76,4 @@ class Summary(Counts):
     started_ns: int | None
     ended_ns: int | None
     stopped: bool  # it was asked to stop before its schedule's end
+    checks: Mapping[str, int]  # a session target's failed checks: "step: check" -> times

@@ -98,6 +98,7 @@ class GeneratorEnd:
     lost_at_ns: int | None = None
     error: str | None = None
     missing: Missing | None = None
+    checks: Mapping[str, int] | None = None  # a session target's failed checks, by name
 
     @property
     def gone(self) -> bool:
@@ -124,6 +125,7 @@ class GeneratorEnd:
                 "lost_at_ns": self.lost_at_ns,
                 "error": self.error,
                 "missing": None if self.missing is None else self.missing.to_json(),
+                "checks": dict(self.checks) if self.checks else None,
             }
         )
 
@@ -143,6 +145,7 @@ class GeneratorEnd:
             lost_at_ns=document.get("lost_at_ns"),
             error=document.get("error"),
             missing=None if missing is None else Missing.from_json(missing),
+            checks=None if document.get("checks") is None else _counts(document["checks"]),
         )
 
 
