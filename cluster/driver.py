@@ -232,7 +232,7 @@ class _Execution:
         if journey is not None:  # its steps' URLs as the scenario has them, ${...} kept
             urls = tuple(redact_url(s.url.written) for s in journey.steps)
             data = self.plan.data(step)
-            steps = tuple(s.name for s in journey.steps)
+            steps = tuple(s.name for s in journey.steps) or None  # a flow's are its own
             self.manifest.update_target(step.name, steps=steps, data=data)
             if data is not None and data.sessions < data.arrivals:
                 self.log(

@@ -125,12 +125,14 @@ class RunPlan:
     def planned_requests(self, step: Step) -> int | None:
         """A target's request count (exact: Poisson times are seeded), None for a closed
         loop; for a session target, its rows: a row per step each session sends (on
-        average, where repeats or loops are drawn per session)."""
+        average, where repeats or loops are drawn per session; None for a python flow)."""
         shape = self.shape(step)
         if isinstance(shape, ClosedLoop):
             return None
-        arrivals = sum(len(offsets) for offsets in intended_offsets(shape))
         journey = step.target.journey
+        if journey is not None and journey.flow is not None:
+            return None  # a python flow's rows are its own to decide
+        arrivals = sum(len(offsets) for offsets in intended_offsets(shape))
         return arrivals if journey is None else round(arrivals * journey.mean_rows())
 
     def end_ns(self, start_ns: int, step: Step) -> int | None:

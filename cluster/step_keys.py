@@ -19,6 +19,9 @@
           steps:
             - {name: view, url: "http://127.0.0.1:8080/items/7", repeat: 1..3}
 
+Or ``steps: {python: "flows.py:checkout"}``: a session written in Python
+(``workers/flows.py``), its module read and loaded now.
+
 A step takes everything a request does (``method``, ``headers``, ``body``, ``json``,
 ``body_file``; the target's ``tls``), and ``${name}`` of a value an earlier step
 captured in its URL, headers and body, and ``${row.COLUMN}`` of the session's row of
@@ -40,6 +43,7 @@ from blastradius.cluster.request_keys import Files
 from blastradius.targets.fields import Fields, kind_of, read_duration, text
 from blastradius.targets.spec import Latency, parse_latency_value
 from blastradius.targets.validation import FieldError
+from blastradius.workers.flows import Flow
 from blastradius.workers.journey import (
     Capture,
     Expect,
@@ -62,11 +66,17 @@ def parse_journey(fields: Fields, files: Files) -> Journey:
     """A session target's ``steps`` (each a step, or a ``loop`` over steps),
     ``session_timeout`` and ``data``."""
     listed = fields.get("steps")
-    if not isinstance(listed, list) or not listed:
-        raise FieldError(fields.at("steps"), "expected a non-empty list of steps")
-    env = os.environ if files.env is None else files.env
     data = fields.get("data")
     data = None if data is None else parse_data(data, fields.at("data"), files)
+    timeout = fields.get("session_timeout")
+    timeout_ns = None if timeout is None else read_duration(timeout, fields.at("session_timeout"))
+    if isinstance(listed, Mapping):
+        return Journey((), timeout_ns, data, flow=parse_flow(listed, fields.at("steps"), files))
+    if not isinstance(listed, list) or not listed:
+        raise FieldError(
+            fields.at("steps"), "expected a non-empty list of steps, or {python: FILE:FUNCTION}"
+        )
+    env = os.environ if files.env is None else files.env
     known: set[str] = set() if data is None else set(data.names)
     steps: list[Step] = []
     paths: list[str] = []  # each step's path, for messages
@@ -100,12 +110,30 @@ def parse_journey(fields: Fields, files: Files) -> Journey:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise FieldError(f"{paths[i]}.name", f"{name!r} names an earlier step")
-    timeout = fields.get("session_timeout")
-    timeout_ns = None if timeout is None else read_duration(timeout, fields.at("session_timeout"))
     try:
         return Journey(tuple(steps), timeout_ns, data, tuple(loops))
     except FieldError as exc:
         raise exc.within(fields.path) from None
+
+
+def parse_flow(value: object, at: str, files: Files) -> Flow:
+    """``{python: "flows.py:checkout"}``: the module (read now, relative to the scenario)
+    and its ``async def checkout(session, row)``, loaded now to be sure it can be."""
+    fields = Fields(value, at)
+    spelled = text(fields.get("python"), fields.at("python"))
+    fields.done()
+    filename, colon, function = spelled.rpartition(":")
+    if not colon or not filename or not function.isidentifier():
+        raise FieldError(fields.at("python"), f"{spelled!r}: give FILE.py:FUNCTION")
+    source = files.read(filename, fields.at("python"))
+    try:
+        flow = Flow(filename, source.decode("utf-8"), function)
+        flow.load()
+    except UnicodeDecodeError:
+        raise FieldError(fields.at("python"), f"{filename}: not UTF-8 text") from None
+    except FieldError as exc:
+        raise exc.within(fields.at("python")) from None
+    return flow
 
 
 def parse_data(value: object, at: str, files: Files) -> TestData:

@@ -29,6 +29,7 @@ from blastradius.workers.record import ERROR_KINDS
         (Ending.NOT_SENT, 0, True, "dropped"),
         (Ending.SKIPPED, 0, False, "skipped"),
         (Ending.UNSENDABLE, 0, False, "check"),
+        (Ending.FLOW_RAISED, 0, False, "check"),
     ],
 )
 def test_every_ending_has_one_kind(ending, status, late, kind):

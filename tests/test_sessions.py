@@ -295,9 +295,20 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
                         "expect": {"status": 200, "json": {"$.paid": 7}},
                     },
                 ],
-            }
+            },
+            # The same journey written in Python: its module travels in the plan.
+            {"name": "flow", "steps": {"python": "flows.py:checkout"}},
         ],
     }
+    (tmp_path / "flows.py").write_text(
+        f"BASE = {shop!r}\n\n"
+        "async def checkout(session, row):\n"
+        "    login = await session.post(f'{BASE}/login', json={'user': 'ann'})\n"
+        "    auth = {'Authorization': 'Bearer ' + login.json()['token']}\n"
+        "    items = await session.get(f'{BASE}/items', headers=auth)\n"
+        "    cart = {'cart': items.header('X-Cart')}\n"
+        "    await session.post(f'{BASE}/pay/7', headers=auth, json=cart)\n"
+    )
     path = tmp_path / "sessions.yaml"
     path.write_text(yaml.safe_dump(scenario))
     command = [sys.executable, "-m", "blastradius.cluster", "run", str(path)]
@@ -308,7 +319,12 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     # 20 arrivals, 15 users who may each log in once: 15 sessions of 3 steps.
     assert "shop: its 15 rows of unique test data end the load after 15 of 20" in result.stdout
-    rows = pd.read_parquet(run_dir / "requests")
+    flowed = pd.read_parquet(run_dir / "requests" / "target=flow")
+    assert len(flowed) == 60 and flowed["ok"].all(), flowed["error"].value_counts()
+    assert flowed.groupby("session")["step"].agg(sorted).to_dict() == {
+        i: [0, 1, 2] for i in range(20)
+    }
+    rows = pd.read_parquet(run_dir / "requests" / "target=shop")
     assert len(rows) == 45 and rows["ok"].all(), rows["error"].value_counts()
     assert rows.groupby("endpoint").size().to_dict() == {0: 15, 1: 15, 2: 15}
     assert set(rows["worker"]) == {0, 1}
@@ -323,6 +339,8 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
     assert target["urls"] == [f"{shop}/login?once", f"{shop}/items", f"{shop}/pay/${{item}}"]
     assert target["data"] == {"rows": 15, "pick": "unique", "arrivals": 20, "sessions": 15}
     assert manifest["totals"]["shop"] == {"requests": 45, "ok": 45, "errors": {}}
+    assert manifest["totals"]["flow"] == {"requests": 60, "ok": 60, "errors": {}}
+    assert "steps" not in manifest["targets"]["flow"]  # a flow's steps are its own
     written = manifest["scenario"]["targets"][0]["steps"][1]["headers"]
     assert written == {"Authorization": "<redacted>"}
     analyzed = subprocess.run(
@@ -336,7 +354,7 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
     # By step, named as run.json names them, and exact: as the loaded rows give them.
     by_step = shop_figures["steps"]
     assert list(by_step) == ["0 login", "1 items", "2 pay"]
-    loaded = summary(analysis.load(str(run_dir)).rows, by="step")
+    loaded = summary(analysis.load(str(run_dir), targets=["shop"]).rows, by="step")
     assert [by_step[name] for name in by_step] == [loaded[i] for i in range(3)]
     assert all(figures["ok"] == 15 for figures in by_step.values())
     text = subprocess.run(

@@ -56,14 +56,15 @@ import pyarrow.parquet as pq
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 from blastradius.workers import schedule
 from blastradius.workers.client import HttpClient, Kept, PreparedRequest
-from blastradius.workers.journey import Journey, Response, check_name
+from blastradius.workers.flows import FlowResponse, FlowSession, SessionOver
+from blastradius.workers.journey import ROW, Journey, Response, check_name
 from blastradius.workers.messages import BATCH_INTERVAL_NS, Progress, Summary
 from blastradius.workers.outcome import CHECK, Ending, classify
 from blastradius.workers.progress import Counters
-from blastradius.workers.record import NULL_NS, SCHEMA, RowBuffer
+from blastradius.workers.record import ERROR_KINDS, NULL_NS, SCHEMA, RowBuffer
 from blastradius.workers.schedule import Schedule
 from blastradius.workers.shards import WRITE_OPTIONS
-from blastradius.workers.template import RequestTemplate, Tls, pick, weights_of
+from blastradius.workers.template import RequestTemplate, Tls, check_header, pick, weights_of
 
 # Takes each closed batch on a writer thread; may return an awaitable (a write still under
 # way elsewhere) that the generator awaits before handing over the next batch.
@@ -172,12 +173,15 @@ class _Session:
     (``Journey.order``) and how far it is (``at``; past the end: over), the values its
     steps captured, when its time is up (monotonic ns), its think timer."""
 
-    __slots__ = ("at", "deadline", "index", "order", "timer", "values")
+    __slots__ = ("answer", "at", "deadline", "index", "order", "request", "timer", "values")
 
     def __init__(self, index: int, order: tuple[int, ...], deadline: int | None) -> None:
         self.index, self.order, self.deadline, self.at = index, order, deadline, 0
         self.values: dict[str, str] = {}
         self.timer: asyncio.TimerHandle | None = None
+        # A python flow's call under way: its request, and where its answer goes.
+        self.request: PreparedRequest | None = None
+        self.answer: asyncio.Future[FlowResponse] | None = None
 
 
 class Generator:
@@ -199,6 +203,9 @@ class Generator:
         self._think_rng = random.Random(f"{share.seed}/{share.worker}")
         self._seq = 0  # the next step row's sequence number
         self._checks: dict[str, int] = {}  # failed checks, "step: check" -> times
+        flow = None if share.journey is None else share.journey.flow
+        self._flow = None if flow is None else flow.load()
+        self._flows: set[asyncio.Task] = set()  # python flows under way
         self._in_flight = 0
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -387,11 +394,17 @@ class Generator:
             self._in_flight += 1
             self._client.send(self._prepared[endpoint], (seq, endpoint, due, time.monotonic_ns()))
             return
+        if session.request is not None:  # a python flow's call
+            self._in_flight += 1
+            self._client.send(session.request, (seq, endpoint, due, time.monotonic_ns(), session))
+            return
         try:
             request = cast(Journey, self._journey).steps[endpoint].request(session.values)
         except ValueError:  # a captured value cannot go on the wire (a line break, say)
             now = time.monotonic_ns()
-            self._failed_check(endpoint, "a value cannot go on the wire")
+            self._failed_check(
+                cast(Journey, self._journey).steps[endpoint].name, "a value cannot go on the wire"
+            )
             self._record(seq, endpoint, due, NULL_NS, now, 0, Ending.UNSENDABLE, 0, session=session)
             session.at += 1
             self._skip_rest(session, now)
@@ -428,8 +441,57 @@ class Generator:
         session = _Session(index, order, None if timeout is None else due + timeout)
         if journey.data is not None:
             session.values = journey.data.values(index, self.share.seed)
-        self._step(session, due)
+        if self._flow is None:
+            self._step(session, due)
+        else:
+            row = {name[len(ROW) :]: value for name, value in session.values.items()}
+            task = asyncio.get_running_loop().create_task(self._run_flow(session, row))
+            self._flows.add(task)
+            task.add_done_callback(self._flows.discard)
         return True
+
+    async def _run_flow(self, session: _Session, row: dict[str, str]) -> None:
+        """A python flow's session, start to end; a flow that raises is a ``check`` row."""
+        flow = cast(Callable[[FlowSession, dict[str, str]], Awaitable[None]], self._flow)
+        try:
+            await flow(FlowSession(lambda *call: self._call(session, *call)), row)
+        except (SessionOver, asyncio.CancelledError):
+            return
+        except Exception as exc:
+            now = time.monotonic_ns()
+            seq, self._seq = self._seq, self._seq + 1
+            self._record(
+                seq, session.at, now, NULL_NS, now, 0, Ending.FLOW_RAISED, 0, session=session
+            )
+            self._failed_check("flow", f"raised {type(exc).__name__}")
+
+    async def _call(
+        self,
+        session: _Session,
+        method: str,
+        url: str,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes,
+    ) -> FlowResponse:
+        """One call of a python flow: a row, due now."""
+        due = time.monotonic_ns()
+        if self._stop_requested or (session.deadline is not None and due > session.deadline):
+            raise SessionOver()
+        for name, value in headers:
+            check_header(name, value)
+        session.request = PreparedRequest._prepare(url, method, headers, body, keep=True)
+        answer = session.answer = asyncio.get_running_loop().create_future()
+        seq, self._seq = self._seq, self._seq + 1
+        self._submit(seq, session.at, due, session)
+        return await answer
+
+    def _answer(self, session: _Session, error: int, kept: Kept | None, status: int) -> None:
+        """A python flow's call ended: the next call is its next step."""
+        session.at += 1
+        answer, session.answer, session.request = session.answer, None, None
+        if answer is not None and not answer.done():
+            response = None if kept is None else Response(status, *kept)
+            answer.set_result(FlowResponse(ERROR_KINDS[error], response))
 
     def _step(self, session: _Session, due: int) -> None:
         """Send the session's current step, due at ``due``, unless its time is up or the
@@ -453,6 +515,14 @@ class Generator:
     ) -> None:
         seq, index, due, sent, session = context
         now = time.monotonic_ns()
+        if session.request is not None:  # a python flow's call: the flow decides
+            error = self._record(
+                seq, index, due, sent, now, status, ending, nbytes, session=session
+            )
+            self._in_flight -= 1
+            self._answer(session, error, kept, status)
+            self._release()
+            return
         step = cast(Journey, self._journey).steps[index]
         status_ok, failure = None, None
         if ending == Ending.RESPONSE:
@@ -473,7 +543,7 @@ class Generator:
             seq, index, due, sent, now, status, ending, nbytes, status_ok, checked, session
         )
         if checked and error == CHECK:  # not when a late response made it a timeout
-            self._failed_check(index, check_name(cast(str, failure)))
+            self._failed_check(step.name, check_name(cast(str, failure)))
         self._in_flight -= 1
         session.at += 1
         if error:
@@ -508,8 +578,8 @@ class Generator:
         else:
             self._step(session, due)
 
-    def _failed_check(self, index: int, check: str) -> None:
-        name = f"{cast(Journey, self._journey).steps[index].name}: {check}"
+    def _failed_check(self, step: str, check: str) -> None:
+        name = f"{step}: {check}"
         if name not in self._checks and len(self._checks) >= _CHECKS_KEPT:
             name = _OTHER_CHECKS
         self._checks[name] = self._checks.get(name, 0) + 1
@@ -543,8 +613,12 @@ class Generator:
     def _drop(
         self, seq: int, endpoint: int, due: int, done: int, session: _Session | None = None
     ) -> None:
-        self._record(seq, endpoint, due, NULL_NS, done, 0, Ending.NOT_SENT, 0, session=session)
-        if session is not None:
+        error = self._record(
+            seq, endpoint, due, NULL_NS, done, 0, Ending.NOT_SENT, 0, session=session
+        )
+        if session is not None and session.request is not None:  # a python flow's call
+            self._answer(session, error, None, 0)
+        elif session is not None:
             session.at += 1
             self._skip_rest(session, done)
 
@@ -581,7 +655,10 @@ class Generator:
     async def _drain(self) -> None:
         """Wait for the waiting line, the requests in flight and the sessions between steps
         to end; once stopped, what waits is recorded unsent at once."""
-        while self._waiting or self._in_flight or self._thinking:
+        while self._waiting or self._in_flight or self._thinking or self._flows:
+            if self._stop_requested:
+                for task in list(self._flows):
+                    task.cancel()
             if self._stop_requested and (self._waiting or self._thinking):
                 now = time.monotonic_ns()
                 while self._waiting:

@@ -29,12 +29,15 @@ import random
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blastradius.targets.spec import Latency
 from blastradius.targets.validation import FieldError
 from blastradius.workers.client import PreparedRequest
 from blastradius.workers.template import METHODS, check_header, draw
+
+if TYPE_CHECKING:
+    from blastradius.workers.flows import Flow
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 _UNPARSED: Any = object()
@@ -488,6 +491,7 @@ class Journey:
     timeout_ns: int | None = None
     data: TestData | None = None
     loops: tuple[Loop, ...] = ()
+    flow: Flow | None = None  # a session written in Python, instead of steps
     _order: tuple[int, ...] | None = field(init=False, repr=False, compare=False, default=None)
 
     def sessions(self, arrivals: int) -> int:
@@ -498,9 +502,12 @@ class Journey:
         return arrivals
 
     def __post_init__(self) -> None:
-        if not self.steps:
+        if self.flow is not None:
+            if self.steps or self.loops:
+                raise FieldError("steps", "a session has steps or a python flow, not both")
+        elif not self.steps:
             raise FieldError("steps", "a session needs at least one step")
-        if self.steps[0].think is not None:
+        elif self.steps[0].think is not None:
             raise FieldError("steps[0].think", "the first step is due when its session arrives")
         if self.timeout_ns is not None and self.timeout_ns <= 0:
             raise FieldError("session_timeout", "must be positive")

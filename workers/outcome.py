@@ -21,6 +21,7 @@ it says otherwise) and whether its other expectations and captures held::
     NOT_SENT     -           -                    dropped   its deadline passed in line
     SKIPPED      -           -                    skipped   its session ended before it
     UNSENDABLE   -           -                    check     a captured value broke it
+    FLOW_RAISED  -           -                    check     a python flow raised
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Ending(IntEnum):
     NOT_SENT = 7  # never sent: its deadline passed while it waited for a slot
     SKIPPED = 8  # never sent: a session's step whose session ended before it
     UNSENDABLE = 9  # never sent: a session's values make the step's request unsendable
+    FLOW_RAISED = 10  # a session written in Python raised: a row that says so
 
 
 _KIND_OF_FAILURE = {
@@ -66,6 +68,7 @@ _KIND_OF_FAILURE = {
     Ending.NOT_SENT: DROPPED,
     Ending.SKIPPED: SKIPPED,
     Ending.UNSENDABLE: CHECK,
+    Ending.FLOW_RAISED: CHECK,
 }
 
 
