@@ -120,7 +120,7 @@ class RunPlan:
             return None
         arrivals = sum(len(offsets) for offsets in intended_offsets(shape))
         data = journey.data
-        return DataWritten(len(data.rows), data.pick, arrivals, journey.sessions(arrivals))
+        return DataWritten(data.size, data.pick, arrivals, journey.sessions(arrivals))
 
     def planned_requests(self, step: Step) -> int | None:
         """A target's request count (exact: Poisson times are seeded), None for a closed

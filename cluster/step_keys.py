@@ -33,8 +33,6 @@ path or regular expression that does not read, a status that is not one: each is
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Mapping
@@ -43,6 +41,7 @@ from blastradius.cluster.request_keys import Files
 from blastradius.targets.fields import Fields, kind_of, read_duration, text
 from blastradius.targets.spec import Latency, parse_latency_value
 from blastradius.targets.validation import FieldError
+from blastradius.workers.datafile import read_rows, read_uri
 from blastradius.workers.flows import Flow
 from blastradius.workers.journey import (
     Capture,
@@ -52,11 +51,11 @@ from blastradius.workers.journey import (
     Step,
     TestData,
     Text,
-    as_text,
     compile_text,
     parse_statuses,
     parse_times,
 )
+from blastradius.workers.layout import is_uri
 
 _SOURCES = ("json", "regex", "header")
 DATA_LIMIT = 64 << 20  # bytes of test data a plan carries to every generator
@@ -140,63 +139,30 @@ def parse_data(value: object, at: str, files: Files) -> TestData:
     """A session target's ``data``: ``{file: users.csv, pick: unique | cycle | random}``.
 
     A CSV file has a header row; a JSON lines file (``.jsonl``, ``.ndjson``) an object
-    a line, each with the same keys. The rows travel in the plan, so the file is read
-    here, and one over ``DATA_LIMIT`` is bad input."""
+    a line, each with the same keys. A file's rows travel in the plan, so it is read
+    here, and one over ``DATA_LIMIT`` is bad input; a URI's are read by each generator
+    (it is read here too, to check it and count its rows)."""
     fields = Fields(value, at)
     name = text(fields.get("file"), fields.at("file"))
     pick = fields.get("pick", "cycle")
     fields.done()
     where = fields.at("file")
-    content = files.read(name, where)
-    if len(content) > DATA_LIMIT:
-        raise FieldError(
-            where,
-            f"{len(content) / 2**20:.0f} MiB: test data travels in the plan, "
-            f"{DATA_LIMIT >> 20} MiB at most",
-        )
     try:
-        document = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise FieldError(where, "not UTF-8 text") from None
-    suffix = name.rsplit(".", 1)[-1].lower()
-    if suffix == "csv":
-        columns, rows = _csv(document, where)
-    elif suffix in ("jsonl", "ndjson"):
-        columns, rows = _json_lines(document, where)
-    else:
-        raise FieldError(where, f"{name!r}: give a .csv or a .jsonl file")
-    try:
+        if is_uri(name):  # read here to check it; each generator reads it again
+            columns, rows = read_rows(name, read_uri(name))
+            return TestData(columns, (), text(pick, fields.at("pick")), name, len(rows))
+        content = files.read(name, where)
+        if len(content) > DATA_LIMIT:
+            raise FieldError(
+                "file",
+                f"{len(content) / 2**20:.0f} MiB: test data travels in the plan, "
+                f"{DATA_LIMIT >> 20} MiB at most; give a URI every node reads "
+                "(s3://, gs://, file:// on a shared volume)",
+            )
+        columns, rows = read_rows(name, content)
         return TestData(columns, rows, text(pick, fields.at("pick")))
     except FieldError as exc:  # ``pick``, ``file``
         raise exc.within(at) from None
-
-
-def _csv(document: str, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    lines = [row for row in csv.reader(io.StringIO(document, newline="")) if row]
-    if not lines:
-        raise FieldError(where, "empty: a CSV file needs a header row and a row of data")
-    header, *rows = lines
-    return tuple(column.strip() for column in header), tuple(map(tuple, rows))
-
-
-def _json_lines(document: str, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    columns: tuple[str, ...] = ()
-    rows: list[tuple[str, ...]] = []
-    for number, line in enumerate(document.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError:
-            raise FieldError(where, f"line {number} is not JSON") from None
-        if not isinstance(item, dict):
-            raise FieldError(where, f"line {number}: expected an object, got {kind_of(item)}")
-        if not rows:
-            columns = tuple(item)
-        elif tuple(item) != columns:
-            raise FieldError(where, f"line {number} has keys {list(item)}, not {list(columns)}")
-        rows.append(tuple(as_text(v) for v in item.values()))
-    return columns, tuple(rows)
 
 
 def _step(

@@ -435,3 +435,12 @@ def test_repeated_and_looped_steps_are_rows_of_their_own_and_a_failure_skips_the
     for _, session in rows.sort_values("seq").groupby("session"):
         assert session["step"].tolist() == [0, 1, 1, 1, 2, 2]
         assert session["error"].tolist() == ["", "check", *["skipped"] * 4]
+
+
+def test_test_data_at_a_uri_is_read_by_each_generator(shop, tmp_path):
+    users = tmp_path / "users.jsonl"
+    users.write_text("".join(f'{{"user": "uri-{i}"}}\n' for i in range(12)))
+    data = TestData(("user",), (), "unique", users.as_uri(), 12)  # as the scenario has it
+    done = run_generators(login_once(shop, data), arrivals=20)
+    # Both generators read the file themselves; 12 users log in once each, and no more.
+    assert len(done) == 12 and done["ok"].all() and set(done["worker"]) == {0, 1}

@@ -336,7 +336,11 @@ def test_test_data_must_be_a_file_that_fits_in_the_plan(tmp_path, monkeypatch):
         )
     monkeypatch.setattr(step_keys, "DATA_LIMIT", 3 << 20)
     with pytest.raises(
-        ValueError, match=re.escape("4 MiB: test data travels in the plan, 3 MiB at most")
+        ValueError,
+        match=re.escape(
+            "targets[0].data.file: 4 MiB: test data travels in the plan, 3 MiB at most; "
+            "give a URI every node reads (s3://, gs://, file:// on a shared volume)"
+        ),
     ):
         with_data(tmp_path, "big.csv", "user\n" + "x" * (4 << 20) + "\n")
     with pytest.raises(ValueError, match=re.escape("targets[0].data: expected a mapping")):
@@ -389,3 +393,44 @@ def test_loops_and_repeats_read_into_the_journey():
 )
 def test_bad_loops_and_repeats_are_named_by_their_path(steps, message):
     assert step_error(steps).startswith(message)
+
+
+def test_test_data_at_a_uri_is_counted_here_and_read_by_each_generator(tmp_path):
+    write = tmp_path / "users.csv"
+    write.write_text("user\nann\nbob\n")
+    uri = write.as_uri()
+    target = parse_target(
+        {
+            "name": "s",
+            "data": {"file": uri, "pick": "unique"},
+            "steps": [{"url": f"{URL}/${{row.user}}"}],
+        },
+        "targets[0]",
+    )
+    data = target.journey.data
+    assert (data.columns, data.rows, data.uri, data.size) == (("user",), (), uri, 2)
+    assert target.journey.sessions(10) == 2
+    loaded = data.loaded()  # as a generator reads it
+    assert loaded.rows == (("ann",), ("bob",)) and loaded.values(1, 0) == {"row.user": "bob"}
+    write.write_text("user\nann\n")
+    with pytest.raises(ValueError, match="changed since the scenario was read"):
+        data.loaded()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "file:///no/such/users.csv",
+            "targets[0].data.file: cannot read 'file:///no/such/users.csv'",
+        ),
+        (
+            "nosuch://bucket/users.csv",
+            "targets[0].data.file: cannot read 'nosuch://bucket/users.csv'",
+        ),
+    ],
+)
+def test_test_data_at_a_uri_that_cannot_be_read_is_named(name, message):
+    with pytest.raises(ValueError) as error:
+        parse_target({"name": "s", "data": {"file": name}, "steps": [OK]}, "targets[0]")
+    assert str(error.value).startswith(message)

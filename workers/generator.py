@@ -205,6 +205,8 @@ class Generator:
         self._checks: dict[str, int] = {}  # failed checks, "step: check" -> times
         flow = None if share.journey is None else share.journey.flow
         self._flow = None if flow is None else flow.load()
+        data = None if share.journey is None else share.journey.data
+        self._data = None if data is None else data.loaded()  # a URI's rows: read now
         self._flows: set[asyncio.Task] = set()  # python flows under way
         self._in_flight = 0
         self._stop_requested = False
@@ -439,8 +441,8 @@ class Generator:
         timeout = journey.timeout_ns
         order = journey.order(index, self.share.seed)
         session = _Session(index, order, None if timeout is None else due + timeout)
-        if journey.data is not None:
-            session.values = journey.data.values(index, self.share.seed)
+        if self._data is not None:
+            session.values = self._data.values(index, self.share.seed)
         if self._flow is None:
             self._step(session, due)
         else:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from blastradius.targets.spec import Latency
 from blastradius.targets.validation import FieldError
 from blastradius.workers.client import PreparedRequest
+from blastradius.workers.datafile import read_rows, read_uri
 from blastradius.workers.template import METHODS, check_header, draw
 
 if TYPE_CHECKING:
@@ -411,11 +412,13 @@ class TestData:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...] = field(repr=False)
     pick: str = "cycle"
+    uri: str | None = None  # rows read by each generator from here (``loaded``), not carried
+    count: int = 0  # the rows at ``uri``, counted when the scenario was read
 
     def __post_init__(self) -> None:
         if self.pick not in PICKS:
             raise FieldError("pick", f"{self.pick!r} is not one of {', '.join(PICKS)}")
-        if not self.rows:
+        if not (self.count if self.uri is not None else self.rows):
             raise FieldError("file", "no rows")
         if len(set(self.columns)) != len(self.columns):
             raise FieldError("file", "a column is named twice")
@@ -430,9 +433,24 @@ class TestData:
         """The session values the rows give: ``row.COLUMN`` for each column."""
         return tuple(ROW + column for column in self.columns)
 
+    @property
+    def size(self) -> int:
+        """How many rows there are."""
+        return self.count if self.uri is not None else len(self.rows)
+
+    def loaded(self) -> TestData:
+        """These rows in memory: read from ``uri`` (``FieldError`` when that no longer
+        holds what was counted), or as they are."""
+        if self.uri is None or self.rows:
+            return self
+        columns, rows = read_rows(self.uri, read_uri(self.uri))
+        if (columns, len(rows)) != (self.columns, self.count):
+            raise FieldError("file", f"{self.uri!r} changed since the scenario was read")
+        return TestData(columns, rows, self.pick, self.uri, self.count)
+
     def row(self, session: int, seed: int) -> int:
         """The row session ``session`` (its index in the whole run) takes."""
-        n = len(self.rows)
+        n = self.size
         if self.pick == "unique":
             return session
         if self.pick == "cycle":
@@ -498,7 +516,7 @@ class Journey:
         """How many of ``arrivals`` start a session: with unique rows, no more than the
         rows."""
         if self.data is not None and self.data.pick == "unique":
-            return min(arrivals, len(self.data.rows))
+            return min(arrivals, self.data.size)
         return arrivals
 
     def __post_init__(self) -> None:
