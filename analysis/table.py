@@ -72,6 +72,21 @@ def summary_table(summaries: dict[str, dict], label: str = "target") -> list[str
     return text_table(columns, rows)
 
 
+def session_lines(target: str, figures: dict, steps: list[str]) -> list[str]:
+    """A session target's sessions in words, then its funnel (``steps``: the steps'
+    labels, ``INDEX NAME``; none for a python flow)."""
+    duration = figures["duration"]
+    lines = [
+        f"{target}, sessions: {figures['sessions']} started, {figures['completed']} "
+        f"completed ({figures['session_availability']:.4f}), {figures['cut']} cut short; "
+        f"journey p50 {_ms(duration['p50_ms']).strip()} ms, "
+        f"p99 {_ms(duration['p99_ms']).strip()} ms"
+    ]
+    for label, stage in zip(steps, figures["funnel"], strict=False):
+        lines.append(f"  {label}: reached by {stage['reached']}, ended {stage['ended']}")
+    return lines
+
+
 def warnings(runs: Runs, summaries: dict[str, dict]) -> list[str]:
     """Saturated generators, a session target's failed checks (the most frequent), lost
     generators and their missing windows, runs that did not complete (and why; a run

@@ -549,7 +549,7 @@ def _print_analysis(path: str, summarize: Callable | None = None) -> bool:
     every objective was met. ``summarize``: ``scan.summaries`` or the same on Ray."""
     from blastradius.analysis import scan, slo
     from blastradius.analysis.series import series_names, shard_series
-    from blastradius.analysis.table import summary_table, warnings
+    from blastradius.analysis.table import session_lines, summary_table, warnings
 
     runs, shards = _scanned([path])
     order = list(series_names(runs).values())  # runs' targets never merged
@@ -557,11 +557,16 @@ def _print_analysis(path: str, summarize: Callable | None = None) -> bool:
     for line in summary_table(summaries):
         print(line)
     if len(runs.manifests) == 1:
-        for target, steps in _step_summaries(runs.manifest, shards).items():
+        steps_of = _step_summaries(runs.manifest, shards)
+        for target, figures in _session_figures(runs.manifest, shards).items():
             print()
-            print(f"{target}, by step:")
-            for line in summary_table(steps, label="step"):
+            for line in session_lines(target, figures, list(steps_of.get(target, {}))):
                 print(line)
+            if target in steps_of:
+                print()
+                print(f"{target}, by step:")
+                for line in summary_table(steps_of[target], label="step"):
+                    print(line)
     met = True
     judged = slo.judge(runs, figures=_file_figures(shards)) if len(runs.manifests) == 1 else {}
     for verdicts in judged.values():
@@ -621,6 +626,9 @@ def _analysis(args: argparse.Namespace, summarize: Callable | None = None) -> No
         for name, steps in _step_summaries(runs.manifests[run], mine).items():
             if name in summaries:
                 summaries[name]["steps"] = steps
+        for name, figures in _session_figures(runs.manifests[run], mine).items():
+            if name in summaries:
+                summaries[name]["sessions"] = figures
         return summaries
 
     if len(runs.manifests) == 1:
@@ -629,6 +637,20 @@ def _analysis(args: argparse.Namespace, summarize: Callable | None = None) -> No
         order = sorted({shard.run for shard in shards})
         document = {"runs": {run: {"targets": targets(run)} for run in order}}
     print(json.dumps(document, indent=2))
+
+
+def _session_figures(manifest: RunRecord, shards: list[Shard]) -> dict[str, dict]:
+    """Each session target's sessions (``analysis.sessions``), for one run."""
+    from blastradius.analysis.sessions import session_figures
+
+    found = {}
+    for name, block in manifest.targets.items():
+        if block.steps or block.flow:
+            mine = [shard for shard in shards if shard.target == name]
+            figures = session_figures(mine, len(block.steps or ()))
+            if figures is not None:
+                found[name] = figures
+    return found
 
 
 def _step_summaries(manifest: RunRecord, shards: list[Shard]) -> dict[str, dict[str, dict]]:

@@ -233,7 +233,9 @@ class _Execution:
             urls = tuple(redact_url(s.url.written) for s in journey.steps)
             data = self.plan.data(step)
             steps = tuple(s.name for s in journey.steps) or None  # a flow's are its own
-            self.manifest.update_target(step.name, steps=steps, data=data)
+            flow = journey.flow
+            written = None if flow is None else f"{flow.filename}:{flow.function}"
+            self.manifest.update_target(step.name, steps=steps, data=data, flow=written)
             if data is not None and data.sessions < data.arrivals:
                 self.log(
                     f"{step.name}: its {data.rows} rows of unique test data end the load "

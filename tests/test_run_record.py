@@ -152,6 +152,7 @@ def everything() -> RunRecord:
         proxies={"p": ProxyCounts((RouteCounts("GET /", 5, 1, 1, 1, 1, 1),), 2, 3)},
         steps=("login", "pay"),
         data=DataWritten(10, "unique", 20, 10),
+        flow="flows.py:checkout",
     )
     return RunRecord(
         "run-1",

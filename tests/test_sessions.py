@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -20,6 +21,8 @@ from real_servers import uvicorn_shop
 from waits import wait_for
 
 from blastradius import analysis
+from blastradius.analysis.load import locate
+from blastradius.analysis.sessions import session_figures
 from blastradius.analysis.stats import summary
 from blastradius.targets.runtime import new_event_loop
 from blastradius.targets.spec import Fixed
@@ -33,7 +36,9 @@ from blastradius.workers.journey import (
     TestData,
     compile_text,
 )
+from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.schedule import Schedule
+from blastradius.workers.shards import write_shard
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -357,12 +362,18 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
     loaded = summary(analysis.load(str(run_dir), targets=["shop"]).rows, by="step")
     assert [by_step[name] for name in by_step] == [loaded[i] for i in range(3)]
     assert all(figures["ok"] == 15 for figures in by_step.values())
+    sessions = shop_figures["sessions"]
+    assert (sessions["sessions"], sessions["completed"], sessions["cut"]) == (15, 15, 0)
+    assert [stage["reached"] for stage in sessions["funnel"]] == [15, 15, 15]
+    assert sessions["duration"]["p50_ms"] > 50  # the 50 ms think time is in the journey
     text = subprocess.run(
         [sys.executable, "-m", "blastradius.cluster", "analyze", str(run_dir)],
         capture_output=True,
         text=True,
         timeout=120,
     ).stdout
+    assert "shop, sessions: 15 started, 15 completed (1.0000), 0 cut short" in text
+    assert "flow, sessions: 20 started, 20 completed (1.0000)" in text
     assert "shop, by step:" in text
     steps_table = text.split("shop, by step:")[1].splitlines()
     assert [line.split()[:4] for line in steps_table[2:5]] == [
@@ -444,3 +455,49 @@ def test_test_data_at_a_uri_is_read_by_each_generator(shop, tmp_path):
     done = run_generators(login_once(shop, data), arrivals=20)
     # Both generators read the file themselves; 12 users log in once each, and no more.
     assert len(done) == 12 and done["ok"].all() and set(done["worker"]) == {0, 1}
+
+
+def test_sessions_are_counted_with_their_journeys_and_where_they_ended(tmp_path, shop):
+    """From the rows on disk: started, completed, cut short, the completed journeys'
+    durations from the arrival, and the funnel; as the loaded rows give them."""
+
+    login, items, pay = shop_journey(shop)
+    # One session in two fails at its second step (a user other than the one expected).
+    failing = dataclasses.replace(items, expect=Expect(json=(("$.user", "ann"),)))
+    users = TestData(("user",), (("ann",), ("bob",)))
+    journey = Journey(
+        (
+            dataclasses.replace(
+                login, body=compile_text('{"user": "${row.user}"}', {"row.user"}, {})
+            ),
+            failing,
+            pay,
+        ),
+        data=users,
+    )
+    schedule = Schedule.constant_rate(10, duration_ns=S)
+    share = Share("shop", (), schedule, timeout_ns=5 * S, journey=journey)
+    batches: list[pa.RecordBatch] = []
+    run_share(share, batches.append)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"run_id": "run", "status": "completed"}))
+    for i, batch in enumerate(batches):
+        write_shard([batch], shard_dir(str(run), "shop"), shard_name(0, i))
+    _, shards = locate(str(run))
+    figures = session_figures(shards, 3)
+    rows = analysis.load(str(run)).rows
+    assert figures["sessions"] == 10 and figures["completed"] == 5 and figures["cut"] == 0
+    assert figures["session_availability"] == 0.5
+    assert figures["funnel"] == [
+        {"step": 0, "reached": 10, "ended": 0},
+        {"step": 1, "reached": 5, "ended": 5},
+        {"step": 2, "reached": 5, "ended": 0},
+    ]
+    by_session = rows.groupby("session").agg(
+        start=("intended_ns", "min"), end=("done_ns", "max"), ok=("ok", "all")
+    )
+    durations = np.sort((by_session["end"] - by_session["start"])[by_session["ok"]].to_numpy())
+    expected = np.quantile(durations, [0.5, 0.99], method="inverted_cdf") / 1e6
+    assert [figures["duration"]["p50_ms"], figures["duration"]["p99_ms"]] == expected.tolist()
+    assert figures["duration"]["max_ms"] == durations[-1] / 1e6

@@ -350,6 +350,7 @@ class TargetBlock:
     proxies: Mapping[str, ProxyCounts] = field(default_factory=dict)
     steps: tuple[str, ...] | None = None  # a session target's steps' names, by index
     data: DataWritten | None = None  # a session target's test data
+    flow: str | None = None  # a session target written in Python: FILE:FUNCTION
 
     def with_generator(self, end: GeneratorEnd) -> TargetBlock:
         """This block with generator ``end.worker``'s entry replaced by ``end``."""
@@ -374,6 +375,7 @@ class TargetBlock:
                 "proxies": {n: c.to_json() for n, c in self.proxies.items()} or None,
                 "steps": None if self.steps is None else list(self.steps),
                 "data": None if self.data is None else self.data.to_json(),
+                "flow": self.flow,
             }
         )
         return document
@@ -398,6 +400,7 @@ class TargetBlock:
             },
             steps=None if document.get("steps") is None else tuple(document["steps"]),
             data=None if document.get("data") is None else DataWritten.from_json(document["data"]),
+            flow=document.get("flow"),
         )
 
 
