@@ -317,8 +317,14 @@ class FileFigures:
         return [shard for shard in self.shards if shard.target == target]
 
     def summary(self, target: str) -> dict | None:
-        """The target's SUMMARY, None when it has no rows."""
-        return summaries(self._of(target), _target).get(target)
+        """The target's SUMMARY, None when it has no rows (a session target's with its
+        session figures)."""
+        from blastradius.analysis.sessions import session_figures
+        from blastradius.analysis.slo import session_summary
+
+        mine = self._of(target)
+        found = summaries(mine, _target).get(target)
+        return None if found is None else found | session_summary(session_figures(mine, 0))
 
     def windows(self, target: str, objectives: Objectives, start_ns: int | None) -> pd.DataFrame:
         """``slo.window_figures`` of the target's rows."""

@@ -14,16 +14,21 @@ its first step's intended time (the arrival) to its last row's end.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from blastradius.analysis.load import Shard
 from blastradius.analysis.scan import _batches, _numpy, _valid
 from blastradius.analysis.select import nearest_rank_ranks
 from blastradius.analysis.stats import MS, QUANTILES
 from blastradius.workers.record import NULL_NS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ["session", "step", "intended_ns", "done_ns", "ok", "error"]
 DURATION_QUANTILES = {**QUANTILES, "max_ms": 1.0}
@@ -112,6 +117,17 @@ class _Sessions:
         }
 
 
+def frame_figures(frame: pd.DataFrame, steps: int = 0) -> dict | None:
+    """``session_figures`` of rows loaded (``analysis.load``): the same figures."""
+    counted = _Sessions(steps)
+    names = [name for name in COLUMNS if name in frame]
+    if len(names) == len(COLUMNS) and len(frame):
+        table = pa.Table.from_pandas(frame[names], preserve_index=False)
+        for batch in table.to_batches():
+            counted.add(batch)
+    return counted.figures()
+
+
 def session_figures(shards: Sequence[Shard], steps: int) -> dict | None:
     """A session target's sessions over its shards (``steps``: its steps, as run.json
     names them; for a python flow, the most steps a session made): ``sessions``,
@@ -121,6 +137,13 @@ def session_figures(shards: Sequence[Shard], steps: int) -> dict | None:
     None when no row has a session."""
     counted = _Sessions(steps)
     for shard in shards:
-        for batch in _batches(shard, COLUMNS):
-            counted.add(batch)
+        if _has_sessions(shard):
+            for batch in _batches(shard, COLUMNS):
+                counted.add(batch)
     return counted.figures()
+
+
+def _has_sessions(shard: Shard) -> bool:
+    # A shard of schema version 1 or 2 has no session column: none of its rows has one.
+    with shard.filesystem.open_input_file(shard.path) as source:
+        return "session" in pq.ParquetFile(source).schema_arrow.names

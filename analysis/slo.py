@@ -43,6 +43,8 @@ _SUMMARY_KEY = {
     "availability": "availability",
     "goodput_rps": "goodput_rps",
     **{name: f"{name}_ms" for name in LATENCY},
+    "session_availability": "session_availability",  # a session target's summary only
+    "session_p99": "session_p99_ms",
 }
 _QUANTILE = {**{name: stats.QUANTILES[f"{name}_ms"] for name in LATENCY[:5]}, "max": 1.0}
 
@@ -97,7 +99,7 @@ def _measured(name: str, summary: Mapping) -> float | None:
         if not summary["requests"]:
             return None
         return summary["errors"].get(kind, 0) / summary["requests"]
-    value = summary[_SUMMARY_KEY[name]]
+    value = summary.get(_SUMMARY_KEY[name])  # a target of no session has no session figure
     return None if value is None else float(value)
 
 
@@ -156,13 +158,29 @@ class RowFigures:
         return frame.assign(target=frame["target"].astype(str))
 
     def summary(self, target: str) -> dict | None:
-        """The target's SUMMARY, None when it has no rows."""
+        """The target's SUMMARY, None when it has no rows (a session target's with its
+        session figures)."""
         frame = self._of(target)
-        return None if frame.empty else stats.summarize(frame)
+        if frame.empty:
+            return None
+        from blastradius.analysis.sessions import frame_figures
+
+        return stats.summarize(frame) | session_summary(frame_figures(frame))
 
     def windows(self, target: str, objectives: Objectives, start_ns: int | None) -> pd.DataFrame:
         """``window_figures`` of the target's rows."""
         return window_figures(self._of(target), objectives, start_ns)
+
+
+def session_summary(figures: dict | None) -> dict:
+    """The figures session objectives are judged on, from ``analysis.sessions``' (none
+    for a target of no session)."""
+    if figures is None:
+        return {}
+    return {
+        "session_availability": figures["session_availability"],
+        "session_p99_ms": figures["duration"]["p99_ms"],
+    }
 
 
 def evaluate(
@@ -226,7 +244,7 @@ def format_value(name: str, value: float | None) -> str:
     if value is None:
         return "-"
     base = name.split(" ")[0]
-    if base == "availability":
+    if base in ("availability", "session_availability"):
         return f"{value:.4f}"
     if base.startswith(ERROR_PREFIX):
         return f"{value:.3%}"

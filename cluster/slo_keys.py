@@ -6,6 +6,8 @@ objectives file of ``blastradius check --slo``, into ``analysis.slo.Objectives``
       goodput_rps: 90          # at least
       p99: 300ms               # at most: p50 p90 p99 p999 p9999 max service_p99
       errors: {timeout: 0.01}  # at most, a share of the requests, by error kind
+      session_availability: 0.99   # a session target's: at least (completed sessions)
+      session_p99: 5s          # at most: a completed journey, from its arrival
       window: 10s              # availability and percentiles hold in every window too
       abort: true              # stop the load once an objective can no longer be met
 """
@@ -17,9 +19,9 @@ from collections.abc import Mapping
 from blastradius.targets.fields import Fields, kind_of, number, read_duration
 from blastradius.targets.validation import FieldError
 from blastradius.workers.record import ERROR_KINDS
-from blastradius.workers.run_record import ERROR_PREFIX, LATENCY, Objectives
+from blastradius.workers.run_record import ERROR_PREFIX, LATENCY, SESSION, Objectives
 
-SLO_KEYS = ("availability", "goodput_rps", *LATENCY, "errors", "window", "abort")
+SLO_KEYS = ("availability", "goodput_rps", *LATENCY, *SESSION, "errors", "window", "abort")
 
 
 def _share(value: object, path: str) -> float:
@@ -44,6 +46,12 @@ def parse_objectives(value: object, path: str, over: bool = False) -> Objectives
     for name in LATENCY:
         if fields.get(name) is not None:
             thresholds.append((name, read_duration(fields.get(name), fields.at(name)) / 1e6))
+    if fields.get("session_availability") is not None:
+        share = _share(fields.get("session_availability"), fields.at("session_availability"))
+        thresholds.append(("session_availability", share))
+    if fields.get("session_p99") is not None:
+        duration = read_duration(fields.get("session_p99"), fields.at("session_p99"))
+        thresholds.append(("session_p99", duration / 1e6))
     errors = fields.get("errors")
     if errors is not None:
         kinds = Fields(errors, fields.at("errors"))

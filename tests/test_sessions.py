@@ -21,9 +21,12 @@ from real_servers import uvicorn_shop
 from waits import wait_for
 
 from blastradius import analysis
+from blastradius.analysis import slo
 from blastradius.analysis.load import locate
-from blastradius.analysis.sessions import session_figures
+from blastradius.analysis.scan import FileFigures
+from blastradius.analysis.sessions import frame_figures, session_figures
 from blastradius.analysis.stats import summary
+from blastradius.cluster.slo_keys import parse_objectives
 from blastradius.targets.runtime import new_event_loop
 from blastradius.targets.spec import Fixed
 from blastradius.workers.generator import ClosedLoop, Generator, Share, run_share
@@ -42,6 +45,7 @@ from blastradius.workers.shards import write_shard
 
 S = 1_000_000_000
 MS = 1_000_000
+CLI = [sys.executable, "-m", "blastradius.cluster"]
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +276,7 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
                 "name": "shop",
                 "session_timeout": "20s",
                 "data": {"file": "users.csv", "pick": "unique"},
+                "slo": {"session_availability": 0.99, "session_p99": "20s"},
                 "steps": [
                     {
                         "name": "login",
@@ -322,6 +327,12 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     run_dir = Path(result.stdout.strip().splitlines()[-1])
+    # The session objectives were judged at the end, and met (exit 0).
+    lines = result.stdout.splitlines()
+    judged = [
+        line.split()[:2] for line in lines if line.startswith("shop  ") and "session_" in line
+    ]
+    assert judged == [["shop", "session_availability"], ["shop", "session_p99"]]
     # 20 arrivals, 15 users who may each log in once: 15 sessions of 3 steps.
     assert "shop: its 15 rows of unique test data end the load after 15 of 20" in result.stdout
     flowed = pd.read_parquet(run_dir / "requests" / "target=flow")
@@ -501,3 +512,29 @@ def test_sessions_are_counted_with_their_journeys_and_where_they_ended(tmp_path,
     expected = np.quantile(durations, [0.5, 0.99], method="inverted_cdf") / 1e6
     assert [figures["duration"]["p50_ms"], figures["duration"]["p99_ms"]] == expected.tolist()
     assert figures["duration"]["max_ms"] == durations[-1] / 1e6
+    assert frame_figures(rows, 3) == figures  # the same from the loaded rows
+    # Session objectives: judged on these figures, from the files as from the rows, and
+    # by `blastradius check` (exit 3: an objective not met).
+    objectives = {
+        "shop": parse_objectives({"session_availability": 0.9, "session_p99": "10s"}, "slo")
+    }
+    on_rows = slo.check(rows, objectives)
+    on_files = slo.check_figures(FileFigures(shards), objectives)
+    assert on_rows == on_files
+    assert [(v.objective, v.measured, v.met) for v in on_files] == [
+        ("session_availability", 0.5, False),
+        ("session_p99", figures["duration"]["p99_ms"], True),
+    ]
+    (tmp_path / "slo.yaml").write_text("session_availability: 0.4\nsession_p99: 10s\n")
+    (tmp_path / "strict.yaml").write_text("session_availability: 0.6\n")
+    for objectives_file, code in (("slo.yaml", 0), ("strict.yaml", 3)):
+        checked = subprocess.run(
+            [*CLI, "check", str(run), "--slo", str(tmp_path / objectives_file)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == code, checked.stdout + checked.stderr
+    # A target of no session has no session figure: its session objectives are unmet.
+    plain = slo.evaluate("t", objectives["shop"], {"requests": 1, "errors": {}})
+    assert [v.met for v in plain] == [False, False]

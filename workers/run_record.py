@@ -25,7 +25,10 @@ from blastradius.workers.kinds import ERROR_KINDS
 FORMAT = 1  # 1: run.json says its format (0: the same keys, before they were numbered)
 
 # Objective names (``slo:``): floors, then ceilings in ms, then ``errors.<kind>`` shares.
-AT_LEAST = ("availability", "goodput_rps")
+# A session target's: the share of sessions that completed (at least), and the p99 of a
+# completed journey's duration from its arrival (at most, ms).
+SESSION = ("session_availability", "session_p99")
+AT_LEAST = ("availability", "goodput_rps", "session_availability")
 LATENCY = ("p50", "p90", "p99", "p999", "p9999", "max", "service_p99")
 ERROR_PREFIX = "errors."
 
@@ -484,7 +487,7 @@ class ServicesInfo:
 def _known(name: str) -> bool:
     if name.startswith(ERROR_PREFIX):
         return name[len(ERROR_PREFIX) :] in ERROR_KINDS[1:]
-    return name in AT_LEAST or name in LATENCY
+    return name in AT_LEAST or name in LATENCY or name in SESSION
 
 
 @dataclass(frozen=True)
