@@ -36,6 +36,33 @@ BASE = {
             "json": {"k": [1, 2]},
             "slo": {"p50": "10ms", "errors": {"http": 0}},
         },
+        {
+            "name": "journey",
+            "session_timeout": "10s",
+            "steps": [
+                {
+                    "name": "login",
+                    "method": "POST",
+                    "url": "http://127.0.0.1:9/login",
+                    "json": {"user": "a"},
+                    "capture": {"token": {"json": "$.items[0].token"}, "rid": {"header": "X-Id"}},
+                    "expect": {"status": ["2xx", 401], "json": {"$.ok": True}, "body": "ok"},
+                },
+                {
+                    "loop": "1..3",
+                    "steps": [
+                        {
+                            "url": "http://127.0.0.1:9/items/${token}",
+                            "think": "uniform(1ms,5ms)",
+                            "repeat": 2,
+                            "headers": {"X-R": "${rid}"},
+                            "capture": {"item": {"regex": "id=(\\d+)"}},
+                        }
+                    ],
+                },
+            ],
+            "slo": {"session_availability": 0.9, "session_p99": "1s"},
+        },
     ],
     "slo": {
         "availability": 0.99,
@@ -182,3 +209,39 @@ def test_cli_arguments_are_handled_or_exit_2_with_one_line(command, rest, capsys
     assert code in (0, 2), (code, err)
     if code == 2:
         assert err.strip() and "\n" not in err.strip(), err
+
+
+@SETTINGS
+@given(
+    name=st.sampled_from(["d.csv", "d.jsonl", "d.ndjson", "d.txt"]),
+    content=st.binary(max_size=80)
+    | st.text(alphabet='user,pw\n"{}:[]ab 1', max_size=80).map(str.encode),
+)
+def test_test_data_reads_or_is_one_line_of_value_error(name, content):
+    from blastradius.workers.datafile import read_rows
+    from blastradius.workers.journey import TestData
+
+    try:
+        TestData(*read_rows(name, content))
+    except ValueError as exc:
+        assert one_line(exc), repr(str(exc))
+
+
+# No letters: generated text can break a module's syntax or raise, never loop or import.
+CODE_JUNK = st.text(alphabet="0123456789()[]{}:=+-*/%.,'\" \n\t#\\", max_size=40)
+
+
+@SETTINGS
+@given(
+    source=CODE_JUNK
+    | st.sampled_from(
+        ["async def f(session, row): pass", "def f(s, r): pass", "async def f(): pass", "f = 1"]
+    ).flatmap(lambda good: CODE_JUNK.map(lambda tail: good + tail))
+)
+def test_a_python_flow_loads_or_is_one_line_of_value_error(source):
+    from blastradius.workers.flows import Flow
+
+    try:
+        Flow("flows.py", source, "f").load()
+    except ValueError as exc:
+        assert one_line(exc), repr(str(exc))

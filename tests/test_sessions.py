@@ -182,6 +182,19 @@ def test_a_failed_step_ends_its_session_and_the_rest_are_skipped(
     assert rows.groupby("session")["step"].agg(sorted).to_dict() == {i: [0, 1, 2] for i in range(5)}
 
 
+def test_a_wrong_token_is_an_http_failure_not_ok(shop):
+    # The token is captured from the wrong place: the shop refuses it, and the row says so.
+    login, items, pay = shop_journey(shop)
+    wrong = dataclasses.replace(login, captures=(Capture("token", "header", "Content-Type"),))
+    rows = run(Journey((wrong, items, pay)), rate=2, seconds=1)
+    assert rows.groupby("step")["error"].agg(set).to_dict() == {
+        0: {""},
+        1: {"http"},
+        2: {"skipped"},
+    }
+    assert set(rows[rows["step"] == 1]["status"]) == {401}
+
+
 def test_an_expected_error_status_is_ok(shop):
     # Logging in with no user is refused (401); a step that expects that is ok, and the
     # session goes on (to a step that then fails: it has no token to send).
@@ -424,12 +437,16 @@ def run_generators(journey: Journey, arrivals: int, generators: int = 2) -> pd.D
 
 
 def test_unique_rows_go_to_one_session_each_across_generators_then_the_load_ends(shop):
-    rows = tuple((f"unique-{i}",) for i in range(20))
-    journey = login_once(shop, TestData(("user",), rows, "unique"))
-    done = run_generators(journey, arrivals=30)
-    # 30 arrivals, 20 users: 20 sessions, each a user of its own (a second login is 409).
-    assert len(done) == 20 and done["ok"].all()
-    assert set(done["worker"]) == {0, 1}
+    rows = tuple((f"unique-{i}",) for i in range(40))
+    data = TestData(("user",), rows, "unique")
+    journey = login_once(shop, data)
+    done = run_generators(journey, arrivals=50, generators=4)
+    # 50 arrivals, 40 users: 40 sessions, each a user of its own (a second login is 409).
+    assert len(done) == 40 and done["ok"].all()
+    assert set(done["worker"]) == {0, 1, 2, 3}
+    # Over every row: its session's row of data is used by no other session.
+    used = [data.row(int(session), seed=0) for session in done["session"]]
+    assert sorted(used) == list(range(40))
 
 
 def test_cycled_rows_are_used_again(shop):
