@@ -38,7 +38,8 @@ def test_endpoint_answers_after_its_latency():
 
 
 def test_unknown_endpoint_is_404_and_health_and_stats_answer():
-    with launch.start("dependency", ["--latency", "0,0,2"]) as dependency:
+    # 2.5 ms: the body gives the latency in ms, fractions kept (not floored).
+    with launch.start("dependency", ["--latency", "0,0,2.5"]) as dependency:
         before = requests.get(f"{dependency.url}/stats", timeout=5).json()
         for missing in ("3", "7", "x"):
             url = f"{dependency.url}/endpoint/{missing}"
@@ -47,7 +48,7 @@ def test_unknown_endpoint_is_404_and_health_and_stats_answer():
         body = requests.get(f"{dependency.url}/endpoint/2", timeout=5).json()
         stats = requests.get(f"{dependency.url}/stats", timeout=5).json()
     assert before == {"in_flight": 0, "peak_in_flight": 0, "requests": 0, "endpoints": 3}
-    assert body == {"endpoint": 2, "latency_ms": 2.0}
+    assert body == {"endpoint": 2, "latency_ms": 2.5}
     assert stats == {"in_flight": 0, "peak_in_flight": 1, "requests": 1, "endpoints": 3}
 
 

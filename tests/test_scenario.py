@@ -262,3 +262,23 @@ def test_a_document_is_read_from_its_file_and_a_parse_error_names_its_first_line
     with pytest.raises(ValueError) as raised:
         load_document("bad.yaml", "faults file")
     assert str(raised.value) == "faults file 'bad.yaml': not valid: while parsing a flow sequence"
+
+
+# --- found by mutation testing (.ci/mutate documents) ------------------------------------
+
+
+def test_the_first_of_several_unknown_keys_is_named_and_url_is_known_to_a_dependency():
+    with pytest.raises(ValueError) as error:
+        parse_scenario(scenario(dependency={"latency": "1", "aa": 1, "zz": 2}))
+    assert str(error.value) == (
+        "dependency.aa: unknown key (known here: url, latency, errors, faults, seed)"
+    )
+
+
+def test_a_strict_minimum_refuses_a_float_equal_to_it():
+    from blastradius.targets.fields import number
+
+    for zero in (0, 0.0):
+        with pytest.raises(ValueError, match=r"must be > 0 \(got 0"):
+            number(zero, "load.rate")
+    assert number(0.0, "x", strict=False) == 0.0
