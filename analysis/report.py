@@ -30,6 +30,7 @@ from blastradius.analysis import plots, scan, slo
 from blastradius.analysis.compare import compare
 from blastradius.analysis.load import Runs, Shard
 from blastradius.analysis.series import series_names, shard_series
+from blastradius.analysis.sessions import session_figures
 from blastradius.analysis.table import error_counts, warnings
 from blastradius.workers.layout import publish_bytes
 from blastradius.workers.run_record import RouteCounts, RunRecord
@@ -193,8 +194,64 @@ def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
     order = list(series_names(runs).values())
     summaries = scan.summaries(shards, shard_series(runs), order)
     page = out / "report.html"
-    publish_bytes(str(page), render(runs, summaries, images, verdicts).encode())
+    sessions = sessions_html(runs, shards)
+    publish_bytes(str(page), render(runs, summaries, images, verdicts, sessions).encode())
     return Report(page, tuple(written))
+
+
+def sessions_html(runs: Runs, shards: Sequence[Shard]) -> str:
+    """Each session target's sessions (``analysis.sessions``): started, completed, cut
+    short, the completed journeys' percentiles, and per step (YAML steps only) the
+    sessions that reached it and ended there beside its requests' summary."""
+    parts = []
+    for (run, target), name in series_names(runs).items():
+        block = runs.manifests[run].target(target)
+        if not (block.steps or block.flow):
+            continue
+        mine = [shard for shard in shards if shard.run == run and shard.target == target]
+        figures = session_figures(mine, len(block.steps or ()))
+        if figures is None:
+            continue
+        duration = figures["duration"]
+        parts.append(
+            f"<h3>{html.escape(name)}</h3><p>{figures['sessions']:,} sessions started, "
+            f"{figures['completed']:,} completed "
+            f"({_cell(figures['session_availability'], '{:.4f}')}), {figures['cut']:,} cut "
+            f"short. Completed journeys, from the arrival: p50 "
+            f"{_cell(duration['p50_ms'], '{:,.1f}')} ms, p99 "
+            f"{_cell(duration['p99_ms'], '{:,.1f}')} ms, max "
+            f"{_cell(duration['max_ms'], '{:,.1f}')} ms.</p>"
+        )
+        if not block.steps:
+            continue
+        steps = scan.step_summaries(mine, len(block.steps))
+        rows = []
+        for step, stage, summary in zip(block.steps, figures["funnel"], steps, strict=True):
+            s = summary or {"requests": 0, "availability": None, "p50_ms": None}
+            s = {"p99_ms": None, "errors": {}, **s}
+            grade = _grade(s["availability"])
+            rows.append(
+                f"<tr><td>{stage['step']} {html.escape(step)}</td><td>{stage['reached']:,}</td>"
+                f"<td>{stage['ended']:,}</td><td>{s['requests']:,}</td>"
+                f'<td class="{grade}">{_cell(s["availability"], "{:.4f}")}</td>'
+                f"<td>{_cell(s['p50_ms'], '{:,.1f}')}</td><td>{_cell(s['p99_ms'], '{:,.1f}')}</td>"
+                f"<td>{html.escape(error_counts(s['errors']))}</td></tr>"
+            )
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in (
+                "step",
+                "sessions reached",
+                "ended there",
+                "requests",
+                "availability",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+            )
+        )
+        parts.append(f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div>')
+    return "".join(parts)
 
 
 # ---- HTML ------------------------------------------------------------------------------
@@ -367,11 +424,13 @@ def render(
     summaries: dict[str, dict],
     images: Sequence[tuple[str, str, bytes]],
     verdicts: dict[str, list[slo.Verdict]],
+    sessions: str = "",
 ) -> str:
-    """The whole page: summary, objectives, warnings, plots (embedded PNGs), then each
-    run's details.
+    """The whole page: summary, objectives, sessions, warnings, plots (embedded PNGs),
+    then each run's details.
 
-    ``summaries`` are per series, ``verdicts`` ``series_verdicts``. Over 60 lines because
+    ``summaries`` are per series, ``verdicts`` ``series_verdicts``, ``sessions``
+    ``sessions_html``. Over 60 lines because
     it is the page's markup in reading order; its parts are functions.
     """
     objectives = ""
@@ -410,6 +469,12 @@ def render(
         "</figure>"
         for caption, stem, data in images
     )
+    sessions_part = (
+        "<h2>Sessions</h2><p>A session reaches a step when a row of its there was ok, and "
+        f"ends at the step whose failure ended it.</p>{sessions}"
+        if sessions
+        else ""
+    )
     generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -420,6 +485,7 @@ def render(
         "the intended send time.</p>"
         f'<h2>Summary</h2><div class="scroll">{summary_html(summaries)}</div>'
         f"{objectives}"
+        f"{sessions_part}"
         f"{injected}"
         f"<h2>Warnings</h2>{warning_html}"
         f"<h2>Plots</h2>{figure_html}"

@@ -399,6 +399,16 @@ def test_a_session_scenario_runs_end_to_end_through_the_cli(shop, tmp_path):
     assert "shop, sessions: 15 started, 15 completed (1.0000), 0 cut short" in text
     assert "flow, sessions: 20 started, 20 completed (1.0000)" in text
     assert "shop, by step:" in text
+    # The report has the same, as a section of its page.
+    out = tmp_path / "report"
+    reported = subprocess.run(
+        [*CLI, "report", str(run_dir), "--out", str(out)], capture_output=True, timeout=300
+    )
+    assert reported.returncode == 0, reported.stderr
+    page = (out / "report.html").read_text()
+    assert "<h2>Sessions</h2>" in page and "<h3>shop</h3>" in page and "<h3>flow</h3>" in page
+    assert "15 sessions started, 15 completed (1.0000), 0 cut short" in page
+    assert "<td>1 items</td><td>15</td><td>0</td><td>15</td>" in page
     steps_table = text.split("shop, by step:")[1].splitlines()
     assert [line.split()[:4] for line in steps_table[2:5]] == [
         ["0", "login", "15", "15"],
