@@ -65,11 +65,12 @@ http {{
     + NGINX_TEMP_PATHS
     + """    server {{
         listen 127.0.0.1:{port};
-        location / {{ return 200 "ok\\n"; }}
+{locations}
     }}
 }}
 """
 )
+OK_LOCATION = '        location / { return 200 "ok\\n"; }'  # the benchmarks' target
 
 LOCUSTFILE = """
 from locust import FastHttpUser, task
@@ -102,8 +103,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_nginx(workdir: Path, cores: str | None = TARGET_CORE) -> tuple[subprocess.Popen, str]:
-    """One nginx worker on core ``cores`` (None: on any)."""
+def start_nginx(
+    workdir: Path, cores: str | None = TARGET_CORE, locations: str = OK_LOCATION
+) -> tuple[subprocess.Popen, str]:
+    """One nginx worker on core ``cores`` (None: on any), serving ``locations``."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         sys.exit("nginx is needed: apt-get install nginx-light")
@@ -111,7 +114,7 @@ def start_nginx(workdir: Path, cores: str | None = TARGET_CORE) -> tuple[subproc
     # The bit of core ``cores``, or every core's.
     mask = "1" * (os.cpu_count() or 1) if cores is None else "1".ljust(int(cores) + 1, "0")[::-1]
     conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=workdir, port=port, mask=mask))
+    conf.write_text(NGINX_CONF.format(prefix=workdir, port=port, mask=mask, locations=locations))
     process = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)])
     deadline = time.monotonic() + 10
     while True:
