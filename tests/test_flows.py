@@ -198,3 +198,15 @@ def test_a_call_that_cannot_be_sent_raises_in_the_flow(shop):
     assert rows["error"].tolist() == ["check", "check"]
     assert summary.checks == {"flow: raised FieldError": 2}
     assert re.fullmatch(r"flow: raised \w+", next(iter(summary.checks)))
+
+
+def test_a_flows_calls_are_one_at_a_time(shop):
+    source = """
+        import asyncio
+        async def checkout(session, row):
+            await asyncio.gather(session.get(f"{BASE}/slow"), session.get(f"{BASE}/slow"))
+    """
+    summary, rows = run(Journey((), flow=flow(source, shop)), rate=2)
+    # The first call is a row of its own; the second raised in the flow, which ended it.
+    assert sorted(rows["error"]) == ["", "", "check", "check"]
+    assert summary.checks == {"flow: raised RuntimeError": 2}

@@ -6,7 +6,8 @@ loads it while it validates the scenario (``Flow.load``), so a syntax error, an
 import that fails or a missing function is bad input, and each generator loads the
 same source again. The function gets a ``FlowSession`` and the session's row of test
 data (a dict, empty without ``data:``), and calls ``await session.get(url)``,
-``session.post(url, json=...)`` and so on: each call is a row, due when it is made,
+``session.post(url, json=...)`` and so on, one at a time (a second call before the
+first was answered raises): each call is a row, due when it is made,
 sent on the generator's own client, and answered with a ``FlowResponse``. A call
 never raises for a failed request: the response says how it ended (``ok``,
 ``error``), and the flow decides. A session ends when the function returns; when it

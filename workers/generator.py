@@ -479,6 +479,8 @@ class Generator:
         due = time.monotonic_ns()
         if self._stop_requested or (session.deadline is not None and due > session.deadline):
             raise SessionOver()
+        if session.answer is not None:
+            raise RuntimeError("a session makes one call at a time: await each before the next")
         for name, value in headers:
             check_header(name, value)
         session.request = PreparedRequest._prepare(url, method, headers, body, keep=True)
