@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 
 from blastradius.cluster.request_keys import Files
@@ -199,7 +200,8 @@ def _step(
                 fields.at("json"), f"expected a mapping or a list, got {kind_of(value)}"
             )
         spelled = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-        body, json_body = compile_text(spelled, known, env, fields.at("json")), True
+        escaped = {name: json.dumps(env[name])[1:-1] for name in _names(spelled) if name in env}
+        body, json_body = compile_text(spelled, known, escaped, fields.at("json")), True
     elif bodies == ["body_file"]:
         raw_body = files.read(fields.get("body_file"), fields.at("body_file"))
     if json_body and not any(h.lower() == "content-type" for h, _ in headers):
@@ -227,6 +229,11 @@ def _step(
         )
     except FieldError as exc:  # a step names its own field: ``method``, ``url``, ...
         raise exc.within(fields.path) from None
+
+
+def _names(text: str) -> set[str]:
+    """The ``${NAME}`` references in ``text``."""
+    return set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
 
 
 def _think(value: object, at: str) -> Latency:

@@ -434,3 +434,10 @@ def test_test_data_at_a_uri_that_cannot_be_read_is_named(name, message):
     with pytest.raises(ValueError) as error:
         parse_target({"name": "s", "data": {"file": name}, "steps": [OK]}, "targets[0]")
     assert str(error.value).startswith(message)
+
+
+def test_an_environment_value_in_a_json_body_is_escaped_as_json_string_text():
+    step = {"url": f"{URL}/login", "method": "POST", "json": {"pw": "${PW}", "n": 1}}
+    parsed = parse_target({"name": "s", "steps": [step]}, "targets[0]", env={"PW": 'a"b\\'})
+    body = parsed.journey.steps[0].prepared.data.partition(b"\r\n\r\n")[2]
+    assert json.loads(body) == {"pw": 'a"b\\', "n": 1}
