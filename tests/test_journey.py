@@ -537,3 +537,11 @@ def test_a_loop_and_a_repeat_are_checked_when_built():
         Loop(0, 0, (0, 0))
     with pytest.raises(FieldError, match=re.escape("repeat: 3..2")):
         Step("s", text(f"{URL}/"), repeat=(3, 2))
+
+
+@pytest.mark.parametrize(
+    ("status", "ok"), [(199, False), (200, True), (250, True), (299, True), (300, False)]
+)
+def test_a_status_range_holds_every_status_inside_it(status, ok):
+    assert Expect(statuses=((200, 299),)).status_ok(status) is ok
+    assert Expect(statuses=((100, 101), (200, 299))).status_ok(status) is ok
