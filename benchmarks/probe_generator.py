@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,19 @@ def json_body(size: int) -> bytes:
     if size < 11:
         raise SystemExit("--post-json-bytes: at least 11")
     return json.dumps({"data": "x" * (size - 11)}, separators=(",", ":")).encode()
+
+
+def shard_sink() -> tuple[str, str, Callable[[pa.RecordBatch], None]]:
+    """A temporary run directory, its one target's shard directory, and a sink writing
+    each batch there as a shard, as a run's generator does."""
+    out = tempfile.mkdtemp(prefix="blastradius-bench-")
+    directory = shard_dir(out, "bench")
+    shards = itertools.count()
+
+    def sink(batch: pa.RecordBatch) -> None:
+        write_shard([batch], directory, shard_name(0, next(shards)))
+
+    return out, directory, sink
 
 
 def rss_mib() -> float:
@@ -63,12 +77,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    out = tempfile.mkdtemp(prefix="blastradius-bench-")
-    directory = shard_dir(out, "bench")
-    shards = itertools.count()
-
-    def sink(batch: pa.RecordBatch) -> None:
-        write_shard([batch], directory, shard_name(0, next(shards)))
+    out, directory, sink = shard_sink()
 
     schedule = Schedule.constant_rate(args.rate, duration_ns=int(args.seconds * S))
     request = args.url

@@ -11,22 +11,18 @@ CPU time this process used once the load began.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import resource
 import shutil
-import tempfile
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from probe_generator import shard_sink
 
 from blastradius.workers.generator import Share, run_share
 from blastradius.workers.journey import Capture, Journey, Step, compile_text
-from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.schedule import Schedule
-from blastradius.workers.shards import write_shard
 
 S = 1_000_000_000
 
@@ -72,12 +68,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
 
-    out = tempfile.mkdtemp(prefix="blastradius-bench-")
-    directory = shard_dir(out, "bench")
-    shards = itertools.count()
-
-    def sink(batch: pa.RecordBatch) -> None:
-        write_shard([batch], directory, shard_name(0, next(shards)))
+    out, directory, sink = shard_sink()
 
     schedule = Schedule.constant_rate(args.rate, duration_ns=int(args.seconds * S))
     share = Share(
