@@ -3,7 +3,8 @@
     python benchmarks/experiments.py [--out runs] [--repeat 3] [--reuse] [--json FILE]
                                      [SCENARIO.yaml ...]
 
-Runs each scenario (default: every file in ``scenarios/quick/``) through
+Runs each scenario (default: every file in ``scenarios/quick/`` but the sessions
+ones, ``*-sessions.yaml``, which README tabulates on their own) through
 ``blastradius run`` on the embedded local Ray, ``--repeat`` times, one run after
 another, then prints one Markdown table over all of them: availability overall,
 on the healthy endpoints and on the slow ones, goodput, p50/p99, errors by kind
@@ -66,7 +67,7 @@ def rows_for(path: Path, run_dir: str) -> list[dict]:
     return [{"scenario": path.stem, **row, "run_dir": run_dir} for row in rows]
 
 
-FIGURES = ("availability", "healthy", "slow", "goodput_rps", "p50_ms", "p99_ms")
+FIGURES = ("availability", "healthy", "slow", "sessions", "goodput_rps", "p50_ms", "p99_ms")
 
 
 def spread(runs: list[list[dict]]) -> list[dict]:
@@ -107,17 +108,21 @@ def cell(row: dict, figure: str, pattern: str) -> str:
 
 
 def markdown(table: list[dict]) -> list[str]:
-    """The README table."""
+    """The README table (with a column of session availability when a target has
+    sessions; its other figures then count the calls sent)."""
+    sessions = any(r.get("sessions") is not None for r in table)
     lines = [
-        "| scenario | target | availability | healthy endpoints | slow endpoint | goodput/s "
+        "| scenario | target | availability | healthy endpoints | slow endpoint "
+        f"{'| sessions completed ' if sessions else ''}| goodput/s "
         "| p50 ms | p99 ms | in flight needed / there | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        f"|---|---|---:|---:|---:|{'---:|' if sessions else ''}---:|---:|---:|---|---|",
     ]
     for r in table:
         errors = error_counts(r["errors"], prose=True)
+        session_cell = f"| {cell(r, 'sessions', '.3f')} " if sessions else ""
         lines.append(
             f"| {r['scenario']} | {r['target']} | {cell(r, 'availability', '.3f')} "
-            f"| {cell(r, 'healthy', '.3f')} | {cell(r, 'slow', '.3f')} "
+            f"| {cell(r, 'healthy', '.3f')} | {cell(r, 'slow', '.3f')} {session_cell}"
             f"| {cell(r, 'goodput_rps', '.1f')} | {cell(r, 'p50_ms', ',.0f')} "
             f"| {cell(r, 'p99_ms', ',.0f')} | {_f(r['needed'], ',.0f')} / {r['capacity']} "
             f"| {errors}{' (generator saturated)' if r['saturated'] else ''} |"
@@ -136,7 +141,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat: must be >= 1")
-    paths = args.scenarios or sorted((ROOT / "scenarios" / "quick").glob("*.yaml"))
+    quick = sorted((ROOT / "scenarios" / "quick").glob("*.yaml"))
+    paths = args.scenarios or [p for p in quick if not p.stem.endswith("-sessions")]
     table = []
     for path in paths:
         run_dirs = newest_runs(path, args.out, args.repeat) if args.reuse else []

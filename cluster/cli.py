@@ -300,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--full", action="store_true", help="the essay's sizes (1000 req/s, 500 threads)"
     )
+    demo.add_argument(
+        "--sessions",
+        action="store_true",
+        help="sessions of 5 calls each (scenarios/quick/30s-sessions.yaml): session availability",
+    )
     demo.add_argument("--out", metavar="DIR", help=OUT_HELP)
     demo.add_argument(
         "--set",
@@ -812,7 +817,7 @@ def _demo(args: argparse.Namespace) -> int:
     embedded_ray_environment()
     from blastradius.cluster import demo, driver
 
-    name = demo.FULL if args.full else demo.QUICK
+    name = demo.scenario_name(full=args.full, sessions=args.sessions)
     out = _out(args.out)
     scenario = _checked(lambda: demo.demo_scenario(name, args.overrides))
     console = _Console(sys.stdout)

@@ -7,6 +7,8 @@ async one. It prints a comparison table (availability overall, on the healthy
 endpoints and on the slow ones, goodput, p50/p99, errors by kind, and the
 concurrency Little's law says the load needs against the threads or pooled
 connections there were), writes the HTML report, and prints its path.
+``--sessions`` runs the same as sessions of 5 calls each (``30s-sessions.yaml``),
+and the table adds the share of sessions that completed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from blastradius.workers.schedule import Schedule
 
 QUICK = "quick/30s"  # shipped scenarios (cluster/shipped.py)
 FULL = "essay/30s"
+SESSIONS = "-sessions"  # the same, each session making 5 calls
 
 Log = Callable[[str], None]
 
@@ -63,15 +66,16 @@ def concurrency_needed(scenario: Scenario, target: Target) -> float | None:
 
     A request holds a thread (or a pooled connection) for its dependency call,
     which ends at the endpoint's latency or at the target's dependency timeout,
-    whichever comes first. Endpoints are cycled evenly, so the mean is over them.
-    With a fault schedule, the worst phase counts.
+    whichever comes first. Endpoints are cycled evenly (or drawn evenly, for a
+    target's sessions), so the mean is over them. With a fault schedule, the worst
+    phase counts. A target taking sessions gets ``session_calls`` requests from each.
     """
     phases = _phases(scenario)
     if not phases:
         return None
     cap_ns = None if target.dependency_timeout_s is None else int(target.dependency_timeout_s * 1e9)
     held_s = max(np.mean([lat.mean_ns(cap_ns) for lat in phase]) for phase in phases) / 1e9
-    return peak_rate_rps(scenario) * float(held_s)
+    return peak_rate_rps(scenario) * max(1, target.session_calls) * float(held_s)
 
 
 def capacity(target: Target) -> str:
@@ -97,31 +101,47 @@ def slow_endpoints(scenario: Scenario) -> tuple[int, ...]:
 
 def comparison(scenario: Scenario, rows: pd.DataFrame) -> list[dict]:
     """One entry per target: its SUMMARY figures, availability on the healthy and on the
-    slow endpoints, and the concurrency Little's law needs against what it had."""
-    from blastradius.analysis import summary
+    slow endpoints, and the concurrency Little's law needs against what it had.
 
-    summaries = summary(rows)
-    part = np.where(rows["endpoint"].isin(slow_endpoints(scenario)).to_numpy(), "slow", "healthy")
-    by_part = summary(rows.assign(part=part), by=["target", "part"])
-    return [
-        {
-            "target": target.name,
-            **summaries[target.name],
-            "healthy": (by_part.get((target.name, "healthy")) or {}).get("availability"),
-            "slow": (by_part.get((target.name, "slow")) or {}).get("availability"),
-            "needed": concurrency_needed(scenario, target),
-            "capacity": capacity(target),
-        }
-        for target in scenario.targets
-        if target.name in summaries
-    ]
+    A session target's figures are over the calls its sessions sent (its ``skipped``
+    rows are counted in its errors only), and ``sessions`` is the share of its
+    sessions that completed (None for a target without sessions)."""
+    from blastradius.analysis import summary
+    from blastradius.analysis.sessions import frame_figures
+
+    every = summary(rows)
+    sent = rows[rows["error"] != "skipped"]
+    summaries = summary(sent)
+    part = np.where(sent["endpoint"].isin(slow_endpoints(scenario)).to_numpy(), "slow", "healthy")
+    by_part = summary(sent.assign(part=part), by=["target", "part"])
+    entries = []
+    for target in scenario.targets:
+        if target.name not in summaries:
+            continue
+        sessions = frame_figures(rows[rows["target"] == target.name])
+        entries.append(
+            {
+                "target": target.name,
+                **summaries[target.name],
+                "errors": every[target.name]["errors"],
+                "healthy": (by_part.get((target.name, "healthy")) or {}).get("availability"),
+                "slow": (by_part.get((target.name, "slow")) or {}).get("availability"),
+                "sessions": None if sessions is None else sessions["session_availability"],
+                "needed": concurrency_needed(scenario, target),
+                "capacity": capacity(target),
+            }
+        )
+    return entries
 
 
 def comparison_table(scenario: Scenario, rows: pd.DataFrame) -> list[str]:
     """The demo's table: one line per target, from the rows (see the module docstring)."""
+    entries = comparison(scenario, rows)
+    sessions = any(c["sessions"] is not None for c in entries)
     columns = [
         Column("target", 16, left=True),
         *(Column(h, w) for h, w in (("avail", 7), ("healthy", 9), ("slow", 7))),
+        *([Column("sessions", 10)] if sessions else []),
         Column("goodput/s", 11),
         Column("p50 ms", 9),
         Column("p99 ms", 9),
@@ -129,12 +149,13 @@ def comparison_table(scenario: Scenario, rows: pd.DataFrame) -> list[str]:
         Column("errors", left=True),
     ]
     lines = []
-    for c in comparison(scenario, rows):
+    for c in entries:
         little = "-" if c["needed"] is None else f"{c['needed']:,.0f} / {c['capacity']}"
         lines.append(
             [
                 str(c["target"]),
                 *(_num(c[key], ".3f") for key in ("availability", "healthy", "slow")),
+                *([_num(c["sessions"], ".3f")] if sessions else []),
                 _num(c["goodput_rps"], ",.1f"),
                 _num(c["p50_ms"], ",.0f"),
                 _num(c["p99_ms"], ",.0f"),
@@ -154,11 +175,20 @@ def explain(scenario: Scenario) -> list[str]:
     rate = peak_rate_rps(scenario)
     slow = slow_endpoints(scenario)
     endpoints = 0 if scenario.dependency is None else scenario.dependency.endpoints
+    calls = max((t.session_calls for t in scenario.targets), default=0)
+    arrivals = f"{rate:g} sessions/s of {calls} calls" if calls else f"{rate:g} requests/s"
+    sessions = [
+        f"sessions: the share of sessions whose {calls} calls, each to an endpoint drawn at",
+        "random, all succeeded. A failed call ends its session: its later calls are",
+        "skipped (an error kind of their own), and avail, healthy and slow count the",
+        "calls sent.",
+    ]
     return [
-        f"{rate:g} requests/s over {endpoints} dependency endpoints, "
+        f"{arrivals} over {endpoints} dependency endpoints, "
         f"endpoint {','.join(map(str, slow)) or '-'} (at its worst) slower than the "
         f"{scenario.load.timeout_ns / 1e9:g} s client deadline.",
         "healthy/slow: availability on the healthy endpoints and on the slow one.",
+        *(sessions if calls else []),
         "in flight needed: Little's law, rate x mean time a request holds a thread or a",
         "connection on its dependency call. The blocking service has fewer threads than",
         "that, so they all end up waiting on the slow endpoint and the healthy endpoints",
@@ -167,8 +197,14 @@ def explain(scenario: Scenario) -> list[str]:
     ]
 
 
+def scenario_name(full: bool = False, sessions: bool = False) -> str:
+    """The demo's shipped scenario: the quick or the essay's sizes, of single requests
+    or of sessions."""
+    return (FULL if full else QUICK) + (SESSIONS if sessions else "")
+
+
 def demo_scenario(name: str, overrides: Sequence[str]) -> Scenario:
-    """The demo's shipped scenario (``QUICK`` or ``FULL``), with ``--set`` overrides.
+    """The demo's shipped scenario (``scenario_name``), with ``--set`` overrides.
 
     ``ValueError`` for a bad override or a missing file.
     """

@@ -226,9 +226,9 @@ class _Execution:
         self, step: Step, services: Services, output: ToCollector | ToStorage
     ) -> set[GeneratorState]:
         """Run one target's load; the states its generators ended in."""
-        templates = services.templates(step)
+        url = services.url(step)
+        templates, journey = step.templates(url), step.journey(url)
         urls = tuple(redact_url(t.url) for t in templates)
-        journey = step.target.journey
         if journey is not None:  # its steps' URLs as the scenario has them, ${...} kept
             urls = tuple(redact_url(s.url.written) for s in journey.steps)
             data = self.plan.data(step)
@@ -269,7 +269,7 @@ class _Execution:
             )
             proxies_before = services.proxy_stats()
             self.manifest.write()
-            shares = self.plan.shares(step, templates, start_ns)
+            shares = self.plan.shares(step, url, start_ns)
             refs = [a.run.remote(p, output) for a, p in zip(actors, shares, strict=True)]
             logs = (self.log, self.progress)
             watch = Watch(step.name, actors, refs, self.manifest, logs, (start_ns, end_ns))

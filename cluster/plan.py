@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from blastradius.cluster.scenario import ClosedLoop, Proxy, Scenario, Target
 from blastradius.targets.spec import format_latency_spec
 from blastradius.workers.generator import Share
+from blastradius.workers.journey import Journey, Text
+from blastradius.workers.journey import Step as JourneyStep
 from blastradius.workers.run_record import DataWritten, FaultMark, Objectives
 from blastradius.workers.schedule import Schedule, intended_offsets
 from blastradius.workers.template import RequestTemplate
@@ -61,6 +63,22 @@ class Step:
             return self.target.requests
         return tuple(RequestTemplate(f"{url}/call/{i}") for i in range(self.endpoints))
 
+    def journey(self, url: str | None) -> Journey | None:
+        """A session target's journey: its own steps, or, for a launched target taking
+        sessions, ``session_calls`` calls each drawn from ``GET /call/0..n-1`` at ``url``
+        (its steps are named ``call/i``, so a row's step is its endpoint)."""
+        calls = self.target.session_calls
+        if self.service is None or not calls:
+            return self.target.journey
+        urls = (f"{url}/call/{i}" for i in range(self.endpoints))
+        steps = tuple(JourneyStep(f"call/{i}", Text((u,), (), u)) for i, u in enumerate(urls))
+        return Journey(steps, draws=calls)
+
+    @property
+    def sessions(self) -> bool:
+        """Whether this target's load arrives as sessions."""
+        return self.target.journey is not None or bool(self.target.session_calls)
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -79,11 +97,12 @@ class RunPlan:
         """Whether the run starts any service."""
         return bool(self.proxies) or any(step.service is not None for step in self.steps)
 
-    def shares(
-        self, step: Step, templates: tuple[RequestTemplate, ...], start_ns: int
-    ) -> list[Share]:
-        """One share per generator: the same schedule, interleaved ``generators`` ways."""
+    def shares(self, step: Step, url: str | None, start_ns: int) -> list[Share]:
+        """One share per generator: the same schedule, interleaved ``generators`` ways, of
+        a step's requests (its target at ``url``, when the run launched it)."""
         load = self.scenario.load
+        journey = step.journey(url)
+        templates = () if journey is not None else step.templates(url)
         return [
             Share(
                 step.name,
@@ -97,7 +116,7 @@ class RunPlan:
                 connections=load.connections,
                 tls=step.target.tls,
                 seed=load.seed,
-                journey=step.target.journey,
+                journey=journey,
             )
             for worker in range(self.generators)
         ]
@@ -133,6 +152,8 @@ class RunPlan:
         if journey is not None and journey.flow is not None:
             return None  # a python flow's rows are its own to decide
         arrivals = sum(len(offsets) for offsets in intended_offsets(shape))
+        if step.target.session_calls:
+            return arrivals * step.target.session_calls
         return arrivals if journey is None else round(arrivals * journey.mean_rows())
 
     def end_ns(self, start_ns: int, step: Step) -> int | None:
@@ -142,8 +163,8 @@ class RunPlan:
         shape, timeout_ns = self.shape(step), load.timeout_ns
         if isinstance(shape, ClosedLoop):
             return None if shape.duration_ns is None else start_ns + shape.duration_ns + timeout_ns
-        if journey is not None:
-            if journey.timeout_ns is None:
+        if step.sessions:
+            if journey is None or journey.timeout_ns is None:
                 return None
             timeout_ns += journey.timeout_ns  # its last step starts by then
         last = 0

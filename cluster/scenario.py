@@ -238,6 +238,7 @@ class Target:
     tls: Tls | None = None
     slo: Objectives | None = None  # its own, over the scenario's
     journey: Journey | None = None  # a session target's steps (then no requests)
+    session_calls: int = 0  # a launched target's: each session makes this many calls (0: none)
 
     @property
     def launched(self) -> bool:
@@ -298,8 +299,10 @@ def parse_target(
         max_connections = whole(
             fields.get("max_connections", 0), fields.at("max_connections"), strict=False
         )
+    calls = fields.get("session_calls")
+    calls = 0 if calls is None else whole(calls, fields.at("session_calls"))
     fields.done()
-    return Target(name, kind, (), threads, max_connections, timeout_s, slo=slo)
+    return Target(name, kind, (), threads, max_connections, timeout_s, slo=slo, session_calls=calls)
 
 
 @dataclass(frozen=True)

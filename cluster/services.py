@@ -19,7 +19,6 @@ import requests
 from blastradius.cluster import launch
 from blastradius.cluster.plan import RunPlan, ServiceLaunch, Step
 from blastradius.workers.run_record import FaultMark, ProxyCounts, ServicesInfo
-from blastradius.workers.template import RequestTemplate
 
 TARGETS_RESOURCE = "targets"
 
@@ -162,9 +161,9 @@ class Services:
                 raise launch.LaunchError(f"proxy {name} {url}: no stats: {exc}") from None
         return found
 
-    def templates(self, step: Step) -> tuple[RequestTemplate, ...]:
-        """What the generators send to a step's target."""
-        return step.templates(self.urls.get(step.name))
+    def url(self, step: Step) -> str | None:
+        """Where a step's launched target listens (None: the run did not launch it)."""
+        return self.urls.get(step.name)
 
     def anchor_faults(self, origin_ns: int) -> tuple[FaultMark, ...]:
         """Make a launched dependency's fault times count from ``origin_ns`` (a target's

@@ -1,7 +1,7 @@
 """Real HTTP servers this project did not write, started on 127.0.0.1 for the client's tests.
 
-Each yields its base URL once it answers. gunicorn and uvicorn get a listening
-socket from the test (no port race); ``http.server`` and nginx report or take
+Each yields its base URL once it answers. gunicorn, uvicorn and aiohttp get a
+listening socket from the test (no port race); ``http.server`` and nginx report or take
 their port. nginx is used where installed (Debian's package) and skipped
 otherwise.
 """
@@ -115,13 +115,12 @@ def uvicorn_echo(log: Path, tls: dict[str, str] | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def uvicorn_shop() -> Iterator[str]:
-    """uvicorn serving the shop app (``apps/asgi_shop.py``) for session tests."""
+def aiohttp_shop() -> Iterator[str]:
+    """aiohttp serving the shop (``apps/aiohttp_shop.py``) for session tests."""
     sock = _listener()
-    args = [sys.executable, "-m", "uvicorn", "--fd", str(sock.fileno()), "--app-dir", str(APPS)]
-    args += ["--log-level", "info", "--no-access-log", "asgi_shop:app"]
+    args = [sys.executable, str(APPS / "aiohttp_shop.py"), str(sock.fileno())]
     with sock, _running(args, pass_fds=(sock.fileno(),)) as process:
-        _wait_line(process, "Application startup complete")
+        _wait_line(process, "serving")
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 

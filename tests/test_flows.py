@@ -1,5 +1,5 @@
 """Sessions written in Python (``steps: {python: FILE:FUNCTION}``): loading the module,
-and running it against a real server (uvicorn, the shop app), a row per call."""
+and running it against a real server (aiohttp, the shop app), a row per call."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
-from real_servers import uvicorn_shop
+from real_servers import aiohttp_shop
 from test_sessions import run_generator
 from waits import wait_for
 
@@ -37,7 +37,7 @@ CHECKOUT = """
 
 @pytest.fixture(scope="module")
 def shop() -> Iterator[str]:
-    with uvicorn_shop() as url:
+    with aiohttp_shop() as url:
         yield url
 
 

@@ -27,7 +27,7 @@ BASE = {
     },
     "targets": [
         {"name": "sync", "kind": "blocking", "threads": 8, "dependency_timeout": "1s"},
-        {"name": "async", "kind": "async"},
+        {"name": "async", "kind": "async", "session_calls": 5},
         {
             "name": "mine",
             "method": "POST",

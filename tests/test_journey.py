@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -488,6 +489,35 @@ def test_ranges_are_drawn_per_session_seeded_and_every_count_is_drawn():
     assert journey.mean_rows() == 3 * (1 + 2)
     mean = sum(map(len, orders)) / len(orders)
     assert 8 < mean < 10  # 9 expected
+
+
+def test_drawn_steps_are_any_of_the_steps_as_likely_seeded_per_session():
+    journey = Journey(steps_of((1, 1), (1, 1), (1, 1), (1, 1)), draws=5)
+    assert not journey.fixed and journey.mean_rows() == 5
+    orders = [journey.order(session, seed=1) for session in range(2000)]
+    assert orders == [journey.order(session, seed=1) for session in range(2000)]
+    assert orders != [journey.order(session, seed=2) for session in range(2000)]
+    assert {len(order) for order in orders} == {5}
+    counts = Counter(step for order in orders for step in order)
+    assert sorted(counts) == [0, 1, 2, 3]
+    assert all(2300 < n < 2700 for n in counts.values()), counts  # 2,500 each expected
+    # The essay's arithmetic: a step drawn a quarter of the time is in 1 - 0.75^5 of
+    # the sessions (0.763), not in a quarter of them.
+    with_last = sum(3 in order for order in orders) / len(orders)
+    assert with_last == pytest.approx(1 - 0.75**5, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"draws": -1}, "draws: a count"),
+        ({"draws": 2, "loops": (Loop(0, 1, (1, 1)),)}, "draws: a count of steps drawn, with no"),
+        ({"draws": 2, "steps": steps_of((1, 1), (1, 2))}, "draws: a count of steps drawn"),
+    ],
+)
+def test_drawn_steps_have_no_loop_or_repeat_range(kwargs, message):
+    with pytest.raises(FieldError, match=message):
+        Journey(**{"steps": steps_of((1, 1), (1, 1)), **kwargs})
 
 
 @pytest.mark.parametrize(

@@ -91,8 +91,10 @@ def test_each_step_carries_its_targets_objectives_the_scenarios_under_its_own():
 def test_shares_interleave_one_schedule_and_the_end_is_the_last_deadline():
     plan = build_plan(scenario(), 2)
     step = plan.steps[1]
-    plans = plan.shares(step, step.templates("http://t:1"), start_ns=10 * S)
+    plans = plan.shares(step, "http://t:1", start_ns=10 * S)
     assert [(p.worker, p.workers, p.start_ns) for p in plans] == [(0, 2, 10 * S), (1, 2, 10 * S)]
+    assert {p.templates for p in plans} == {step.templates("http://t:1")}
+    assert {p.journey for p in plans} == {None}
     # 200 requests at 100/s: the last is due at 1.99 s; its deadline 1 s after.
     assert plan.end_ns(10 * S, step) == 10 * S + int(1.99 * S) + 1 * S
     assert plan.planned_requests(step) == 200
@@ -119,9 +121,30 @@ def test_unique_test_data_ends_the_load_when_its_rows_run_out(tmp_path, pick, se
     plan, step = sessions(tmp_path, {"file": "users.csv", "pick": pick})
     # 200 arrivals, 2 steps each; only 50 users to log in once each.
     assert plan.planned_requests(step) == 2 * sessions_planned
-    shares = plan.shares(step, (), start_ns=0)
+    shares = plan.shares(step, None, start_ns=0)
     assert all(share.load.max_requests == (50 if pick == "unique" else None) for share in shares)
     assert {share.journey for share in shares} == {step.target.journey}
+
+
+def test_a_launched_target_taking_sessions_draws_its_calls_from_its_endpoints():
+    targets = [{"name": "async", "kind": "async", "session_calls": 5}]
+    plan = build_plan(scenario(targets=targets), 2)
+    (step,) = plan.steps
+    journey = step.journey("http://h:1")
+    assert [s.name for s in journey.steps] == ["call/0", "call/1", "call/2"]
+    assert {s.prepared.origin for s in journey.steps} == {("http", "h", 1)}
+    assert [s.prepared.data.split(b" ")[1] for s in journey.steps] == [
+        f"/call/{i}".encode() for i in range(3)
+    ]
+    assert [s.url.written for s in journey.steps] == [f"http://h:1/call/{i}" for i in range(3)]
+    assert journey.draws == 5 and journey.timeout_ns is None and journey.data is None
+    shares = plan.shares(step, "http://h:1", start_ns=0)
+    assert {share.journey for share in shares} == {journey}
+    # 200 sessions of 5 calls; no session timeout, so no end is known ahead.
+    assert plan.planned_requests(step) == 1000
+    assert plan.end_ns(10 * S, step) is None
+    assert step.sessions and not build_plan(scenario(), 1).steps[1].sessions
+    assert build_plan(scenario(), 1).steps[1].journey("http://h:1") is None
 
 
 def test_a_session_targets_planned_end_waits_for_its_last_session(tmp_path):

@@ -44,6 +44,9 @@ def test_a_full_scenario_parses():
         0,
     )
     assert parsed.generators is None
+    assert (sync.session_calls, async_.session_calls) == (0, 0)
+    changed = scenario(targets__1__session_calls=5)
+    assert parse_scenario(changed).targets[1].session_calls == 5
 
 
 def test_stages_closed_loops_and_url_targets_parse():
@@ -116,6 +119,9 @@ MALFORMED = [
     ({"targets__0__kind": "threaded"}, "targets[0].kind: 'threaded' is not one of blocking, async"),
     ({"targets__0__threads": 0}, "targets[0].threads: must be > 0"),
     ({"targets__1__threads": 4}, "targets[1].threads: unknown key"),
+    ({"targets__1__session_calls": 0}, "targets[1].session_calls: must be > 0"),
+    ({"targets__0__session_calls": 2.5}, "targets[0].session_calls: expected a whole number"),
+    ({"targets__0__session_calls": "5"}, "targets[0].session_calls: expected a number"),
     ({"targets__1__name": "sync"}, "targets: the name 'sync' is used twice"),
     ({"targets__0__name": "../x"}, "targets[0].name: '../x' must be letters"),
     ({"targets__0__dependency_timeout": "soon"}, "targets[0].dependency_timeout"),

@@ -1,4 +1,4 @@
-"""Sessions of steps against a real server (uvicorn, the shop app): values captured and
+"""Sessions of steps against a real server (aiohttp, the shop app): values captured and
 carried over, think times, expectations, and what a failed or cut session records."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
-from real_servers import uvicorn_shop
+from real_servers import aiohttp_shop
 from waits import wait_for
 
 from blastradius import analysis
@@ -50,7 +50,7 @@ CLI = [sys.executable, "-m", "blastradius.cluster"]
 
 @pytest.fixture(scope="module")
 def shop() -> Iterator[str]:
-    with uvicorn_shop() as url:
+    with aiohttp_shop() as url:
         yield url
 
 

@@ -29,7 +29,7 @@ import random
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from blastradius.targets.spec import Latency
 from blastradius.targets.validation import FieldError
@@ -503,13 +503,15 @@ class Journey:
     loops over runs of its steps (loops do not nest or overlap).
 
     ``order`` gives the steps one session sends, in turn: each step repeated, each loop
-    gone round, as many times as drawn for that session."""
+    gone round, as many times as drawn for that session; or, with ``draws``, that
+    many steps, each drawn from all of them, as likely (a launched target's calls)."""
 
     steps: tuple[Step, ...]
     timeout_ns: int | None = None
     data: TestData | None = None
     loops: tuple[Loop, ...] = ()
     flow: Flow | None = None  # a session written in Python, instead of steps
+    draws: int = 0  # each session sends this many steps drawn at random (0: all, in order)
     _order: tuple[int, ...] | None = field(init=False, repr=False, compare=False, default=None)
 
     def sessions(self, arrivals: int) -> int:
@@ -529,6 +531,8 @@ class Journey:
             raise FieldError("steps[0].think", "the first step is due when its session arrives")
         if self.timeout_ns is not None and self.timeout_ns <= 0:
             raise FieldError("session_timeout", "must be positive")
+        if self.draws < 0 or (self.draws and (self.loops or not self.steps_fixed)):
+            raise FieldError("draws", "a count of steps drawn, with no loop or repeat")
         end = -1
         for loop in sorted(self.loops, key=lambda loop: loop.first):
             if loop.first <= end or loop.last >= len(self.steps):
@@ -538,16 +542,23 @@ class Journey:
             object.__setattr__(self, "_order", self.order(0, 0))
 
     @property
-    def fixed(self) -> bool:
-        """Whether every session sends the same steps (no range to draw)."""
+    def steps_fixed(self) -> bool:
+        """Whether every step and loop is sent a fixed number of times."""
         times = [s.repeat for s in self.steps] + [loop.times for loop in self.loops]
         return all(low == high for low, high in times)
+
+    @property
+    def fixed(self) -> bool:
+        """Whether every session sends the same steps (nothing to draw)."""
+        return not self.draws and self.steps_fixed
 
     def order(self, session: int, seed: int) -> tuple[int, ...]:
         """The index of each step session ``session`` sends, in the order it sends them."""
         if self._order is not None:
             return self._order
         draws = None if self.fixed else random.Random(f"{seed}/session/{session}")
+        if self.draws:
+            return tuple(cast(random.Random, draws).choices(range(len(self.steps)), k=self.draws))
 
         def times(bounds: tuple[int, int]) -> int:
             low, high = bounds
@@ -572,6 +583,8 @@ class Journey:
 
     def mean_rows(self) -> float:
         """The rows a session has on average (each step sent is one)."""
+        if self.draws:
+            return self.draws
         mean = lambda bounds: sum(bounds) / 2  # noqa: E731  (uniform counts)
         inside = {i for loop in self.loops for i in range(loop.first, loop.last + 1)}
         rows = sum(mean(s.repeat) for i, s in enumerate(self.steps) if i not in inside)
