@@ -51,6 +51,7 @@ from blastradius.analysis.stats import (
     Figures,
     timeline_frame,
 )
+from blastradius.workers import arrow
 from blastradius.workers.run_record import Objectives
 
 if TYPE_CHECKING:
@@ -103,46 +104,21 @@ def _batches(shard: Shard, columns: list[str]) -> Iterator[pa.RecordBatch]:
         )
 
 
-def _bits(buffer: pa.Buffer, offset: int, n: int) -> np.ndarray:
-    """Arrow's bitmap (one bit a value, least significant first) as bools."""
-    bits = np.frombuffer(buffer, np.uint8)
-    return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].view(bool)
-
-
-def _numpy(column: pa.Array) -> np.ndarray:
-    """A column of numbers or booleans as a numpy array, read from its buffer
-    (``Array.to_numpy`` imports pandas, half a second, for nothing here); a null's
-    slot holds whatever the writer left there."""
-    data = column.buffers()[1]
-    if pa.types.is_boolean(column.type):
-        return _bits(data, column.offset, len(column))
-    width = column.type.bit_width // 8
-    return np.frombuffer(data, column.type.to_pandas_dtype(), len(column), column.offset * width)
-
-
-def _valid(column: pa.Array) -> np.ndarray:
-    """Which values of ``column`` are not null."""
-    validity = column.buffers()[0]
-    if validity is None:
-        return np.ones(len(column), bool)
-    return _bits(validity, column.offset, len(column))
-
-
 def _ints(column: pa.Array) -> np.ndarray:
     """Nanoseconds as int64, nulls as 0 (callers select the rows that have them)."""
-    values = _numpy(column).astype(np.int64, copy=False)
-    return np.where(_valid(column), values, 0) if column.null_count else values
+    values = arrow.numpy(column).astype(np.int64, copy=False)
+    return np.where(arrow.valid(column), values, 0) if column.null_count else values
 
 
 def _values(batch: pa.RecordBatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per metric: the values of a batch and which of its rows they are taken over."""
-    ok = _numpy(batch.column("ok"))
+    ok = arrow.numpy(batch.column("ok"))
     sent = batch.column("sent_ns")
-    lag = _ints(sent) - _numpy(batch.column("intended_ns"))
+    lag = _ints(sent) - arrow.numpy(batch.column("intended_ns"))
     return {
         "latency": (_ints(batch.column("latency_ns")), ok),
         "service": (_ints(batch.column("service_ns")), ok),
-        "lag": (lag, _valid(sent)),
+        "lag": (lag, arrow.valid(sent)),
     }
 
 
@@ -227,7 +203,7 @@ def latency_counts(
     for shard in shards:
         mine = counts.setdefault(series(shard), np.zeros(len(edges_ms) - 1, np.int64))
         for batch in _batches(shard, ["ok", "latency_ns"]):
-            ok = _numpy(batch.column("ok"))
+            ok = arrow.numpy(batch.column("ok"))
             latency = _ints(batch.column("latency_ns"))[ok]
             mine += np.histogram(latency / MS, bins=edges_ms)[0]
     return counts
@@ -241,8 +217,8 @@ def endpoint_availability(
     for shard in shards:
         label = series(shard)
         for batch in _batches(shard, ["endpoint", "ok"]):
-            endpoint = _numpy(batch.column("endpoint"))
-            ok = _numpy(batch.column("ok"))
+            endpoint = arrow.numpy(batch.column("endpoint"))
+            ok = arrow.numpy(batch.column("ok"))
             total, good = np.bincount(endpoint), np.bincount(endpoint[ok], minlength=0)
             for e in np.flatnonzero(total).tolist():
                 cell = requests.setdefault((label, e), [0, 0])
@@ -284,7 +260,7 @@ def timeline(
     for gathering in (False, True):
         for shard, g in zip(shards, codes, strict=True):
             for batch in _batches(shard, GATHERED):
-                intended = _numpy(batch.column("intended_ns"))
+                intended = arrow.numpy(batch.column("intended_ns"))
                 cells = g * nwindows + (intended - origins[g]) // window_ns
                 values = _values(batch)
                 if gathering:
@@ -347,7 +323,7 @@ class _Counts:
 
     def add(self, g: int, batch: pa.RecordBatch, values: dict) -> None:
         """Count a batch of series ``g`` (``values``: its ``_values``)."""
-        intended = _numpy(batch.column("intended_ns"))
+        intended = arrow.numpy(batch.column("intended_ns"))
         self.requests[g] += batch.num_rows
         self.good[g] += int(values["latency"][1].sum())
         self.first[g] = min(self.first[g], int(intended.min()))
@@ -356,11 +332,11 @@ class _Counts:
         if not isinstance(errors, pa.DictionaryArray):
             errors = pc.dictionary_encode(errors)
         kinds = errors.dictionary.to_pylist()
-        counts = np.bincount(_numpy(errors.indices), minlength=len(kinds))
+        counts = np.bincount(arrow.numpy(errors.indices), minlength=len(kinds))
         for kind, n in zip(kinds, counts.tolist(), strict=True):
             self.errors.setdefault(kind, np.zeros(len(self.requests), np.int64))[g] += n
         lag, sent = values["lag"]
-        workers = _numpy(batch.column("worker"))
+        workers = arrow.numpy(batch.column("worker"))
         in_time = sent & (lag <= SATURATION_LAG_MS * MS)
         if workers.min() == workers.max():  # a shard is one generator's
             n = np.zeros(int(workers[0]) + 1, np.int64)
@@ -496,16 +472,10 @@ def step_summaries(shards: Sequence[Shard], steps: int) -> list[dict | None]:
 
 def _by_step(batch: pa.RecordBatch, steps: int) -> Iterator[tuple[int, pa.RecordBatch]]:
     column = batch.column("step")
-    step = np.where(_valid(column), _numpy(column), -1)
+    step = np.where(arrow.valid(column), arrow.numpy(column), -1)
     for g in np.unique(step):
         if 0 <= g < steps:
-            yield int(g), batch.filter(_mask(step == g))
-
-
-def _mask(selected: np.ndarray) -> pa.Array:
-    """A numpy array of bools as an Arrow one (``pa.array`` imports pandas)."""
-    bits = pa.py_buffer(np.packbits(selected, bitorder="little"))
-    return pa.Array.from_buffers(pa.bool_(), len(selected), [None, bits])
+            yield int(g), batch.filter(arrow.column(pa.bool_(), step == g))
 
 
 def sample_shards(codes: Sequence[int]) -> list[int]:

@@ -22,9 +22,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from blastradius.analysis.load import Shard
-from blastradius.analysis.scan import _batches, _numpy, _valid
+from blastradius.analysis.scan import _batches
 from blastradius.analysis.select import nearest_rank_ranks
 from blastradius.analysis.stats import MS, QUANTILES
+from blastradius.workers import arrow
 from blastradius.workers.record import NULL_NS
 
 if TYPE_CHECKING:
@@ -61,17 +62,17 @@ class _Sessions:
 
     def add(self, batch: pa.RecordBatch) -> None:
         column = batch.column("session")
-        has = _valid(column)
+        has = arrow.valid(column)
         if not has.any():
             return
-        ids = _numpy(column)[has].astype(np.int64)
+        ids = arrow.numpy(column)[has].astype(np.int64)
         if ids.max() >= self.size:
             self._grow(max(int(ids.max()) + 1, 2 * self.size, 1024))
-        step = _numpy(batch.column("step"))[has].astype(np.int64)
-        intended = _numpy(batch.column("intended_ns"))[has]
+        step = arrow.numpy(batch.column("step"))[has].astype(np.int64)
+        intended = arrow.numpy(batch.column("intended_ns"))[has]
         done_column = batch.column("done_ns")
-        done = np.where(_valid(done_column), _numpy(done_column), NULL_NS)[has]
-        ok = _numpy(batch.column("ok"))[has]
+        done = np.where(arrow.valid(done_column), arrow.numpy(done_column), NULL_NS)[has]
+        ok = arrow.numpy(batch.column("ok"))[has]
         self.seen[ids] = True
         np.minimum.at(self.start, ids, intended)
         np.maximum.at(self.end, ids, done)
@@ -83,7 +84,7 @@ class _Sessions:
             errors = pc.dictionary_encode(errors)
         kinds = errors.dictionary.to_pylist()
         ending = np.array([kind not in ("", "skipped") for kind in kinds], bool)
-        ends = ending[_numpy(errors.indices)][has] & inside
+        ends = ending[arrow.numpy(errors.indices)][has] & inside
         self.ended[ids[ends]] = step[ends] + 1
 
     def figures(self) -> dict | None:

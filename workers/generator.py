@@ -705,8 +705,9 @@ class Generator:
 
 def _warm_recording() -> None:
     """Take one throwaway row through the sending loop's part of recording a batch (the
-    buffer, the counters): their first use imports modules (pyarrow imports pandas),
-    which would hold the loop for a quarter of a second after the start."""
+    buffer, the counters): their first use imports modules (pyarrow's compute kernels,
+    say), which would hold the loop after the start. They never import pandas
+    (``workers.arrow``)."""
     buffer = RowBuffer(worker=0, node="warm-up")
     buffer.add(0, 0, 1, 1, 2, 200, 0, 0)
     batch = buffer.close()
@@ -721,7 +722,8 @@ def _prepare_writer() -> None:
     with contextlib.suppress(AttributeError, OSError):
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + _WRITER_NICE)
-    pq.write_table(SCHEMA.empty_table(), pa.BufferOutputStream(), **WRITE_OPTIONS)
+    empty = pa.Table.from_batches([], schema=SCHEMA)  # (SCHEMA.empty_table imports pandas)
+    pq.write_table(empty, pa.BufferOutputStream(), **WRITE_OPTIONS)
 
 
 def run_share(share: Share, sink: Sink, node: str = "local") -> Summary:

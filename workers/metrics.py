@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from blastradius.workers import arrow
 
 LATENCY_BOUNDS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60)
 LAG_BOUNDS_S = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
@@ -48,13 +49,14 @@ def le_labels(bounds_s: Sequence[float]) -> list[str]:
 def batch_figures(batch: pa.RecordBatch) -> dict:
     """What one closed batch adds to the metrics: counts, errors by kind, and the bucket
     counts and sums of ok latency and send lag (seconds)."""
-    ok = batch.column("ok")
-    latency_s = pc.filter(batch.column("latency_ns"), ok).to_numpy() / 1e9
-    lag = pc.subtract(batch.column("sent_ns"), batch.column("intended_ns")).drop_null()
-    lag_s = np.maximum(lag.to_numpy(), 0) / 1e9
+    ok = arrow.numpy(batch.column("ok"))
+    latency_s = arrow.numpy(batch.column("latency_ns"))[ok] / 1e9
+    sent, intended = batch.column("sent_ns"), batch.column("intended_ns")
+    has = arrow.valid(sent)
+    lag_s = np.maximum(arrow.numpy(sent)[has] - arrow.numpy(intended)[has], 0) / 1e9
     error = batch.column("error")
     kinds = error.dictionary.to_pylist()
-    codes = np.bincount(error.indices.to_numpy(), minlength=len(kinds))
+    codes = np.bincount(arrow.numpy(error.indices), minlength=len(kinds))
     return {
         "requests": batch.num_rows,
         "ok": len(latency_s),

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from blastradius.workers import arrow
 from blastradius.workers.messages import Window
 from blastradius.workers.record import ERROR_KINDS
 
@@ -59,11 +59,10 @@ class Counters:
 
     def close_window(self, batch: pa.RecordBatch) -> None:
         """Fold a closed batch into the distributions; it becomes the last window."""
-        # Arrow arithmetic keeps int64 exact (numpy would turn nullable columns into floats).
-        lags = pc.subtract(batch.column("sent_ns"), batch.column("intended_ns")).drop_null()
-        self.send_lag.add(np.maximum(lags.to_numpy(), 0))
-        ok = batch.column("ok")
-        ok_latency = pc.filter(batch.column("latency_ns"), ok).to_numpy()
+        sent, intended = batch.column("sent_ns"), batch.column("intended_ns")
+        has = arrow.valid(sent)
+        self.send_lag.add(np.maximum(arrow.numpy(sent)[has] - arrow.numpy(intended)[has], 0))
+        ok_latency = arrow.numpy(batch.column("latency_ns"))[arrow.numpy(batch.column("ok"))]
         self.window = Window(batch.num_rows, len(ok_latency), _p99_ms(ok_latency))
 
     def errors(self) -> dict[str, int]:

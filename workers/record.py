@@ -19,6 +19,7 @@ from array import array
 import numpy as np
 import pyarrow as pa
 
+from blastradius.workers.arrow import column, strings
 from blastradius.workers.kinds import ERROR_KINDS, ErrorKind
 
 SCHEMA_VERSION = 3  # 2: bytes_in int64 (was int32), error kind "tls"; 3: session, step
@@ -54,13 +55,15 @@ SCHEMA = pa.schema(
 
 @functools.cache
 def _error_dictionary() -> pa.Array:
-    # Built when first needed: ``pa.array`` imports pandas (to check what it was
-    # given), which a process that only reads shards never needs.
-    return pa.array(ERROR_KINDS, pa.string())
+    return strings(list(ERROR_KINDS))
 
 
 def _nullable(values: np.ndarray) -> pa.Array:
-    return pa.array(values, pa.int64(), mask=values == NULL_NS)
+    return column(pa.int64(), values, values != NULL_NS)
+
+
+def _dictionary(codes: np.ndarray, words: pa.Array) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(column(pa.int32(), codes), words)
 
 
 class RowBuffer:
@@ -119,28 +122,28 @@ class RowBuffer:
         latency = np.where(done == NULL_NS, NULL_NS, done - intended)
         service = np.where((done == NULL_NS) | (sent == NULL_NS), NULL_NS, done - sent)
         ok = error == 0  # classified once, in workers.outcome
-        node = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([self.node]))
         endpoint = np.frombuffer(self.endpoint, np.int32)
         if self.sessions:
-            session, step = pa.array(np.frombuffer(self.session, np.int64)), pa.array(endpoint)
+            session = column(pa.int64(), np.frombuffer(self.session, np.int64))
+            step = column(pa.int64(), endpoint)
         else:
             session = step = pa.nulls(n, pa.int64())
         columns = [
-            pa.array(np.full(n, self.worker, np.int32)),
-            node,
-            pa.array(np.frombuffer(self.seq, np.int64)),
-            pa.array(endpoint),
-            pa.array(intended),
+            column(pa.int32(), np.full(n, self.worker, np.int32)),
+            _dictionary(np.zeros(n, np.int32), strings([self.node])),
+            column(pa.int64(), np.frombuffer(self.seq, np.int64)),
+            column(pa.int32(), endpoint),
+            column(pa.int64(), intended),
             _nullable(sent),
             _nullable(done),
             _nullable(latency),
             _nullable(service),
-            pa.array(status),
-            pa.DictionaryArray.from_arrays(error.astype(np.int32), _error_dictionary()),
-            pa.array(ok),
-            pa.array(np.frombuffer(self.bytes_in, np.int64)),
+            column(pa.int16(), status),
+            _dictionary(error, _error_dictionary()),
+            column(pa.bool_(), ok),
+            column(pa.int64(), np.frombuffer(self.bytes_in, np.int64)),
             session,
-            step.cast(pa.int64()),
+            step,
         ]
         batch = pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
         self._clear()

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.random  # numpy loads it lazily: at the first draw, on the sending loop
 
 ARRIVALS = ("constant", "poisson")
 CHUNK = 65_536
