@@ -8,6 +8,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from blastradius.targets.spec import Fixed
 from blastradius.targets.validation import FieldError
@@ -345,6 +347,86 @@ def test_a_steps_request_carries_the_sessions_values():
     # Not JSON: the value goes in as it is.
     plain = Step("p", text(f"{URL}/"), method="POST", body=text("t=${token}"))
     assert plain.request({"token": 'a"b'}).data.endswith(b'\r\n\r\nt=a"b')
+
+
+SLOTTED = [
+    Step(
+        "pay",
+        text(f"{URL}/pay/${{item}}?u=${{row.user}}&t=${{token}}#f${{item}}"),
+        method="POST",
+        headers=(("Authorization", text("Bearer ${token}")), ("X-U", text("${row.user}"))),
+        body=text('{"note": "${token}", "u": "${row.user}"}'),
+        json_body=True,
+    ),
+    Step("plain", text(f"{URL}/${{item}}/x"), method="PUT", body=text("t=${token}&i=${item}")),
+    Step("query", text(f"{URL}/q?${{token}}"), headers=(("X-I", text("<${item}>")),)),
+    Step("get", text(f"{URL}/a${{item}}b"), captures=(Capture("v", "header", "X-A"),)),
+    Step("file", text(f"{URL}/${{item}}"), method="POST", raw_body=b"\x00bytes"),
+]
+UNSLOTTED = [
+    Step("host", text("http://${row.user}/x")),  # a value in the host
+    Step("head", text(f"{URL}/${{item}}"), method="HEAD"),
+]
+VALUE = st.text(
+    st.sampled_from(
+        [
+            "a",
+            "7",
+            " ",
+            "?",
+            "#",
+            "%",
+            "/",
+            "&",
+            "=",
+            "\t",
+            "\r",
+            "\n",
+            "\0",
+            '"',
+            "\\",
+            "é",
+            "日",
+            "\x7f",
+            "+",
+            "~",
+        ]
+    ),
+    max_size=6,
+)
+
+
+def _prepared(make):
+    try:
+        return make()
+    except FieldError as error:
+        return ("error", error.path, error.problem)
+
+
+@pytest.mark.parametrize("step", SLOTTED, ids=[s.name for s in SLOTTED])
+@given(item=VALUE, token=VALUE, user=VALUE)
+@settings(max_examples=300, deadline=None)
+def test_a_slotted_request_is_the_one_prepared_in_full(step, item, token, user):
+    # A step's request is its bytes around its values, joined; whatever the values,
+    # it is exactly the request a full preparation makes, or the same error.
+    values = {"item": item, "token": token, "row.user": user}
+    assert step._slots is not None
+    assert _prepared(lambda: step.request(values)) == _prepared(lambda: step._prepare(values))
+    if all(value.isalnum() and value.isascii() for value in values.values()):  # joined, then
+        assert step._slots.render(values, step._body(values)) == step._prepare(values)
+
+
+@pytest.mark.parametrize("step", UNSLOTTED, ids=[s.name for s in UNSLOTTED])
+def test_a_value_in_the_host_or_a_head_request_is_prepared_in_full(step):
+    values = {"item": "7", "token": "t", "row.user": "h"}
+    assert step._slots is None and step.prepared is None
+    assert step.request(values) == step._prepare(values)
+
+
+def test_a_steps_own_text_like_a_mark_is_prepared_in_full():
+    step = Step("s", text(f"{URL}/brslot0q/${{item}}"))
+    assert step._slots is None
+    assert step.request({"item": "7"}).data.startswith(b"GET /brslot0q/7 HTTP/1.1\r\n")
 
 
 @pytest.mark.parametrize(

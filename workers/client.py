@@ -55,8 +55,8 @@ Kept = tuple[tuple[tuple[bytes, bytes], ...], bytes]
 KEEP_LIMIT = 1 << 20  # the body bytes kept of a response; the rest is counted, not kept
 
 
-_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept as escapes
-_QUERY_SAFE = _PATH_SAFE + "?"
+PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept as escapes
+QUERY_SAFE = PATH_SAFE + "?"
 _SET_BY_CLIENT = ("content-length", "transfer-encoding")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 
@@ -99,9 +99,9 @@ class PreparedRequest:
         default = port == (443 if parts.scheme == "https" else 80)
         host = f"[{hostname}]" if ":" in hostname else hostname
         host = host if default else f"{host}:{port}"
-        target = quote(parts.path or "/", safe=_PATH_SAFE)
+        target = quote(parts.path or "/", safe=PATH_SAFE)
         if parts.query:
-            target += "?" + quote(parts.query, safe=_QUERY_SAFE)
+            target += "?" + quote(parts.query, safe=QUERY_SAFE)
         fields = {"host": ("Host", host), "user-agent": ("User-Agent", "blastradius")}
         fields["accept"] = ("Accept", "*/*")
         if parts.username is not None:

@@ -11,7 +11,8 @@ session, so a step's request costs a join, not a parse.
 
 A ``Step`` is one request of a journey, with the think time before it, what it
 captures and what it expects; ``Step.request`` gives its bytes for one session's
-values (prepared once when it holds none). A ``Journey`` is the steps in order and
+values: prepared once when it holds none, and otherwise joined from its bytes
+around the values (found once, ``_Slots``), escaped as a full preparation would. A ``Journey`` is the steps in order and
 the time a whole session may take.
 
 A ``Capture`` takes one value from a ``Response``: by a JSON path (the small subset
@@ -30,10 +31,11 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote, urlsplit
 
 from blastradius.targets.spec import Latency
 from blastradius.targets.validation import FieldError
-from blastradius.workers.client import PreparedRequest
+from blastradius.workers.client import PATH_SAFE, QUERY_SAFE, PreparedRequest
 from blastradius.workers.datafile import read_rows, read_uri
 from blastradius.workers.template import METHODS, check_header, draw
 
@@ -334,6 +336,97 @@ def _same_json(a: object, b: object) -> bool:
     return a == b
 
 
+_PATH, _QUERY, _HEADER, _LENGTH = range(4)  # where a value goes in a request's head
+_MARK = re.compile(rb"brslot(\d+)q")  # letters and digits: kept as they are by every step
+_URL_UNSAFE = ("?", "#", "\t", "\r", "\n")  # in a path value: they would re-split the URL
+_HEADER_UNSAFE = ("\r", "\n", "\0")
+
+
+@dataclass(frozen=True, slots=True)
+class _Slots:
+    """A step's request head as bytes around its values, found once by preparing it
+    with a mark for each value: a session's request is then a join, not a parse.
+    ``render`` gives None when a value needs what only a full preparation does (a
+    ``?`` or ``#`` in a path, an empty query value, a line break in a header), so
+    the bytes are always those ``Step._prepare`` makes."""
+
+    origin: tuple[str, str, int]
+    parts: tuple[bytes, ...]
+    names: tuple[str, ...]
+    kinds: tuple[int, ...]
+    head: bool
+    keep: bool
+
+    @staticmethod
+    def find(step: Step) -> _Slots | None:
+        """The slots of ``step``'s request, or None when a value is in its URL's scheme,
+        host or port (or the request cannot be prepared with marks)."""
+        texts = (step.url, step.body, *(text for _, text in step.headers))
+        names = sorted({name for text in texts for name in text.names})
+        marks = {name: f"brslot{i}q" for i, name in enumerate(names)}
+        if step.method == "HEAD" or "brslot" in urlsplit(step.url.render(marks)).netloc:
+            return None
+        try:
+            if b"brslot" in step._prepare(dict.fromkeys(names, "")).data:
+                return None  # the step's own text has a mark's letters in it
+            marked = step._prepare(marks)
+        except ValueError:
+            return None
+        head = marked.data[: marked.data.index(b"\r\n\r\n") + 4]
+        line_end = head.index(b"\r\n")
+        query = head.find(b"?", 0, line_end)
+        parts, slot_names, kinds, at = [], [], [], 0
+        for match in _MARK.finditer(head):
+            parts.append(head[at : match.start()])
+            slot_names.append(names[int(match.group(1))])
+            if match.start() > line_end:
+                kinds.append(_HEADER)
+            else:
+                kinds.append(_PATH if query < 0 or match.start() < query else _QUERY)
+            at = match.end()
+        if step.body.names:
+            length = re.search(rb"\r\nContent-Length: (\d+)\r\n", head[at:])
+            if length is None:
+                return None
+            parts.append(head[at : at + length.start(1)])
+            slot_names.append("")
+            kinds.append(_LENGTH)
+            at += length.end(1)
+        parts.append(head[at:])
+        return _Slots(
+            marked.origin, tuple(parts), tuple(slot_names), tuple(kinds), marked.head, marked.keep
+        )
+
+    def render(self, values: Mapping[str, str], body: bytes) -> PreparedRequest | None:
+        """The request with ``values`` in its head and ``body`` after it, or None."""
+        pieces = [self.parts[0]]
+        for name, kind, part in zip(self.names, self.kinds, self.parts[1:], strict=True):
+            value = str(len(body)) if kind == _LENGTH else _escaped(kind, values[name])
+            if value is None:
+                return None
+            try:
+                pieces.append(value.encode("latin-1"))
+            except UnicodeEncodeError:
+                return None
+            pieces.append(part)
+        pieces.append(body)
+        return PreparedRequest(self.origin, b"".join(pieces), self.head, self.keep)
+
+
+def _escaped(kind: int, value: str) -> str | None:
+    """A value as it goes in a request's head (kind: a path, a query, a header value),
+    or None when it would change more than its own place there."""
+    if kind == _HEADER:
+        return None if any(c in value for c in _HEADER_UNSAFE) else value
+    if any(c in value for c in _URL_UNSAFE[kind == _QUERY :]):
+        return None
+    if not value and kind == _QUERY:  # an empty query loses its "?"
+        return None
+    if value.isascii() and value.isalnum():  # (never quoted)
+        return value
+    return quote(value, safe=PATH_SAFE if kind == _PATH else QUERY_SAFE)
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One step of a session: a request whose texts may hold the session's values, the
@@ -353,6 +446,7 @@ class Step:
     expect: Expect = Expect()
     repeat: tuple[int, int] = (1, 1)  # sent this many times in a row (drawn per session)
     _fixed: PreparedRequest | None = field(init=False, repr=False, compare=False, default=None)
+    _slots: _Slots | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -363,6 +457,8 @@ class Step:
         _check_times(self.repeat, "repeat")
         if not self.url.names and not self.body.names and not any(t.names for _, t in self.headers):
             object.__setattr__(self, "_fixed", self._prepare({}))
+        else:
+            object.__setattr__(self, "_slots", _Slots.find(self))
 
     @property
     def prepared(self) -> PreparedRequest | None:
@@ -378,18 +474,26 @@ class Step:
     def request(self, values: Mapping[str, str]) -> PreparedRequest:
         """This step's request for a session's ``values``; ``FieldError`` when a value makes
         it unsendable (a line break in a header, a URL that is no longer one)."""
-        return self._fixed if self._fixed is not None else self._prepare(values)
+        if self._fixed is not None:
+            return self._fixed
+        if self._slots is not None:
+            request = self._slots.render(values, self._body(values))
+            if request is not None:
+                return request
+        return self._prepare(values)
+
+    def _body(self, values: Mapping[str, str]) -> bytes:
+        if self.raw_body is not None:
+            return self.raw_body
+        if self.json_body and self.body.names:
+            values = {n: json.dumps(values[n])[1:-1] for n in self.body.names}
+        return self.body.render(values).encode()
 
     def _prepare(self, values: Mapping[str, str]) -> PreparedRequest:
         headers = tuple((name, text.render(values)) for name, text in self.headers)
         for name, value in headers:
             check_header(name, value)
-        body_values = values
-        if self.json_body and self.body.names:
-            body_values = {n: json.dumps(values[n])[1:-1] for n in self.body.names}
-        body = (
-            self.raw_body if self.raw_body is not None else self.body.render(body_values).encode()
-        )
+        body = self._body(values)
         if self.method == "HEAD" and body:
             raise FieldError("body", "a HEAD request has no body")
         return PreparedRequest._prepare(
