@@ -71,9 +71,13 @@ def _json_lines(document: str) -> tuple[tuple[str, ...], Rows]:
             columns = tuple(item)
         elif tuple(item) != columns:
             raise FieldError("file", f"line {number} has keys {list(item)}, not {list(columns)}")
-        rows.append(tuple(_text(v) for v in item.values()))
+        rows.append(tuple(as_text(v) for v in item.values()))
     return columns, tuple(rows)
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+def as_text(value: object) -> str:
+    """A JSON value as it goes into a request: a string as is, anything else as compact
+    JSON (``true``, ``42``, ``{"a":1}``): a JSON lines row's value, or a captured one."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))

@@ -12,8 +12,8 @@ session, so a step's request costs a join, not a parse.
 A ``Step`` is one request of a journey, with the think time before it, what it
 captures and what it expects; ``Step.request`` gives its bytes for one session's
 values: prepared once when it holds none, and otherwise joined from its bytes
-around the values (found once, ``_Slots``), escaped as a full preparation would. A ``Journey`` is the steps in order and
-the time a whole session may take.
+around the values (found once, ``_Slots``), escaped as a full preparation would. A
+``Journey`` is the steps in order and the time a whole session may take.
 
 A ``Capture`` takes one value from a ``Response``: by a JSON path (the small subset
 ``$``, ``.key``, ``[N]``, ``[-N]``, ``['key']``), a regular expression on the body
@@ -36,7 +36,7 @@ from urllib.parse import quote, urlsplit
 from blastradius.targets.spec import Latency
 from blastradius.targets.validation import FieldError
 from blastradius.workers.client import PATH_SAFE, QUERY_SAFE, PreparedRequest
-from blastradius.workers.datafile import read_rows, read_uri
+from blastradius.workers.datafile import as_text, read_rows, read_uri
 from blastradius.workers.template import METHODS, check_header, draw
 
 if TYPE_CHECKING:
@@ -152,14 +152,6 @@ def find_json(document: object, path: tuple[str | int, ...]) -> object:
                 return MISSING
             value = value[step]
     return value
-
-
-def as_text(value: object) -> str:
-    """A captured JSON value as it goes into a request: a string as is, anything else as
-    compact JSON (``true``, ``42``, ``{"a":1}``)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"))
 
 
 class Response:
