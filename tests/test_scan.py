@@ -11,6 +11,8 @@ from blastradius.analysis import load, summary
 from blastradius.analysis import timeline as stats_timeline
 from blastradius.analysis.load import locate
 from blastradius.analysis.scan import (
+    curve_fractions,
+    curves,
     readable,
     sample_shards,
     step_summaries,
@@ -149,6 +151,9 @@ def test_a_runs_timeline_from_its_files_equals_that_of_its_loaded_rows(
     rows = load(str(tmp_path / "run")).rows
     loaded = stats_timeline(rows, window_ns, start_ns, quantiles, service)
     pd.testing.assert_frame_equal(streamed, loaded)
+    # A window's time is where it starts, in seconds: whole windows from the first.
+    assert streamed["t_s"].tolist() == [w * window_ns / S for w in streamed["window"]]
+    assert streamed["t_s"].iloc[-1] * S == streamed["window"].iloc[-1] * window_ns
 
 
 def test_the_timeline_of_no_rows_has_the_columns_of_one(tmp_path):
@@ -375,3 +380,33 @@ def test_a_session_targets_step_summaries_equal_those_of_its_loaded_rows(tmp_pat
     write_run(tmp_path / "plain", np.random.default_rng(seed), {"b": 100})
     _, plain = locate(str(tmp_path / "plain"))
     assert step_summaries(plain, 2) == [None, None]
+    # Steps past those asked for (a flow's sessions that went further) are left out.
+    assert step_summaries(shards, 2) == [loaded[0], loaded[1]]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 1000, 10**6])
+def test_a_curves_points_run_from_the_smallest_value_to_the_last_nine(n):
+    q = curve_fractions(n)
+    assert q[0] == 0.0 and (np.diff(q) > 0).all()
+    assert q.max() == pytest.approx(1 - 1 / n) if n > 1 else q.tolist() == [0.0]
+    assert len(q) <= 401
+    if n >= 1000:  # evenly spaced in nines: 1 - q shrinks by one factor a step
+        ratios = (1 - q[2:]) / (1 - q[1:-1])
+        assert np.allclose(ratios, ratios[0], rtol=1e-6)
+
+
+def test_each_series_curve_is_its_ok_rows_nearest_rank_percentiles_in_ms(tmp_path):
+    write_run(tmp_path / "run", np.random.default_rng(5), {"a": 2000, "b": 900})
+    _, shards = locate(str(tmp_path / "run"))
+    found = curves(shards, lambda shard: shard.target)
+    rows = load(str(tmp_path / "run")).rows
+    assert sorted(found) == ["a", "b"]  # each series its own
+    for target, curve in found.items():
+        ok = rows[(rows["target"] == target) & rows["ok"]]
+        for column in ("latency_ns", "service_ns"):
+            q, values_ms = curve[column]
+            assert np.array_equal(q, curve_fractions(len(ok)))
+            # (write_run's made-up ok rows that were never sent count a service time of 0)
+            values = ok[column].fillna(0).to_numpy(np.int64)
+            exact = np.quantile(values, q, method="inverted_cdf") / MS
+            assert np.array_equal(values_ms, exact), (target, column)
