@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from blastradius.workers import layout
-from blastradius.workers.record import ADDED_IN_3, SCHEMA
+from blastradius.workers.record import ADDED, SCHEMA
 from blastradius.workers.run_record import RunRecord
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Runs:
 def check_shard(schema: pa.Schema) -> None:
     """``ValueError`` unless ``schema`` is a shard's of a version this reads."""
     layout.check_schema_version(schema.metadata)
-    missing = [n for n in SCHEMA.names if n not in schema.names and n not in ADDED_IN_3]
+    missing = [n for n in SCHEMA.names if n not in schema.names and n not in ADDED]
     if missing:
         raise ValueError(f"not a blastradius shard (no {missing[0]} column)")
 
@@ -82,7 +82,8 @@ def _read_shard(
     table = pq.read_table(path, filesystem=filesystem, columns=read, filters=window)
     for name in wanted:  # a column added since the shard's version: null in it
         if name not in present:
-            table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, pa.int64()))
+            field = SCHEMA.field(name)
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table.select(wanted)
 
 

@@ -4,7 +4,8 @@
 
 A generator closes one batch a second, so a shard holds a second of one
 generator's rows. Batches shaped like a run's (constant-rate intended times,
-exponential send lag and service time, one endpoint, 200s) are built with the
+exponential send lag and service time, one endpoint, 200s, 32 keep-alive
+connections, the first byte a little before the last) are built with the
 generator's own ``RowBuffer`` at several rates, then written to memory with
 pyarrow's defaults (snappy, dictionary for every column: the format before)
 and with ``workers.shards.WRITE_OPTIONS`` (the format now), alternating, in
@@ -27,6 +28,7 @@ from blastradius.workers.shards import WRITE_OPTIONS
 
 T0 = 1_790_000_000_000_000_000
 NODE = "6b0f5c2f1d3e4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d"  # a Ray node id's length
+CONNECTIONS = 32
 
 
 def batch(rate: int, seed: int = 0) -> pa.Table:
@@ -36,10 +38,15 @@ def batch(rate: int, seed: int = 0) -> pa.Table:
     step = 1_000_000_000 // rate
     lags = rng.exponential(50_000, rate).astype(np.int64)
     services = (100_000 + rng.exponential(60_000, rate)).astype(np.int64)
+    receives = rng.exponential(5_000, rate).astype(np.int64)
     for i in range(rate):
         intended = T0 + i * step
         sent = intended + int(lags[i])
-        buffer.add(i, 0, intended, sent, sent + int(services[i]), 200, 0, 3)
+        # Its phases: one of 32 keep-alive connections, opened by its first request.
+        connect = 80_000 + int(lags[i]) if i < CONNECTIONS else 0
+        ttfb = max(int(services[i]) - int(receives[i]), 0)
+        row = (i, 0, intended, sent, sent + int(services[i]) + connect, 200, 0, 3, -1)
+        buffer.add(*row, i % CONNECTIONS + 1, connect, 0, ttfb)
     return pa.Table.from_batches([buffer.close()])
 
 

@@ -55,7 +55,7 @@ def send(urls: list[str], timeout_s: float = 2.0, gap_s: float = 0.0) -> list[tu
         outcomes: list[tuple] = []
         done = asyncio.Event()
 
-        def on_done(context, status, bytes_in, error, kept):
+        def on_done(context, status, bytes_in, error, kept, phases):
             outcomes.append((status, bytes_in, error))
             done.set()
 
@@ -191,7 +191,7 @@ def test_closing_the_client_abandons_what_is_in_flight_with_nothing_received():
     async def main(urls: list[str]) -> list[tuple]:
         outcomes: list[tuple] = []
 
-        def on_done(context, status, bytes_in, ending, kept):
+        def on_done(context, status, bytes_in, ending, kept, phases):
             outcomes.append((context, status, bytes_in, ending))
 
         client = HttpClient(max_connections=4, timeout_s=30, on_done=on_done)

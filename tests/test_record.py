@@ -35,13 +35,19 @@ rows = st.lists(
         st.integers(0, len(ERROR_KINDS) - 1),  # error code
         st.integers(0, 2**40),  # bytes in: past 2 GiB (schema v2)
         st.integers(0, 2**50),  # a session's index (schema v3; a buffer of sessions only)
+        # Its connection and phases (schema v4): conn, connect, TLS, first byte; or none.
+        st.one_of(
+            st.none(),
+            st.tuples(st.integers(1, 2**40), times, times, st.one_of(st.just(NULL_NS), times)),
+        ),
     ),
     max_size=50,
 )
 
 
 def _fill(buffer: RowBuffer, generated) -> None:
-    for seq, endpoint, intended, sent, done, status, error, nbytes, *session in generated:
+    for seq, endpoint, intended, sent, done, status, error, nbytes, *rest in generated:
+        session, phases = [*rest, -1, None][:2]
         buffer.add(
             seq,
             endpoint,
@@ -51,7 +57,8 @@ def _fill(buffer: RowBuffer, generated) -> None:
             status,
             error,
             nbytes,
-            *session,
+            session,
+            *(phases or ()),
         )
 
 
@@ -67,13 +74,14 @@ def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated, se
         return
     path = write_shard([batch], directory, "part-0003-000000.parquet")
     back = pq.read_table(path)
-    assert back.schema.metadata[METADATA_KEY] == b"3"
+    assert back.schema.metadata[METADATA_KEY] == b"4"
     assert back.schema.equals(SCHEMA, check_metadata=False)
     got = back.to_pylist()
     assert len(got) == len(generated)
-    for row, (seq, endpoint, intended, sent, done, status, error, nbytes, session) in zip(
+    for row, (seq, endpoint, intended, sent, done, status, error, nbytes, session, phases) in zip(
         got, generated, strict=True
     ):
+        conn, connect, tls, first = phases or (None,) * 4
         intended_ns = EPOCH + intended
         sent_ns = None if sent is None else EPOCH + sent
         done_ns = None if done is None else EPOCH + done
@@ -95,6 +103,12 @@ def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated, se
             # A session's step is its endpoint; a request of no session has neither.
             "session": session if sessions else None,
             "step": endpoint if sessions else None,
+            # Where its time went on its connection; none of it without one.
+            "conn": conn,
+            "proto": None if phases is None else "1.1",
+            "connect_ns": connect,
+            "tls_ns": tls,
+            "ttfb_ns": None if first == NULL_NS else first,
         }
 
 
@@ -229,13 +243,14 @@ def test_a_failed_publish_leaves_neither_the_file_nor_its_temporary(tmp_path):
         ({METADATA_KEY: b"1"}, 1),
         ({METADATA_KEY: b"2"}, 2),
         ({METADATA_KEY: b"3"}, 3),
+        ({METADATA_KEY: b"4"}, 4),
     ],
 )
 def test_schema_versions_this_blastradius_reads(metadata, version):
     assert layout.check_schema_version(metadata) == version
 
 
-@pytest.mark.parametrize("declared", [b"0", b"4", b"99", b"two", b"-1"])
+@pytest.mark.parametrize("declared", [b"0", b"5", b"99", b"two", b"-1"])
 def test_an_unknown_schema_version_is_refused_naming_it(declared):
     with pytest.raises(ValueError, match=f"schema version {declared.decode()} is not one"):
         layout.check_schema_version({METADATA_KEY: declared})
@@ -244,7 +259,13 @@ def test_an_unknown_schema_version_is_refused_naming_it(declared):
 def test_only_the_times_that_may_not_have_happened_and_sessions_are_nullable():
     # Readers rely on it (analysis.load reads the others as plain int64 and categories).
     nullable = [field.name for field in SCHEMA if field.nullable]
-    assert nullable == ["sent_ns", "done_ns", "latency_ns", "service_ns", "session", "step"]
+    assert nullable == [
+        "sent_ns",
+        "done_ns",
+        "latency_ns",
+        "service_ns",
+        *("session", "step", "conn", "proto", "connect_ns", "tls_ns", "ttfb_ns"),
+    ]
 
 
 def test_a_run_written_before_sessions_reads_with_no_session_or_step():
@@ -256,6 +277,8 @@ def test_a_run_written_before_sessions_reads_with_no_session_or_step():
     rows = analysis.load(str(run)).rows
     assert len(rows) > 0 and rows["session"].isna().all() and rows["step"].isna().all()
     assert str(rows["session"].dtype) == "Int64"
+    for name in ("conn", "proto", "connect_ns", "tls_ns", "ttfb_ns"):  # and v4's
+        assert rows[name].isna().all(), name
     only = analysis.load(str(run), columns=["step", "ok"]).rows
     assert list(only.columns) == ["ok", "step", "target", "run"] and only["step"].isna().all()
     table = analysis.dataset(str(run)).to_table(columns=["session", "seq"])

@@ -8,13 +8,17 @@ bytes prepared once per URL, responses parsed by ``httptools`` (llhttp, in
 C), completion by callback (no task per request), one timer per request.
 
 Every request ends in exactly one call of ``on_done(context, status,
-bytes_in, ending, kept)``, with an ``workers.outcome.Ending`` that says how it
+bytes_in, ending, kept, phases)``, with an ``workers.outcome.Ending`` that says how it
 ended on the wire (a response, no response by the deadline, no connection,
 no TLS session, a broken connection, not HTTP, closed by the client). The
 error kind is decided from it in one place, ``workers.outcome.classify``.
 A request prepared with ``keep`` (a session's step, which may capture from
 its response) gets its response's headers and first ``KEEP_LIMIT`` body bytes
 as ``kept``; every other request gets None, and nothing is kept for it.
+``phases`` says where a request's time went on its connection: which one (its
+number, counted from 1), how long opening it took when the request waited for
+that (TCP, then TLS, timed apart), and when the first byte of the response came
+after the request was written; None for a request that never had a connection.
 A request on an idle keep-alive connection that broke before any byte of
 the response came back is retried once on a new connection, as HTTP
 clients do; nothing else is retried.
@@ -47,11 +51,16 @@ from blastradius.workers.template import Tls
 if TYPE_CHECKING:
     from blastradius.workers.template import RequestTemplate
 
-# on_done(context, status, bytes_in, ending, kept): the context is the caller's, passed
-# back; ``kept`` is the response's headers and body for a request prepared with ``keep``
-# and answered, else None.
-OnDone = Callable[[Any, int, int, Ending, "Kept | None"], None]
+# on_done(context, status, bytes_in, ending, kept, phases): the context is the caller's,
+# passed back; ``kept`` is the response's headers and body for a request prepared with
+# ``keep`` and answered, else None; ``phases`` is where its time went on its connection
+# (None: it never had one).
+OnDone = Callable[[Any, int, int, Ending, "Kept | None", "Phases | None"], None]
 Kept = tuple[tuple[tuple[bytes, bytes], ...], bytes]
+# (connection id, connect ns, TLS ns, first byte ns after the send or NO_BYTE): opening
+# the connection counts for the request that waited for it, and is 0 on a reused one.
+Phases = tuple[int, int, int, int]
+NO_BYTE = -(2**63)  # no byte of the response came (the rows' null)
 KEEP_LIMIT = 1 << 20  # the body bytes kept of a response; the rest is counted, not kept
 
 
@@ -138,8 +147,11 @@ class _Connection(asyncio.Protocol):
     request: PreparedRequest
     timer: asyncio.TimerHandle
 
-    def __init__(self, client: HttpClient, origin: tuple[str, str, int]) -> None:
-        self.client, self.origin = client, origin
+    def __init__(self, client: HttpClient, origin: tuple[str, str, int], number: int) -> None:
+        self.client, self.origin, self.number = client, origin, number
+        # Opening it (TCP and TLS, and TLS alone): the next request's phases, then 0.
+        self.connect_ns = self.tls_ns = 0
+        self.written_ns = self.first_ns = 0  # this request's send and its first byte
         self.parser = httptools.HttpResponseParser(self)
         self.context: object = None
         self.deadline = 0.0
@@ -157,6 +169,7 @@ class _Connection(asyncio.Protocol):
         if request.keep:
             self.kept_headers, self.kept_body = [], []
         self.timer = _arm(self.client.loop, deadline, self._time_out)
+        self.written_ns = time.monotonic_ns()
         self.transport.write(request.data)
 
     def _time_out(self) -> None:
@@ -178,6 +191,8 @@ class _Connection(asyncio.Protocol):
         if self.context is None:  # bytes nobody asked for: this connection is unusable
             self.transport.abort()
             return
+        if not self.received:
+            self.first_ns = time.monotonic_ns()
         self.received = True
         try:
             self.parser.feed_data(data)
@@ -264,7 +279,10 @@ class _Connection(asyncio.Protocol):
         kept = None
         if self.request.keep and ending == Ending.RESPONSE:
             kept = (tuple(self.kept_headers), b"".join(self.kept_body))
-        self.client.on_done(context, status, self.bytes_in, ending, kept)
+        first = self.first_ns - self.written_ns if self.received else NO_BYTE
+        phases = (self.number, self.connect_ns, self.tls_ns, first)
+        self.connect_ns = self.tls_ns = 0
+        self.client.on_done(context, status, self.bytes_in, ending, kept, phases)
 
 
 def _connect_failure(exc: BaseException) -> Ending:
@@ -306,6 +324,7 @@ class HttpClient:
         self._pending: set[_Pending] = set()
         self._tls = tls
         self._ssl: ssl.SSLContext | None = None
+        self._opened = 0  # connections opened: each one's number is its count
 
     async def warm(
         self, prepared: Sequence[PreparedRequest], per_origin: int, timeout_s: float
@@ -324,6 +343,7 @@ class HttpClient:
         async def one(request: PreparedRequest) -> None:
             connection = await self._create(request.origin)
             connection.reused = True  # idle until used, so it may be stale by then
+            connection.connect_ns = connection.tls_ns = 0  # opened before any request
             self._idle.setdefault(connection.origin, []).append(connection)
 
         attempts = [one(e) for e in origins.values() for _ in range(count)]
@@ -353,23 +373,28 @@ class HttpClient:
             pending.timer = _arm(self.loop, pending.deadline, self._expired, pending)
             return
         self._pending.discard(pending)
-        self.on_done(pending.context, 0, 0, Ending.DEADLINE, None)
+        self.on_done(pending.context, 0, 0, Ending.DEADLINE, None, None)
 
     async def _create(self, origin: tuple[str, str, int]) -> _Connection:
-        """Open one connection to ``origin`` and count it as open."""
+        """Open one connection to ``origin`` (TCP, then TLS for https, each timed) and
+        count it as open."""
         scheme, host, port = origin
-        tls = None
+        self._opened += 1
+        number = self._opened
+        began = time.monotonic_ns()
+        transport, connection = await self.loop.create_connection(
+            lambda: _Connection(self, origin, number), host, port
+        )
         if scheme == "https":
             if self._ssl is None:
                 self._ssl = (self._tls or Tls()).context()
-            tls = self._ssl
-        _, connection = await self.loop.create_connection(
-            lambda: _Connection(self, origin),
-            host,
-            port,
-            ssl=tls,
-            server_hostname=host if tls else None,
-        )
+            tcp = time.monotonic_ns()
+            tls = await self.loop.start_tls(transport, connection, self._ssl, server_hostname=host)
+            if tls is None:  # the peer closed it during the handshake
+                raise ConnectionResetError("closed during the TLS handshake")
+            connection.transport = tls
+            connection.tls_ns = time.monotonic_ns() - tcp
+        connection.connect_ns = time.monotonic_ns() - began
         self._all.add(connection)
         return connection
 
@@ -380,9 +405,10 @@ class HttpClient:
             if pending in self._pending:
                 self._pending.discard(pending)
                 pending.timer.cancel()
-                self.on_done(pending.context, 0, 0, _connect_failure(exc), None)
+                self.on_done(pending.context, 0, 0, _connect_failure(exc), None, None)
             return
         if pending not in self._pending:  # it timed out while connecting: keep the connection
+            connection.connect_ns = connection.tls_ns = 0  # nobody waits for it now
             self._idle.setdefault(connection.origin, []).append(connection)
             return
         self._pending.discard(pending)
@@ -406,7 +432,7 @@ class HttpClient:
         for pending in list(self._pending):
             self._pending.discard(pending)
             pending.timer.cancel()
-            self.on_done(pending.context, 0, 0, Ending.ABANDONED, None)
+            self.on_done(pending.context, 0, 0, Ending.ABANDONED, None, None)
         for connection in list(self._all):
             connection._finish(0, Ending.ABANDONED)
             connection.transport.abort()

@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 from blastradius.workers import schedule
-from blastradius.workers.client import HttpClient, Kept, PreparedRequest
+from blastradius.workers.client import HttpClient, Kept, Phases, PreparedRequest
 from blastradius.workers.flows import FlowResponse, FlowSession, SessionOver
 from blastradius.workers.journey import ROW, Journey, Response, check_name
 from blastradius.workers.messages import BATCH_INTERVAL_NS, Progress, Summary
@@ -191,6 +191,7 @@ class Generator:
         self.share, self.sink, self.node = share, sink, node
         self.counters = Counters()
         self._buffer = RowBuffer(share.worker, node, sessions=share.journey is not None)
+        self._connections = share.worker << 32  # a connection's run-wide id: this + its number
         # (seq, endpoint, due mono ns, session or None), in the order they fell due
         self._waiting: deque[tuple[int, int, int, _Session | None]] = deque()
         self._prepared = [PreparedRequest.build(template) for template in share.templates]
@@ -421,9 +422,11 @@ class Generator:
         nbytes: int,
         ending: Ending,
         kept: Kept | None,
+        phases: Phases | None,
     ) -> None:
         seq, endpoint, due, sent = context
-        self._record(seq, endpoint, due, sent, time.monotonic_ns(), status, ending, nbytes)
+        done = time.monotonic_ns()
+        self._record(seq, endpoint, due, sent, done, status, ending, nbytes, phases=phases)
         self._in_flight -= 1
         if self.share.closed:
             self._next_user_request()
@@ -516,12 +519,13 @@ class Generator:
         nbytes: int,
         ending: Ending,
         kept: Kept | None,
+        phases: Phases | None,
     ) -> None:
         seq, index, due, sent, session = context
         now = time.monotonic_ns()
         if session.request is not None:  # a python flow's call: the flow decides
             error = self._record(
-                seq, index, due, sent, now, status, ending, nbytes, session=session
+                seq, index, due, sent, now, status, ending, nbytes, session=session, phases=phases
             )
             self._in_flight -= 1
             self._answer(session, error, kept, status)
@@ -544,7 +548,7 @@ class Generator:
                         session.values[capture.name] = value
         checked = failure is not None
         error = self._record(
-            seq, index, due, sent, now, status, ending, nbytes, status_ok, checked, session
+            seq, index, due, sent, now, status, ending, nbytes, status_ok, checked, session, phases
         )
         if checked and error == CHECK:  # not when a late response made it a timeout
             self._failed_check(step.name, check_name(cast(str, failure)))
@@ -639,8 +643,10 @@ class Generator:
         status_ok: bool | None = None,
         check_failed: bool = False,
         session: _Session | None = None,
+        phases: Phases | None = None,
     ) -> int:
-        """Record one row (a session's step's, with ``session``); its error code."""
+        """Record one row (a session's step's, with ``session``; with ``phases``, where its
+        time went on its connection); its error code."""
         c = self.counters
         late = done - due > self.share.timeout_ns
         error = classify(ending, status, late, status_ok, check_failed)
@@ -653,7 +659,14 @@ class Generator:
             c.ok += 1
         done = done if done == NULL_NS else self._epoch(done)
         index = -1 if session is None else session.index
-        self._buffer.add(seq, endpoint, self._epoch(due), sent, done, status, error, nbytes, index)
+        due = self._epoch(due)
+        if phases is None:
+            self._buffer.add(seq, endpoint, due, sent, done, status, error, nbytes, index)
+        else:
+            number, connect, tls, first = phases
+            conn = self._connections + number
+            row = (seq, endpoint, due, sent, done, status, error, nbytes, index)
+            self._buffer.add(*row, conn, connect, tls, first)
         return error
 
     async def _drain(self) -> None:

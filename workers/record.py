@@ -22,8 +22,11 @@ import pyarrow as pa
 from blastradius.workers.arrow import column, strings
 from blastradius.workers.kinds import ERROR_KINDS, ErrorKind
 
-SCHEMA_VERSION = 3  # 2: bytes_in int64 (was int32), error kind "tls"; 3: session, step
-ADDED_IN_3 = ("session", "step")  # null in a shard of an earlier version
+SCHEMA_VERSION = 4  # 2: bytes_in int64 (was int32), error kind "tls"; 3: session, step;
+# 4: conn, proto, connect_ns, tls_ns, ttfb_ns
+ADDED = ("session", "step", "conn", "proto", "connect_ns", "tls_ns", "ttfb_ns")  # null in
+# a shard of an earlier version
+PROTOCOLS = ("1.1",)  # ``proto``: the HTTP version a row's connection spoke
 METADATA_KEY = b"blastradius.schema_version"
 
 
@@ -48,6 +51,11 @@ SCHEMA = pa.schema(
         pa.field("bytes_in", pa.int64(), nullable=False),
         pa.field("session", pa.int64()),  # a session's index in the run (null: no session)
         pa.field("step", pa.int64()),  # its step's index (run.json names them)
+        pa.field("conn", pa.int64()),  # its connection's run-wide id (null: it had none)
+        pa.field("proto", pa.dictionary(pa.int32(), pa.string())),  # that connection's HTTP
+        pa.field("connect_ns", pa.int64()),  # opening it (TCP + TLS), 0 when reused
+        pa.field("tls_ns", pa.int64()),  # of which TLS
+        pa.field("ttfb_ns", pa.int64()),  # the first response byte, after the send
     ],
     metadata={METADATA_KEY: str(SCHEMA_VERSION).encode()},
 )
@@ -62,8 +70,15 @@ def _nullable(values: np.ndarray) -> pa.Array:
     return column(pa.int64(), values, values != NULL_NS)
 
 
-def _dictionary(codes: np.ndarray, words: pa.Array) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(column(pa.int32(), codes), words)
+def _dictionary(
+    codes: np.ndarray, words: pa.Array, valid: np.ndarray | None = None
+) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(column(pa.int32(), codes, valid), words)
+
+
+@functools.cache
+def _protocols() -> pa.Array:
+    return strings(list(PROTOCOLS))
 
 
 class RowBuffer:
@@ -79,6 +94,8 @@ class RowBuffer:
         self.endpoint, self.bytes_in = array("i"), array("q")
         self.status, self.error = array("h"), array("b")
         self.session = array("q")  # with ``sessions`` only; a row's step is its endpoint
+        self.conn, self.connect_ns = array("q"), array("q")
+        self.tls_ns, self.ttfb_ns = array("q"), array("q")
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -94,12 +111,21 @@ class RowBuffer:
         error: int,
         bytes_in: int,
         session: int = -1,
+        conn: int = NULL_NS,
+        connect_ns: int = NULL_NS,
+        tls_ns: int = NULL_NS,
+        ttfb_ns: int = NULL_NS,
     ) -> None:
         """Record one request; ``sent_ns``/``done_ns`` may be ``NULL_NS``; ``error`` is a
         code; ``session``: its session's index (a buffer of ``sessions`` only), whose step
-        is ``endpoint``."""
+        is ``endpoint``; ``conn`` and the phases (``NULL_NS``: it had no connection;
+        ``ttfb_ns``, no response byte)."""
         if self.sessions:
             self.session.append(session)
+        self.conn.append(conn)
+        self.connect_ns.append(connect_ns)
+        self.tls_ns.append(tls_ns)
+        self.ttfb_ns.append(ttfb_ns)
         self.seq.append(seq)
         self.endpoint.append(endpoint)
         self.intended_ns.append(intended_ns)
@@ -123,6 +149,7 @@ class RowBuffer:
         service = np.where((done == NULL_NS) | (sent == NULL_NS), NULL_NS, done - sent)
         ok = error == 0  # classified once, in workers.outcome
         endpoint = np.frombuffer(self.endpoint, np.int32)
+        conn = np.frombuffer(self.conn, np.int64)
         if self.sessions:
             session = column(pa.int64(), np.frombuffer(self.session, np.int64))
             step = column(pa.int64(), endpoint)
@@ -144,6 +171,11 @@ class RowBuffer:
             column(pa.int64(), np.frombuffer(self.bytes_in, np.int64)),
             session,
             step,
+            _nullable(conn),
+            _dictionary(np.zeros(n, np.int32), _protocols(), conn != NULL_NS),
+            _nullable(np.frombuffer(self.connect_ns, np.int64)),
+            _nullable(np.frombuffer(self.tls_ns, np.int64)),
+            _nullable(np.frombuffer(self.ttfb_ns, np.int64)),
         ]
         batch = pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
         self._clear()

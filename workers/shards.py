@@ -13,8 +13,12 @@ from blastradius.workers.record import SCHEMA
 # Times and sequence numbers are nearly sorted integers: stored as deltas they take a
 # few bits a row (plain, they take 8 bytes and compress poorly). Everything else is
 # dictionary-encoded. 39 bytes a request became 11 (BENCHMARKS.md), and writes got faster.
-# Columns that rise (or nearly) through a shard; a session's index is one of them.
-_DELTA_COLUMNS = ("seq", "intended_ns", "sent_ns", "done_ns", "latency_ns", "service_ns", "session")
+# Columns that rise (or nearly) through a shard; a session's index is one of them; and
+# the time to first byte, a small number that bit-packs where a dictionary of it cannot.
+_DELTA_COLUMNS = (
+    *("seq", "intended_ns", "sent_ns", "done_ns", "latency_ns", "service_ns", "session"),
+    "ttfb_ns",
+)
 WRITE_OPTIONS = {
     "compression": "zstd",
     "use_dictionary": [name for name in SCHEMA.names if name not in _DELTA_COLUMNS],
