@@ -67,6 +67,13 @@ def skipped_entry(shard: Shard, exc: Exception) -> str:
     return f"{shard.path}: {str(exc).splitlines()[0][:160]}"
 
 
+def has_column(shard: Shard, name: str) -> bool:
+    """Whether ``shard`` has the column ``name`` (one added by a later schema version is
+    missing from an earlier shard: none of its rows has it)."""
+    with shard.filesystem.open_input_file(shard.path) as source:
+        return name in pq.ParquetFile(source).schema_arrow.names
+
+
 def _read_shard(
     filesystem: pafs.FileSystem,
     path: str,

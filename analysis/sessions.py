@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from blastradius.analysis.load import Shard
+from blastradius.analysis.load import Shard, has_column
 from blastradius.analysis.scan import _batches
 from blastradius.analysis.select import nearest_rank_ranks
 from blastradius.analysis.stats import MS, QUANTILES
@@ -138,13 +137,7 @@ def session_figures(shards: Sequence[Shard], steps: int) -> dict | None:
     None when no row has a session."""
     counted = _Sessions(steps)
     for shard in shards:
-        if _has_sessions(shard):
+        if has_column(shard, "session"):
             for batch in _batches(shard, COLUMNS):
                 counted.add(batch)
     return counted.figures()
-
-
-def _has_sessions(shard: Shard) -> bool:
-    # A shard of schema version 1 or 2 has no session column: none of its rows has one.
-    with shard.filesystem.open_input_file(shard.path) as source:
-        return "session" in pq.ParquetFile(source).schema_arrow.names

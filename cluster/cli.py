@@ -553,6 +553,7 @@ def _print_analysis(path: str, summarize: Callable | None = None) -> bool:
     """The summary table, the run's objectives (if it has any) and its warnings; whether
     every objective was met. ``summarize``: ``scan.summaries`` or the same on Ray."""
     from blastradius.analysis import scan, slo
+    from blastradius.analysis.phases import phase_figures, phase_line
     from blastradius.analysis.series import series_names, shard_series
     from blastradius.analysis.table import session_lines, summary_table, warnings
 
@@ -572,6 +573,15 @@ def _print_analysis(path: str, summarize: Callable | None = None) -> bool:
                 print(f"{target}, by step:")
                 for line in summary_table(steps_of[target], label="step"):
                     print(line)
+    phases = [
+        phase_line(name, figures)
+        for name, figures in phase_figures(shards, shard_series(runs)).items()
+        if figures is not None
+    ]
+    if phases:
+        print()
+        for line in phases:
+            print(line)
     met = True
     judged = slo.judge(runs, figures=_file_figures(shards)) if len(runs.manifests) == 1 else {}
     for verdicts in judged.values():
@@ -615,6 +625,7 @@ def _analysis(args: argparse.Namespace, summarize: Callable | None = None) -> No
     import json
 
     from blastradius.analysis import scan
+    from blastradius.analysis.phases import phase_figures
 
     if not args.json:
         _print_analysis(args.run_dir, summarize)
@@ -634,6 +645,9 @@ def _analysis(args: argparse.Namespace, summarize: Callable | None = None) -> No
         for name, figures in _session_figures(runs.manifests[run], mine).items():
             if name in summaries:
                 summaries[name]["sessions"] = figures
+        for name, phases in phase_figures(mine, target).items():
+            if name in summaries and phases is not None:
+                summaries[name]["phases"] = phases
         return summaries
 
     if len(runs.manifests) == 1:

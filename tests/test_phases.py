@@ -6,17 +6,23 @@ holds a response's body back."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from real_servers import uvicorn_echo
 from servers import read_request, scripted_server
 from test_conformance import rows
 from test_tls import pki  # noqa: F401  (a fixture)
 
+from blastradius import analysis
+from blastradius.analysis.load import locate
+from blastradius.analysis.phases import phase_figures
 from blastradius.cluster import launch
 from blastradius.workers.template import Tls
 
@@ -94,3 +100,66 @@ def test_a_request_with_no_connection_has_no_phases():
     assert (frame["error"] == "connect").all()
     for name in ("conn", "proto", "connect_ns", "tls_ns", "ttfb_ns"):
         assert frame[name].isna().all(), name
+
+
+# --- the phases over a run's files (analysis/phases.py) ----------------------------------
+
+
+def _nearest(values: np.ndarray) -> dict:
+    if not len(values):
+        return {"p50_ms": None, "p99_ms": None}
+    picked = np.quantile(values, [0.5, 0.99], method="inverted_cdf") / MS
+    return {"p50_ms": float(picked[0]), "p99_ms": float(picked[1])}
+
+
+def test_a_runs_phases_from_its_files_are_those_of_its_loaded_rows(tmp_path, dependency):
+    """Two targets' rows through the CLI's run; then each target's connections and its
+    phases' percentiles from the files equal the loaded rows' (nearest rank)."""
+    from test_experiments import run_cli  # the CLI, as installed
+
+    scenario = {
+        "name": "phases",
+        "load": {"rate": 100, "requests": 150, "timeout": "2s"},
+        "generators": 2,
+        "targets": [
+            {"name": "fast", "urls": [f"{dependency.url}/endpoint/0"]},
+            {"name": "slow", "urls": [f"{dependency.url}/endpoint/1"]},
+        ],
+    }
+    path = tmp_path / "phases.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    done = run_cli("run", str(path), "--out", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = done.stdout.strip().splitlines()[-1]
+    rows = analysis.load(run_dir).rows
+    _, shards = locate(run_dir)
+    found = phase_figures(shards, lambda shard: shard.target)
+    assert sorted(found) == ["fast", "slow"]
+    for target, figures in found.items():
+        mine = rows[rows["target"] == target]
+        has = mine["conn"].notna()
+        assert figures["connections"] == mine["conn"].nunique()
+        assert figures["requests_per_connection"] == has.sum() / mine["conn"].nunique()
+        assert figures["opened"] == (mine["connect_ns"] > 0).sum() == figures["connections"]
+        assert figures["tls_handshakes"] == 0 and figures["tls"]["p50_ms"] is None
+        opened = mine[mine["connect_ns"] > 0]["connect_ns"].to_numpy(np.int64)
+        assert figures["connect"] == _nearest(opened)
+        ok = mine[mine["ok"] & has & mine["ttfb_ns"].notna()]
+        ttfb = ok["ttfb_ns"].to_numpy(np.int64)
+        receive = (ok["service_ns"] - ok["connect_ns"] - ok["ttfb_ns"]).to_numpy(np.int64)
+        assert figures["ttfb"] == _nearest(ttfb) and figures["receive"] == _nearest(receive)
+    assert found["slow"]["ttfb"]["p50_ms"] >= 95 > found["fast"]["ttfb"]["p99_ms"]
+    # Connections of two generators are told apart: each one's ids above its own count.
+    assert set((rows["conn"].dropna().to_numpy(np.int64) >> 32).tolist()) == {0, 1}
+    text = run_cli("analyze", run_dir)
+    assert text.returncode == 0, text.stderr
+    line = next(x for x in text.stdout.splitlines() if x.startswith("slow, where the time went"))
+    assert f"{found['slow']['connections']} connections" in line and "first byte p50" in line
+    document = json.loads(run_cli("analyze", run_dir, "--json").stdout)
+    assert document["targets"]["slow"]["phases"] == found["slow"]
+
+
+def test_a_run_written_before_phases_has_none():
+    run = Path(__file__).parent / "data" / "run-format-0" / "today-20261206T140220Z-bd89"
+    _, shards = locate(str(run))
+    assert set(phase_figures(shards, lambda shard: shard.target).values()) == {None}

@@ -1,0 +1,138 @@
+"""Where requests' time went, per series, from the rows' phase columns (schema v4): the
+connections they used, the requests each one carried, and the nearest-rank
+percentiles of opening a connection (``connect_ns``, over the requests that opened
+one), its TLS handshake (``tls_ns``, over those that made one), waiting for the first
+byte (``ttfb_ns``) and receiving the rest (``service_ns`` less both), over the ok
+requests.
+
+Read from a run's files a batch at a time, exact, in two passes
+(``analysis.select.Selection``), as ``analysis.scan`` reads the rest. A connection's
+id is its generator's index above that generator's count of connections, so the
+connections used are kept as one flag per connection a generator opened: memory is
+bounded by the connections, never by the rows. A shard written before schema v4 has
+no phases: a series of only such shards has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from blastradius.analysis.load import Shard, has_column
+from blastradius.analysis.scan import _batches, _ints
+from blastradius.analysis.select import Selection
+from blastradius.analysis.stats import MS
+from blastradius.workers import arrow
+
+COLUMNS = ["ok", "conn", "connect_ns", "tls_ns", "ttfb_ns", "service_ns"]
+PHASES = ("connect", "tls", "ttfb", "receive")
+QUANTILES = {"p50_ms": 0.5, "p99_ms": 0.99}
+_NUMBER = (1 << 32) - 1  # a connection id's low half: its count in its generator
+
+
+def _values(batch: pa.RecordBatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per phase: a batch's values and which rows they are taken over."""
+    has = arrow.valid(batch.column("conn"))
+    connect, tls = _ints(batch.column("connect_ns")), _ints(batch.column("tls_ns"))
+    first = batch.column("ttfb_ns")
+    ttfb = _ints(first)
+    answered = arrow.numpy(batch.column("ok")) & has & arrow.valid(first)
+    receive = np.maximum(_ints(batch.column("service_ns")) - connect - ttfb, 0)
+    return {
+        "connect": (connect, has & (connect > 0)),
+        "tls": (tls, has & (tls > 0)),
+        "ttfb": (ttfb, answered),
+        "receive": (receive, answered),
+    }
+
+
+class _Connections:
+    """The connections seen: per generator, a flag per connection number."""
+
+    def __init__(self) -> None:
+        self.used: dict[int, np.ndarray] = {}
+        self.requests = 0
+
+    def add(self, conn: pa.Array) -> None:
+        has = arrow.valid(conn)
+        ids = arrow.numpy(conn)[has]
+        self.requests += len(ids)
+        for worker in np.unique(ids >> 32).tolist():
+            numbers = ids[(ids >> 32) == worker] & _NUMBER
+            flags = self.used.get(worker, np.zeros(0, bool))
+            if numbers.max() >= len(flags):
+                grown = np.zeros(max(int(numbers.max()) + 1, 2 * len(flags)), bool)
+                grown[: len(flags)] = flags
+                flags = self.used[worker] = grown
+            flags[numbers] = True
+
+    def count(self) -> int:
+        return int(sum(int(flags.sum()) for flags in self.used.values()))
+
+
+def phase_figures(
+    shards: Sequence[Shard], series: Callable[[Shard], str]
+) -> dict[str, dict | None]:
+    """Per series: ``connections`` used, ``requests_per_connection`` (of the requests
+    that had one), ``opened`` (requests that waited for a connection to open) and
+    ``tls_handshakes``, and ``connect``, ``tls``, ``ttfb``, ``receive``: each
+    ``{p50_ms, p99_ms}`` (None without values). None for a series whose shards have
+    no phase columns."""
+    labels = sorted({series(shard) for shard in shards})
+    found: dict[str, dict | None] = {}
+    for label in labels:
+        mine = [shard for shard in shards if series(shard) == label and has_column(shard, "conn")]
+        if not mine:
+            found[label] = None
+            continue
+        selection = Selection(1, dict.fromkeys(PHASES, QUANTILES))
+        connections = _Connections()
+        counts = dict.fromkeys(PHASES, 0)
+        for gathering in (False, True):
+            for shard in mine:
+                for batch in _batches(shard, COLUMNS):
+                    values = _values(batch)
+                    if gathering:
+                        selection.gather(0, values)
+                        continue
+                    selection.count(0, values)
+                    connections.add(batch.column("conn"))
+                    for phase, (_, where) in values.items():
+                        counts[phase] += int(where.sum())
+        picked = selection.finish()
+        used = connections.count()
+        figures: dict = {
+            "connections": used,
+            "requests_per_connection": connections.requests / used if used else None,
+            "opened": counts["connect"],
+            "tls_handshakes": counts["tls"],
+        }
+        for phase in PHASES:
+            row = picked[phase][0] / MS
+            figures[phase] = {
+                name: (None if not counts[phase] else float(value))
+                for name, value in zip(QUANTILES, row.tolist(), strict=True)
+            }
+        found[label] = figures
+    return found
+
+
+def phase_line(target: str, figures: dict) -> str:
+    """A series' phases in one line of words."""
+
+    def spread(phase: str) -> str:
+        p = figures[phase]
+        if p["p50_ms"] is None:
+            return "-"
+        return f"p50 {p['p50_ms']:,.2f} ms, p99 {p['p99_ms']:,.2f} ms"
+
+    per = figures["requests_per_connection"]
+    each = "" if per is None else f" ({per:,.1f} requests each)"
+    tls = f"; TLS {spread('tls')}" if figures["tls_handshakes"] else ""
+    return (
+        f"{target}, where the time went: {figures['connections']:,} connections{each}; "
+        f"opening one {spread('connect')} ({figures['opened']:,} opened){tls}; "
+        f"first byte {spread('ttfb')}; receiving {spread('receive')}"
+    )
