@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from blastradius.analysis import plots, scan, slo
 from blastradius.analysis.compare import compare
 from blastradius.analysis.load import Runs, Shard
+from blastradius.analysis.phases import PHASES, phase_figures
 from blastradius.analysis.series import series_names, shard_series
 from blastradius.analysis.sessions import session_figures
 from blastradius.analysis.table import error_counts, warnings
@@ -195,8 +196,39 @@ def write_report(paths: Sequence[str], out_dir: str | Path) -> Report:
     summaries = scan.summaries(shards, shard_series(runs), order)
     page = out / "report.html"
     sessions = sessions_html(runs, shards)
-    publish_bytes(str(page), render(runs, summaries, images, verdicts, sessions).encode())
+    phases = phases_html(runs, shards)
+    page_html = render(runs, summaries, images, verdicts, sessions, phases)
+    publish_bytes(str(page), page_html.encode())
     return Report(page, tuple(written))
+
+
+def phases_html(runs: Runs, shards: Sequence[Shard]) -> str:
+    """Where each series' time went (``analysis.phases``), a row each; empty when no
+    series' rows have phases (runs written before schema v4)."""
+    found = phase_figures(shards, shard_series(runs))
+    rows = []
+    for name in series_names(runs).values():
+        figures = found.get(name)
+        if figures is None:
+            continue
+        per = figures["requests_per_connection"]
+        cells = [
+            html.escape(name),
+            f"{figures['connections']:,}",
+            _cell(per, "{:,.1f}"),
+            f"{figures['opened']:,}",
+        ]
+        for phase in PHASES:
+            spread = figures[phase]
+            cells += [_cell(spread["p50_ms"], "{:,.2f}"), _cell(spread["p99_ms"], "{:,.2f}")]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    if not rows:
+        return ""
+    head = ["series", "connections", "requests each", "opened"]
+    for phase in ("opening", "TLS", "first byte", "receiving"):
+        head += [f"{phase} p50 ms", f"{phase} p99 ms"]
+    header = "".join(f"<th>{h}</th>" for h in head)
+    return f'<div class="scroll"><table><tr>{header}</tr>{"".join(rows)}</table></div>'
 
 
 def sessions_html(runs: Runs, shards: Sequence[Shard]) -> str:
@@ -425,12 +457,13 @@ def render(
     images: Sequence[tuple[str, str, bytes]],
     verdicts: dict[str, list[slo.Verdict]],
     sessions: str = "",
+    phases: str = "",
 ) -> str:
-    """The whole page: summary, objectives, sessions, warnings, plots (embedded PNGs),
-    then each run's details.
+    """The whole page: summary, objectives, sessions, where the time went, warnings,
+    plots (embedded PNGs), then each run's details.
 
     ``summaries`` are per series, ``verdicts`` ``series_verdicts``, ``sessions``
-    ``sessions_html``. Over 60 lines because
+    ``sessions_html``, ``phases`` ``phases_html``. Over 60 lines because
     it is the page's markup in reading order; its parts are functions.
     """
     objectives = ""
@@ -475,6 +508,14 @@ def render(
         if sessions
         else ""
     )
+    phases_part = (
+        "<h2>Where the time went</h2><p>Per series: the connections its requests used, "
+        "and percentiles of opening one (over the requests that waited for one), of its "
+        "TLS handshake, of the first response byte after the request was written, and of "
+        "receiving the rest (over the ok requests).</p>" + phases
+        if phases
+        else ""
+    )
     generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -486,6 +527,7 @@ def render(
         f'<h2>Summary</h2><div class="scroll">{summary_html(summaries)}</div>'
         f"{objectives}"
         f"{sessions_part}"
+        f"{phases_part}"
         f"{injected}"
         f"<h2>Warnings</h2>{warning_html}"
         f"<h2>Plots</h2>{figure_html}"

@@ -23,6 +23,8 @@ from test_tls import pki  # noqa: F401  (a fixture)
 from blastradius import analysis
 from blastradius.analysis.load import locate
 from blastradius.analysis.phases import phase_figures
+from blastradius.analysis.report import phases_html
+from blastradius.analysis.scan import open_runs
 from blastradius.cluster import launch
 from blastradius.workers.template import Tls
 
@@ -157,9 +159,18 @@ def test_a_runs_phases_from_its_files_are_those_of_its_loaded_rows(tmp_path, dep
     assert f"{found['slow']['connections']} connections" in line and "first byte p50" in line
     document = json.loads(run_cli("analyze", run_dir, "--json").stdout)
     assert document["targets"]["slow"]["phases"] == found["slow"]
+    written = run_cli("report", run_dir, "--out", str(tmp_path / "report"))
+    assert written.returncode == 0, written.stderr
+    page = (tmp_path / "report" / "report.html").read_text()
+    slow = found["slow"]
+    row = f"<tr><td>slow</td><td>{slow['connections']:,}</td>"
+    assert "<h2>Where the time went</h2>" in page and row in page
+    assert f"<td>{slow['ttfb']['p50_ms']:,.2f}</td>" in page.split(row)[1].split("</tr>")[0]
 
 
-def test_a_run_written_before_phases_has_none():
+def test_a_run_written_before_phases_has_none(tmp_path):
     run = Path(__file__).parent / "data" / "run-format-0" / "today-20261206T140220Z-bd89"
     _, shards = locate(str(run))
     assert set(phase_figures(shards, lambda shard: shard.target).values()) == {None}
+    runs, shards = open_runs([str(run)])
+    assert phases_html(runs, shards) == ""
