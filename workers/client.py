@@ -389,7 +389,13 @@ class HttpClient:
             if self._ssl is None:
                 self._ssl = (self._tls or Tls()).context()
             tcp = time.monotonic_ns()
-            tls = await self.loop.start_tls(transport, connection, self._ssl, server_hostname=host)
+            try:
+                tls = await self.loop.start_tls(
+                    transport, connection, self._ssl, server_hostname=host
+                )
+            except BaseException:
+                transport.abort()  # (closed already, as a rule: never left open)
+                raise
             if tls is None:  # the peer closed it during the handshake
                 raise ConnectionResetError("closed during the TLS handshake")
             connection.transport = tls
