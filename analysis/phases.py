@@ -78,8 +78,8 @@ def phase_figures(
     """Per series: ``connections`` used, ``requests_per_connection`` (of the requests
     that had one), ``opened`` (requests that waited for a connection to open) and
     ``tls_handshakes``, and ``connect``, ``tls``, ``ttfb``, ``receive``: each
-    ``{p50_ms, p99_ms}`` (None without values). None for a series whose shards have
-    no phase columns."""
+    ``{p50_ms, p99_ms}`` (None without values). None for a series none of whose rows
+    had a connection (or whose shards have no phase columns)."""
     labels = sorted({series(shard) for shard in shards})
     found: dict[str, dict | None] = {}
     for label in labels:
@@ -101,11 +101,14 @@ def phase_figures(
                     connections.add(batch.column("conn"))
                     for phase, (_, where) in values.items():
                         counts[phase] += int(where.sum())
+        if not connections.requests:  # no row had a connection (or the rows' phases)
+            found[label] = None
+            continue
         picked = selection.finish()
         used = connections.count()
         figures: dict = {
             "connections": used,
-            "requests_per_connection": connections.requests / used if used else None,
+            "requests_per_connection": connections.requests / used,
             "opened": counts["connect"],
             "tls_handshakes": counts["tls"],
         }
@@ -129,10 +132,10 @@ def phase_line(target: str, figures: dict) -> str:
         return f"p50 {p['p50_ms']:,.2f} ms, p99 {p['p99_ms']:,.2f} ms"
 
     per = figures["requests_per_connection"]
-    each = "" if per is None else f" ({per:,.1f} requests each)"
     tls = f"; TLS {spread('tls')}" if figures["tls_handshakes"] else ""
     return (
-        f"{target}, where the time went: {figures['connections']:,} connections{each}; "
+        f"{target}, where the time went: {figures['connections']:,} connections "
+        f"({per:,.1f} requests each); "
         f"opening one {spread('connect')} ({figures['opened']:,} opened){tls}; "
         f"first byte {spread('ttfb')}; receiving {spread('receive')}"
     )

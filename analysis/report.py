@@ -211,11 +211,10 @@ def phases_html(runs: Runs, shards: Sequence[Shard]) -> str:
         figures = found.get(name)
         if figures is None:
             continue
-        per = figures["requests_per_connection"]
         cells = [
             html.escape(name),
             f"{figures['connections']:,}",
-            _cell(per, "{:,.1f}"),
+            f"{figures['requests_per_connection']:,.1f}",
             f"{figures['opened']:,}",
         ]
         for phase in PHASES:

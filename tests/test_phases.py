@@ -26,6 +26,9 @@ from blastradius.analysis.phases import phase_figures
 from blastradius.analysis.report import phases_html
 from blastradius.analysis.scan import open_runs
 from blastradius.cluster import launch
+from blastradius.workers.layout import shard_dir, shard_name
+from blastradius.workers.record import ERROR_CODE, RowBuffer
+from blastradius.workers.shards import write_shard
 from blastradius.workers.template import Tls
 
 MS = 1_000_000
@@ -174,3 +177,14 @@ def test_a_run_written_before_phases_has_none(tmp_path):
     assert set(phase_figures(shards, lambda shard: shard.target).values()) == {None}
     runs, shards = open_runs([str(run)])
     assert phases_html(runs, shards) == ""
+
+
+def test_a_series_none_of_whose_rows_had_a_connection_has_no_phases(tmp_path):
+    # Schema v4 rows, every one refused (no connection): nothing to say, no line.
+    buffer = RowBuffer(worker=0, node="n")
+    for i in range(5):
+        buffer.add(i, 0, 10 + i, 11 + i, 12 + i, 0, ERROR_CODE["connect"], 0)
+    write_shard([buffer.close()], shard_dir(str(tmp_path), "t"), shard_name(0, 0))
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": "r", "status": "completed"}))
+    _, shards = locate(str(tmp_path))
+    assert phase_figures(shards, lambda shard: shard.target) == {"t": None}

@@ -13,6 +13,7 @@ from blastradius.analysis.load import locate
 from blastradius.analysis.scan import (
     curve_fractions,
     curves,
+    endpoint_availability,
     readable,
     sample_shards,
     step_summaries,
@@ -410,3 +411,20 @@ def test_each_series_curve_is_its_ok_rows_nearest_rank_percentiles_in_ms(tmp_pat
             values = ok[column].fillna(0).to_numpy(np.int64)
             exact = np.quantile(values, q, method="inverted_cdf") / MS
             assert np.array_equal(values_ms, exact), (target, column)
+
+
+def test_an_endpoint_with_no_ok_request_has_availability_zero(tmp_path):
+    # The highest endpoints of a shard failed every time: counted, at 0.
+    run = tmp_path / "run"
+    buffer = RowBuffer(worker=0, node="n")
+    for i in range(12):
+        endpoint = i % 4
+        error = 0 if endpoint < 2 else CODES[1]
+        buffer.add(i, endpoint, T0 + i * MS, T0 + i * MS, T0 + i * MS + 5, 200, error, 2)
+    write_shard([buffer.close()], shard_dir(str(run), "t"), shard_name(0, 0))
+    (run / "run.json").write_text(json.dumps({"run_id": "run", "status": "completed"}))
+    _, shards = locate(str(run))
+    found = endpoint_availability(shards, lambda shard: shard.target)
+    assert found == {
+        ("t", e): {"availability": a} for e, a in ((0, 1.0), (1, 1.0), (2, 0.0), (3, 0.0))
+    }
