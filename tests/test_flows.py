@@ -134,6 +134,7 @@ def test_a_flows_calls_are_rows_of_its_session(shop):
     assert len(rows) == 12 and rows["ok"].all(), rows["error"].value_counts()
     assert rows.groupby("session")["step"].agg(list).to_dict() == {i: [0, 1, 2] for i in range(4)}
     assert (rows["sent_ns"] >= rows["intended_ns"]).all() and summary.checks == {}
+    assert rows["seq"].tolist() == list(range(12))  # a row each, numbered in turn
 
 
 def test_a_failed_call_is_the_flows_to_judge_and_a_raise_ends_it_as_a_check(shop):
@@ -151,6 +152,7 @@ def test_a_failed_call_is_the_flows_to_judge_and_a_raise_ends_it_as_a_check(shop
     raised = rows[rows["error"] == "check"]
     assert raised["sent_ns"].isna().all() and (raised["step"] == 2).all()
     assert summary.checks == {"flow: raised KeyError": 2}
+    assert rows["seq"].tolist() == list(range(6))  # a row each, numbered in turn
 
 
 def test_a_flow_past_its_sessions_timeout_ends_at_its_next_call(shop):
