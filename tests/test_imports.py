@@ -50,6 +50,7 @@ def test_analysis_needs_only_the_row_schema_and_the_run_record_of_the_workers():
     assert workers <= {
         "blastradius.workers.record",
         "blastradius.workers.kinds",
+        "blastradius.workers.arrow",  # the rows' columns to and from numpy
         "blastradius.workers.layout",
         "blastradius.workers.run_record",
     }
