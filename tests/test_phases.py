@@ -6,6 +6,7 @@ holds a response's body back."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import time
@@ -14,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from real_servers import uvicorn_echo
 from servers import read_request, scripted_server
 from test_conformance import rows
@@ -26,12 +26,14 @@ from blastradius.analysis.phases import phase_figures
 from blastradius.analysis.report import phases_html
 from blastradius.analysis.scan import open_runs
 from blastradius.cluster import launch
+from blastradius.workers.generator import Share, run_share
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.record import ERROR_CODE, RowBuffer
+from blastradius.workers.schedule import Schedule
 from blastradius.workers.shards import write_shard
 from blastradius.workers.template import Tls
 
-MS = 1_000_000
+S, MS = 1_000_000_000, 1_000_000
 
 
 def phases_hold(frame: pd.DataFrame) -> None:
@@ -118,24 +120,26 @@ def _nearest(values: np.ndarray) -> dict:
 
 
 def test_a_runs_phases_from_its_files_are_those_of_its_loaded_rows(tmp_path, dependency):
-    """Two targets' rows through the CLI's run; then each target's connections and its
-    phases' percentiles from the files equal the loaded rows' (nearest rank)."""
+    """Two targets' rows from two generators each, as a run's shards; then each target's
+    connections and its phases' percentiles from the files equal the loaded rows'
+    (nearest rank), and analyze and report say them."""
     from test_experiments import run_cli  # the CLI, as installed
 
-    scenario = {
-        "name": "phases",
-        "load": {"rate": 100, "requests": 150, "timeout": "2s"},
-        "generators": 2,
-        "targets": [
-            {"name": "fast", "urls": [f"{dependency.url}/endpoint/0"]},
-            {"name": "slow", "urls": [f"{dependency.url}/endpoint/1"]},
-        ],
-    }
-    path = tmp_path / "phases.yaml"
-    path.write_text(yaml.safe_dump(scenario))
-    done = run_cli("run", str(path), "--out", str(tmp_path / "runs"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    run_dir = done.stdout.strip().splitlines()[-1]
+    run_dir = str(tmp_path / "phases")
+    for target, endpoint in (("fast", 0), ("slow", 1)):
+        for worker in range(2):
+            url = f"{dependency.url}/endpoint/{endpoint}"
+            schedule = Schedule.constant_rate(100, requests=150)
+            share = Share(target, (url,), schedule, 2 * S, worker=worker, workers=2)
+            names = (shard_name(worker, n) for n in itertools.count())
+            directory = shard_dir(run_dir, target)
+
+            def sink(batch, directory=directory, names=names) -> None:
+                write_shard([batch], directory, next(names))
+
+            run_share(share, sink)
+    manifest = {"run_id": "phases", "status": "completed", "targets": {"fast": {}, "slow": {}}}
+    Path(run_dir, "run.json").write_text(json.dumps(manifest))
     rows = analysis.load(run_dir).rows
     _, shards = locate(run_dir)
     found = phase_figures(shards, lambda shard: shard.target)
