@@ -135,6 +135,7 @@ DOCUMENT = {"token": "abc", "items": [{"id": 7}, {"id": 8}], "n": None, "ok": Tr
         ("$.items[-1].id", 8),
         ("$.items[-2].id", 7),
         ("$.items[2]", MISSING),
+        ("$.items[5]", MISSING),  # well past the end
         ("$.items[-3]", MISSING),
         ("$.n", None),
         ("$.none", MISSING),
@@ -649,6 +650,14 @@ def test_a_loop_and_a_repeat_are_checked_when_built():
         Loop(0, 0, (0, 0))
     with pytest.raises(FieldError, match=re.escape("repeat: 3..2")):
         Step("s", text(f"{URL}/"), repeat=(3, 2))
+    with pytest.raises(FieldError, match="a loop holds at least one step"):
+        Loop(-1, 0, (1, 1))
+
+
+@pytest.mark.parametrize("method", ["DELETE", "GET", "POST", "OPTIONS"])
+def test_only_a_head_request_may_not_have_a_body(method):
+    step = Step("s", text(f"{URL}/${{item}}"), method=method, body=text("${token}"))
+    assert step.request({"item": "1", "token": "x"}).data.endswith(b"\r\n\r\nx")
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,9 @@ def test_a_session_target_reads_into_its_journey():
     )
     assert login.expect == Expect(statuses=((200, 299), (401, 401)))
     assert b"Content-Type: application/json\r\n" in login.prepared.data
+    # A header of another name (one that sorts before it, too) leaves it in place.
+    accept = target(steps=[{"url": f"{URL}/", "json": {}, "headers": {"Accept": "*/*"}}])
+    assert b"Content-Type: application/json\r\n" in accept.journey.steps[0].prepared.data
     assert items.think == Uniform(100 * MS, 300 * MS) and pay.think == Fixed(200 * MS)
     assert items.url.names == ("rid",) and items.url.written == f"{URL}/items/${{rid}}"
     request = items.request({"rid": "r1", "token": "t1"}).data
