@@ -51,6 +51,12 @@ def shard_sink() -> tuple[str, str, Callable[[pa.RecordBatch], None]]:
     return out, directory, sink
 
 
+def send_lag_p99_ms(rows: pa.Table) -> float | None:
+    """The p99 (nearest rank) of sent - intended over the rows that were sent."""
+    lag = pc.subtract(rows["sent_ns"], rows["intended_ns"]).drop_null().to_numpy()
+    return float(np.quantile(lag, 0.99, method="inverted_cdf")) / 1e6 if len(lag) else None
+
+
 def rss_mib() -> float:
     """Resident set size of this process, from /proc (Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -100,7 +106,6 @@ def main() -> None:
     # Exact figures from the rows on disk, read after the run (no bookkeeping during it).
     rows = pq.read_table(directory, columns=["intended_ns", "sent_ns", "ok", "latency_ns"])
     latency = pc.filter(rows["latency_ns"], rows["ok"]).to_numpy()
-    lag = pc.subtract(rows["sent_ns"], rows["intended_ns"]).drop_null().to_numpy()
     parquet_bytes = sum(p.stat().st_size for p in Path(directory).glob("*.parquet"))
     shutil.rmtree(out, ignore_errors=True)
     planned = schedule.expected_requests()
@@ -113,9 +118,7 @@ def main() -> None:
                 "rows": rows.num_rows,
                 "ok": int(pc.sum(rows["ok"]).as_py() or 0),
                 "wall_s": round(wall, 2),
-                "send_lag_p99_ms": float(np.quantile(lag, 0.99, method="inverted_cdf")) / 1e6
-                if len(lag)
-                else None,
+                "send_lag_p99_ms": send_lag_p99_ms(rows),
                 "parquet_bytes_per_request": parquet_bytes / max(rows.num_rows, 1),
                 "latency_ms": {
                     name: float(np.quantile(latency, q, method="inverted_cdf")) / 1e6

@@ -15,10 +15,9 @@ import json
 import resource
 import shutil
 
-import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from probe_generator import shard_sink
+from probe_generator import send_lag_p99_ms, shard_sink
 
 from blastradius.workers.generator import Share, run_share
 from blastradius.workers.journey import Capture, Journey, Step, compile_text
@@ -83,7 +82,6 @@ def main() -> None:
     run_share(share, sink)
     used = cpu_s() - before
     rows = pq.read_table(directory, columns=["intended_ns", "sent_ns", "ok", "session"])
-    lag = pc.subtract(rows["sent_ns"], rows["intended_ns"]).drop_null().to_numpy()
     shutil.rmtree(out, ignore_errors=True)
     sessions = schedule.expected_requests()
     print(
@@ -95,9 +93,7 @@ def main() -> None:
                 "planned": 3 * sessions,
                 "rows": rows.num_rows,
                 "ok": int(pc.sum(rows["ok"]).as_py() or 0),
-                "send_lag_p99_ms": float(np.quantile(lag, 0.99, method="inverted_cdf")) / 1e6
-                if len(lag)
-                else None,
+                "send_lag_p99_ms": send_lag_p99_ms(rows),
                 "cpu_s": used,
             }
         )

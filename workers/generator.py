@@ -665,8 +665,21 @@ class Generator:
         else:
             number, connect, tls, first = phases
             conn = self._connections + number
-            row = (seq, endpoint, due, sent, done, status, error, nbytes, index)
-            self._buffer.add(*row, conn, connect, tls, first)
+            self._buffer.add(
+                seq,
+                endpoint,
+                due,
+                sent,
+                done,
+                status,
+                error,
+                nbytes,
+                index,
+                conn,
+                connect,
+                tls,
+                first,
+            )
         return error
 
     async def _drain(self) -> None:
