@@ -4,7 +4,8 @@
                                      [SCENARIO.yaml ...]
 
 Runs each scenario (default: every file in ``scenarios/quick/`` but the sessions
-ones, ``*-sessions.yaml``, which README tabulates on their own) through
+ones, ``*-sessions.yaml``, and HTTP/2's, ``*-http2.yaml``, which README tabulates on
+their own) through
 ``blastradius run`` on the embedded local Ray, ``--repeat`` times, one run after
 another, then prints one Markdown table over all of them: availability overall,
 on the healthy endpoints and on the slow ones, goodput, p50/p99, errors by kind
@@ -142,7 +143,8 @@ def main() -> None:
     if args.repeat < 1:
         parser.error("--repeat: must be >= 1")
     quick = sorted((ROOT / "scenarios" / "quick").glob("*.yaml"))
-    paths = args.scenarios or [p for p in quick if not p.stem.endswith("-sessions")]
+    own_tables = ("-sessions", "-http2")  # README tabulates these on their own
+    paths = args.scenarios or [p for p in quick if not p.stem.endswith(own_tables)]
     table = []
     for path in paths:
         run_dirs = newest_runs(path, args.out, args.repeat) if args.reuse else []

@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument(
         "--connections", type=int, default=0, help="connections opened before the start"
     )
+    parser.add_argument("--http2", action="store_true", help="HTTP/2 (h2c with prior knowledge)")
+    parser.add_argument("--streams", type=int, default=100, help="HTTP/2 streams a connection")
     args = parser.parse_args()
 
     out, directory, sink = shard_sink()
@@ -94,7 +96,10 @@ def main() -> None:
             headers=(("Content-Type", "application/json"),),
             body=json_body(args.post_json_bytes),
         )
-    plan = Share("bench", (request,), schedule, timeout_ns=1 * S, connections=args.connections)
+    http = {"http": "2", "streams": args.streams} if args.http2 else {}
+    plan = Share(
+        "bench", (request,), schedule, timeout_ns=1 * S, connections=args.connections, **http
+    )
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
     start = time.monotonic()

@@ -120,6 +120,11 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="connection limit to the dependency (default 0: unlimited)",
     )
+    async_.add_argument(
+        "--dependency-http2",
+        action="store_true",
+        help="call the dependency over HTTP/2 (h2c), up to its stream limit a connection",
+    )
     _add_listen_flags(async_)
 
     proxy = kinds.add_parser(
@@ -200,7 +205,19 @@ def _add_load_parser(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="connections opened before the start (default 0: on demand)",
+        help="connections opened before the start (default 0: on demand); with --http2, "
+        "also the most open",
+    )
+    load.add_argument(
+        "--http2",
+        action="store_true",
+        help="HTTP/2: h2c with prior knowledge for http://, h2 by ALPN for https://",
+    )
+    load.add_argument(
+        "--streams",
+        type=int,
+        metavar="N",
+        help="HTTP/2 requests at once on a connection (default 100; the server may cap it)",
     )
     load.add_argument("--generators", type=int, metavar="N", help="generator actors")
     load.add_argument("--name", default="load", help="run and target name (default load)")
@@ -383,7 +400,7 @@ def _serve_async(args: argparse.Namespace) -> None:
 
     config = _checked(
         lambda: async_target.AsyncConfig(
-            args.dependency, args.max_connections, args.dependency_timeout
+            args.dependency, args.max_connections, args.dependency_timeout, args.dependency_http2
         )
     )
     serving.run_app(lambda: async_target.make_app(config), serving.listen(args.host, args.port))

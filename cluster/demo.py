@@ -23,6 +23,7 @@ import pandas as pd
 from blastradius.analysis.table import Column, error_counts, text_table
 from blastradius.cluster.scenario import Scenario, Target, load_scenario
 from blastradius.cluster.shipped import shipped
+from blastradius.targets.h2c import MAX_STREAMS
 from blastradius.workers.run_record import RunStatus
 from blastradius.workers.schedule import Schedule
 
@@ -79,9 +80,13 @@ def concurrency_needed(scenario: Scenario, target: Target) -> float | None:
 
 
 def capacity(target: Target) -> str:
-    """The concurrency a launched target has: its threads, its pool, or no limit."""
+    """The concurrency a launched target has: its threads, its pool (of connections, or
+    over HTTP/2 of streams), or no limit."""
     if target.kind == "blocking":
         return f"{target.threads} threads"
+    if target.max_connections and target.dependency_http == "2":
+        streams = target.max_connections * MAX_STREAMS
+        return f"{target.max_connections} conns x {MAX_STREAMS} streams = {streams}"
     if target.max_connections:
         return f"{target.max_connections} conns"
     return "no limit"

@@ -117,6 +117,8 @@ class RunPlan:
                 tls=step.target.tls,
                 seed=load.seed,
                 journey=journey,
+                http=step.target.http,
+                streams=step.target.streams,
             )
             for worker in range(self.generators)
         ]
@@ -236,6 +238,9 @@ def _target_service(target: Target) -> ServiceLaunch:
     else:
         args += ["--max-connections", str(target.max_connections)]
         size = f"max {target.max_connections or 'unlimited'} connections"
+        if target.dependency_http == "2":
+            args += ["--dependency-http2"]
+            size += " over HTTP/2 (100 streams each)"
     timeout = ""
     if target.dependency_timeout_s is not None:
         args += ["--dependency-timeout", f"{target.dependency_timeout_s}s"]

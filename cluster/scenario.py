@@ -72,7 +72,7 @@ from blastradius.targets.fields import Fields, kind_of, number, read_duration, t
 from blastradius.targets.proxy import ProxyConfig
 from blastradius.targets.proxy import parse_config as parse_proxy_config
 from blastradius.targets.validation import FieldError, http_url
-from blastradius.workers.generator import ClosedLoop
+from blastradius.workers.generator import HTTP_VERSIONS, ClosedLoop
 from blastradius.workers.journey import Journey
 from blastradius.workers.run_record import Objectives, effective
 from blastradius.workers.schedule import ARRIVALS, Schedule, Stage
@@ -239,6 +239,9 @@ class Target:
     slo: Objectives | None = None  # its own, over the scenario's
     journey: Journey | None = None  # a session target's steps (then no requests)
     session_calls: int = 0  # a launched target's: each session makes this many calls (0: none)
+    http: str = "1.1"  # the HTTP it is sent: "1.1", "2" or "auto" (workers.generator.Share)
+    dependency_http: str = "1.1"  # a launched async target's calls to its dependency: or "2"
+    streams: int = 100  # HTTP/2: requests at once on a connection
 
     @property
     def launched(self) -> bool:
@@ -278,14 +281,16 @@ def parse_target(
         journey = parse_journey(fields, files)
         tls = fields.get("tls")
         tls = None if tls is None else parse_tls(tls, fields.path, files)
+        http, streams = _protocol(fields)
         fields.done()
-        return Target(name, None, (), tls=tls, slo=slo, journey=journey)
+        return Target(name, None, (), tls=tls, slo=slo, journey=journey, http=http, streams=streams)
     if kind is None:
         templates = parse_requests(fields, files)
         tls = fields.get("tls")
         tls = None if tls is None else parse_tls(tls, fields.path, files)
+        http, streams = _protocol(fields)
         fields.done()
-        return Target(name, None, templates, tls=tls, slo=slo)
+        return Target(name, None, templates, tls=tls, slo=slo, http=http, streams=streams)
     if kind not in KINDS:
         raise FieldError(fields.at("kind"), f"{kind!r} is not one of {', '.join(KINDS)}")
     timeout = fields.get("dependency_timeout")
@@ -293,16 +298,48 @@ def parse_target(
         None if timeout is None else read_duration(timeout, fields.at("dependency_timeout")) / 1e9
     )
     threads, max_connections = 500, 0  # the one its kind has is read: the other is unknown
+    dependency_http = "1.1"
     if kind == "blocking":
         threads = whole(fields.get("threads", threads), fields.at("threads"))
     else:
         max_connections = whole(
             fields.get("max_connections", 0), fields.at("max_connections"), strict=False
         )
+        dependency_http = _version(fields, "dependency_http", ("1.1", "2"))
     calls = fields.get("session_calls")
     calls = 0 if calls is None else whole(calls, fields.at("session_calls"))
     fields.done()
-    return Target(name, kind, (), threads, max_connections, timeout_s, slo=slo, session_calls=calls)
+    return Target(
+        name,
+        kind,
+        (),
+        threads,
+        max_connections,
+        timeout_s,
+        slo=slo,
+        session_calls=calls,
+        dependency_http=dependency_http,
+    )
+
+
+def _version(fields: Fields, key: str, versions: tuple[str, ...]) -> str:
+    """An HTTP version key (default 1.1); YAML reads ``1.1`` and ``2`` as numbers."""
+    value = fields.get(key, "1.1")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = f"{value:g}"
+    if value not in versions:
+        raise FieldError(fields.at(key), f"{value!r} is not one of {', '.join(versions)}")
+    return value
+
+
+def _protocol(fields: Fields) -> tuple[str, int]:
+    """A target's ``http`` (1.1, 2 or auto; YAML reads the first two as numbers) and
+    ``streams`` (HTTP/2 only)."""
+    http = _version(fields, "http", HTTP_VERSIONS)
+    streams = fields.get("streams")
+    if streams is not None and http == "1.1":
+        raise FieldError(fields.at("streams"), "streams are HTTP/2's: give http: 2 or auto")
+    return http, 100 if streams is None else whole(streams, fields.at("streams"))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ _FLAGS = (
     ("targets[0].json", "--json"),
     ("targets[0].url", "URL"),
     ("targets[0].name", "--name"),
+    ("targets[0].streams", "--streams"),
+    ("targets[0].http", "--http2"),
     ("load.connections", "--connections"),
     ("load.duration", "--duration"),
     ("load.requests", "--requests"),
@@ -64,6 +66,8 @@ class UrlRun:
     connections: int = 0
     generators: int | None = None
     name: str = "load"
+    http2: bool = False
+    streams: int | None = None
 
 
 def document(flags: UrlRun) -> dict[str, Any]:
@@ -93,6 +97,10 @@ def document(flags: UrlRun) -> dict[str, Any]:
         tls["verify"] = False
     if tls:
         target["tls"] = tls
+    if flags.http2:
+        target["http"] = "2"
+    if flags.streams is not None:
+        target["streams"] = flags.streams
     result: dict[str, Any] = {"name": flags.name, "load": load, "targets": [target]}
     if flags.generators is not None:
         result["generators"] = flags.generators

@@ -5,19 +5,31 @@ limit (``max_connections``, 0 = unlimited) is the only bounded resource: with
 a limit, requests wait for a pooled connection, so a slow endpoint can starve
 the pool much as it starves a thread pool (a bulkhead of its own).
 
+With ``dependency_http2`` it calls the dependency over HTTP/2 instead (h2c with
+prior knowledge, the generator's own client, ``workers/http2.py``): at most
+``max_connections`` connections (0: as many as it needs), each carrying as many
+calls at once as the dependency's ``SETTINGS_MAX_CONCURRENT_STREAMS`` allows (the
+reference dependency's: 100). A call that finds every stream busy waits for one,
+as a call waits for a pooled connection over HTTP/1.1.
+
 ``GET /call/{i}``: 200 when the dependency's ``/endpoint/{i}`` answers 2xx,
-504 when the dependency timeout fires (waiting for a pooled connection
-counts), 502 on any other dependency failure. ``GET /stats``: in-flight.
+504 when the dependency timeout fires (waiting for a pooled connection, or a
+stream, counts), 502 on any other dependency failure. ``GET /stats``: in-flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
+from blastradius.targets import h2c
 from blastradius.targets.validation import validate_dependency_url, validate_timeout
+from blastradius.workers.client import PreparedRequest
+from blastradius.workers.http2 import Http2Client
+from blastradius.workers.outcome import Ending
 
 _SESSION = web.AppKey("session", aiohttp.ClientSession)
 
@@ -29,6 +41,7 @@ class AsyncConfig:
     dependency: str
     max_connections: int = 0  # 0: unlimited
     dependency_timeout_s: float | None = None  # None: wait as long as the dependency takes
+    dependency_http2: bool = False  # call it over h2c rather than HTTP/1.1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dependency", validate_dependency_url(self.dependency))
@@ -36,6 +49,45 @@ class AsyncConfig:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"max-connections: must be 0 (unlimited) or more (got {limit})")
         validate_timeout(self.dependency_timeout_s)
+
+
+_WAIT_FOREVER_S = 86_400.0  # the HTTP/2 client's timeout when the target has none
+_H2_UNLIMITED = 10_000  # HTTP/2 connections with no limit given (100 calls each)
+
+
+class _Http2Calls:
+    """Calls to the dependency over HTTP/2, each awaited as a future."""
+
+    def __init__(self, config: AsyncConfig) -> None:
+        timeout = config.dependency_timeout_s or _WAIT_FOREVER_S
+        connections = config.max_connections or _H2_UNLIMITED
+        self.client = Http2Client(
+            connections, h2c.MAX_STREAMS, timeout, self._done, timeout_from_send=True
+        )
+        self.requests: dict[str, PreparedRequest] = {}
+
+    @staticmethod
+    def _done(future, status, _bytes, ending, _kept, _phases) -> None:
+        if not future.done():  # (a call whose handler was cancelled)
+            future.set_result((status, ending))
+
+    async def call(self, url: str) -> tuple[int, str]:
+        request = self.requests.get(url)
+        if request is None:
+            request = self.requests[url] = PreparedRequest.from_url(url)
+        future: asyncio.Future[tuple[int, Ending]] = asyncio.get_running_loop().create_future()
+        self.client.send(request, future)
+        status, ending = await future
+        if ending in (Ending.DEADLINE, Ending.NOT_SENT):
+            return 504, "dependency timed out\n"
+        if ending != Ending.RESPONSE:
+            return 502, f"dependency failed: {ending.name.lower()}\n"
+        if not 200 <= status < 300:
+            return 502, f"dependency answered {status}\n"
+        return 200, "ok\n"
+
+
+_HTTP2 = web.AppKey("http2", _Http2Calls)
 
 
 async def _call(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
@@ -61,7 +113,10 @@ def make_app(config: AsyncConfig) -> web.Application:
         stats["in_flight"] += 1
         stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
         try:
-            status, text = await _call(request.app[_SESSION], url)
+            if config.dependency_http2:
+                status, text = await request.app[_HTTP2].call(url)
+            else:
+                status, text = await _call(request.app[_SESSION], url)
         finally:
             stats["in_flight"] -= 1
         return web.Response(status=status, text=text)
@@ -70,9 +125,16 @@ def make_app(config: AsyncConfig) -> web.Application:
         return web.Response(text="ok\n")
 
     async def stats_handler(request: web.Request) -> web.Response:
-        return web.json_response({**stats, "max_connections": config.max_connections})
+        http = "2" if config.dependency_http2 else "1.1"
+        limit = {"max_connections": config.max_connections, "dependency_http": http}
+        return web.json_response({**stats, **limit})
 
     async def session_context(app: web.Application):
+        if config.dependency_http2:
+            app[_HTTP2] = calls = _Http2Calls(config)
+            yield
+            calls.client.close()
+            return
         timeout = aiohttp.ClientTimeout(total=config.dependency_timeout_s)
         connector = aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:

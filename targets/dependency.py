@@ -7,13 +7,17 @@ at once; ``GET /stats`` gives in-flight and peak in-flight requests.
 ``POST /clock?origin_ns=N`` moves the fault schedule's origin to epoch time N
 (a run's driver sets it to each target's load start, so a fault ``at: 10s``
 lands 10 s into every target's load); by default it is the server's start.
+The endpoints and ``/healthz`` are served over h2c too (HTTP/2 with prior knowledge,
+on the same port, ``targets/h2c.py``), at most 100 streams at once on a connection.
 Sleeping requests cost no thread, so it holds tens of thousands at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +25,7 @@ from aiohttp import web
 
 from blastradius.targets.faults import EndpointModel, Fault, FaultClock, parse_faults
 from blastradius.targets.fields import Fields, whole
+from blastradius.targets.h2c import H2C
 from blastradius.targets.serving import add_clock
 from blastradius.targets.spec import (
     Latency,
@@ -30,6 +35,8 @@ from blastradius.targets.spec import (
     parse_latency_spec,
 )
 from blastradius.targets.validation import FieldError
+
+_ENDPOINT = re.compile(r"/endpoint/(\d+)")
 
 
 @dataclass(frozen=True)
@@ -121,10 +128,8 @@ def make_app(config: DependencyConfig) -> web.Application:
     rng = random.Random(config.seed)
     stats = _Stats()
 
-    async def endpoint(request: web.Request) -> web.Response:
-        i = int(request.match_info["i"])
-        if i >= model.endpoints:
-            raise web.HTTPNotFound(text=f"no endpoint {i}: there are {model.endpoints}\n")
+    async def answer(i: int) -> tuple[int, bytes]:
+        """Endpoint i's answer (status, JSON body), after its latency."""
         state = clock.state(i)
         delay_ns = state.latency.sample_ns(rng)
         failed = state.error_p > 0 and rng.random() < state.error_p
@@ -133,8 +138,25 @@ def make_app(config: DependencyConfig) -> web.Application:
             await asyncio.sleep(delay_ns / 1e9)
         finally:
             stats.in_flight -= 1
-        body = {"endpoint": i, "latency_ms": delay_ns / 1e6}
-        return web.json_response(body, status=500 if failed else 200)
+        body = json.dumps({"endpoint": i, "latency_ms": delay_ns / 1e6}).encode()
+        return 500 if failed else 200, body
+
+    async def endpoint(request: web.Request) -> web.Response:
+        i = int(request.match_info["i"])
+        if i >= model.endpoints:
+            raise web.HTTPNotFound(text=f"no endpoint {i}: there are {model.endpoints}\n")
+        status, body = await answer(i)
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    async def h2c(method: str, path: str) -> tuple[int, str, bytes]:
+        """The endpoints and /healthz over h2c (the rest is HTTP/1.1's)."""
+        match = _ENDPOINT.fullmatch(path)
+        if method == "GET" and path == "/healthz":
+            return 200, "text/plain", b"ok\n"
+        if method != "GET" or match is None or int(match.group(1)) >= model.endpoints:
+            return 404, "text/plain", b"not found over HTTP/2\n"
+        status, body = await answer(int(match.group(1)))
+        return status, "application/json", body
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -143,6 +165,7 @@ def make_app(config: DependencyConfig) -> web.Application:
         return web.json_response({**stats.as_dict(), "endpoints": model.endpoints})
 
     app = web.Application()
+    app[H2C] = h2c
     add_clock(app, "/clock", clock)
     app.router.add_get(r"/endpoint/{i:\d+}", endpoint)
     app.router.add_get("/healthz", healthz)

@@ -14,10 +14,12 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 
 from blastradius.targets.faults import FaultClock
+from blastradius.targets.h2c import H2C, Sniffer
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 
 LISTEN_BACKLOG = 4096
@@ -89,11 +91,19 @@ async def _serve_until_signalled(
         app, handle_signals=False, access_log=None, handler_cancellation=handler_cancellation
     )
     await runner.setup()
+    handler = app.get(H2C)
+    server: asyncio.Server | None = None
     try:
-        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+        if handler is None:
+            await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+        else:  # h2c beside HTTP/1.1: each connection's first bytes say which
+            http1 = cast(Callable[[], asyncio.Protocol], runner.server)
+            server = await loop.create_server(lambda: Sniffer(http1, handler), sock=sock)
         announce(url_of(sock))
         await stop.wait()
     finally:
+        if server is not None:
+            server.close()
         await runner.cleanup()
 
 

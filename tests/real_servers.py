@@ -115,6 +115,23 @@ def uvicorn_echo(log: Path, tls: dict[str, str] | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def hypercorn_echo(log: Path, tls: dict[str, str] | None = None) -> Iterator[str]:
+    """hypercorn serving the echo app over HTTP/2: h2c with prior knowledge in cleartext,
+    ``h2`` by ALPN with ``tls`` ({"certfile": ..., "keyfile": ...})."""
+    sock = _listener()
+    args = [sys.executable, "-m", "hypercorn", "--bind", f"fd://{sock.fileno()}"]
+    args += ["--error-logfile", "-", "--log-level", "info"]
+    for flag, path in (tls or {}).items():
+        args += [f"--{flag}", path]
+    args += ["asgi_echo:app"]
+    env = {**os.environ, "ECHO_LOG": str(log), "PYTHONPATH": str(APPS)}
+    scheme = "https" if tls else "http"
+    with sock, _running(args, pass_fds=(sock.fileno(),), env=env) as process:
+        _wait_line(process, "Running on")
+        yield f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextlib.contextmanager
 def aiohttp_shop() -> Iterator[str]:
     """aiohttp serving the shop (``apps/aiohttp_shop.py``) for session tests."""
     sock = _listener()
@@ -150,14 +167,26 @@ def nginx_binary() -> str:
 
 
 @contextlib.contextmanager
-def nginx(root: Path, work: Path, listen: str = "127.0.0.1:0") -> Iterator[str]:
-    """nginx serving ``root`` (keep-alive on), listening on ``listen`` (port 0: a free one)."""
+def nginx(
+    root: Path,
+    work: Path,
+    listen: str = "127.0.0.1:0",
+    http2: bool = False,
+    tls: dict[str, str] | None = None,
+    http_conf: str = "",
+) -> Iterator[str]:
+    """nginx serving ``root`` (keep-alive on), listening on ``listen`` (port 0: a free one);
+    with ``http2``, HTTP/2 only in cleartext (h2c with prior knowledge), or ``h2`` by ALPN
+    beside HTTP/1.1 with ``tls`` ({"certificate": ..., "key": ...}); ``http_conf`` goes in
+    its ``http`` block."""
     binary = nginx_binary()
     host, _, port = listen.rpartition(":")
     if port == "0":
         with _listener(host.strip("[]")) as probe:
             port = str(probe.getsockname()[1])
     conf = work / "nginx.conf"
+    options = (" ssl" if tls else "") + (" http2" if http2 else "")
+    certificates = "".join(f"ssl_{name} {path};" for name, path in (tls or {}).items())
     user = "user root;" if os.geteuid() == 0 else ""  # workers must read the test's files
     conf.write_text(
         f"""
@@ -168,19 +197,38 @@ error_log {work}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
+    {http_conf}
     client_body_temp_path {work}/body;
     proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fastcgi;
     uwsgi_temp_path {work}/uwsgi;
     scgi_temp_path {work}/scgi;
     server {{
-        listen {host}:{port};
+        listen {host}:{port}{options};
+        {certificates}
         root {root};
     }}
 }}
 """
     )
     with _running([binary, "-c", str(conf), "-p", str(work)]) as process:
-        url = f"http://{host}:{port}"
-        _wait_answering(url + "/", process)
+        url = f"{'https' if tls else 'http'}://{host}:{port}"
+        if http2 or tls:
+            _wait_listening(host.strip("[]"), int(port), process)
+        else:
+            _wait_answering(url + "/", process)
         yield url
+
+
+def _wait_listening(host: str, port: int, process: subprocess.Popen) -> None:
+    """Wait until ``host:port`` accepts a connection (for servers urllib cannot ask)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:3]} exited with {process.returncode}")
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{host}:{port} did not accept within {READY_TIMEOUT_S:.0f}s")

@@ -44,3 +44,52 @@ def read_request(conn: socket.socket) -> bool:
             return False
         data += chunk
     return True
+
+
+# respond(h2, stream id, the stream ids so far, write): answer a complete request (write
+# sends the h2 state's frames, then the raw bytes given); False closes the connection.
+Respond = Callable[..., bool]
+
+
+@contextmanager
+def h2_server(respond: Respond, settings: dict | None = None) -> Iterator[tuple[str, list]]:
+    """A scripted HTTP/2 server on loopback (h2c with prior knowledge, h2's state machine):
+    ``respond`` is called for each request once it has all come in; ``settings`` are the
+    server's SETTINGS. Yields its URL and the stream ids of the requests, in order."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import StreamEnded
+    from h2.exceptions import ProtocolError
+    from h2.settings import Settings
+
+    requests: list[int] = []
+
+    def handle(sock: socket.socket) -> None:
+        h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        if settings:
+            h2.local_settings = Settings(client=False, initial_values=settings)
+        h2.initiate_connection()
+
+        def write(raw: bytes = b"") -> None:
+            sock.sendall(h2.data_to_send() + raw)
+
+        with sock:
+            write()
+            while True:
+                try:
+                    data = sock.recv(65536)
+                    events = h2.receive_data(data) if data else None
+                except (OSError, ProtocolError):
+                    return
+                if events is None:
+                    return
+                for event in events:
+                    if isinstance(event, StreamEnded):
+                        requests.append(event.stream_id)
+                        if not respond(h2, event.stream_id, requests, write):
+                            write()
+                            return
+                write()
+
+    with scripted_server(handle) as (url, _):
+        yield url, requests

@@ -69,6 +69,8 @@ def test_every_shipped_scenario_is_valid(path):
         # 20 sessions/s of 5 calls are 100 calls/s: the same as quick/30s.
         ("quick/30s-sessions.yaml", {"blocking": 318, "async": 318}),
         ("essay/30s-sessions.yaml", {"blocking": 3180, "async": 3180}),
+        # HTTP/2 to the dependency changes nothing of it: the same calls, held as long.
+        ("quick/30s-http2.yaml", {"http1-pool-100": 318, "http2-1-conn": 318}),
         # A 1 s dependency timeout caps endpoint 9: (9 x 0.2 + 1) / 10 = 0.28 s.
         ("quick/30s-dependency-timeout.yaml", {"blocking-timeout": 28}),
         # 200 ms everywhere until endpoint 9 turns 30 s: the worst phase counts.
@@ -111,6 +113,11 @@ def test_capacity_and_slow_endpoints():
     assert slow_endpoints(scenario) == (9,)
     pool = load_scenario(ROOT / "scenarios" / "quick" / "30s-async-pool.yaml")
     assert capacity(pool.targets[0]) == "10 conns"
+    http2 = load_scenario(ROOT / "scenarios" / "quick" / "30s-http2.yaml")
+    assert [capacity(t) for t in http2.targets] == [
+        "100 conns",
+        "1 conns x 100 streams = 100",
+    ]
     fault = load_scenario(ROOT / "scenarios" / "quick" / "slow-at-10s.yaml")
     assert slow_endpoints(fault) == (9,)
     fast = load_scenario(ROOT / "scenarios" / "quick" / "200ms.yaml")

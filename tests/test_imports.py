@@ -43,6 +43,22 @@ def test_targets_import_nothing_else_of_the_project(module):
     assert project(loaded_by(f"blastradius.targets.{module}")) == {"targets"}
 
 
+def test_the_async_target_imports_of_the_workers_only_the_http2_client():
+    modules = loaded_by("blastradius.targets.async_target")
+    assert project(modules) == {"targets", "workers"}
+    workers = {m for m in modules if m.startswith("blastradius.workers.")}
+    assert workers <= {
+        "blastradius.workers.http2",
+        "blastradius.workers.client",
+        "blastradius.workers.outcome",
+        "blastradius.workers.template",
+        "blastradius.workers.kinds",
+        "blastradius.workers.record",
+        "blastradius.workers.run_record",
+        "blastradius.workers.arrow",
+    }
+
+
 def test_analysis_needs_only_the_row_schema_and_the_run_record_of_the_workers():
     modules = loaded_by("blastradius.analysis")
     assert project(modules) <= {"analysis", "workers"}

@@ -188,3 +188,20 @@ def test_a_fault_mark_says_what_changed_in_the_schedules_order_and_units():
     )
     (only,) = _marks([Fault(0, None, error_p=1.0)])
     assert only.label == "all endpoints: errors 1"
+
+
+def test_http2_reaches_the_generators_shares_and_the_async_targets_command():
+    targets = [
+        {"name": "h2", "url": "https://a/x", "http": 2, "streams": 7},
+        {"name": "pool", "kind": "async", "max_connections": 2, "dependency_http": 2},
+    ]
+    plan = build_plan(scenario(targets=targets), 2)
+    direct, launched = plan.steps
+    shares = plan.shares(direct, None, 0)
+    assert [(s.http, s.streams) for s in shares] == [("2", 7), ("2", 7)]
+    assert launched.service.args == ("--max-connections", "2", "--dependency-http2")
+    assert "over HTTP/2" in launched.service.about
+    assert [(s.http, s.streams) for s in plan.shares(launched, "http://h:1", 0)] == [
+        ("1.1", 100),
+        ("1.1", 100),
+    ]

@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 from blastradius import analysis
 from blastradius.workers import layout
 from blastradius.workers.layout import shard_dir, shard_name
-from blastradius.workers.record import ERROR_KINDS, METADATA_KEY, NULL_NS, SCHEMA, RowBuffer
+from blastradius.workers.record import (
+    ERROR_KINDS,
+    METADATA_KEY,
+    NULL_NS,
+    PROTOCOLS,
+    SCHEMA,
+    RowBuffer,
+)
 from blastradius.workers.shards import write_shard
 
 TIMEOUT_NS = 1_000_000_000
@@ -35,10 +42,18 @@ rows = st.lists(
         st.integers(0, len(ERROR_KINDS) - 1),  # error code
         st.integers(0, 2**40),  # bytes in: past 2 GiB (schema v2)
         st.integers(0, 2**50),  # a session's index (schema v3; a buffer of sessions only)
-        # Its connection and phases (schema v4): conn, connect, TLS, first byte; or none.
+        # Its connection and phases (schema v4): conn, connect, TLS, first byte, HTTP
+        # version's place in PROTOCOLS, and a stream's reset code (or none); or none.
         st.one_of(
             st.none(),
-            st.tuples(st.integers(1, 2**40), times, times, st.one_of(st.just(NULL_NS), times)),
+            st.tuples(
+                st.integers(1, 2**40),
+                times,
+                times,
+                st.one_of(st.just(NULL_NS), times),
+                st.integers(0, len(PROTOCOLS) - 1),
+                st.one_of(st.none(), st.integers(0, 2**31 - 1)),
+            ),
         ),
     ),
     max_size=50,
@@ -48,6 +63,7 @@ rows = st.lists(
 def _fill(buffer: RowBuffer, generated) -> None:
     for seq, endpoint, intended, sent, done, status, error, nbytes, *rest in generated:
         session, phases = [*rest, -1, None][:2]
+        reset = None if phases is None else phases[5]
         buffer.add(
             seq,
             endpoint,
@@ -58,8 +74,10 @@ def _fill(buffer: RowBuffer, generated) -> None:
             error,
             nbytes,
             session,
-            *(phases or ()),
+            *(phases or ())[:5],
         )
+        if reset is not None:
+            buffer.reset(reset)
 
 
 @settings(max_examples=40, deadline=None)
@@ -81,7 +99,7 @@ def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated, se
     for row, (seq, endpoint, intended, sent, done, status, error, nbytes, session, phases) in zip(
         got, generated, strict=True
     ):
-        conn, connect, tls, first = phases or (None,) * 4
+        conn, connect, tls, first, proto, reset = phases or (None,) * 6
         intended_ns = EPOCH + intended
         sent_ns = None if sent is None else EPOCH + sent
         done_ns = None if done is None else EPOCH + done
@@ -105,10 +123,11 @@ def test_rows_round_trip_through_a_shard_exactly(tmp_path_factory, generated, se
             "step": endpoint if sessions else None,
             # Where its time went on its connection; none of it without one.
             "conn": conn,
-            "proto": None if phases is None else "1.1",
+            "proto": None if phases is None else PROTOCOLS[proto],
             "connect_ns": connect,
             "tls_ns": tls,
             "ttfb_ns": None if first == NULL_NS else first,
+            "reset_code": reset,
         }
 
 
@@ -264,7 +283,7 @@ def test_only_the_times_that_may_not_have_happened_and_sessions_are_nullable():
         "done_ns",
         "latency_ns",
         "service_ns",
-        *("session", "step", "conn", "proto", "connect_ns", "tls_ns", "ttfb_ns"),
+        *("session", "step", "conn", "proto", "connect_ns", "tls_ns", "ttfb_ns", "reset_code"),
     ]
 
 

@@ -222,6 +222,13 @@ def test_request_lists_take_target_defaults_and_override_them():
             {"url": "http://h/", "requests": [{"url": "http://h/"}]},
             r"^targets\[0\]: give exactly one of kind \(launched\), url, urls, requests or steps",
         ),
+        ({"url": "http://h/", "http": 3}, r"^targets\[0\]\.http: '3' is not one of 1\.1, 2, auto"),
+        ({"url": "http://h/", "http": True}, r"^targets\[0\]\.http: True is not one of"),
+        (
+            {"url": "http://h/", "streams": 10},
+            r"^targets\[0\]\.streams: streams are HTTP/2's: give http: 2 or auto",
+        ),
+        ({"url": "http://h/", "http": 2, "streams": 0}, r"^targets\[0\]\.streams: must be"),
     ],
 )
 def test_bad_request_keys_are_one_line_naming_the_field(target, message):
@@ -232,6 +239,40 @@ def test_bad_request_keys_are_one_line_naming_the_field(target, message):
 def test_launched_targets_take_no_request_keys():
     with pytest.raises(ValueError, match=r"^targets\[0\]\.headers: unknown key"):
         parse_target({"name": "s", "kind": "async", "headers": {"X": "1"}}, "targets[0]")
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ({}, ("1.1", 100)),
+        ({"http": 1.1}, ("1.1", 100)),  # YAML's number
+        ({"http": 2}, ("2", 100)),
+        ({"http": "2", "streams": 10}, ("2", 10)),
+        ({"http": "auto", "streams": 1}, ("auto", 1)),
+    ],
+)
+def test_a_target_chooses_its_http_and_streams(keys, expected):
+    target = parse_target({"name": "t", "url": "http://h/", **keys}, "targets[0]")
+    assert (target.http, target.streams) == expected
+    steps = {"name": "s", "steps": [{"url": "http://h/"}], **keys}
+    assert (parse_target(steps, "targets[0]").http, parse_target(steps, "targets[0]").streams) == (
+        expected
+    )
+
+
+def test_an_async_target_may_call_its_dependency_over_http2():
+    target = parse_target({"name": "a", "kind": "async", "dependency_http": 2}, "targets[0]")
+    assert target.dependency_http == "2"
+    assert parse_target({"name": "a", "kind": "async"}, "targets[0]").dependency_http == "1.1"
+    with pytest.raises(ValueError, match=r"^targets\[0\]\.dependency_http: 'auto' is not one"):
+        parse_target({"name": "a", "kind": "async", "dependency_http": "auto"}, "targets[0]")
+    with pytest.raises(ValueError, match=r"^targets\[0\]\.dependency_http: unknown key"):
+        parse_target({"name": "b", "kind": "blocking", "dependency_http": 2}, "targets[0]")
+
+
+def test_launched_targets_take_no_http_key():
+    with pytest.raises(ValueError, match=r"^targets\[0\]\.http: unknown key"):
+        parse_target({"name": "s", "kind": "async", "http": 2}, "targets[0]")
 
 
 def test_connections_is_a_load_key():
@@ -302,6 +343,19 @@ def test_flags_become_a_one_target_scenario():
     assert scenario.load.connections == 2
 
 
+def test_http2_flags_become_the_targets_http_and_streams():
+    flags = UrlRun("https://h/x", rate=5, duration="1s", http2=True, streams=10)
+    assert document(flags)["targets"][0] | {"name": "load"} == {
+        "name": "load",
+        "url": "https://h/x",
+        "method": "GET",
+        "http": "2",
+        "streams": 10,
+    }
+    target = url_scenario(flags).targets[0]
+    assert (target.http, target.streams) == ("2", 10)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -317,6 +371,8 @@ def test_flags_become_a_one_target_scenario():
         ({"name": "a/b"}, r"^--name: 'a/b' must be letters"),
         ({"ca": "/nonexistent.pem"}, r"^--ca: cannot read"),
         ({"connections": -2}, r"^--connections: must be >= 0"),
+        ({"streams": 0, "http2": True}, r"^--streams: must be"),
+        ({"streams": 5}, r"^--streams: streams are HTTP/2's"),
     ],
 )
 def test_bad_flags_are_named_as_flags(changes, message):

@@ -117,3 +117,70 @@ def test_async_connection_limit_is_a_bulkhead(slow_dependency):
     assert burst.statuses == (200, 200)
     assert burst.all_answered_s >= 1.95
     assert burst.healthz_s < 0.5  # the server itself stays responsive
+
+
+# --- HTTP/2 to the dependency (h2c) ---------------------------------------------------------
+
+
+def _h2_calls(url: str, paths: list[str], connections: int, timeout_s: float) -> list[tuple]:
+    """Each path's (status, Ending name, reset code or -1), sent at once over HTTP/2."""
+    import asyncio
+
+    from blastradius.workers.client import PreparedRequest
+    from blastradius.workers.http2 import Http2Client
+
+    async def main() -> list[tuple]:
+        done: dict[int, tuple] = {}
+
+        def on_done(i, status, _bytes, ending, _kept, phases) -> None:
+            done[i] = (status, ending.name, -1 if phases is None else phases[6])
+
+        client = Http2Client(connections, 1000, timeout_s, on_done)
+        for i, path in enumerate(paths):
+            client.send(PreparedRequest.from_url(url + path), i)
+        while len(done) < len(paths):
+            await asyncio.sleep(0.01)
+        client.close()
+        return [done[i] for i in range(len(paths))]
+
+    return asyncio.run(main())
+
+
+def test_the_dependency_speaks_h2c_on_its_port_with_at_most_100_streams_a_connection():
+    with launch.start("dependency", ["--latency", "50,1s"]) as dependency:
+        paths = ["/endpoint/1"] * 120 + ["/endpoint/0", "/healthz", "/endpoint/7", "/stats"]
+        calls = _h2_calls(dependency.url, paths, connections=1, timeout_s=0.5)
+        # The slow endpoint's 100 streams hold the one connection: the 20 above its
+        # limit, and all after them, wait in line and are never sent.
+        assert calls[:100] == [(0, "DEADLINE", -1)] * 100
+        assert {call[1] for call in calls[100:]} <= {"NOT_SENT", "DEADLINE"}
+        stats = requests.get(f"{dependency.url}/stats", timeout=10).json()
+        assert stats["peak_in_flight"] == 100  # its SETTINGS_MAX_CONCURRENT_STREAMS
+        assert stats["in_flight"] == 0  # each stream reset at its deadline was let go
+        quick = _h2_calls(dependency.url, paths[120:], connections=1, timeout_s=5)
+        assert quick == [(200, "RESPONSE", -1), (200, "RESPONSE", -1)] + [(404, "RESPONSE", -1)] * 2
+        assert requests.get(f"{dependency.url}/endpoint/0", timeout=10).status_code == 200
+
+
+def test_over_http2_one_connection_of_the_async_target_is_a_pool_of_100():
+    """The slow endpoint's calls take the connection's 100 streams; a healthy call then
+    waits for a stream, as it would for a pooled connection over HTTP/1.1."""
+    with launch.start("dependency", ["--latency", "10,4s"]) as dependency:
+        args = ["--dependency", dependency.url, "--dependency-http2", "--max-connections", "1"]
+        with launch.start("async", args) as target:
+            assert requests.get(f"{target.url}/call/0", timeout=10).status_code == 200
+            calls = _call_in_background(f"{target.url}/call/1", 100)
+            wait_for(
+                lambda: requests.get(f"{dependency.url}/stats", timeout=10).json(),
+                lambda stats: stats["in_flight"] == 100,
+            )
+            with pytest.raises(requests.exceptions.ReadTimeout):
+                requests.get(f"{target.url}/call/0", timeout=1.0)  # waits for a stream
+            held = requests.get(f"{dependency.url}/stats", timeout=10).json()
+            stats = requests.get(f"{target.url}/stats", timeout=10).json()
+            for call in calls:
+                call.join()
+            after = requests.get(f"{target.url}/call/0", timeout=10)
+    assert held["in_flight"] == 100 and held["requests"] == 101  # the healthy call: not sent
+    assert stats["dependency_http"] == "2" and stats["max_connections"] == 1
+    assert after.status_code == 200

@@ -17,8 +17,10 @@ its response) gets its response's headers and first ``KEEP_LIMIT`` body bytes
 as ``kept``; every other request gets None, and nothing is kept for it.
 ``phases`` says where a request's time went on its connection: which one (its
 number, counted from 1), how long opening it took when the request waited for
-that (TCP, then TLS, timed apart), and when the first byte of the response came
-after the request was written; None for a request that never had a connection.
+that (TCP, then TLS, timed apart), when the first byte of the response came
+after the request was written, how long it waited for a stream (HTTP/2 only;
+0 here), the HTTP it spoke (``PROTO_1``) and the HTTP/2 error code that reset
+it (``NO_RESET`` here); None for a request that never had a connection.
 A request on an idle keep-alive connection that broke before any byte of
 the response came back is retried once on a new connection, as HTTP
 clients do; nothing else is retried.
@@ -34,10 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
@@ -57,10 +60,13 @@ if TYPE_CHECKING:
 # (None: it never had one).
 OnDone = Callable[[Any, int, int, Ending, "Kept | None", "Phases | None"], None]
 Kept = tuple[tuple[tuple[bytes, bytes], ...], bytes]
-# (connection id, connect ns, TLS ns, first byte ns after the send or NO_BYTE): opening
-# the connection counts for the request that waited for it, and is 0 on a reused one.
-Phases = tuple[int, int, int, int]
+# (connection number, connect ns, TLS ns, first byte ns after the write or NO_BYTE, ns
+# waited for a stream, PROTO_*, the stream's reset code or NO_RESET): opening the
+# connection counts for the request that waited for it, and is 0 on a reused one.
+Phases = tuple[int, int, int, int, int, int, int]
 NO_BYTE = -(2**63)  # no byte of the response came (the rows' null)
+NO_RESET = -1  # no RST_STREAM or GOAWAY ended it
+PROTO_1, PROTO_2 = 0, 1  # ``workers.record.PROTOCOLS``: the HTTP a connection spoke
 KEEP_LIMIT = 1 << 20  # the body bytes kept of a response; the rest is counted, not kept
 
 
@@ -132,6 +138,13 @@ def _arm(loop: asyncio.AbstractEventLoop, deadline: float, callback, *args) -> a
     return loop.call_later(max(deadline - time.monotonic(), 0.0), callback, *args)
 
 
+def nodelay(transport: asyncio.BaseTransport) -> None:
+    """Send small writes at once (no Nagle delay) on a TCP transport."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _early(deadline: float) -> bool:
     # Loop timers run on a cached millisecond clock and may fire a little before the
     # deadline on the real one; a request is cut only once its full timeout has passed.
@@ -183,9 +196,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream's: TCP or TLS
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.context is None:  # bytes nobody asked for: this connection is unusable
@@ -280,9 +291,35 @@ class _Connection(asyncio.Protocol):
         if self.request.keep and ending == Ending.RESPONSE:
             kept = (tuple(self.kept_headers), b"".join(self.kept_body))
         first = self.first_ns - self.written_ns if self.received else NO_BYTE
-        phases = (self.number, self.connect_ns, self.tls_ns, first)
+        phases = (self.number, self.connect_ns, self.tls_ns, first, 0, PROTO_1, NO_RESET)
         self.connect_ns = self.tls_ns = 0
         self.client.on_done(context, status, self.bytes_in, ending, kept, phases)
+
+
+async def open_timed(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], Any],
+    origin: tuple[str, str, int],
+    context: ssl.SSLContext | None,
+) -> tuple[asyncio.Transport, Any, int]:
+    """TCP to ``origin``, then for https TLS over it with ``context``: the transport, its
+    protocol (``factory``'s) and the TLS handshake's ns (0 in cleartext). A failure
+    leaves nothing open."""
+    scheme, host, port = origin
+    transport, protocol = await loop.create_connection(factory, host, port)
+    if scheme != "https":
+        return transport, protocol, 0
+    tcp = time.monotonic_ns()
+    try:
+        tls = await loop.start_tls(
+            transport, protocol, cast(ssl.SSLContext, context), server_hostname=host
+        )
+    except BaseException:
+        transport.abort()  # (closed already, as a rule: never left open)
+        raise
+    if tls is None:  # the peer closed it during the handshake
+        raise ConnectionResetError("closed during the TLS handshake")
+    return tls, protocol, time.monotonic_ns() - tcp
 
 
 def _connect_failure(exc: BaseException) -> Ending:
@@ -315,7 +352,12 @@ class HttpClient:
     """
 
     def __init__(
-        self, max_connections: int, timeout_s: float, on_done: OnDone, tls: Tls | None = None
+        self,
+        max_connections: int,
+        timeout_s: float,
+        on_done: OnDone,
+        tls: Tls | None = None,
+        numbers: Iterator[int] | None = None,
     ) -> None:
         self.max_connections, self.timeout_s, self.on_done = max_connections, timeout_s, on_done
         self.loop = asyncio.get_running_loop()
@@ -324,7 +366,8 @@ class HttpClient:
         self._pending: set[_Pending] = set()
         self._tls = tls
         self._ssl: ssl.SSLContext | None = None
-        self._opened = 0  # connections opened: each one's number is its count
+        # Each connection's number: a count, shared with an HTTP/2 client this one serves.
+        self._numbers = itertools.count(1) if numbers is None else numbers
 
     async def warm(
         self, prepared: Sequence[PreparedRequest], per_origin: int, timeout_s: float
@@ -378,31 +421,41 @@ class HttpClient:
     async def _create(self, origin: tuple[str, str, int]) -> _Connection:
         """Open one connection to ``origin`` (TCP, then TLS for https, each timed) and
         count it as open."""
-        scheme, host, port = origin
-        self._opened += 1
-        number = self._opened
+        number = next(self._numbers)
         began = time.monotonic_ns()
-        transport, connection = await self.loop.create_connection(
-            lambda: _Connection(self, origin, number), host, port
+        if origin[0] == "https" and self._ssl is None:
+            self._ssl = (self._tls or Tls()).context()
+        transport, connection, tls_ns = await open_timed(
+            self.loop, lambda: _Connection(self, origin, number), origin, self._ssl
         )
-        if scheme == "https":
-            if self._ssl is None:
-                self._ssl = (self._tls or Tls()).context()
-            tcp = time.monotonic_ns()
-            try:
-                tls = await self.loop.start_tls(
-                    transport, connection, self._ssl, server_hostname=host
-                )
-            except BaseException:
-                transport.abort()  # (closed already, as a rule: never left open)
-                raise
-            if tls is None:  # the peer closed it during the handshake
-                raise ConnectionResetError("closed during the TLS handshake")
-            connection.transport = tls
-            connection.tls_ns = time.monotonic_ns() - tcp
+        connection.transport, connection.tls_ns = transport, tls_ns
         connection.connect_ns = time.monotonic_ns() - began
         self._all.add(connection)
         return connection
+
+    def adopt(
+        self,
+        transport: asyncio.Transport,
+        origin: tuple[str, str, int],
+        number: int,
+        connect_ns: int,
+        tls_ns: int,
+        waiting: Any = None,
+    ) -> None:
+        """Take a connection opened elsewhere (TLS whose ALPN chose HTTP/1.1) and send
+        ``waiting``'s request on it (anything with ``request``, ``context`` and
+        ``deadline``), or keep it idle."""
+        connection = _Connection(self, origin, number)
+        transport.set_protocol(connection)
+        connection.connection_made(transport)
+        self._all.add(connection)
+        if waiting is None or waiting.context is None:
+            connection.reused = True  # idle until used, so it may be stale by then
+            self._idle.setdefault(origin, []).append(connection)
+            return
+        connection.connect_ns, connection.tls_ns = connect_ns, tls_ns
+        context, waiting.context = waiting.context, None
+        connection.start(waiting.request, context, waiting.deadline)
 
     async def _connect(self, pending: _Pending) -> None:
         try:

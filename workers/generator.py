@@ -55,8 +55,16 @@ import pyarrow.parquet as pq
 
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 from blastradius.workers import schedule
-from blastradius.workers.client import HttpClient, Kept, Phases, PreparedRequest
+from blastradius.workers.client import (
+    NO_RESET,
+    HttpClient,
+    Kept,
+    OnDone,
+    Phases,
+    PreparedRequest,
+)
 from blastradius.workers.flows import FlowResponse, FlowSession, SessionOver
+from blastradius.workers.http2 import Http2Client
 from blastradius.workers.journey import ROW, Journey, Response, check_name
 from blastradius.workers.messages import BATCH_INTERVAL_NS, Progress, Summary
 from blastradius.workers.outcome import CHECK, Ending, classify
@@ -78,6 +86,7 @@ _WRITER_NICE = 10  # the writer thread's niceness above the sending loop's
 _WARM_TIMEOUT_S = 5.0
 _CHECKS_KEPT = 50  # distinct failed checks counted by name; the rest together
 _OTHER_CHECKS = "(other checks)"
+HTTP_VERSIONS = ("1.1", "2", "auto")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +141,8 @@ class Share:
     tls: Tls | None = None
     seed: int = 0
     journey: Journey | None = None  # sessions of steps; then ``requests`` is empty
+    http: str = "1.1"  # "1.1", "2" (h2c in cleartext, ALPN over TLS) or "auto" (ALPN only)
+    streams: int = 100  # HTTP/2: requests at once on a connection (the server may cap it)
 
     def __post_init__(self) -> None:
         if self.journey is not None:
@@ -156,6 +167,10 @@ class Share:
             raise ValueError(f"max_in_flight: must be at least 1 (got {self.max_in_flight})")
         if self.batch_interval_ns <= 0:
             raise ValueError("batch_interval: must be positive")
+        if self.http not in HTTP_VERSIONS:
+            raise ValueError(f"http: must be one of {', '.join(HTTP_VERSIONS)} (got {self.http!r})")
+        if self.streams < 1:
+            raise ValueError(f"streams: must be at least 1 (got {self.streams})")
 
     @property
     def templates(self) -> tuple[RequestTemplate, ...]:
@@ -275,9 +290,7 @@ class Generator:
         self._over = asyncio.Event()
         self._wall0, self._mono0 = time.time_ns(), time.monotonic_ns()
         on_done = self._on_done if self._journey is None else self._on_step_done
-        self._client = HttpClient(
-            self.share.max_in_flight, self.share.timeout_ns / 1e9, on_done, self.share.tls
-        )
+        self._client = _client(self.share, on_done)
         _warm_recording()  # before the freeze: the modules it imports are permanent too
         gc.collect()
         gc.freeze()  # the start-up heap is permanent: collections need not rescan it
@@ -648,6 +661,10 @@ class Generator:
         """Record one row (a session's step's, with ``session``; with ``phases``, where its
         time went on its connection); its error code."""
         c = self.counters
+        if ending == Ending.NOT_SENT:  # it waited, in this line or the client's, until too late
+            sent = NULL_NS
+        elif phases is not None and phases[4]:
+            sent += phases[4]  # it went out once a stream was free: that is its send
         late = done - due > self.share.timeout_ns
         error = classify(ending, status, late, status_ok, check_failed)
         c.rows += 1
@@ -663,7 +680,7 @@ class Generator:
         if phases is None:
             self._buffer.add(seq, endpoint, due, sent, done, status, error, nbytes, index)
         else:
-            number, connect, tls, first = phases
+            number, connect, tls, first, _, proto, reset = phases
             conn = self._connections + number
             self._buffer.add(
                 seq,
@@ -679,7 +696,10 @@ class Generator:
                 connect,
                 tls,
                 first,
+                proto,
             )
+            if reset != NO_RESET:
+                self._buffer.reset(reset)
         return error
 
     async def _drain(self) -> None:
@@ -727,6 +747,21 @@ class Generator:
         pending = await asyncio.get_running_loop().run_in_executor(writer, self.sink, batch)
         if pending is not None:
             await pending
+
+
+def _client(share: Share, on_done: OnDone) -> HttpClient | Http2Client:
+    """The share's client: HTTP/1.1, or HTTP/2 with at most ``connections`` (this worker's
+    part of them; 0: as many as ``max_in_flight`` needs) to each origin."""
+    timeout_s = share.timeout_ns / 1e9
+    if share.http == "1.1":
+        return HttpClient(share.max_in_flight, timeout_s, on_done, share.tls)
+    connections = _split(share.connections, share.worker, share.workers)
+    if connections <= 0:
+        connections = -(-share.max_in_flight // share.streams)
+    h2c = share.http == "2"
+    return Http2Client(
+        connections, share.streams, timeout_s, on_done, share.tls, share.max_in_flight, h2c
+    )
 
 
 def _warm_recording() -> None:

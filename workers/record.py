@@ -1,4 +1,4 @@
-"""One row per request: the Parquet schema v3 and the columnar buffer that fills it.
+"""One row per request: the Parquet schema v4 and the columnar buffer that fills it.
 
 This module is the only definition of a request row. ``SCHEMA`` is the Arrow
 schema of DESIGN.md (``target`` is the hive partition, not a column);
@@ -23,10 +23,10 @@ from blastradius.workers.arrow import column, strings
 from blastradius.workers.kinds import ERROR_KINDS, ErrorKind
 
 SCHEMA_VERSION = 4  # 2: bytes_in int64 (was int32), error kind "tls"; 3: session, step;
-# 4: conn, proto, connect_ns, tls_ns, ttfb_ns
-ADDED = ("session", "step", "conn", "proto", "connect_ns", "tls_ns", "ttfb_ns")  # null in
-# a shard of an earlier version
-PROTOCOLS = ("1.1",)  # ``proto``: the HTTP version a row's connection spoke
+# 4: conn, proto, connect_ns, tls_ns, ttfb_ns, reset_code
+ADDED = ("session", "step", "conn", "proto", "connect_ns", "tls_ns", "ttfb_ns", "reset_code")
+# (those are null in a shard of an earlier version)
+PROTOCOLS = ("1.1", "2")  # ``proto``: the HTTP version a row's connection spoke
 METADATA_KEY = b"blastradius.schema_version"
 
 
@@ -56,6 +56,7 @@ SCHEMA = pa.schema(
         pa.field("connect_ns", pa.int64()),  # opening it (TCP + TLS), 0 when reused
         pa.field("tls_ns", pa.int64()),  # of which TLS
         pa.field("ttfb_ns", pa.int64()),  # the first response byte, after the send
+        pa.field("reset_code", pa.int32()),  # the HTTP/2 error code that reset its stream
     ],
     metadata={METADATA_KEY: str(SCHEMA_VERSION).encode()},
 )
@@ -96,6 +97,8 @@ class RowBuffer:
         self.session = array("q")  # with ``sessions`` only; a row's step is its endpoint
         self.conn, self.connect_ns = array("q"), array("q")
         self.tls_ns, self.ttfb_ns = array("q"), array("q")
+        self.proto = array("b")
+        self.resets: list[tuple[int, int]] = []  # (row, code): few rows have one
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -115,17 +118,19 @@ class RowBuffer:
         connect_ns: int = NULL_NS,
         tls_ns: int = NULL_NS,
         ttfb_ns: int = NULL_NS,
+        proto: int = 0,
     ) -> None:
         """Record one request; ``sent_ns``/``done_ns`` may be ``NULL_NS``; ``error`` is a
         code; ``session``: its session's index (a buffer of ``sessions`` only), whose step
         is ``endpoint``; ``conn`` and the phases (``NULL_NS``: it had no connection;
-        ``ttfb_ns``, no response byte)."""
+        ``ttfb_ns``, no response byte); ``proto``, its place in ``PROTOCOLS``."""
         if self.sessions:
             self.session.append(session)
         self.conn.append(conn)
         self.connect_ns.append(connect_ns)
         self.tls_ns.append(tls_ns)
         self.ttfb_ns.append(ttfb_ns)
+        self.proto.append(proto)
         self.seq.append(seq)
         self.endpoint.append(endpoint)
         self.intended_ns.append(intended_ns)
@@ -134,6 +139,10 @@ class RowBuffer:
         self.status.append(status)
         self.error.append(error)
         self.bytes_in.append(bytes_in)
+
+    def reset(self, code: int) -> None:
+        """The last row's stream was reset with HTTP/2 error ``code`` (RST_STREAM or GOAWAY)."""
+        self.resets.append((len(self) - 1, code))
 
     def close(self) -> pa.RecordBatch | None:
         """The rows so far as one record batch (None if there are none); empties the buffer."""
@@ -172,11 +181,20 @@ class RowBuffer:
             session,
             step,
             _nullable(conn),
-            _dictionary(np.zeros(n, np.int32), _protocols(), conn != NULL_NS),
+            _dictionary(np.frombuffer(self.proto, np.int8), _protocols(), conn != NULL_NS),
             _nullable(np.frombuffer(self.connect_ns, np.int64)),
             _nullable(np.frombuffer(self.tls_ns, np.int64)),
             _nullable(np.frombuffer(self.ttfb_ns, np.int64)),
+            self._reset_codes(n),
         ]
         batch = pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
         self._clear()
         return batch
+
+    def _reset_codes(self, n: int) -> pa.Array:
+        if not self.resets:
+            return pa.nulls(n, pa.int32())
+        codes, valid = np.zeros(n, np.int32), np.zeros(n, np.bool_)
+        for row, code in self.resets:
+            codes[row], valid[row] = code, True
+        return column(pa.int32(), codes, valid)

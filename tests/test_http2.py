@@ -1,0 +1,385 @@
+"""The conformance suite's HTTP/2 half: the generator against servers it did not write.
+
+Real servers: hypercorn (h2c with prior knowledge, and h2 by ALPN over TLS), nginx from
+Debian with ``http2`` (where installed; it also ends connections with a GOAWAY after its
+``keepalive_requests``), and uvicorn over TLS, which offers no h2 (the fallback). Scripted
+HTTP/2 servers (h2's state machine on a socket) for what no server does on demand: a
+stream reset, a GOAWAY between two streams, a refused stream, a connection closed
+mid-stream, trailers, a 1xx on a stream, a body past its content-length. Each case runs
+the generator itself (``run_share``, no Ray), and every row's phases must add up.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import yaml
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
+from real_servers import hypercorn_echo, nginx, nginx_binary, uvicorn_echo
+from servers import h2_server, scripted_server
+from test_conformance import outcomes
+from test_tls import pki  # noqa: F401  (a fixture)
+
+from blastradius.workers.generator import Share, run_share
+from blastradius.workers.schedule import Schedule
+from blastradius.workers.template import RequestTemplate, Tls
+
+S = 1_000_000_000
+CLOCK_NS = 1_000  # time.monotonic_ns's resolution is finer; a microsecond is plenty
+
+
+def rows(
+    requests: list, rate: float = 200, count: int = 1, timeout_s: float = 5.0, **plan
+) -> pd.DataFrame:
+    """``count`` requests at ``rate``/s over HTTP/2 (unless ``http`` says otherwise); rows
+    in send order, each checked: its phases add up to its service time."""
+    batches: list[pa.RecordBatch] = []
+    plan.setdefault("http", "2")
+    schedule = Schedule.constant_rate(rate, requests=count)
+    run_share(Share("t", tuple(requests), schedule, int(timeout_s * S), **plan), batches.append)
+    frame = pa.Table.from_batches(batches).to_pandas().sort_values("seq", ignore_index=True)
+    assert_phases_add_up(frame)
+    return frame
+
+
+def assert_phases_add_up(frame: pd.DataFrame) -> None:
+    """connect + ttfb + receive = service, receive never negative; a row on a connection
+    was sent; one with no connection has no phases."""
+    had = frame[frame["conn"].notna()]
+    assert had["sent_ns"].notna().all()
+    answered = had[had["ttfb_ns"].notna() & had["service_ns"].notna()]
+    receive = answered["service_ns"] - answered["connect_ns"] - answered["ttfb_ns"]
+    assert (receive >= -CLOCK_NS).all(), answered[receive < -CLOCK_NS]
+    assert (answered["ttfb_ns"] >= 0).all()
+    assert (had["tls_ns"] <= had["connect_ns"]).all()
+    none = frame[frame["conn"].isna()]
+    assert none[["proto", "connect_ns", "tls_ns", "ttfb_ns"]].isna().all().all()
+
+
+# --- hypercorn: h2c and h2 ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hypercorn(tmp_path_factory):
+    log = tmp_path_factory.mktemp("h2c") / "requests.jsonl"
+    with hypercorn_echo(log) as url:
+        yield url, log
+
+
+@pytest.fixture(scope="module")
+def hypercorn_tls(pki):  # noqa: F811
+    log = pki["ca.pem"].parent / "h2-requests.jsonl"
+    tls = {"certfile": str(pki["server.pem"]), "keyfile": str(pki["server.key"])}
+    with hypercorn_echo(log, tls) as url:
+        yield url
+
+
+def test_h2c_streams_share_one_connection_and_every_byte_is_counted(hypercorn):
+    url, _ = hypercorn
+    frame = rows([f"{url}/bytes/10", f"{url}/bytes/100000"], count=30, connections=1, streams=8)
+    assert outcomes(frame) == [(200, "", 10, True), (200, "", 100_000, True)] * 15
+    assert set(frame["proto"]) == {"2"}
+    assert frame["conn"].nunique() == 1
+    assert (frame["connect_ns"] == 0).all()  # opened before the start (``connections``)
+    assert (frame["tls_ns"] == 0).all()
+
+
+def test_a_response_larger_than_the_windows_does_not_stall(hypercorn):
+    url, _ = hypercorn
+    size = 40 << 20  # past the 16 MiB stream and connection windows, more than twice
+    assert outcomes(rows([f"{url}/bytes/{size}"], timeout_s=30)) == [(200, "", size, True)]
+
+
+def test_a_body_larger_than_the_servers_window_arrives_whole(hypercorn):
+    url, log = hypercorn
+    body = bytes(range(256)) * 1000  # 256 kB: past HTTP/2's initial 64 kB window
+    template = RequestTemplate(
+        f"{url}/echo?q=1", "POST", (("X-Trace", "abc"), ("Connection", "close")), body
+    )
+    frame = rows([template])
+    assert frame["ok"].all()
+    echo = json.loads(log.read_bytes().splitlines()[-1])
+    headers = dict(echo["headers"])
+    assert echo["method"] == "POST" and echo["query"] == "q=1"
+    assert base64.b64decode(echo["body"]) == body
+    assert headers["x-trace"] == "abc" and headers["content-length"] == str(len(body))
+    assert "connection" not in headers  # HTTP/2 has no connection-specific headers
+
+
+def test_a_head_response_has_no_body_whatever_it_announces(hypercorn):
+    url, _ = hypercorn
+    frame = rows([RequestTemplate(f"{url}/bytes/500", "HEAD")])
+    assert outcomes(frame) == [(200, "", 0, True)]
+
+
+def test_a_stream_past_its_deadline_is_cut_alone(hypercorn):
+    url, _ = hypercorn
+    # /stream takes 1.2 s; the quick ones share its connection and finish in time.
+    requests = [f"{url}/stream", f"{url}/bytes/7", f"{url}/bytes/7"]
+    frame = rows(requests, rate=50, count=3, timeout_s=0.6, connections=1)
+    assert [tuple(o[:2]) for o in outcomes(frame)] == [(0, "timeout"), (200, ""), (200, "")]
+    assert frame["conn"].nunique() == 1
+
+
+def test_h2_by_alpn_over_tls(hypercorn_tls, pki):  # noqa: F811
+    tls = Tls(ca_pem=pki["ca.pem"].read_text())
+    frame = rows([f"{hypercorn_tls}/bytes/3"], count=5, tls=tls)
+    assert outcomes(frame) == [(200, "", 3, True)] * 5
+    assert set(frame["proto"]) == {"2"} and frame["conn"].nunique() == 1
+    # Opened on demand: the first stream carries the opening, the others wait for it.
+    assert (frame["tls_ns"] > 0).tolist() == [True, False, False, False, False]
+    assert frame["connect_ns"].iloc[0] > frame["tls_ns"].iloc[0]
+
+
+def test_a_server_without_h2_is_spoken_to_in_http1_and_the_rows_say_so(pki, tmp_path):  # noqa: F811
+    tls = {"ssl-certfile": str(pki["server.pem"]), "ssl-keyfile": str(pki["server.key"])}
+    with uvicorn_echo(tmp_path / "log", tls) as url:
+        frame = rows([f"{url}/x"], count=6, tls=Tls(verify=False), connections=2)
+    assert frame["ok"].all() and set(frame["proto"]) == {"1.1"}
+
+
+def test_auto_speaks_http1_in_cleartext(hypercorn):
+    url, _ = hypercorn
+    frame = rows([f"{url}/bytes/4"], count=3, http="auto")
+    assert frame["ok"].all() and set(frame["proto"]) == {"1.1"}
+
+
+def test_h2c_to_a_server_that_speaks_only_http1_is_other(tmp_path):
+    with uvicorn_echo(tmp_path / "log") as url:  # it answers the preface in HTTP/1.1
+        assert outcomes(rows([f"{url}/x"])) == [(0, "other", 0, False)]
+
+
+# --- nginx ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def files(tmp_path) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "small").write_bytes(b"s" * 123)
+    (root / "big").write_bytes(b"b" * 3_000_000)
+    return root
+
+
+def test_nginx_h2c(files, tmp_path):
+    nginx_binary()
+    with nginx(files, tmp_path, http2=True) as url:
+        frame = rows([f"{url}/small", f"{url}/big", f"{url}/missing"], count=9, connections=2)
+    expected = [(200, "", 123, True), (200, "", 3_000_000, True), (404, "http")]
+    assert [o if o[0] == 200 else o[:2] for o in outcomes(frame)] == expected * 3
+    assert set(frame["proto"]) == {"2"} and frame["conn"].nunique() <= 2
+
+
+def test_nginx_h2_by_alpn(files, tmp_path, pki):  # noqa: F811
+    nginx_binary()
+    tls = {"certificate": str(pki["server.pem"]), "certificate_key": str(pki["server.key"])}
+    with nginx(files, tmp_path, http2=True, tls=tls) as url:
+        frame = rows([f"{url}/small"], count=4, tls=Tls(ca_pem=pki["ca.pem"].read_text()))
+    assert outcomes(frame) == [(200, "", 123, True)] * 4
+    assert set(frame["proto"]) == {"2"} and (frame["tls_ns"] > 0).sum() >= 1
+
+
+def test_nginx_goaway_after_its_keepalive_requests_loses_no_request(files, tmp_path):
+    nginx_binary()
+    with nginx(files, tmp_path, http2=True, http_conf="keepalive_requests 20;") as url:
+        frame = rows([f"{url}/small"], rate=400, count=100, connections=1, streams=4)
+    # nginx says GOAWAY with its 20th stream as the last: none sent above it is lost.
+    assert frame["ok"].all(), frame[~frame["ok"]]
+    per_connection = frame.groupby("conn").size()
+    assert len(per_connection) >= 5 and per_connection.max() <= 20
+
+
+# --- scripted HTTP/2 servers ------------------------------------------------------------------
+
+
+def answer(h2, sid: int, body: bytes = b"ok", status: bytes = b"200") -> None:
+    headers = [(b":status", status), (b"content-length", str(len(body)).encode())]
+    h2.send_headers(sid, headers)
+    h2.send_data(sid, body, end_stream=True)
+
+
+def test_a_reset_stream_is_reset_with_its_error_code():
+    def respond(h2, sid, requests, write):
+        h2.reset_stream(sid, ErrorCodes.ENHANCE_YOUR_CALM)
+        return True
+
+    with h2_server(respond) as (url, _):
+        frame = rows([url])
+    assert outcomes(frame) == [(0, "reset", 0, False)]
+    assert frame["reset_code"].tolist() == [int(ErrorCodes.ENHANCE_YOUR_CALM)]
+    assert frame["proto"].tolist() == ["2"]
+
+
+def test_goaway_ends_the_streams_above_its_last_id_and_those_below_complete():
+    def respond(h2, sid, requests, write):
+        if len(requests) < 2:
+            return True
+        first = requests[0]
+        goaway = GoAwayFrame(0, error_code=int(ErrorCodes.NO_ERROR), last_stream_id=first)
+        write(goaway.serialize())  # h2 itself would close the connection on its own GOAWAY
+        answer(h2, first, b"done")
+        return True
+
+    with h2_server(respond) as (url, requests):
+        frame = rows([url], rate=1000, count=2, connections=1)
+    assert outcomes(frame) == [(200, "", 4, True), (0, "reset", 0, False)]
+    assert frame["reset_code"].tolist()[1] == int(ErrorCodes.NO_ERROR)
+    assert pd.isna(frame["reset_code"].tolist()[0])
+    assert len(requests) == 2  # the stream above the last id was not sent again
+    assert frame["conn"].nunique() == 1
+
+
+def test_a_stream_refused_for_the_concurrency_limit_is_reset_refused():
+    def respond(h2, sid, requests, write):
+        if len(requests) == 1:
+            return True  # held: the second is over the limit
+        h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+        answer(h2, requests[0])
+        return True
+
+    with h2_server(respond) as (url, _):
+        frame = rows([url], rate=1000, count=2, connections=1)
+    assert outcomes(frame) == [(200, "", 2, True), (0, "reset", 0, False)]
+    assert frame["reset_code"].tolist()[1] == int(ErrorCodes.REFUSED_STREAM)
+
+
+def test_the_servers_stream_limit_is_kept():
+    open_now: list[int] = []
+    most = [0]
+    lock = threading.Lock()
+
+    def respond(h2, sid, requests, write):
+        with lock:
+            open_now.append(sid)
+            most[0] = max(most[0], len(open_now))
+            if len(open_now) == 2 or len(requests) == 6:
+                for each in open_now:
+                    answer(h2, each)
+                open_now.clear()
+        return True
+
+    limit = {SettingCodes.MAX_CONCURRENT_STREAMS: 2}
+    with h2_server(respond, limit) as (url, requests):
+        frame = rows([url], rate=1000, count=6, connections=1, streams=50)
+    assert frame["ok"].all() and len(requests) == 6
+    assert most[0] == 2
+
+
+def test_a_connection_closed_mid_stream_is_reset():
+    def respond(h2, sid, requests, write):
+        h2.send_headers(sid, [(b":status", b"200"), (b"content-length", b"100")])
+        h2.send_data(sid, b"x" * 5)
+        return False  # and close
+
+    with h2_server(respond) as (url, _):
+        frame = rows([url])
+    assert outcomes(frame) == [(0, "reset", 5, False)]
+    assert frame["reset_code"].isna().all()
+
+
+def test_trailers_end_a_complete_response():
+    def respond(h2, sid, requests, write):
+        h2.send_headers(sid, [(b":status", b"200")])
+        h2.send_data(sid, b"abcdef")
+        h2.send_headers(sid, [(b"grpc-status", b"0")], end_stream=True)
+        return True
+
+    with h2_server(respond) as (url, _):
+        assert outcomes(rows([url])) == [(200, "", 6, True)]
+
+
+def test_an_interim_response_on_a_stream_is_passed_over():
+    def respond(h2, sid, requests, write):
+        h2.send_headers(sid, [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")])
+        answer(h2, sid, b"final", b"201")
+        return True
+
+    with h2_server(respond) as (url, _):
+        frame = rows([url])
+    assert outcomes(frame) == [(201, "", 5, True)]
+    assert frame["ttfb_ns"].notna().all()
+
+
+def test_a_body_past_its_content_length_is_other():
+    def respond(h2, sid, requests, write):
+        h2.send_headers(sid, [(b":status", b"200"), (b"content-length", b"3")])
+        h2.send_data(sid, b"too long", end_stream=True)
+        return True
+
+    with h2_server(respond) as (url, _):
+        assert outcomes(rows([url])) == [(0, "other", 0, False)]
+
+
+def test_a_request_that_waits_past_its_deadline_for_a_stream_was_never_sent():
+    def respond(h2, sid, requests, write):
+        return True  # never answers: the one stream stays taken
+
+    # The first holds the one stream until its deadline; the second goes out then, with
+    # its whole timeout; the third's deadline has passed in line by then.
+    limit = {SettingCodes.MAX_CONCURRENT_STREAMS: 1}
+    with h2_server(respond, limit) as (url, requests):
+        frame = rows([url], rate=1000, count=3, timeout_s=0.5, connections=1)
+    assert [o[:2] for o in outcomes(frame)] == [(0, "timeout"), (0, "timeout"), (0, "dropped")]
+    assert frame["sent_ns"].notna().tolist() == [True, True, False]
+    assert frame["sent_ns"].iloc[1] - frame["intended_ns"].iloc[1] >= 0.45 * S  # its wait
+    assert len(requests) == 2
+
+
+# --- the CLI, end to end ----------------------------------------------------------------------
+
+
+def _cli_rows(args: list[str]) -> pd.DataFrame:
+    result = subprocess.run(
+        [sys.executable, "-m", "blastradius.cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_parquet(Path(result.stdout.strip().splitlines()[-1]) / "requests")
+    assert_phases_add_up(frame)
+    return frame
+
+
+def test_load_http2_over_https_from_the_cli(hypercorn_tls, pki, tmp_path):  # noqa: F811
+    args = ["load", f"{hypercorn_tls}/bytes/5", "--http2", "--ca", str(pki["ca.pem"])]
+    args += ["--rate", "100", "--requests", "40", "--generators", "1", "--streams", "4"]
+    frame = _cli_rows([*args, "--out", str(tmp_path)])
+    assert len(frame) == 40 and frame["ok"].all()
+    assert set(frame["proto"]) == {"2"} and (frame["bytes_in"] == 5).all()
+
+
+def test_a_scenario_with_http_2_runs_h2c(hypercorn, tmp_path):
+    url, _ = hypercorn
+    scenario = {
+        "name": "h2",
+        "load": {"rate": 100, "requests": 40, "connections": 2},
+        "generators": 2,
+        "targets": [{"name": "h2c", "url": f"{url}/bytes/9", "http": 2, "streams": 10}],
+    }
+    (tmp_path / "h2.yaml").write_text(yaml.safe_dump(scenario))
+    frame = _cli_rows(["run", str(tmp_path / "h2.yaml"), "--out", str(tmp_path / "runs")])
+    assert len(frame) == 40 and frame["ok"].all() and set(frame["proto"]) == {"2"}
+    assert frame.groupby("worker")["conn"].nunique().tolist() == [1, 1]  # 2 over 2 workers
+
+
+def test_a_server_that_never_says_settings_is_a_timeout_on_no_connection():
+    def handle(conn) -> None:
+        with conn:
+            while conn.recv(65536):
+                pass
+
+    with scripted_server(handle) as (url, _):
+        frame = rows([url], timeout_s=0.5)
+    assert outcomes(frame) == [(0, "timeout", 0, False)]
+    assert frame["conn"].isna().all() and frame["sent_ns"].notna().all()
