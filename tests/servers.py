@@ -52,13 +52,16 @@ Respond = Callable[..., bool]
 
 
 @contextmanager
-def h2_server(respond: Respond, settings: dict | None = None) -> Iterator[tuple[str, list]]:
+def h2_server(
+    respond: Respond, settings: dict | None = None, on_headers: bool = False
+) -> Iterator[tuple[str, list]]:
     """A scripted HTTP/2 server on loopback (h2c with prior knowledge, h2's state machine):
-    ``respond`` is called for each request once it has all come in; ``settings`` are the
-    server's SETTINGS. Yields its URL and the stream ids of the requests, in order."""
+    ``respond`` is called for each request once it has all come in (``on_headers``: once
+    its headers have, its body unread); ``settings`` are the server's SETTINGS. Yields its
+    URL and the stream ids of the requests, in order."""
     from h2.config import H2Configuration
     from h2.connection import H2Connection
-    from h2.events import StreamEnded
+    from h2.events import RequestReceived, StreamEnded
     from h2.exceptions import ProtocolError
     from h2.settings import Settings
 
@@ -84,7 +87,7 @@ def h2_server(respond: Respond, settings: dict | None = None) -> Iterator[tuple[
                 if events is None:
                     return
                 for event in events:
-                    if isinstance(event, StreamEnded):
+                    if isinstance(event, RequestReceived if on_headers else StreamEnded):
                         requests.append(event.stream_id)
                         if not respond(h2, event.stream_id, requests, write):
                             write()

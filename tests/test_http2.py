@@ -383,3 +383,72 @@ def test_a_server_that_never_says_settings_is_a_timeout_on_no_connection():
         frame = rows([url], timeout_s=0.5)
     assert outcomes(frame) == [(0, "timeout", 0, False)]
     assert frame["conn"].isna().all() and frame["sent_ns"].notna().all()
+
+
+@pytest.mark.parametrize(
+    ("connections", "workers", "streams", "caps"),
+    [
+        (0, 2, 100, [100, 100]),  # none given: max_in_flight (10,000) / streams each
+        (0, 1, 30, [334]),
+        (4, 2, 100, [2, 2]),
+        (1, 3, 100, [1, 1, 1]),  # at least one each
+        (5, 2, 10, [3, 2]),
+    ],
+)
+def test_the_connections_cap_is_split_over_the_generators(connections, workers, streams, caps):
+    import asyncio
+
+    from blastradius.workers.generator import _client
+
+    async def cap(worker: int) -> int:
+        schedule = Schedule.constant_rate(1, requests=1)
+        share = Share(
+            "t",
+            ("http://h/",),
+            schedule,
+            S,
+            worker=worker,
+            workers=workers,
+            connections=connections,
+            http="2",
+            streams=streams,
+        )
+        return _client(share, lambda *_: None).max_connections
+
+    assert [asyncio.run(cap(w)) for w in range(workers)] == caps
+
+
+def test_an_answer_before_the_request_body_is_out_frees_the_stream():
+    def respond(h2, sid, requests, write):
+        answer(h2, sid, b"", b"413" if len(requests) == 1 else b"200")
+        return True
+
+    big = RequestTemplate("http://x/", "POST", body=b"b" * 200_000)  # past the 64 kB window
+    limit = {SettingCodes.MAX_CONCURRENT_STREAMS: 1}
+    with h2_server(respond, limit, on_headers=True) as (url, requests):
+        templates = [RequestTemplate(url, "POST", body=big.body), url]
+        frame = rows(templates, rate=20, count=2, connections=1)
+    # The first stream's half is closed with it: the one stream is free for the next.
+    assert [o[:3] for o in outcomes(frame)] == [(413, "http", 0), (200, "", 0)]
+    assert len(requests) == 2
+
+
+def test_a_sessions_steps_capture_from_http2_responses(hypercorn):
+    from blastradius.cluster.scenario import parse_target
+
+    url, log = hypercorn
+    steps = [
+        {"name": "ask", "url": f"{url}/ask?token=t-42", "capture": {"q": {"json": "$.query"}}},
+        {"name": "use", "url": f"{url}/use", "headers": {"X-Q": "${q}"}},
+    ]
+    target = parse_target({"name": "s", "steps": steps, "http": 2}, "targets[0]")
+    batches: list[pa.RecordBatch] = []
+    schedule = Schedule.constant_rate(10, requests=3)
+    share = Share("s", (), schedule, 5 * S, journey=target.journey, http=target.http)
+    run_share(share, batches.append)
+    frame = pa.Table.from_batches(batches).to_pandas()
+    assert_phases_add_up(frame)
+    assert len(frame) == 6 and frame["ok"].all() and set(frame["proto"]) == {"2"}
+    used = [json.loads(line) for line in log.read_bytes().splitlines()]
+    used = [dict(e["headers"]) for e in used if e["path"] == "/use"][-3:]
+    assert [h["x-q"] for h in used] == ["token=t-42"] * 3

@@ -751,13 +751,13 @@ class Generator:
 
 def _client(share: Share, on_done: OnDone) -> HttpClient | Http2Client:
     """The share's client: HTTP/1.1, or HTTP/2 with at most ``connections`` (this worker's
-    part of them; 0: as many as ``max_in_flight`` needs) to each origin."""
+    part of them, at least one; 0: as many as ``max_in_flight`` needs) to each origin."""
     timeout_s = share.timeout_ns / 1e9
     if share.http == "1.1":
         return HttpClient(share.max_in_flight, timeout_s, on_done, share.tls)
-    connections = _split(share.connections, share.worker, share.workers)
-    if connections <= 0:
-        connections = -(-share.max_in_flight // share.streams)
+    connections = -(-share.max_in_flight // share.streams)  # none given: as many as needed
+    if share.connections > 0:  # given: at least one each, however many generators share them
+        connections = max(1, _split(share.connections, share.worker, share.workers))
     h2c = share.http == "2"
     return Http2Client(
         connections, share.streams, timeout_s, on_done, share.tls, share.max_in_flight, h2c

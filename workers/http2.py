@@ -460,6 +460,9 @@ class _Connection(asyncio.Protocol):
             return
         if stream.timer is not None:
             stream.timer.cancel()
+        if stream.body and ending == Ending.RESPONSE:  # answered before its body was out:
+            with contextlib.suppress(ProtocolError):  # its half of the stream closes too
+                self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
         kept = None
         if stream.request.keep and ending == Ending.RESPONSE:
             kept = (tuple(stream.headers), b"".join(stream.kept_body))
