@@ -129,12 +129,12 @@ def test_capacity_and_slow_endpoints():
 
 def test_with_200ms_everywhere_both_services_serve_everything(tmp_path):
     scenario = ROOT / "scenarios" / "quick" / "200ms.yaml"
-    result = run_cli("run", str(scenario), "--out", str(tmp_path), "--set", "load.duration=8s")
+    result = run_cli("run", str(scenario), "--out", str(tmp_path), "--set", "load.duration=4s")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = pd.read_parquet(Path(result.stdout.strip().splitlines()[-1]) / "requests")
     for target in ("blocking", "async"):
         mine = rows[rows["target"] == target]
-        assert len(mine) == 800
+        assert len(mine) == 400
         assert availability(mine) >= 0.99, target
 
 
