@@ -25,6 +25,8 @@ import yaml
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from real_servers import hypercorn_echo, nginx, nginx_binary, uvicorn_echo
 from servers import h2_server, scripted_server
 from test_conformance import outcomes
@@ -452,3 +454,90 @@ def test_a_sessions_steps_capture_from_http2_responses(hypercorn):
     used = [json.loads(line) for line in log.read_bytes().splitlines()]
     used = [dict(e["headers"]) for e in used if e["path"] == "/use"][-3:]
     assert [h["x-q"] for h in used] == ["token=t-42"] * 3
+
+
+# --- the request's HTTP/2 form (pure) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "headers", "body"),
+    [
+        (
+            RequestTemplate("http://h:8080/a%20b?q=1"),
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"h:8080"),
+                (b":path", b"/a%20b?q=1"),
+                (b"user-agent", b"blastradius"),
+                (b"accept", b"*/*"),
+            ],
+            b"",
+        ),
+        (
+            RequestTemplate(
+                "https://u:p@h/x",
+                "POST",
+                (("X-A", " 1 "), ("Connection", "close"), ("TE", "gzip"), ("Keep-Alive", "5")),
+                b"{}",
+            ),
+            [
+                (b":method", b"POST"),
+                (b":scheme", b"https"),
+                (b":authority", b"h"),
+                (b":path", b"/x"),
+                (b"user-agent", b"blastradius"),
+                (b"accept", b"*/*"),
+                (b"authorization", b"Basic dTpw"),
+                (b"x-a", b"1"),
+                (b"content-length", b"2"),
+            ],
+            b"{}",
+        ),
+        (
+            RequestTemplate("http://h/", "GET", (("te", "Trailers"), ("Upgrade", "h2c"))),
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"h"),
+                (b":path", b"/"),
+                (b"user-agent", b"blastradius"),
+                (b"accept", b"*/*"),
+                (b"te", b"Trailers"),
+            ],
+            b"",
+        ),
+    ],
+)
+def test_a_requests_http2_form_is_its_http1_form_without_what_http2_forbids(
+    template, headers, body
+):
+    from blastradius.workers.client import PreparedRequest
+    from blastradius.workers.http2 import h2_form
+
+    assert h2_form(PreparedRequest.build(template)) == (headers, body)
+
+
+_names = st.sampled_from([b"a", b"b", b"date", b"x-long", b"server"])
+_values = st.sampled_from([b"1", b"2", b"x" * 40, b"y" * 300, b""])
+_lists = st.lists(st.lists(st.tuples(_names, _values), min_size=1, max_size=4), max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_lists, st.lists(st.sampled_from([0, 64, 4096]), max_size=3))
+def test_header_blocks_made_once_mean_what_hpack_makes_every_time(lists, sizes):
+    """The caching encoder and decoder against hpack's own, over repeats (hits), entries
+    added and evicted, and table size updates between blocks."""
+    from hpack import Decoder, Encoder
+
+    from blastradius.workers.http2 import _Decoder, _Encoder
+
+    ours_out, plain_in = _Encoder(), Decoder()
+    plain_out, ours_in = Encoder(), _Decoder(65536)
+    for i, headers in enumerate(lists * 2):  # each list twice: the second may be a hit
+        if sizes and i % 3 == 2:
+            size = sizes[i % len(sizes)]
+            ours_out.header_table_size = plain_in.max_allowed_table_size = size
+            plain_out.header_table_size = ours_in.max_allowed_table_size = size
+        assert plain_in.decode(ours_out.encode(headers), raw=True) == headers
+        assert ours_in.decode(plain_out.encode(headers), raw=True) == headers
