@@ -53,12 +53,13 @@ Respond = Callable[..., bool]
 
 @contextmanager
 def h2_server(
-    respond: Respond, settings: dict | None = None, on_headers: bool = False
+    respond: Respond, settings: dict | None = None, on_headers: bool = False, close_first: int = 0
 ) -> Iterator[tuple[str, list]]:
     """A scripted HTTP/2 server on loopback (h2c with prior knowledge, h2's state machine):
     ``respond`` is called for each request once it has all come in (``on_headers``: once
     its headers have, its body unread); ``settings`` are the server's SETTINGS. Yields its
-    URL and the stream ids of the requests, in order."""
+    URL and the stream ids of the requests, in order. The first ``close_first``
+    connections are closed as soon as they are accepted."""
     from h2.config import H2Configuration
     from h2.connection import H2Connection
     from h2.events import RequestReceived, StreamEnded
@@ -66,8 +67,13 @@ def h2_server(
     from h2.settings import Settings
 
     requests: list[int] = []
+    accepted = [0]
 
     def handle(sock: socket.socket) -> None:
+        accepted[0] += 1
+        if accepted[0] <= close_first:
+            sock.close()
+            return
         h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
         if settings:
             h2.local_settings = Settings(client=False, initial_values=settings)

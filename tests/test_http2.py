@@ -541,3 +541,16 @@ def test_header_blocks_made_once_mean_what_hpack_makes_every_time(lists, sizes):
             plain_out.header_table_size = ours_in.max_allowed_table_size = size
         assert plain_in.decode(ours_out.encode(headers), raw=True) == headers
         assert ours_in.decode(plain_out.encode(headers), raw=True) == headers
+
+
+def test_the_line_gets_a_new_connection_when_the_one_it_waited_for_fails():
+    def respond(h2, sid, requests, write):
+        answer(h2, sid)
+        return True
+
+    with h2_server(respond, close_first=1) as (url, _):
+        frame = rows([url], rate=1000, count=4, connections=0, streams=10)
+    # The first opened the connection and lost it; the others, in line for it, are sent
+    # on the next one.
+    assert [o[:2] for o in outcomes(frame)] == [(0, "reset"), (200, ""), (200, ""), (200, "")]
+    assert frame["conn"].iloc[1:].nunique() == 1
