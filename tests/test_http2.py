@@ -63,7 +63,7 @@ def assert_phases_add_up(frame: pd.DataFrame) -> None:
     receive = answered["service_ns"] - answered["connect_ns"] - answered["ttfb_ns"]
     assert (receive >= -CLOCK_NS).all(), answered[receive < -CLOCK_NS]
     assert (answered["ttfb_ns"] >= 0).all()
-    assert (had["tls_ns"] <= had["connect_ns"]).all()
+    assert (had["tls_ns"] >= 0).all() and (had["tls_ns"] <= had["connect_ns"]).all()
     none = frame[frame["conn"].isna()]
     assert none[["proto", "connect_ns", "tls_ns", "ttfb_ns"]].isna().all().all()
 
@@ -141,6 +141,7 @@ def test_h2_by_alpn_over_tls(hypercorn_tls, pki):  # noqa: F811
     # Opened on demand: the first stream carries the opening, the others wait for it.
     assert (frame["tls_ns"] > 0).tolist() == [True, False, False, False, False]
     assert frame["connect_ns"].iloc[0] > frame["tls_ns"].iloc[0]
+    assert (frame["connect_ns"].iloc[1:] == 0).all() and (frame["tls_ns"].iloc[1:] == 0).all()
 
 
 def test_a_server_without_h2_is_spoken_to_in_http1_and_the_rows_say_so(pki, tmp_path):  # noqa: F811
@@ -222,12 +223,13 @@ def test_a_reset_stream_is_reset_with_its_error_code():
     assert frame["proto"].tolist() == ["2"]
 
 
-def test_goaway_ends_the_streams_above_its_last_id_and_those_below_complete():
+@pytest.mark.parametrize("code", [ErrorCodes.NO_ERROR, ErrorCodes.ENHANCE_YOUR_CALM])
+def test_goaway_ends_the_streams_above_its_last_id_and_those_below_complete(code):
     def respond(h2, sid, requests, write):
         if len(requests) < 2:
             return True
         first = requests[0]
-        goaway = GoAwayFrame(0, error_code=int(ErrorCodes.NO_ERROR), last_stream_id=first)
+        goaway = GoAwayFrame(0, error_code=int(code), last_stream_id=first)
         write(goaway.serialize())  # h2 itself would close the connection on its own GOAWAY
         answer(h2, first, b"done")
         return True
@@ -235,7 +237,7 @@ def test_goaway_ends_the_streams_above_its_last_id_and_those_below_complete():
     with h2_server(respond) as (url, requests):
         frame = rows([url], rate=1000, count=2, connections=1)
     assert outcomes(frame) == [(200, "", 4, True), (0, "reset", 0, False)]
-    assert frame["reset_code"].tolist()[1] == int(ErrorCodes.NO_ERROR)
+    assert frame["reset_code"].tolist()[1] == int(code)
     assert pd.isna(frame["reset_code"].tolist()[0])
     assert len(requests) == 2  # the stream above the last id was not sent again
     assert frame["conn"].nunique() == 1
@@ -334,6 +336,7 @@ def test_a_request_that_waits_past_its_deadline_for_a_stream_was_never_sent():
     assert [o[:2] for o in outcomes(frame)] == [(0, "timeout"), (0, "timeout"), (0, "dropped")]
     assert frame["sent_ns"].notna().tolist() == [True, True, False]
     assert frame["sent_ns"].iloc[1] - frame["intended_ns"].iloc[1] >= 0.45 * S  # its wait
+    assert frame["service_ns"].iloc[1] >= 0.45 * S  # then its whole timeout, once sent
     assert len(requests) == 2
 
 
@@ -439,9 +442,10 @@ def test_a_sessions_steps_capture_from_http2_responses(hypercorn):
     from blastradius.cluster.scenario import parse_target
 
     url, log = hypercorn
+    captures = {"q": {"json": "$.query"}, "e": {"header": "X-Echo"}}
     steps = [
-        {"name": "ask", "url": f"{url}/ask?token=t-42", "capture": {"q": {"json": "$.query"}}},
-        {"name": "use", "url": f"{url}/use", "headers": {"X-Q": "${q}"}},
+        {"name": "ask", "url": f"{url}/ask?token=t-42", "capture": captures},
+        {"name": "use", "url": f"{url}/use", "headers": {"X-Q": "${q}", "X-E": "${e}"}},
     ]
     target = parse_target({"name": "s", "steps": steps, "http": 2}, "targets[0]")
     batches: list[pa.RecordBatch] = []
@@ -453,7 +457,7 @@ def test_a_sessions_steps_capture_from_http2_responses(hypercorn):
     assert len(frame) == 6 and frame["ok"].all() and set(frame["proto"]) == {"2"}
     used = [json.loads(line) for line in log.read_bytes().splitlines()]
     used = [dict(e["headers"]) for e in used if e["path"] == "/use"][-3:]
-    assert [h["x-q"] for h in used] == ["token=t-42"] * 3
+    assert [(h["x-q"], h["x-e"]) for h in used] == [("token=t-42", "yes")] * 3
 
 
 # --- the request's HTTP/2 form (pure) ---------------------------------------------------------
@@ -554,3 +558,43 @@ def test_the_line_gets_a_new_connection_when_the_one_it_waited_for_fails():
     # on the next one.
     assert [o[:2] for o in outcomes(frame)] == [(0, "reset"), (200, ""), (200, ""), (200, "")]
     assert frame["conn"].iloc[1:].nunique() == 1
+
+
+def _one_by_client(url: str, h2c: bool, tls: Tls | None = None, keep: bool = False) -> tuple:
+    """One request by an HTTP/2 client itself (no generator, so no connection opened
+    before it): what ``on_done`` was given."""
+    import asyncio
+
+    from blastradius.workers.client import PreparedRequest
+    from blastradius.workers.http2 import Http2Client
+
+    async def main() -> tuple:
+        done: list[tuple] = []
+        client = Http2Client(1, 10, 5.0, lambda *a: done.append(a), tls, h2c=h2c)
+        client.send(PreparedRequest._prepare(url, "GET", (), b"", keep=keep), "one")
+        while not done:
+            await asyncio.sleep(0.01)
+        client.close()
+        return done[0]
+
+    return asyncio.run(main())
+
+
+def test_auto_takes_cleartext_to_http1_and_tls_to_alpn(hypercorn, hypercorn_tls, pki):  # noqa: F811
+    from blastradius.workers.client import PROTO_1, PROTO_2
+
+    url, _ = hypercorn
+    assert _one_by_client(f"{url}/bytes/1", h2c=False)[5][5] == PROTO_1
+    tls = Tls(ca_pem=pki["ca.pem"].read_text())
+    assert _one_by_client(f"{hypercorn_tls}/bytes/1", h2c=False, tls=tls)[5][5] == PROTO_2
+
+
+def test_a_kept_response_has_its_headers_without_pseudo_headers_and_its_body(hypercorn):
+    url, _ = hypercorn
+    _, status, nbytes, ending, kept, _ = _one_by_client(f"{url}/bytes/3", True, keep=True)
+    headers, body = kept
+    assert (status, nbytes, ending.name, body) == (200, 3, "RESPONSE", b"xxx")
+    assert (b"content-length", b"3") in headers
+    assert not [name for name, _ in headers if name.startswith(b":")]
+    unkept = _one_by_client(f"{url}/bytes/3", True)
+    assert unkept[4] is None

@@ -184,3 +184,26 @@ def test_over_http2_one_connection_of_the_async_target_is_a_pool_of_100():
     assert held["in_flight"] == 100 and held["requests"] == 101  # the healthy call: not sent
     assert stats["dependency_http"] == "2" and stats["max_connections"] == 1
     assert after.status_code == 200
+
+
+def test_the_dependencys_port_tells_h2c_from_http1_by_the_first_bytes_however_they_come():
+    """A preface in two writes is still HTTP/2; an HTTP/1.0 request shorter than the
+    preface is still answered in HTTP/1.1 (not held waiting for more bytes)."""
+    from h2.connection import H2Connection
+
+    with launch.start("dependency", ["--latency", "1"]) as dependency:
+        host, port = dependency.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            h2 = H2Connection()
+            h2.initiate_connection()
+            preface = h2.data_to_send()
+            sock.sendall(preface[:10])
+            time.sleep(0.2)  # the server has the first part alone
+            sock.sendall(preface[10:])
+            first = sock.recv(9)
+            assert len(first) == 9 and first[3] == 4  # a SETTINGS frame: HTTP/2
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            request = b"GET / HTTP/1.0\r\n\r\n"
+            assert len(request) < 24
+            sock.sendall(request)
+            assert sock.recv(12).startswith(b"HTTP/1.")
