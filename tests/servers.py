@@ -67,11 +67,10 @@ def h2_server(
     from h2.settings import Settings
 
     requests: list[int] = []
-    accepted = [0]
+    order: list[socket.socket] = []  # the server's sockets as accepted (set below)
 
     def handle(sock: socket.socket) -> None:
-        accepted[0] += 1
-        if accepted[0] <= close_first:
+        if order.index(sock) < close_first:  # (handlers may start in another order)
             sock.close()
             return
         h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
@@ -100,5 +99,6 @@ def h2_server(
                             return
                 write()
 
-    with scripted_server(handle) as (url, _):
+    with scripted_server(handle) as (url, accepted):
+        order = accepted  # the list the server appends each socket to, before its handler
         yield url, requests

@@ -598,3 +598,49 @@ def test_a_kept_response_has_its_headers_without_pseudo_headers_and_its_body(hyp
     assert not [name for name, _ in headers if name.startswith(b":")]
     unkept = _one_by_client(f"{url}/bytes/3", True)
     assert unkept[4] is None
+
+
+def test_a_connection_closed_right_after_its_settings_is_reset_not_left_to_time_out():
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+
+    def handle(sock) -> None:
+        server = H2Connection(H2Configuration(client_side=False))
+        server.initiate_connection()
+        with sock:
+            sock.sendall(server.data_to_send())  # SETTINGS, then the end
+
+    with scripted_server(handle) as (url, _):
+        frame = rows([url], rate=100, count=3, timeout_s=3)
+    assert [o[:2] for o in outcomes(frame)] == [(0, "reset")] * 3
+    assert (frame["service_ns"] < 2 * S).all()
+
+
+def test_streams_are_spread_over_the_connections_open(hypercorn):
+    url, _ = hypercorn
+    frame = rows([f"{url}/bytes/1"], rate=500, count=20, connections=2)
+    assert frame["ok"].all()
+    assert sorted(frame.groupby("conn").size().tolist()) == [10, 10]  # in turn
+
+
+def test_a_server_whose_first_frame_is_an_empty_settings_is_http2():
+    """An empty SETTINGS frame is a whole frame of 9 bytes: the connection is open with
+    it, before anything else comes."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import StreamEnded
+
+    def handle(sock) -> None:
+        server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        server.initiate_connection()
+        server.data_to_send()  # its own SETTINGS are not sent: an empty frame instead
+        with sock:
+            sock.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            while data := sock.recv(65536):
+                for event in server.receive_data(data):
+                    if isinstance(event, StreamEnded):  # nothing else is sent before it
+                        answer(server, event.stream_id, b"fine")
+                        sock.sendall(server.data_to_send())
+
+    with scripted_server(handle) as (url, _):
+        assert outcomes(rows([url], timeout_s=2)) == [(200, "", 4, True)]

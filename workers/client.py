@@ -322,8 +322,15 @@ async def open_timed(
     return tls, protocol, time.monotonic_ns() - tcp
 
 
+class ClosedEarly(ConnectionResetError):
+    """The server closed a new connection before anything was sent on it."""
+
+
 def _connect_failure(exc: BaseException) -> Ending:
-    """How a failed connect ended: in TLS (after TCP connected), or before it."""
+    """How a failed connect ended: in TLS (after TCP connected), or before it; or closed by
+    the server as it opened, as a request on it would have been (``BROKEN``)."""
+    if isinstance(exc, ClosedEarly):
+        return Ending.BROKEN
     return (
         Ending.TLS_FAILED
         if isinstance(exc, ssl.SSLError | ssl.CertificateError)
@@ -428,6 +435,8 @@ class HttpClient:
         transport, connection, tls_ns = await open_timed(
             self.loop, lambda: _Connection(self, origin, number), origin, self._ssl
         )
+        if transport.is_closing():  # the server closed it before this coroutine went on
+            raise ClosedEarly("closed as it opened")
         connection.transport, connection.tls_ns = transport, tls_ns
         connection.connect_ns = time.monotonic_ns() - began
         self._all.add(connection)

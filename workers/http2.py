@@ -66,6 +66,7 @@ from blastradius.workers.client import (
     NO_BYTE,
     NO_RESET,
     PROTO_2,
+    ClosedEarly,
     HttpClient,
     OnDone,
     PreparedRequest,
@@ -212,17 +213,11 @@ class NotHttp2(OSError):
     """The server answered the connection preface with something other than HTTP/2."""
 
 
-class ClosedEarly(ConnectionResetError):
-    """The server closed the connection before its SETTINGS."""
-
-
 def _open_failure(exc: BaseException) -> Ending:
-    """How a request ended whose connection did not open: not HTTP/2, closed or silent
-    after the preface, or a failed connect (``workers.client``'s rule)."""
+    """How a request ended whose connection did not open: not HTTP/2, silent after the
+    preface, or as ``workers.client`` says (closed early, TLS, refused)."""
     if isinstance(exc, NotHttp2):
         return Ending.NOT_HTTP
-    if isinstance(exc, ClosedEarly):
-        return Ending.BROKEN
     if isinstance(exc, TimeoutError):
         return Ending.DEADLINE
     return _connect_failure(exc)
@@ -679,6 +674,8 @@ class Http2Client:
         self._all.add(connection)
         try:
             await asyncio.wait_for(connection.greeted, self.timeout_s)
+            if connection.transport.is_closing():  # its SETTINGS came, and then its end
+                raise ClosedEarly("closed as it opened")
         except BaseException:
             self._all.discard(connection)
             connection.transport.abort()
