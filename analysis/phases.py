@@ -26,7 +26,7 @@ from blastradius.analysis.select import Selection
 from blastradius.analysis.stats import MS
 from blastradius.workers import arrow
 
-COLUMNS = ["ok", "conn", "connect_ns", "tls_ns", "ttfb_ns", "service_ns"]
+COLUMNS = ["ok", "conn", "proto", "connect_ns", "tls_ns", "ttfb_ns", "service_ns"]
 PHASES = ("connect", "tls", "ttfb", "receive")
 QUANTILES = {"p50_ms": 0.5, "p99_ms": 0.99}
 _NUMBER = (1 << 32) - 1  # a connection id's low half: its count in its generator
@@ -46,6 +46,16 @@ def _values(batch: pa.RecordBatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "ttfb": (ttfb, answered),
         "receive": (receive, answered),
     }
+
+
+def _versions(proto: pa.Array) -> dict[str, int]:
+    """The requests of a batch per HTTP version (``proto``, a dictionary column)."""
+    if isinstance(proto, pa.ChunkedArray):
+        proto = proto.combine_chunks()
+    indices = proto.indices
+    codes = arrow.numpy(indices)[arrow.valid(indices)]
+    counts = np.bincount(codes, minlength=len(proto.dictionary)).tolist()
+    return {str(v): n for v, n in zip(proto.dictionary.to_pylist(), counts, strict=True) if n}
 
 
 class _Connections:
@@ -76,8 +86,9 @@ def phase_figures(
     shards: Sequence[Shard], series: Callable[[Shard], str]
 ) -> dict[str, dict | None]:
     """Per series: ``connections`` used, ``requests_per_connection`` (of the requests
-    that had one), ``opened`` (requests that waited for a connection to open) and
-    ``tls_handshakes``, and ``connect``, ``tls``, ``ttfb``, ``receive``: each
+    that had one), ``http`` (those requests per HTTP version, ``{"1.1": n, "2": m}``,
+    the versions used only), ``opened`` (requests that waited for a connection to open)
+    and ``tls_handshakes``, and ``connect``, ``tls``, ``ttfb``, ``receive``: each
     ``{p50_ms, p99_ms}`` (None without values). None for a series none of whose rows
     had a connection (or whose shards have no phase columns)."""
     labels = sorted({series(shard) for shard in shards})
@@ -90,6 +101,7 @@ def phase_figures(
         selection = Selection(1, dict.fromkeys(PHASES, QUANTILES))
         connections = _Connections()
         counts = dict.fromkeys(PHASES, 0)
+        versions: dict[str, int] = {}
         for gathering in (False, True):
             for shard in mine:
                 for batch in _batches(shard, COLUMNS):
@@ -99,6 +111,8 @@ def phase_figures(
                         continue
                     selection.count(0, values)
                     connections.add(batch.column("conn"))
+                    for version, n in _versions(batch.column("proto")).items():
+                        versions[version] = versions.get(version, 0) + n
                     for phase, (_, where) in values.items():
                         counts[phase] += int(where.sum())
         if not connections.requests:  # no row had a connection (or the rows' phases)
@@ -109,6 +123,7 @@ def phase_figures(
         figures: dict = {
             "connections": used,
             "requests_per_connection": connections.requests / used,
+            "http": dict(sorted(versions.items())),
             "opened": counts["connect"],
             "tls_handshakes": counts["tls"],
         }
@@ -120,6 +135,15 @@ def phase_figures(
             }
         found[label] = figures
     return found
+
+
+def http_versions(figures: dict) -> str:
+    """The HTTP versions a series' requests went over: ``HTTP/2``, or with more than one
+    how many requests each (``HTTP/1.1 for 3, HTTP/2 for 97``)."""
+    versions = figures["http"]
+    if len(versions) == 1:
+        return f"HTTP/{next(iter(versions))}"
+    return ", ".join(f"HTTP/{version} for {n:,}" for version, n in versions.items())
 
 
 def phase_line(target: str, figures: dict) -> str:
@@ -135,7 +159,7 @@ def phase_line(target: str, figures: dict) -> str:
     tls = f"; TLS {spread('tls')}" if figures["tls_handshakes"] else ""
     return (
         f"{target}, where the time went: {figures['connections']:,} connections "
-        f"({per:,.1f} requests each); "
+        f"({http_versions(figures)}, {per:,.1f} requests each); "
         f"opening one {spread('connect')} ({figures['opened']:,} opened){tls}; "
         f"first byte {spread('ttfb')}; receiving {spread('receive')}"
     )

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from blastradius.analysis import plots, scan, slo
 from blastradius.analysis.compare import compare
 from blastradius.analysis.load import Runs, Shard
-from blastradius.analysis.phases import PHASES, phase_figures
+from blastradius.analysis.phases import PHASES, http_versions, phase_figures
 from blastradius.analysis.series import series_names, shard_series
 from blastradius.analysis.sessions import session_figures
 from blastradius.analysis.table import error_counts, warnings
@@ -213,6 +213,7 @@ def phases_html(runs: Runs, shards: Sequence[Shard]) -> str:
             continue
         cells = [
             html.escape(name),
+            html.escape(http_versions(figures)),
             f"{figures['connections']:,}",
             f"{figures['requests_per_connection']:,.1f}",
             f"{figures['opened']:,}",
@@ -223,7 +224,7 @@ def phases_html(runs: Runs, shards: Sequence[Shard]) -> str:
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     if not rows:
         return ""
-    head = ["series", "connections", "requests each", "opened"]
+    head = ["series", "HTTP", "connections", "requests each", "opened"]
     for phase in ("opening", "TLS", "first byte", "receiving"):
         head += [f"{phase} p50 ms", f"{phase} p99 ms"]
     header = "".join(f"<th>{h}</th>" for h in head)

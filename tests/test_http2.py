@@ -353,6 +353,7 @@ def _cli_rows(args: list[str]) -> pd.DataFrame:
     assert result.returncode == 0, result.stderr
     frame = pd.read_parquet(Path(result.stdout.strip().splitlines()[-1]) / "requests")
     assert_phases_add_up(frame)
+    assert ", where the time went: " in result.stdout and "(HTTP/2, " in result.stdout
     return frame
 
 
@@ -644,3 +645,10 @@ def test_a_server_whose_first_frame_is_an_empty_settings_is_http2():
 
     with scripted_server(handle) as (url, _):
         assert outcomes(rows([url], timeout_s=2)) == [(200, "", 4, True)]
+
+
+def test_the_versions_a_series_used_are_said_with_their_requests_when_several():
+    from blastradius.analysis.phases import http_versions
+
+    assert http_versions({"http": {"2": 40}}) == "HTTP/2"
+    assert http_versions({"http": {"1.1": 3, "2": 1097}}) == "HTTP/1.1 for 3, HTTP/2 for 1,097"

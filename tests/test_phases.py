@@ -149,6 +149,7 @@ def test_a_runs_phases_from_its_files_are_those_of_its_loaded_rows(tmp_path, dep
         has = mine["conn"].notna()
         assert figures["connections"] == mine["conn"].nunique()
         assert figures["requests_per_connection"] == has.sum() / mine["conn"].nunique()
+        assert figures["http"] == {"1.1": has.sum()}
         assert figures["opened"] == (mine["connect_ns"] > 0).sum() == figures["connections"]
         assert figures["tls_handshakes"] == 0 and figures["tls"]["p50_ms"] is None
         opened = mine[mine["connect_ns"] > 0]["connect_ns"].to_numpy(np.int64)
@@ -163,14 +164,15 @@ def test_a_runs_phases_from_its_files_are_those_of_its_loaded_rows(tmp_path, dep
     text = run_cli("analyze", run_dir)
     assert text.returncode == 0, text.stderr
     line = next(x for x in text.stdout.splitlines() if x.startswith("slow, where the time went"))
-    assert f"{found['slow']['connections']} connections" in line and "first byte p50" in line
+    assert f"{found['slow']['connections']} connections (HTTP/1.1, " in line
+    assert "first byte p50" in line
     document = json.loads(run_cli("analyze", run_dir, "--json").stdout)
     assert document["targets"]["slow"]["phases"] == found["slow"]
     written = run_cli("report", run_dir, "--out", str(tmp_path / "report"))
     assert written.returncode == 0, written.stderr
     page = (tmp_path / "report" / "report.html").read_text()
     slow = found["slow"]
-    row = f"<tr><td>slow</td><td>{slow['connections']:,}</td>"
+    row = f"<tr><td>slow</td><td>HTTP/1.1</td><td>{slow['connections']:,}</td>"
     assert "<h2>Where the time went</h2>" in page and row in page
     assert f"<td>{slow['ttfb']['p50_ms']:,.2f}</td>" in page.split(row)[1].split("</tr>")[0]
 
