@@ -652,3 +652,14 @@ def test_the_versions_a_series_used_are_said_with_their_requests_when_several():
 
     assert http_versions({"http": {"2": 40}}) == "HTTP/2"
     assert http_versions({"http": {"1.1": 3, "2": 1097}}) == "HTTP/1.1 for 3, HTTP/2 for 1,097"
+
+
+def test_goaway_with_last_id_0_ends_every_stream():
+    def respond(h2, sid, requests, write):
+        write(GoAwayFrame(0, error_code=0, last_stream_id=0).serialize())  # none processed
+        return True
+
+    with h2_server(respond) as (url, requests):
+        frame = rows([url], timeout_s=3)
+    assert outcomes(frame) == [(0, "reset", 0, False)] and frame["reset_code"].tolist() == [0]
+    assert len(requests) == 1
