@@ -211,16 +211,55 @@ def answer(h2, sid: int, body: bytes = b"ok", status: bytes = b"200") -> None:
     h2.send_data(sid, body, end_stream=True)
 
 
-def test_a_reset_stream_is_reset_with_its_error_code():
-    def respond(h2, sid, requests, write):
-        h2.reset_stream(sid, ErrorCodes.ENHANCE_YOUR_CALM)
-        return True
+def _reset_calm(h2, sid, requests, write) -> bool:
+    h2.reset_stream(sid, ErrorCodes.ENHANCE_YOUR_CALM)
+    return True
 
+
+def _closed_mid_stream(h2, sid, requests, write) -> bool:
+    h2.send_headers(sid, [(b":status", b"200"), (b"content-length", b"100")])
+    h2.send_data(sid, b"x" * 5)
+    return False  # and close
+
+
+def _trailers(h2, sid, requests, write) -> bool:
+    h2.send_headers(sid, [(b":status", b"200")])
+    h2.send_data(sid, b"abcdef")
+    h2.send_headers(sid, [(b"grpc-status", b"0")], end_stream=True)
+    return True
+
+
+def _interim_first(h2, sid, requests, write) -> bool:
+    h2.send_headers(sid, [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")])
+    answer(h2, sid, b"final", b"201")
+    return True
+
+
+def _past_content_length(h2, sid, requests, write) -> bool:
+    h2.send_headers(sid, [(b":status", b"200"), (b"content-length", b"3")])
+    h2.send_data(sid, b"too long", end_stream=True)
+    return True
+
+
+@pytest.mark.parametrize(
+    ("respond", "outcome", "reset_code"),
+    [
+        (_reset_calm, (0, "reset", 0, False), int(ErrorCodes.ENHANCE_YOUR_CALM)),
+        (_closed_mid_stream, (0, "reset", 5, False), None),
+        (_trailers, (200, "", 6, True), None),
+        (_interim_first, (201, "", 5, True), None),  # (its first byte: the 103's)
+        (_past_content_length, (0, "other", 0, False), None),  # a connection error
+    ],
+    ids=["reset", "closed mid-stream", "trailers", "1xx first", "past content-length"],
+)
+def test_what_one_stream_ends_with_is_its_row(respond, outcome, reset_code):
     with h2_server(respond) as (url, _):
         frame = rows([url])
-    assert outcomes(frame) == [(0, "reset", 0, False)]
-    assert frame["reset_code"].tolist() == [int(ErrorCodes.ENHANCE_YOUR_CALM)]
-    assert frame["proto"].tolist() == ["2"]
+    assert outcomes(frame) == [outcome] and frame["proto"].tolist() == ["2"]
+    code = frame["reset_code"].iloc[0]
+    assert (None if pd.isna(code) else int(code)) == reset_code
+    if outcome[0]:  # answered: its first byte was timed (a 1xx's, when one came first)
+        assert frame["ttfb_ns"].notna().all()
 
 
 @pytest.mark.parametrize("code", [ErrorCodes.NO_ERROR, ErrorCodes.ENHANCE_YOUR_CALM])
@@ -277,51 +316,6 @@ def test_the_servers_stream_limit_is_kept():
         frame = rows([url], rate=1000, count=6, connections=1, streams=50)
     assert frame["ok"].all() and len(requests) == 6
     assert most[0] == 2
-
-
-def test_a_connection_closed_mid_stream_is_reset():
-    def respond(h2, sid, requests, write):
-        h2.send_headers(sid, [(b":status", b"200"), (b"content-length", b"100")])
-        h2.send_data(sid, b"x" * 5)
-        return False  # and close
-
-    with h2_server(respond) as (url, _):
-        frame = rows([url])
-    assert outcomes(frame) == [(0, "reset", 5, False)]
-    assert frame["reset_code"].isna().all()
-
-
-def test_trailers_end_a_complete_response():
-    def respond(h2, sid, requests, write):
-        h2.send_headers(sid, [(b":status", b"200")])
-        h2.send_data(sid, b"abcdef")
-        h2.send_headers(sid, [(b"grpc-status", b"0")], end_stream=True)
-        return True
-
-    with h2_server(respond) as (url, _):
-        assert outcomes(rows([url])) == [(200, "", 6, True)]
-
-
-def test_an_interim_response_on_a_stream_is_passed_over():
-    def respond(h2, sid, requests, write):
-        h2.send_headers(sid, [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")])
-        answer(h2, sid, b"final", b"201")
-        return True
-
-    with h2_server(respond) as (url, _):
-        frame = rows([url])
-    assert outcomes(frame) == [(201, "", 5, True)]
-    assert frame["ttfb_ns"].notna().all()
-
-
-def test_a_body_past_its_content_length_is_other():
-    def respond(h2, sid, requests, write):
-        h2.send_headers(sid, [(b":status", b"200"), (b"content-length", b"3")])
-        h2.send_data(sid, b"too long", end_stream=True)
-        return True
-
-    with h2_server(respond) as (url, _):
-        assert outcomes(rows([url])) == [(0, "other", 0, False)]
 
 
 def test_a_request_that_waits_past_its_deadline_for_a_stream_was_never_sent():
@@ -663,3 +657,21 @@ def test_goaway_with_last_id_0_ends_every_stream():
         frame = rows([url], timeout_s=3)
     assert outcomes(frame) == [(0, "reset", 0, False)] and frame["reset_code"].tolist() == [0]
     assert len(requests) == 1
+
+
+def test_the_preface_goes_first_however_soon_the_server_speaks():
+    """Servers send their SETTINGS as soon as they accept: our preface still opens each
+    connection, before any answer to theirs (twenty opened at once, to meet the race)."""
+    firsts: list[bytes] = []
+
+    def handle(sock) -> None:
+        with sock:
+            sock.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # SETTINGS, at once
+            got = b""
+            while len(got) < 24 and (chunk := sock.recv(24 - len(got))):
+                got += chunk
+            firsts.append(got)
+
+    with scripted_server(handle) as (url, _):
+        rows([url], count=1, timeout_s=1, connections=20, streams=1)
+    assert len(firsts) >= 20 and set(firsts) == {b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"}

@@ -281,6 +281,8 @@ class _Connection(asyncio.Protocol):
         self.listed = False  # in the client's line of connections with a free stream
         self.connect_ns = self.tls_ns = 0  # opening it: the first stream's phases
         self.greeting: bytes | None = b""  # the server's first bytes, until a frame's head
+        # What came before our preface went out (the server speaks first): read after it.
+        self.early: bytes | None = b""
         # Its SETTINGS came (None), or it never will (the exception): it is open then.
         self.greeted: asyncio.Future[None] = client.loop.create_future()
         self.ready = False  # it takes streams (the one that waited for it went first)
@@ -299,6 +301,9 @@ class _Connection(asyncio.Protocol):
         h2.initiate_connection()
         h2.increment_flow_control_window(WINDOW - 65_535)
         self.transport.write(h2.data_to_send())
+        early, self.early = self.early, None
+        if early:
+            self.data_received(early)
 
     @property
     def free(self) -> bool:
@@ -354,6 +359,9 @@ class _Connection(asyncio.Protocol):
         nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.early is not None:  # before the preface: h2 must not answer it yet
+            self.early += data
+            return
         if self.greeting is not None:  # the server's first frame: SETTINGS, or not HTTP/2
             data = self.greeting = self.greeting + data
             if len(data) < _FRAME_HEAD:
@@ -714,12 +722,13 @@ class Http2Client:
             self._free.setdefault(connection.origin, deque()).append(connection)
 
     def _retire(self, connection: _Connection) -> None:
-        """``connection`` takes no new stream (a GOAWAY came, or it closed)."""
+        """``connection`` takes no new stream (a GOAWAY came, or it closed); an open one's
+        place in the pool goes to the line (one still opening is ``_connect``'s)."""
         connection.usable = False
-        live = self._live.get(connection.origin)
-        if live is not None:
+        live = self._live.get(connection.origin, set())
+        if connection in live:
             live.discard(connection)
-        self._open_for_line(connection.origin)
+            self._open_for_line(connection.origin)
 
     def _open_for_line(self, origin: Origin) -> None:
         """Open a connection for the first in line, if the pool has room for one."""
