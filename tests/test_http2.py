@@ -548,7 +548,7 @@ def test_the_line_gets_a_new_connection_when_the_one_it_waited_for_fails():
         return True
 
     with h2_server(respond, close_first=1) as (url, _):
-        frame = rows([url], rate=1000, count=4, connections=0, streams=10)
+        frame = rows([url], rate=100_000, count=4, connections=0, streams=10)  # at once
     # The first opened the connection and lost it; the others, in line for it, are sent
     # on the next one.
     assert [o[:2] for o in outcomes(frame)] == [(0, "reset"), (200, ""), (200, ""), (200, "")]

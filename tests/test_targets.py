@@ -207,3 +207,39 @@ def test_the_dependencys_port_tells_h2c_from_http1_by_the_first_bytes_however_th
             assert len(request) < 24
             sock.sendall(request)
             assert sock.recv(12).startswith(b"HTTP/1.")
+
+
+def test_the_dependencys_h2c_sends_a_body_as_the_clients_window_allows():
+    """A client with an 8-byte window gets the body in pieces of at most 8, each sent
+    once the window is opened again (never an empty frame while it waits)."""
+    import json
+
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import DataReceived, StreamEnded
+    from h2.settings import SettingCodes, Settings
+
+    with launch.start("dependency", ["--latency", "1"]) as dependency:
+        host, port = dependency.url.removeprefix("http://").split(":")
+        client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        client.local_settings = Settings(
+            client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: 8}
+        )
+        client.initiate_connection()
+        request = [(":method", "GET"), (":scheme", "http"), (":authority", host)]
+        client.send_headers(1, [*request, (":path", "/endpoint/0")], end_stream=True)
+        pieces: list[bytes] = []
+        ended = False
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(client.data_to_send())
+            while not ended:
+                data = sock.recv(65536)
+                assert data, "closed before the body was whole"
+                for event in client.receive_data(data):
+                    if isinstance(event, DataReceived):
+                        pieces.append(event.data)
+                        client.acknowledge_received_data(event.flow_controlled_length, 1)
+                    ended = ended or isinstance(event, StreamEnded)
+                sock.sendall(client.data_to_send())
+    assert json.loads(b"".join(pieces))["endpoint"] == 0
+    assert len(pieces) >= 3 and all(0 < len(piece) <= 8 for piece in pieces)
