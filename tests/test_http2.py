@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -675,3 +676,74 @@ def test_the_preface_goes_first_however_soon_the_server_speaks():
     with scripted_server(handle) as (url, _):
         rows([url], count=1, timeout_s=1, connections=20, streams=1)
     assert len(firsts) >= 20 and set(firsts) == {b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"}
+
+
+def test_goaway_with_both_streams_up_to_its_last_id_lets_both_complete():
+    def respond(h2, sid, requests, write):
+        if len(requests) < 2:
+            return True
+        write(GoAwayFrame(0, error_code=0, last_stream_id=requests[1]).serialize())
+        for each in requests:
+            answer(h2, each, b"done")
+        return True
+
+    with h2_server(respond) as (url, _):
+        frame = rows([url], rate=100_000, count=2, connections=1)
+    assert outcomes(frame) == [(200, "", 4, True)] * 2 and frame["reset_code"].isna().all()
+
+
+def test_a_connection_after_its_goaway_is_closed_once_its_last_stream_is_done():
+    """Each connection carries one request, then says GOAWAY: the client closes it as soon
+    as that request's answer is in, not at the end of the run (a run against nginx would
+    otherwise keep one socket per keepalive_requests)."""
+    closed: list[float] = []
+    arrived: list[float] = []
+
+    def handle(sock) -> None:
+        from h2.config import H2Configuration
+        from h2.connection import H2Connection
+        from h2.events import StreamEnded
+
+        server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        server.initiate_connection()
+        with sock:
+            sock.sendall(server.data_to_send())
+            while data := sock.recv(65536):
+                for event in server.receive_data(data):
+                    if isinstance(event, StreamEnded):
+                        arrived.append(time.monotonic())
+                        goaway = GoAwayFrame(0, error_code=0, last_stream_id=event.stream_id)
+                        sock.sendall(server.data_to_send() + goaway.serialize())
+                        answer(server, event.stream_id)
+                sock.sendall(server.data_to_send())
+            closed.append(time.monotonic())
+
+    with scripted_server(handle) as (url, _):
+        frame = rows([url], rate=4, count=3)
+    assert frame["ok"].all() and frame["conn"].nunique() == 3
+    assert len(arrived) == 3 and closed and min(closed) < arrived[2]  # before the last sent
+
+
+def test_the_first_byte_counts_from_the_first_interim_response():
+    def respond(h2, sid, requests, write):
+        h2.send_headers(sid, [(b":status", b"103")])
+        write()
+        time.sleep(0.3)  # the server works on, its first bytes already sent
+        h2.send_headers(sid, [(b":status", b"103")])
+        answer(h2, sid, b"late")
+        return True
+
+    with h2_server(respond) as (url, _):
+        frame = rows([url])
+    assert outcomes(frame) == [(200, "", 4, True)]
+    assert frame["ttfb_ns"].iloc[0] < 0.25 * S <= frame["service_ns"].iloc[0]
+
+
+def test_the_dependencys_latency_is_waiting_for_the_first_byte_over_h2c():
+    from blastradius.cluster import launch
+
+    with launch.start("dependency", ["--latency", "100ms"]) as dependency:
+        frame = rows([f"{dependency.url}/endpoint/0"], rate=50, count=5, connections=1)
+    assert frame["ok"].all() and set(frame["proto"]) == {"2"}
+    assert (frame["ttfb_ns"] >= 95 * 1_000_000).all()
+    assert (frame["service_ns"] - frame["ttfb_ns"] < 50 * 1_000_000).all()
