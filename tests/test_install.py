@@ -80,7 +80,7 @@ def test_the_demo_from_another_directory_shows_the_blast_radius(installed, tmp_p
     """The quick 30 s case, shortened, from the installed wheel in a directory with no
     checkout: the demo's table, report, and the rows behind them."""
     result = command(
-        installed, tmp_path, "demo", "--out", "runs", "--set", "load.duration=15s", timeout=600
+        installed, tmp_path, "demo", "--out", "runs", "--set", "load.duration=12s", timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
@@ -93,7 +93,7 @@ def test_the_demo_from_another_directory_shows_the_blast_radius(installed, tmp_p
     assert "318 / 50 threads" in table["blocking"] and "318 / no limit" in table["async"]
 
     rows = pd.read_parquet(run_dir / "requests")
-    assert len(rows) == 2 * 1500
+    assert len(rows) == 2 * 1200
     blocking = rows[rows["target"] == "blocking"]
     async_ = rows[rows["target"] == "async"]
     healthy = list(range(9))
