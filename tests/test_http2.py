@@ -747,3 +747,31 @@ def test_the_dependencys_latency_is_waiting_for_the_first_byte_over_h2c():
     assert frame["ok"].all() and set(frame["proto"]) == {"2"}
     assert (frame["ttfb_ns"] >= 95 * 1_000_000).all()
     assert (frame["service_ns"] - frame["ttfb_ns"] < 50 * 1_000_000).all()
+
+
+def test_a_kept_response_keeps_its_first_mib_and_counts_the_rest():
+    from blastradius.workers.client import KEEP_LIMIT
+
+    piece, pieces = b"k" * 10_000, 120  # 1.2 MB, in frames that do not fall on the limit
+
+    def respond(h2, sid, requests, write):
+        h2.send_headers(sid, [(b":status", b"200")])
+        for n in range(pieces):
+            h2.send_data(sid, piece, end_stream=n == pieces - 1)
+        return True
+
+    with h2_server(respond) as (url, _):
+        _, status, nbytes, _, kept, _ = _one_by_client(url, True, keep=True)
+    assert (status, nbytes) == (200, len(piece) * pieces) and kept[1] == b"k" * KEEP_LIMIT
+
+
+def test_the_dependency_reads_a_body_past_its_window_over_h2c():
+    """A POST of 200 kB over h2c (past HTTP/2's initial 64 kB window): the dependency
+    opens its window as it reads, so the request ends, and is answered (404: over HTTP/2
+    it serves GETs of its endpoints)."""
+    from blastradius.cluster import launch
+
+    with launch.start("dependency", ["--latency", "1"]) as dependency:
+        post = RequestTemplate(f"{dependency.url}/endpoint/0", "POST", body=b"p" * 200_000)
+        frame = rows([post], timeout_s=5)
+    assert [o[:2] for o in outcomes(frame)] == [(404, "http")]
