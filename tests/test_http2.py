@@ -775,3 +775,9 @@ def test_the_dependency_reads_a_body_past_its_window_over_h2c():
         post = RequestTemplate(f"{dependency.url}/endpoint/0", "POST", body=b"p" * 200_000)
         frame = rows([post], timeout_s=5)
     assert [o[:2] for o in outcomes(frame)] == [(404, "http")]
+
+
+def test_a_kept_request_whose_stream_is_reset_keeps_nothing():
+    with h2_server(_reset_calm) as (url, _):
+        _, status, _, ending, kept, phases = _one_by_client(url, True, keep=True)
+    assert (status, ending.name, kept, phases[6]) == (0, "BROKEN", None, 11)
