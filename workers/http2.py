@@ -81,7 +81,7 @@ from blastradius.workers.template import Tls
 
 WINDOW = 1 << 24  # the receive window of each stream and of the connection
 ASSUMED_STREAMS = 100  # the server's stream limit until its SETTINGS say (RFC 9113 6.5.2)
-_CONNECTION_SPECIFIC = (b"connection", b"keep-alive", b"proxy-connection", b"upgrade", b"host")
+_CONNECTION_SPECIFIC = (b"connection", b"keep-alive", b"proxy-connection", b"upgrade")
 _FRAME_HEAD, _SETTINGS = 9, 4  # a frame's header length; the SETTINGS frame's type
 _CACHED = 4096  # requests whose HTTP/2 form is kept (a session's steps are made anew)
 Origin = tuple[str, str, int]
