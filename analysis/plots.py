@@ -22,7 +22,9 @@ _WIDE = (9.0, 4.2)
 # Per series: a column ("latency_ns", "service_ns") -> (fractions, values in ms).
 Curves = Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]
 
-Faults = Mapping[str, Sequence[tuple[float, str]]]  # series -> [(at_s, label)]
+# series -> [(at_s, label)] or [(at_s, label, color)]: a fault (crimson), or what a
+# pattern of the service did (its own color)
+Faults = Mapping[str, Sequence[tuple[float, str] | tuple[float, str, str]]]
 Spans = Mapping[str, Sequence[tuple[float, float]]]  # series -> [(start_s, end_s)]
 
 
@@ -138,20 +140,21 @@ def percentile_curve(curves: Curves) -> Figure:
 
 
 def _mark_faults(axes, faults: Faults, series: Sequence[str]) -> None:
-    seen: set[tuple[float, str]] = set()
+    seen: set[tuple] = set()
     for name in series:
-        for at_s, label in faults.get(name, ()):
-            if (at_s, label) in seen:
+        for mark in faults.get(name, ()):
+            if mark in seen:
                 continue
-            seen.add((at_s, label))
-            axes.axvline(at_s, color="crimson", linestyle=":", linewidth=1.4)
+            seen.add(mark)
+            at_s, label, color = (*mark, "crimson")[:3]
+            axes.axvline(at_s, color=color, linestyle=":", linewidth=1.4)
             axes.annotate(
                 label,
                 (at_s, 1.0),
                 xycoords=("data", "axes fraction"),
-                xytext=(3, -12),
+                xytext=(3, -12 - 10 * (len(seen) - 1) % 60),  # stacked, so none hides another
                 textcoords="offset points",
-                color="crimson",
+                color=color,
                 fontsize="small",
             )
 

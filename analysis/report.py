@@ -60,12 +60,31 @@ def _origins(runs: Runs, spans: dict[str, tuple[int, int]]) -> dict[str, int]:
     return origins
 
 
-def series_fault_marks(runs: Runs) -> dict[str, list[tuple[float, str]]]:
+PATTERN_COLOR = "darkcyan"
+
+
+def series_fault_marks(runs: Runs) -> dict[str, list[tuple]]:
     """Per series, the dependency's fault times (s from the load start) and what changed."""
     return {
         name: [(f.at_s, f.label) for f in runs.manifests[run].target(target).faults]
         for (run, target), name in series_names(runs).items()
     }
+
+
+def series_pattern_marks(runs: Runs) -> dict[str, list[tuple]]:
+    """Per series, what the service's patterns did (a state change, or the start of an
+    episode of refusals), in their own color; not each move of an adaptive limit (too
+    many to mark)."""
+    marks: dict[str, list[tuple]] = {}
+    for (run, target), name in series_names(runs).items():
+        patterns = runs.manifests[run].target(target).patterns
+        events = () if patterns is None else patterns.events
+        marks[name] = [
+            (e.at_s, e.label, PATTERN_COLOR)
+            for e in events
+            if (e.pattern, e.event) != ("limit", "changed")
+        ]
+    return marks
 
 
 def window_ns(spans: dict[str, tuple[int, int]]) -> int:
@@ -135,6 +154,13 @@ def figures(
     width = window_ns(spans)
     line = series_timeline(runs, shards, _origins(runs, spans), width)
     faults = series_fault_marks(runs)
+    patterns = series_pattern_marks(runs)
+    both = {series: [*marks, *patterns.get(series, ())] for series, marks in faults.items()}
+    did = (
+        " Dotted in cyan: what the service's patterns did (a breaker's state, refusals)."
+        if any(patterns.values())
+        else ""
+    )
     missed = (
         " Shaded: windows that missed an objective."
         if any(v.breaches for mine in verdicts.values() for v in mine)
@@ -158,8 +184,8 @@ def figures(
             plots.goodput_timeline(line, faults),
         ),
         "latency_timeline": (
-            f"p50, p90 and p99 latency of successful requests per {seconds} window.{missed}",
-            plots.latency_timeline(line, faults, breach_spans(verdicts, latency=True)),
+            f"p50, p90 and p99 latency of successful requests per {seconds} window.{missed}{did}",
+            plots.latency_timeline(line, both, breach_spans(verdicts, latency=True)),
         ),
         "percentiles": (
             "Latency by percentile (nearest rank), from the intended send and from the send.",

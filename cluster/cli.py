@@ -70,6 +70,12 @@ def _add_dependency_flags(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="give up on the dependency after S (e.g. 1s, 500ms); default: never",
     )
+    parser.add_argument(
+        "--patterns",
+        metavar="DOC",
+        help="resilience patterns, as a scenario target's keys in YAML, e.g. "
+        "'{breaker: {failures: 50%%}, retry: {attempts: 3, budget: 10%%}}'",
+    )
 
 
 def _add_config_flag(parser: argparse.ArgumentParser, what: str) -> None:
@@ -386,11 +392,29 @@ def _serve_dependency(args: argparse.Namespace) -> None:
     serving.run_app(lambda: dependency.make_app(config), sock, handler_cancellation=True)
 
 
+def _patterns(text: str | None) -> Any:
+    """``--patterns``: a YAML mapping of pattern keys (``targets/patterns.py``)."""
+    import yaml
+
+    from blastradius.targets.patterns import Patterns, parse_patterns
+
+    if text is None:
+        return Patterns()
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--patterns: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return _checked(lambda: parse_patterns(document, "--patterns"))
+
+
 def _serve_blocking(args: argparse.Namespace) -> None:
     from blastradius.targets import blocking, serving
 
+    patterns = _patterns(args.patterns)
     config = _checked(
-        lambda: blocking.BlockingConfig(args.dependency, args.threads, args.dependency_timeout)
+        lambda: blocking.BlockingConfig(
+            args.dependency, args.threads, args.dependency_timeout, patterns
+        )
     )
     blocking.serve(config, serving.listen(args.host, args.port))
 
@@ -398,9 +422,14 @@ def _serve_blocking(args: argparse.Namespace) -> None:
 def _serve_async(args: argparse.Namespace) -> None:
     from blastradius.targets import async_target, serving
 
+    patterns = _patterns(args.patterns)
     config = _checked(
         lambda: async_target.AsyncConfig(
-            args.dependency, args.max_connections, args.dependency_timeout, args.dependency_http2
+            args.dependency,
+            args.max_connections,
+            args.dependency_timeout,
+            args.dependency_http2,
+            patterns,
         )
     )
     serving.run_app(lambda: async_target.make_app(config), serving.listen(args.host, args.port))

@@ -186,9 +186,14 @@ class _Execution:
                 self.manifest.update(services=services.info)
                 output = _output(self.run_dir, self.plan.generators, stack, self.log)
                 for step in self.plan.steps:
+                    calls_before = services.dependency_calls()
                     states = self._target(step, services, output)
                     if services.retire(step):
                         self.log(f"{step.name}: load over; service stopped")
+                    calls_after = services.dependency_calls()
+                    if calls_before is not None and calls_after is not None:
+                        calls = calls_after - calls_before
+                        self.manifest.update_target(step.name, dependency_calls=calls)
                     block = self.manifest.target(step.name)
                     totals[step.name] = _totals(self.run_dir, step.name, block)
                     ended = target_status(states)
@@ -281,6 +286,13 @@ class _Execution:
                 self.log(f"{step.name}: interrupted; stopping the generators")
                 watch.stop()
                 raise
+            try:
+                patterns = services.patterns(step, start_ns)
+            except launch.LaunchError as exc:  # the load's rows stand without them
+                self.log(f"{step.name}: patterns' events not recorded: {exc}")
+            else:
+                if patterns is not None:
+                    self.manifest.update_target(step.name, patterns=patterns)
             if proxies_before:
                 after = services.proxy_stats()
                 proxies = {name: after[name].since(b) for name, b in proxies_before.items()}

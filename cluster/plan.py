@@ -119,6 +119,7 @@ class RunPlan:
                 journey=journey,
                 http=step.target.http,
                 streams=step.target.streams,
+                deadline_header=step.target.patterns.deadline,
             )
             for worker in range(self.generators)
         ]
@@ -241,11 +242,14 @@ def _target_service(target: Target) -> ServiceLaunch:
         if target.dependency_http == "2":
             args += ["--dependency-http2"]
             size += " over HTTP/2 (100 streams each)"
-    timeout = ""
+    about = f"{target.kind}, {size}"
     if target.dependency_timeout_s is not None:
         args += ["--dependency-timeout", f"{target.dependency_timeout_s}s"]
-        timeout = f", dependency timeout {target.dependency_timeout_s:g}s"
-    return ServiceLaunch(target.kind or "", tuple(args), f"{target.kind}, {size}{timeout}")
+        about += f", dependency timeout {target.dependency_timeout_s:g}s"
+    if target.patterns:
+        args += ["--patterns", json.dumps(target.patterns.to_json())]
+        about += f"; {target.patterns.about()}"
+    return ServiceLaunch(target.kind or "", tuple(args), about)
 
 
 def dependency_fault_marks(scenario: Scenario) -> tuple[FaultMark, ...]:

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ from blastradius.targets.dependency import DependencyConfig
 from blastradius.targets.dependency import parse_config as parse_dependency_config
 from blastradius.targets.faults import Fault
 from blastradius.targets.fields import Fields, kind_of, number, read_duration, text, whole
+from blastradius.targets.patterns import Patterns, read_patterns
 from blastradius.targets.proxy import ProxyConfig
 from blastradius.targets.proxy import parse_config as parse_proxy_config
 from blastradius.targets.validation import FieldError, http_url
@@ -242,6 +243,7 @@ class Target:
     http: str = "1.1"  # the HTTP it is sent: "1.1", "2" or "auto" (workers.generator.Share)
     dependency_http: str = "1.1"  # a launched async target's calls to its dependency: or "2"
     streams: int = 100  # HTTP/2: requests at once on a connection
+    patterns: Patterns = field(default_factory=Patterns)  # only deadline unless launched
 
     @property
     def launched(self) -> bool:
@@ -282,15 +284,29 @@ def parse_target(
         tls = fields.get("tls")
         tls = None if tls is None else parse_tls(tls, fields.path, files)
         http, streams = _protocol(fields)
+        deadline = _deadline(fields)
         fields.done()
-        return Target(name, None, (), tls=tls, slo=slo, journey=journey, http=http, streams=streams)
+        return Target(
+            name,
+            None,
+            (),
+            tls=tls,
+            slo=slo,
+            journey=journey,
+            http=http,
+            streams=streams,
+            patterns=deadline,
+        )
     if kind is None:
         templates = parse_requests(fields, files)
         tls = fields.get("tls")
         tls = None if tls is None else parse_tls(tls, fields.path, files)
         http, streams = _protocol(fields)
+        deadline = _deadline(fields)
         fields.done()
-        return Target(name, None, templates, tls=tls, slo=slo, http=http, streams=streams)
+        return Target(
+            name, None, templates, tls=tls, slo=slo, http=http, streams=streams, patterns=deadline
+        )
     if kind not in KINDS:
         raise FieldError(fields.at("kind"), f"{kind!r} is not one of {', '.join(KINDS)}")
     timeout = fields.get("dependency_timeout")
@@ -308,7 +324,12 @@ def parse_target(
         dependency_http = _version(fields, "dependency_http", ("1.1", "2"))
     calls = fields.get("session_calls")
     calls = 0 if calls is None else whole(calls, fields.at("session_calls"))
+    patterns = read_patterns(fields)
     fields.done()
+    if kind == "async" and patterns.shed is not None and not max_connections:
+        raise FieldError(
+            fields.at("shed"), "needs max_connections: without it the async target has no queue"
+        )
     return Target(
         name,
         kind,
@@ -319,7 +340,17 @@ def parse_target(
         slo=slo,
         session_calls=calls,
         dependency_http=dependency_http,
+        patterns=patterns,
     )
+
+
+def _deadline(fields: Fields) -> Patterns:
+    """A target given by its requests takes one pattern key: ``deadline: propagate``,
+    the generator sending each request's deadline (the service honours it or not)."""
+    value = fields.get("deadline")
+    if value is not None and value != "propagate":
+        raise FieldError(fields.at("deadline"), f"{value!r}: the one choice is propagate")
+    return Patterns(deadline=value is not None)
 
 
 def _version(fields: Fields, key: str, versions: tuple[str, ...]) -> str:

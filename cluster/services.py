@@ -18,9 +18,16 @@ import requests
 
 from blastradius.cluster import launch
 from blastradius.cluster.plan import RunPlan, ServiceLaunch, Step
-from blastradius.workers.run_record import FaultMark, ProxyCounts, ServicesInfo
+from blastradius.workers.run_record import (
+    FaultMark,
+    PatternEvent,
+    PatternsWritten,
+    ProxyCounts,
+    ServicesInfo,
+)
 
 TARGETS_RESOURCE = "targets"
+STATS_TIMEOUT_S = 60.0  # a launched target's pattern stats, read after its load
 
 
 def node_address(node_id: str) -> str:
@@ -161,6 +168,38 @@ class Services:
                 raise launch.LaunchError(f"proxy {name} {url}: no stats: {exc}") from None
         return found
 
+    def dependency_calls(self) -> int | None:
+        """The calls the launched dependency has answered or is answering (its
+        ``/stats``), or None: no dependency launched, or it could not say."""
+        if self.plan.dependency is None or self.dependency_url is None or self.host is None:
+            return None
+        try:
+            answer = requests.get(f"{self.dependency_url}/stats", timeout=10)
+            answer.raise_for_status()
+            return int(answer.json()["requests"])
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return None
+
+    def patterns(self, step: Step, start_ns: int) -> PatternsWritten | None:
+        """A launched target's pattern counts and events (times from ``start_ns``), read
+        from its ``/stats`` and ``/events``; None when it has no patterns.
+
+        A blocking target answers them once a thread is free: after its load, every
+        thread stuck on a slow dependency call comes back within the call's timeout
+        (60 s is allowed), or the patterns are left out of run.json.
+        """
+        url = self.urls.get(step.name)
+        if url is None or not step.target.patterns.names():
+            return None
+        try:
+            counts = requests.get(f"{url}/stats", timeout=STATS_TIMEOUT_S)
+            counts.raise_for_status()
+            events = requests.get(f"{url}/events", timeout=STATS_TIMEOUT_S)
+            events.raise_for_status()
+            return _patterns_written(counts.json()["patterns"], events.json(), start_ns)
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise launch.LaunchError(f"{step.name} {url}: no pattern stats: {exc}") from None
+
     def url(self, step: Step) -> str | None:
         """Where a step's launched target listens (None: the run did not launch it)."""
         return self.urls.get(step.name)
@@ -187,6 +226,33 @@ class Services:
             return False
         self.host.stop_one(url)
         return True
+
+
+def _patterns_written(
+    counts: dict[str, Any], events: dict[str, Any], start_ns: int
+) -> PatternsWritten:
+    """A service's ``/stats`` patterns and ``/events`` (``targets/guards.py``: times in
+    epoch ns) as run.json keeps them (s from the load start)."""
+
+    def seconds(ns: Any) -> float:
+        return (int(ns) - start_ns) / 1e9
+
+    return PatternsWritten(
+        {str(k): int(v) for k, v in counts.items()},
+        tuple(
+            PatternEvent(
+                seconds(e["at_ns"]),
+                str(e["pattern"]),
+                str(e["event"]),
+                int(e["count"]),
+                None if e.get("until_ns") is None else seconds(e["until_ns"]),
+                e.get("endpoint"),
+                e.get("value"),
+            )
+            for e in events["events"]
+        ),
+        int(events["dropped"]),
+    )
 
 
 def start_services(plan: RunPlan, stack: ExitStack, log) -> Services:

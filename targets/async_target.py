@@ -14,18 +14,27 @@ as a call waits for a pooled connection over HTTP/1.1.
 
 ``GET /call/{i}``: 200 when the dependency's ``/endpoint/{i}`` answers 2xx,
 504 when the dependency timeout fires (waiting for a pooled connection, or a
-stream, counts), 502 on any other dependency failure. ``GET /stats``: in-flight.
+stream, counts), 502 on any other dependency failure. ``GET /stats``: in-flight, and
+the patterns' counts; ``GET /events``: the patterns' time-stamped events.
+
+With ``patterns`` (``targets/patterns.py``), each call goes through them
+(``targets/guarded.py``). ``shed`` needs ``max_connections``: the requests waiting for
+one of them are the service's queue, kept as a ``Line``; one that waits over the queue
+timeout is refused then, not when a connection comes free.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from blastradius.targets import h2c
+from blastradius.targets.guarded import Answer, Guards
+from blastradius.targets.guards import Line, parse_deadline
+from blastradius.targets.patterns import DEADLINE_HEADER, Patterns
 from blastradius.targets.validation import validate_dependency_url, validate_timeout
 from blastradius.workers.client import PreparedRequest
 from blastradius.workers.http2 import Http2Client
@@ -42,6 +51,7 @@ class AsyncConfig:
     max_connections: int = 0  # 0: unlimited
     dependency_timeout_s: float | None = None  # None: wait as long as the dependency takes
     dependency_http2: bool = False  # call it over h2c rather than HTTP/1.1
+    patterns: Patterns = field(default_factory=Patterns)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dependency", validate_dependency_url(self.dependency))
@@ -49,6 +59,56 @@ class AsyncConfig:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"max-connections: must be 0 (unlimited) or more (got {limit})")
         validate_timeout(self.dependency_timeout_s)
+        if self.patterns.shed is not None and not limit:
+            raise ValueError(
+                "shed: needs max-connections (without a limit the async target has no queue)"
+            )
+
+
+class _Places:
+    """The ``max_connections`` places for calls; a request without one waits in a
+    ``Line``, and is refused once it has waited over the queue timeout."""
+
+    def __init__(self, size: int, line: Line[asyncio.Future[bool]]) -> None:
+        self.free, self.line = size, line
+        self.timeout_s = line.config.queue_timeout_ns / 1e9
+
+    async def enter(self) -> bool:
+        """Take a place (True), or be shed (False) after waiting too long for one."""
+        if self.free > 0 and not len(self.line):
+            self.free -= 1
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.line.put(waiter)
+        timer = asyncio.get_running_loop().call_later(self.timeout_s, self._expire, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.leave()  # given a place as its handler was cancelled
+            else:
+                self.line.remove(waiter)
+            raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiter: asyncio.Future[bool]) -> None:
+        if self.line.remove(waiter) and not waiter.done():
+            self.line.refuse()
+            waiter.set_result(False)
+
+    def leave(self) -> None:
+        """Give a place back: to the next in line that still waits, else to the pool."""
+        while (taken := self.line.take()) is not None:
+            waiter, waited_ns = taken
+            if waiter.done():  # its handler was cancelled
+                continue
+            if self.line.too_long(waited_ns):
+                waiter.set_result(False)
+                continue
+            waiter.set_result(True)
+            return
+        self.free += 1
 
 
 _WAIT_FOREVER_S = 86_400.0  # the HTTP/2 client's timeout when the target has none
@@ -71,7 +131,16 @@ class _Http2Calls:
         if not future.done():  # (a call whose handler was cancelled)
             future.set_result((status, ending))
 
-    async def call(self, url: str) -> tuple[int, str]:
+    async def call(self, url: str, timeout_s: float | None = None) -> Answer:
+        """Call ``url``; ``timeout_s``: sooner than the client's own timeout."""
+        if timeout_s is None:
+            return await self._call(url)
+        try:
+            return await asyncio.wait_for(self._call(url), timeout_s)
+        except TimeoutError:
+            return 504, "dependency timed out\n"
+
+    async def _call(self, url: str) -> Answer:
         request = self.requests.get(url)
         if request is None:
             request = self.requests[url] = PreparedRequest.from_url(url)
@@ -90,9 +159,12 @@ class _Http2Calls:
 _HTTP2 = web.AppKey("http2", _Http2Calls)
 
 
-async def _call(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+async def _call(session: aiohttp.ClientSession, url: str, timeout_s: float | None) -> Answer:
+    """Call ``url``; ``timeout_s``: sooner than the session's own timeout."""
+    # (aiohttp reads timeout=None as no timeout at all, not as the session's)
+    timeout = session.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
     try:
-        async with session.get(url) as response:
+        async with session.get(url, timeout=timeout) as response:
             await response.read()
     except TimeoutError:
         return 504, "dependency timed out\n"
@@ -106,17 +178,50 @@ async def _call(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
 def make_app(config: AsyncConfig) -> web.Application:
     """The async target as an aiohttp application."""
     stats = {"in_flight": 0, "peak_in_flight": 0, "requests": 0}
+    guards = Guards(config.patterns, config.dependency_timeout_s)
+    line = guards.line
+    places = None if line is None else _Places(config.max_connections, line)
+
+    async def once(app: web.Application, url: str, timeout_s: float | None) -> Answer:
+        if config.dependency_http2:
+            return await app[_HTTP2].call(url, timeout_s)
+        return await _call(app[_SESSION], url, timeout_s)
+
+    async def guarded(request: web.Request, i: int) -> Answer:
+        url = f"{config.dependency}/endpoint/{i}"
+        admission = guards.admit(i, parse_deadline(request.headers.get(DEADLINE_HEADER)))
+        if isinstance(admission, tuple):
+            return admission
+        answer = None
+        try:
+            while True:
+                attempt = guards.attempt(admission)
+                if isinstance(attempt, tuple):
+                    answer = attempt
+                    return answer
+                timeout_s = attempt.timeout_s if attempt.cut else None
+                answer = await once(request.app, url, timeout_s)
+                guards.attempted(admission, attempt, answer[0])
+                wait = guards.again(admission, answer[0])
+                if wait is None:
+                    return answer
+                await asyncio.sleep(wait)
+        finally:
+            guards.finish(admission, None if answer is None else answer[0])
 
     async def call(request: web.Request) -> web.Response:
-        url = f"{config.dependency}/endpoint/{request.match_info['i']}"
         stats["requests"] += 1
         stats["in_flight"] += 1
         stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
         try:
-            if config.dependency_http2:
-                status, text = await request.app[_HTTP2].call(url)
+            if places is not None and not await places.enter():
+                status, text = 503, "shed: waited too long for a connection\n"
             else:
-                status, text = await _call(request.app[_SESSION], url)
+                try:
+                    status, text = await guarded(request, int(request.match_info["i"]))
+                finally:
+                    if places is not None:
+                        places.leave()
         finally:
             stats["in_flight"] -= 1
         return web.Response(status=status, text=text)
@@ -127,7 +232,11 @@ def make_app(config: AsyncConfig) -> web.Application:
     async def stats_handler(request: web.Request) -> web.Response:
         http = "2" if config.dependency_http2 else "1.1"
         limit = {"max_connections": config.max_connections, "dependency_http": http}
-        return web.json_response({**stats, **limit})
+        patterns = {"patterns": guards.stats()} if config.patterns else {}
+        return web.json_response({**stats, **limit, **patterns})
+
+    async def events(request: web.Request) -> web.Response:
+        return web.json_response(guards.events.snapshot())
 
     async def session_context(app: web.Application):
         if config.dependency_http2:
@@ -146,4 +255,5 @@ def make_app(config: AsyncConfig) -> web.Application:
     app.router.add_get(r"/call/{i:\d+}", call)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats_handler)
+    app.router.add_get("/events", events)
     return app

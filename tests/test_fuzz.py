@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from blastradius.cluster.cli import main
 from blastradius.cluster.scenario import apply_override, parse_scenario
 from blastradius.targets.faults import parse_faults
+from blastradius.targets.patterns import parse_patterns
 from blastradius.targets.spec import parse_error_spec, parse_latency_spec
 
 BASE = {
@@ -26,8 +27,25 @@ BASE = {
         "faults": [{"at": "1s", "endpoint": 9, "latency": "30s", "errors": 0.1}],
     },
     "targets": [
-        {"name": "sync", "kind": "blocking", "threads": 8, "dependency_timeout": "1s"},
-        {"name": "async", "kind": "async", "session_calls": 5},
+        {
+            "name": "sync",
+            "kind": "blocking",
+            "threads": 8,
+            "dependency_timeout": "1s",
+            "breaker": {"failures": "50%", "window": "5s", "open_for": "2s", "probes": 3},
+            "retry": {"attempts": 3, "budget": "10%", "backoff": "10ms"},
+            "shed": {"queue_timeout": "100ms", "lifo_when_busy": True},
+            "deadline": "propagate",
+        },
+        {
+            "name": "async",
+            "kind": "async",
+            "session_calls": 5,
+            "max_connections": 4,
+            "bulkhead": {"per_endpoint": 2},
+            "limit": {"adaptive": "gradient", "initial": 4, "max": 8, "tolerance": 1.5},
+            "shed": {"queue_timeout": "50ms"},
+        },
         {
             "name": "mine",
             "method": "POST",
@@ -35,6 +53,7 @@ BASE = {
             "headers": {"X-A": "b"},
             "json": {"k": [1, 2]},
             "slo": {"p50": "10ms", "errors": {"http": 0}},
+            "deadline": "propagate",
         },
         {
             "name": "journey",
@@ -156,6 +175,33 @@ def test_fault_schedules_parse_or_are_one_line_of_value_error(events):
         assert one_line(exc), repr(str(exc))
     else:
         assert all(math.isfinite(f.at_ns) for f in faults)
+
+
+@SETTINGS
+@given(
+    st.dictionaries(
+        st.sampled_from(["bulkhead", "breaker", "limit", "shed", "retry", "deadline", "x"]),
+        junk
+        | st.dictionaries(
+            st.sampled_from(
+                ["per_endpoint", "failures", "window", "open_for", "probes", "min_calls",
+                 "adaptive", "initial", "min", "max", "backoff", "timeout", "tolerance",
+                 "smoothing", "queue_timeout", "lifo_when_busy", "attempts", "budget"]
+            ),
+            junk | st.sampled_from(["50%", "150%", "aimd", "gradient", "1s", "0s", 0.5, 3]),
+            max_size=5,
+        ),
+        max_size=3,
+    )
+)  # fmt: skip
+def test_pattern_options_parse_or_are_one_line_of_value_error(document):
+    try:
+        patterns = parse_patterns(document, "targets[0]")
+    except ValueError as exc:
+        assert one_line(exc), repr(str(exc))
+        assert str(exc).startswith("targets[0]"), str(exc)
+    else:
+        assert parse_patterns(patterns.to_json()) == patterns
 
 
 @SETTINGS

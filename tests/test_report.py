@@ -41,7 +41,9 @@ def _batch(n: int, fail_every: int = 0, endpoints: int = 10) -> pa.RecordBatch:
     return buffer.close()
 
 
-def _write_run(run_dir: Path, targets: dict[str, pa.RecordBatch | None], faults=()) -> Path:
+def _write_run(
+    run_dir: Path, targets: dict[str, pa.RecordBatch | None], faults=(), patterns=None
+) -> Path:
     run_dir.mkdir(parents=True)
     manifest = {
         "run_id": run_dir.name,
@@ -53,6 +55,7 @@ def _write_run(run_dir: Path, targets: dict[str, pa.RecordBatch | None], faults=
                 "placement": "SPREAD",
                 "generators": [{"worker": 0, "node": "node-a", "state": "completed"}],
                 "faults": list(faults),
+                **({} if patterns is None else {"patterns": patterns}),
             }
             for name in targets
         },
@@ -150,6 +153,28 @@ def test_fault_times_are_marked_on_the_timelines(tmp_path):
         marks = [ln for ax in figure.axes for ln in ax.lines if list(ln.get_xdata()) == [2.0, 2.0]]
         texts = [t.get_text() for ax in figure.axes for t in ax.texts]
         assert marks and "endpoint 9: latency 30s" in texts, stem
+
+
+def test_what_the_patterns_did_is_marked_on_each_series_latency_timeline(tmp_path):
+    events = [
+        {"at_s": 3.0, "pattern": "breaker", "event": "opened", "count": 1, "endpoint": 9},
+        {"at_s": 3.5, "pattern": "limit", "event": "changed", "count": 1, "value": 4},
+        {"at_s": 4.0, "pattern": "shed", "event": "shed", "count": 7, "until_s": 4.5},
+    ]
+    run = _write_run(
+        tmp_path / "patterns-1",
+        {"t": _batch(500)},
+        faults=[{"at_s": 2.0, "label": "endpoint 9: latency 30s"}],
+        patterns={"counts": {"breaker.opened": 1}, "events": events, "dropped": 0},
+    )
+    drawn = figures(*open_runs([str(run)]))
+    latency = drawn["latency_timeline"]
+    texts = [t.get_text() for ax in latency[1].axes for t in ax.texts]
+    # the fault, then a state change and an episode; not each move of the limit
+    assert texts == ["endpoint 9: latency 30s", "breaker 9 opened", "shed x7"]
+    assert "patterns did" in latency[0]
+    overlaid = [t.get_text() for ax in drawn["availability_timeline"][1].axes for t in ax.texts]
+    assert overlaid == ["endpoint 9: latency 30s"]  # one series' events are not everyone's
 
 
 def test_report_cli_writes_the_page_and_names_bad_input(tmp_path):

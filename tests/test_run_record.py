@@ -26,6 +26,8 @@ from blastradius.workers.run_record import (
     GeneratorState,
     Missing,
     Objectives,
+    PatternEvent,
+    PatternsWritten,
     ProxyCounts,
     RayInfo,
     RequestWritten,
@@ -153,6 +155,16 @@ def everything() -> RunRecord:
         steps=("login", "pay"),
         data=DataWritten(10, "unique", 20, 10),
         flow="flows.py:checkout",
+        patterns=PatternsWritten(
+            {"breaker.opened": 1, "shed.shed": 4, "limit.current": 7},
+            (
+                PatternEvent(10.5, "breaker", "opened", endpoint=9),
+                PatternEvent(11.0, "shed", "shed", 4, until_s=11.5),
+                PatternEvent(12.0, "limit", "changed", value=7),
+            ),
+            dropped=2,
+        ),
+        dependency_calls=12,
     )
     return RunRecord(
         "run-1",
@@ -207,6 +219,35 @@ def test_a_key_whose_value_is_absent_is_left_out_as_it_always_was():
     given = TargetBlock(urls=("u",), requests=()).to_json()
     assert given["requests"] == [] and given["tls"] is None  # tls said, even as none
     assert ServicesInfo().to_json() == {}
+
+
+@pytest.mark.parametrize(
+    ("event", "label", "document"),
+    [
+        (
+            PatternEvent(1.5, "breaker", "half_open", endpoint=9),
+            "breaker 9 half-open",
+            {"at_s": 1.5, "pattern": "breaker", "event": "half_open", "count": 1, "endpoint": 9},
+        ),
+        (
+            PatternEvent(2.0, "bulkhead", "rejected", 30, 4.5, 9),
+            "bulkhead 9 rejected x30",
+            {"at_s": 2.0, "pattern": "bulkhead", "event": "rejected", "count": 30,
+             "until_s": 4.5, "endpoint": 9},
+        ),
+        (
+            PatternEvent(3.0, "limit", "changed", value=12),
+            "limit changed 12",
+            {"at_s": 3.0, "pattern": "limit", "event": "changed", "count": 1, "value": 12},
+        ),
+    ],
+)  # fmt: skip
+def test_a_patterns_event_is_written_with_what_it_has_and_labelled_for_a_plot(
+    event, label, document
+):
+    assert event.to_json() == document
+    assert PatternEvent.from_json(document) == event
+    assert event.label == label
 
 
 def test_a_proxys_counts_over_a_load_are_the_difference_of_its_stats():
@@ -312,6 +353,8 @@ def test_objectives_at_the_edges_of_their_range_are_taken(thresholds):
         Missing(None, None),
         Aborted(None, "why"),
         FaultMark(1.0, "x"),
+        PatternEvent(1.0, "shed", "shed"),
+        PatternsWritten(),
         RayInfo(),
         Versions(),
         ServicesInfo(),

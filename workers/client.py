@@ -85,6 +85,12 @@ class PreparedRequest:
     head: bool = False  # a HEAD request: its response has no body whatever it announces
     keep: bool = False  # its response's headers and body go to on_done (a session's step)
 
+    def with_header(self, name: bytes, value: bytes) -> PreparedRequest:
+        """This request with one more header, last of its head."""
+        end = self.data.index(b"\r\n\r\n") + 2
+        data = b"".join((self.data[:end], name, b": ", value, b"\r\n", self.data[end:]))
+        return PreparedRequest(self.origin, data, self.head, self.keep)
+
     @classmethod
     def from_url(cls, url: str) -> PreparedRequest:
         """Prepare a GET of ``url`` (http or https); ``ValueError`` names a bad URL."""

@@ -53,6 +53,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from blastradius.targets.patterns import DEADLINE_HEADER
 from blastradius.targets.runtime import new_event_loop, raise_nofile_limit
 from blastradius.workers import schedule
 from blastradius.workers.client import (
@@ -87,6 +88,7 @@ _WARM_TIMEOUT_S = 5.0
 _CHECKS_KEPT = 50  # distinct failed checks counted by name; the rest together
 _OTHER_CHECKS = "(other checks)"
 HTTP_VERSIONS = ("1.1", "2", "auto")
+_DEADLINE = DEADLINE_HEADER.encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,7 @@ class Share:
     journey: Journey | None = None  # sessions of steps; then ``requests`` is empty
     http: str = "1.1"  # "1.1", "2" (h2c in cleartext, ALPN over TLS) or "auto" (ALPN only)
     streams: int = 100  # HTTP/2: requests at once on a connection (the server may cap it)
+    deadline_header: bool = False  # send each request's deadline (``DEADLINE_HEADER``)
 
     def __post_init__(self) -> None:
         if self.journey is not None:
@@ -405,14 +408,24 @@ class Generator:
         else:
             self._waiting.append((seq, endpoint, due, session))
 
+    def _stamped(self, request: PreparedRequest, due: int) -> PreparedRequest:
+        """``request`` with its deadline (epoch ms: its due time and the timeout) when the
+        target is sent deadlines."""
+        if not self.share.deadline_header:
+            return request
+        deadline_ms = (self._epoch(due) + self.share.timeout_ns) // 1_000_000
+        return request.with_header(_DEADLINE, b"%d" % deadline_ms)
+
     def _start(self, seq: int, endpoint: int, due: int, session: _Session | None = None) -> None:
         if session is None:
             self._in_flight += 1
-            self._client.send(self._prepared[endpoint], (seq, endpoint, due, time.monotonic_ns()))
+            request = self._stamped(self._prepared[endpoint], due)
+            self._client.send(request, (seq, endpoint, due, time.monotonic_ns()))
             return
         if session.request is not None:  # a python flow's call
             self._in_flight += 1
-            self._client.send(session.request, (seq, endpoint, due, time.monotonic_ns(), session))
+            request = self._stamped(session.request, due)
+            self._client.send(request, (seq, endpoint, due, time.monotonic_ns(), session))
             return
         try:
             request = cast(Journey, self._journey).steps[endpoint].request(session.values)
@@ -426,6 +439,7 @@ class Generator:
             self._skip_rest(session, now)
             return
         self._in_flight += 1
+        request = self._stamped(request, due)
         self._client.send(request, (seq, endpoint, due, time.monotonic_ns(), session))
 
     def _on_done(

@@ -8,8 +8,9 @@ do not stop an older reader. A format newer than ``FORMAT`` is refused by name.
 
 A key whose value is absent is left out of the file, as it always was: ``aborted``,
 ``proxies`` and ``faults`` only when they happened, a generator's counts once it ended,
-``requests`` and ``tls`` only for a target given by its requests, ``error`` only for a
-run that failed.
+``requests`` and ``tls`` only for a target given by its requests, ``patterns`` and
+``dependency_calls`` only for a launched one that has them, ``error`` only for a run
+that failed.
 """
 
 from __future__ import annotations
@@ -264,6 +265,77 @@ class FaultMark:
 
 
 @dataclass(frozen=True)
+class PatternEvent:
+    """What a launched target's pattern did (``targets/guards.py``): a state change
+    (``count`` 1), or an episode of one action repeated (``count`` times, until
+    ``until_s``); times in s from the load start."""
+
+    at_s: float
+    pattern: str
+    event: str
+    count: int = 1
+    until_s: float | None = None
+    endpoint: int | None = None
+    value: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The event in a few words, for a plot's mark."""
+        where = "" if self.endpoint is None else f" {self.endpoint}"
+        what = f"{self.pattern}{where}"
+        if self.event != self.pattern:  # "shed x7", not "shed shed x7"
+            what += f" {self.event.replace('_', '-')}"
+        if self.value is not None:
+            return f"{what} {self.value:g}"
+        return what if self.count == 1 else f"{what} x{self.count}"
+
+    def to_json(self) -> Json:
+        document: Json = {"at_s": self.at_s, "pattern": self.pattern, "event": self.event}
+        document["count"] = self.count
+        return document | _absent_left_out(
+            {"until_s": self.until_s, "endpoint": self.endpoint, "value": self.value}
+        )
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> PatternEvent:
+        until, endpoint, value = (document.get(k) for k in ("until_s", "endpoint", "value"))
+        return cls(
+            float(document["at_s"]),
+            str(document["pattern"]),
+            str(document["event"]),
+            int(document.get("count", 1)),
+            None if until is None else float(until),
+            None if endpoint is None else int(endpoint),
+            None if value is None else float(value),
+        )
+
+
+@dataclass(frozen=True)
+class PatternsWritten:
+    """A launched target's patterns at the end of its load: its ``/stats`` counts
+    (``pattern.event``), its events, and the events it could not keep."""
+
+    counts: Mapping[str, int] = field(default_factory=dict)
+    events: tuple[PatternEvent, ...] = ()
+    dropped: int = 0
+
+    def to_json(self) -> Json:
+        return {
+            "counts": dict(self.counts),
+            "events": [e.to_json() for e in self.events],
+            "dropped": self.dropped,
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> PatternsWritten:
+        return cls(
+            {str(k): int(v) for k, v in document.get("counts", {}).items()},
+            tuple(PatternEvent.from_json(e) for e in document.get("events", ())),
+            int(document.get("dropped", 0)),
+        )
+
+
+@dataclass(frozen=True)
 class Aborted:
     """When and why an objective's ``abort`` stopped a target's load early."""
 
@@ -354,6 +426,8 @@ class TargetBlock:
     steps: tuple[str, ...] | None = None  # a session target's steps' names, by index
     data: DataWritten | None = None  # a session target's test data
     flow: str | None = None  # a session target written in Python: FILE:FUNCTION
+    patterns: PatternsWritten | None = None  # a launched target's, when it has any
+    dependency_calls: int | None = None  # calls a launched dependency saw for this target
 
     def with_generator(self, end: GeneratorEnd) -> TargetBlock:
         """This block with generator ``end.worker``'s entry replaced by ``end``."""
@@ -379,6 +453,8 @@ class TargetBlock:
                 "steps": None if self.steps is None else list(self.steps),
                 "data": None if self.data is None else self.data.to_json(),
                 "flow": self.flow,
+                "patterns": None if self.patterns is None else self.patterns.to_json(),
+                "dependency_calls": self.dependency_calls,
             }
         )
         return document
@@ -387,6 +463,7 @@ class TargetBlock:
     def from_json(cls, document: Mapping[str, Any]) -> TargetBlock:
         urls, requests, aborted = (document.get(k) for k in ("urls", "requests", "aborted"))
         start_ns, tls = document.get("start_ns"), document.get("tls")
+        patterns, calls = document.get("patterns"), document.get("dependency_calls")
         return cls(
             generators=tuple(GeneratorEnd.from_json(g) for g in document.get("generators", ())),
             urls=None if urls is None else tuple(urls),
@@ -404,6 +481,8 @@ class TargetBlock:
             steps=None if document.get("steps") is None else tuple(document["steps"]),
             data=None if document.get("data") is None else DataWritten.from_json(document["data"]),
             flow=document.get("flow"),
+            patterns=None if patterns is None else PatternsWritten.from_json(patterns),
+            dependency_calls=None if calls is None else int(calls),
         )
 
 
