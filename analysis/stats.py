@@ -324,3 +324,22 @@ def timeline_frame(
     for name in names or qs:
         result[name] = qs[name][keep] / MS if name in qs else np.zeros(0)
     return result
+
+
+def recovery_s(
+    t_s: np.ndarray, availability: np.ndarray, heal_s: float, floor: float
+) -> float | None:
+    """Seconds from ``heal_s`` to the start of the first window (starting at ``t_s``, in
+    order) from which every later window's availability is at least ``floor``: how long
+    a service took to recover once its fault healed. 0 when no window after the heal is
+    below it; None when the last one is (it had not recovered when the load ended) or
+    no window starts at or after the heal."""
+    after = np.flatnonzero(np.asarray(t_s) >= heal_s)
+    if after.size == 0:
+        return None
+    good = np.asarray(availability)[after] >= floor
+    if not good[-1]:
+        return None
+    below = np.flatnonzero(~good)
+    first = after[0] if below.size == 0 else after[below[-1] + 1]
+    return float(t_s[first] - heal_s)

@@ -37,10 +37,12 @@ from blastradius.cluster.scenario import load_scenario  # noqa: E402
 BLASTRADIUS = [sys.executable, "-m", "blastradius.cluster"]  # the CLI, as installed
 
 
-def run(path: Path, out: str) -> str:
-    """Run one scenario through the CLI; its run directory."""
+def run(path: Path, out: str, overrides: tuple[str, ...] = ()) -> str:
+    """Run one scenario through the CLI (each of ``overrides`` a ``--set``); its run
+    directory."""
+    sets = [arg for override in overrides for arg in ("--set", override)]
     result = subprocess.run(
-        [*BLASTRADIUS, "run", str(path), "--out", out],
+        [*BLASTRADIUS, "run", str(path), "--out", out, *sets],
         capture_output=True,
         text=True,
         cwd=ROOT,

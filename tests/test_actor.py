@@ -209,11 +209,13 @@ def test_from_so_many_generators_on_one_node_they_write_the_run_themselves(
     with ExitStack() as stack:
         few = driver._output("runs/r", driver.DIRECT_WRITE_AT - 1, stack, lines.append)
         many = driver._output("runs/r", driver.DIRECT_WRITE_AT, stack, lines.append)
+        more = driver._output("runs/r", driver.DIRECT_WRITE_AT + 1, stack, lines.append)
         # A URI is written by the generators themselves however many there are.
         uri = driver._output("file:///shared/r", 1, stack, lines.append)
     assert isinstance(few, ToCollector)
-    assert many == ToStorage(str(tmp_path / "runs" / "r"))
+    assert many == more == ToStorage(str(tmp_path / "runs" / "r"))
     assert uri == ToStorage("file:///shared/r")
     assert lines == [
-        f"shards: written by the {driver.DIRECT_WRITE_AT} generators themselves (one node)"
+        f"shards: written by the {n} generators themselves (one node)"
+        for n in (driver.DIRECT_WRITE_AT, driver.DIRECT_WRITE_AT + 1)
     ]

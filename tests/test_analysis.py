@@ -22,7 +22,7 @@ from blastradius.analysis import (
     timeline,
 )
 from blastradius.analysis.load import to_frame
-from blastradius.analysis.stats import _gathered_quantiles
+from blastradius.analysis.stats import _gathered_quantiles, recovery_s
 from blastradius.workers.layout import shard_dir, shard_name
 from blastradius.workers.outcome import DROPPED, HTTP, TIMEOUT
 from blastradius.workers.record import NULL_NS, RowBuffer
@@ -562,3 +562,22 @@ def test_a_text_table_pads_each_cell_to_its_column_and_cuts_none():
         "a       12  x y",
         "bbbbbbb   3  ",
     ]
+
+
+@pytest.mark.parametrize(
+    ("availability", "heal_s", "recovered"),
+    [
+        ([1, 0, 0, 0, 1, 1], 2.0, 2.0),  # windows 2 and 3 below, then good to the end
+        ([1, 0, 0, 1, 0, 1], 2.0, 3.0),  # a relapse: from the last window below on
+        ([1, 0, 1, 1, 1, 1], 2.0, 0.0),  # good from the heal on
+        ([1, 0, 0, 0, 0, 0], 2.0, None),  # not recovered when the load ended
+        ([1, 1, 1, 1, 1, 0.98], 2.0, None),  # the floor is the floor
+        ([1, 1, 1, 1, 1, 1], 6.0, None),  # no window after the heal
+        ([0, 0, 0, 0.99, 1, 1], 2.5, 0.5),  # the first good window begins after it
+    ],
+)
+def test_recovery_is_from_the_heal_to_the_first_window_that_stays_above_the_floor(
+    availability, heal_s, recovered
+):
+    t_s = np.arange(6, dtype=float)
+    assert recovery_s(t_s, np.array(availability, dtype=float), heal_s, 0.99) == recovered
