@@ -456,6 +456,7 @@ def test_a_budget_allows_its_share_of_the_window_s_requests(clock, events):
         (None, None),
         ("1700000000123", 1_700_000_000_123 * MS),
         ("1700000000123.5", 1_700_000_000_123_500_000),
+        ("0.5", 500_000),
         ("", None),
         ("soon", None),
         ("-5", None),
@@ -554,3 +555,192 @@ def test_an_open_breaker_refuses_the_attempt_and_learns_from_each_call(clock):
     assert g.attempt(admission) == (503, "breaker: endpoint 9 is open\n")
     assert isinstance(g.attempt(g.admit(1, None)), Attempt)  # endpoint 1's breaker is closed
     assert g.stats() == {"breaker.opened": 1, "breaker.rejected": 1}
+
+
+# --- edges (each found alive by the patterns mutation area) -----------------------------
+
+
+def test_the_options_defaults_are_the_documented_ones_and_frozen():
+    assert Breaker() == Breaker(0.5, 5 * S, 2 * S, 3, 10)
+    limit = Limit("aimd")
+    assert (limit.initial, limit.min, limit.max) == (20, 1, 1000)
+    assert (limit.backoff, limit.timeout_ns, limit.tolerance, limit.smoothing) == (
+        0.9, S, 2.0, 0.2,
+    )  # fmt: skip
+    assert Retry(3) == Retry(3, None, 10 * S, 0)
+    for option in (Bulkhead(1), Breaker(), limit, Shed(S), Retry(1), Patterns()):
+        with pytest.raises(AttributeError):
+            option.__setattr__(next(iter(option.__dataclass_fields__)), None)
+
+
+@pytest.mark.parametrize(
+    ("document", "taken"),
+    [
+        ({"breaker": {"failures": "100%"}}, True),
+        ({"breaker": {"failures": 1}}, True),
+        ({"retry": {"attempts": 1}}, True),  # one attempt: no retry
+        ({"retry": {"attempts": 2, "budget": 1}}, True),
+        ({"retry": {"attempts": 2, "budget": 1.01}}, False),
+        ({"limit": {"adaptive": "aimd", "backoff": 0.99}}, True),
+        ({"limit": {"adaptive": "aimd", "backoff": 0}}, False),
+        ({"limit": {"adaptive": "aimd", "backoff": 1.5}}, False),
+        ({"limit": {"adaptive": "gradient", "smoothing": 0.01}}, True),
+        ({"limit": {"adaptive": "gradient", "smoothing": 1.01}}, False),
+        ({"limit": {"adaptive": "gradient", "tolerance": 1}}, True),
+        ({"limit": {"adaptive": "aimd", "min": 3, "max": 3, "initial": 3}}, True),
+    ],
+)
+def test_the_options_edges_are_where_the_docs_put_them(document, taken):
+    try:
+        parse_patterns(document)
+    except FieldError:
+        assert not taken
+    else:
+        assert taken
+
+
+def test_only_the_patterns_given_are_made(clock):
+    assert guards(clock).line is None
+    assert guards(clock, shed={"queue_timeout": "1s"}).line is not None
+
+
+def test_a_deadline_already_behind_is_gave_up_on_at_admission_and_at_an_attempt(clock):
+    g = guards(clock, deadline="propagate")
+    assert g.admit(1, clock.now - 1) == GAVE_UP
+    admission = g.admit(1, clock.now + 10 * MS)
+    clock.advance(11 * MS)
+    assert g.attempt(admission) == GAVE_UP
+
+
+def test_a_retry_goes_ahead_before_the_deadline_and_not_after(clock):
+    g = guards(clock, retry={"attempts": 5}, deadline="propagate")
+    admission = g.admit(1, clock.now + 100 * MS)
+    g.attempt(admission)
+    clock.advance(99 * MS)
+    assert g.again(admission, 502) == 0.0
+    g.attempt(admission)
+    clock.advance(2 * MS)
+    assert g.again(admission, 502) is None
+
+
+class Ceiling:
+    """A draw that is always the top of its range."""
+
+    def uniform(self, low: float, high: float) -> float:
+        return high
+
+
+def test_the_backoffs_ceiling_doubles_from_the_first_wait(clock):
+    g = Guards(parse_patterns({"retry": {"attempts": 4, "backoff": "100ms"}}), 1.0, clock)
+    g.rng = Ceiling()
+    admission = g.admit(1, None)
+    waits = []
+    for _ in range(3):
+        g.attempt(admission)
+        waits.append(g.again(admission, 504))
+    assert waits == [0.1, 0.2, 0.4]
+
+
+def test_the_breaker_learns_successes_and_the_limit_learns_from_what_was_answered(clock):
+    g = guards(clock, breaker={"min_calls": 3, "failures": "50%"})
+    for status in (200, 200, 504):  # one failure in three: closed
+        admission = g.admit(9, None)
+        g.attempted(admission, g.attempt(admission), status)
+    assert g.breakers[9].state == CLOSED
+    limited = guards(clock, limit={"adaptive": "aimd", "initial": 2})
+    first, second = limited.admit(1, None), limited.admit(1, None)
+    limited.finish(first, 200)  # a success with the service busy: one more
+    assert limited.limit.limit == 3
+    limited.finish(second, 502)  # a failure: times 0.9
+    assert limited.limit.limit == pytest.approx(2.7)
+
+
+def test_a_breaker_half_opens_once_open_for_has_passed_not_only_at_it(clock, events):
+    breaker = CircuitBreaker(BREAKER, events, 9)
+    calls(breaker, "xxxx")
+    clock.advance(5 * S)
+    assert breaker.admit() is not None and breaker.state == HALF_OPEN
+
+
+def test_a_limit_that_fell_below_what_is_in_flight_refuses_until_it_is_under(clock, events):
+    limit = AdaptiveLimit(Limit("aimd", initial=4, backoff=0.5), events)
+    started = [limit.enter() for _ in range(4)]
+    limit.leave(started[0], ok=False)  # 3 in flight, the limit now 2
+    assert limit.enter() is None
+    limit.leave(started[1], ok=True)
+    limit.leave(started[2], ok=True)
+    assert limit.enter() is not None  # 1 in flight, under the limit
+
+
+def test_aimd_grows_only_with_at_least_half_the_limit_in_flight(clock, events):
+    limit = AdaptiveLimit(Limit("aimd", initial=5), events)
+    started = [limit.enter() for _ in range(3)]
+    limit.leave(started[0], ok=True)  # 3 in flight of 5: 6 >= 5, one more
+    assert limit.limit == 6
+    limit.leave(started[1], ok=True)  # 2 of 6: 4 < 6, no more
+    assert limit.limit == 6
+
+
+def test_aimd_takes_a_call_as_long_as_its_timeout_as_no_drop(clock, events):
+    limit = AdaptiveLimit(Limit("aimd", initial=2, timeout_ns=S), events)
+    started = limit.enter()
+    limit.enter()  # two in flight: the limit is full, so a success grows it
+    clock.advance(S)
+    limit.leave(started, ok=True)
+    assert limit.limit == 3
+
+
+def test_gradients_long_term_latency_is_an_average_that_decays_after_a_slow_spell(clock, events):
+    limit = AdaptiveLimit(Limit("gradient", initial=10), events)
+
+    def sample(ms: int) -> None:
+        started = limit.enter()
+        clock.advance(ms * MS)
+        limit.leave(started, ok=True)
+
+    sample(100)
+    sample(401)  # 100 ms + (401 - 100) ms / 600
+    assert limit.long_ns == pytest.approx(100 * MS + 301 * MS / 600)
+    long = limit.long_ns
+    sample(66)  # the long term is 1.5 times this one: no decay
+    assert limit.long_ns == pytest.approx(long + (66 * MS - long) / 600)
+    long = limit.long_ns
+    sample(40)  # 2.5 times: it decays by 5%
+    assert limit.long_ns == pytest.approx((long + (40 * MS - long) / 600) * 0.95)
+
+
+def test_a_call_with_no_time_measured_is_a_sample_of_one_nanosecond(clock, events):
+    limit = AdaptiveLimit(Limit("gradient", initial=2), events)
+    started = limit.enter()
+    limit.leave(started, ok=True)
+    assert limit.long_ns == 1
+
+
+def test_the_limit_shows_a_move_past_the_interval_after_the_last_shown(clock, events):
+    limit = AdaptiveLimit(Limit("aimd", initial=2, max=10), events)
+    a, b = limit.enter(), limit.enter()
+    limit.leave(a, ok=True)  # 3, shown
+    clock.advance(LIMIT_EVERY_NS + 1)
+    limit.leave(b, ok=False)  # 2.7: 2, shown
+    assert [e["value"] for e in events.events] == [3, 2]
+
+
+def test_a_line_that_has_stood_exactly_its_timeout_is_busy(clock, events):
+    line = Line(Shed(100 * MS, lifo_when_busy=True), events)
+    line.put("a")
+    line.put("b")
+    clock.advance(100 * MS)
+    assert line.take() == ("b", 100 * MS) and line.lifo
+
+
+def test_a_retry_budget_forgets_what_left_its_window_bucket_by_bucket(clock, events):
+    budget = RetryBudget(Retry(3, budget=0.2, window_ns=10 * S), events)
+    for _ in range(30):
+        budget.request()
+    assert budget.allow()
+    clock.advance(5 * S)
+    assert budget.allow()  # the 30 are still in the window
+    for _ in range(10):
+        budget.request()
+    clock.advance(5 * S)  # the first 30 and a retry have left it; 10 and a retry have not
+    assert [budget.allow() for _ in range(2)] == [True, False]
