@@ -744,3 +744,91 @@ def test_a_retry_budget_forgets_what_left_its_window_bucket_by_bucket(clock, eve
         budget.request()
     clock.advance(5 * S)  # the first 30 and a retry have left it; 10 and a retry have not
     assert [budget.allow() for _ in range(2)] == [True, False]
+
+
+def test_the_event_rules_are_the_documented_ones():
+    assert (GAP_NS, MAX_EVENTS, LIMIT_EVERY_NS) == (S, 10_000, 100 * MS)
+    assert GAVE_UP[0] == 504
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: Breaker(failures=0), "failures"),
+        (lambda: Breaker(failures=1.01), "failures"),
+        (lambda: Breaker(probes=0), "probes"),
+        (lambda: Breaker(min_calls=0), "min_calls"),
+        (lambda: Limit("aimd", min=0, initial=1), "min"),
+        (lambda: Retry(3, backoff_ns=-1), "backoff"),
+        (lambda: Shed(0), "queue_timeout"),
+        (lambda: Shed(-1), "queue_timeout"),
+    ],
+)
+def test_options_built_in_code_are_checked_as_read_ones(build, field):
+    with pytest.raises(FieldError) as caught:
+        build()
+    assert caught.value.path == field
+
+
+def test_options_at_their_least_are_taken():
+    Breaker(failures=1, probes=1, min_calls=1)
+    Limit("aimd", min=1, initial=1)
+    Retry(1, backoff_ns=0)
+    Shed(1)
+    with pytest.raises(AttributeError):
+        Attempt(None, 1.0, False).cut = True  # type: ignore[misc]
+
+
+def test_a_deadline_as_far_as_the_timeout_does_not_cut_it_and_only_a_504_counts(clock):
+    g = guards(clock, deadline="propagate")
+    level = g.attempt(g.admit(1, clock.now + S))
+    assert (level.timeout_s, level.cut) == (1.0, False)
+    near = g.admit(1, clock.now + 500 * MS)
+    attempt = g.attempt(near)
+    g.attempted(near, attempt, 502)  # it failed, but not for the deadline
+    assert g.events.totals() == {}
+
+
+def test_a_breakers_window_counts_calls_across_its_buckets(clock, events):
+    breaker = CircuitBreaker(BREAKER, events, 9)
+    calls(breaker, "xx")
+    clock.advance(5 * S)
+    calls(breaker, "xx")  # 4 in the window, 5 s apart
+    assert breaker.state == OPEN
+
+
+def test_a_breakers_failures_stay_in_the_bucket_they_happened_in(clock, events):
+    breaker = CircuitBreaker(BREAKER, events, 9)
+    calls(breaker, "o")
+    clock.advance(5 * S)
+    calls(breaker, "xx")
+    clock.advance(5 * S)  # the success's bucket leaves the window, the failures' stays
+    calls(breaker, "x")
+    assert breaker.state == CLOSED  # 3 calls: under min_calls
+    calls(breaker, "o")  # 3 failures of 4
+    assert breaker.state == OPEN
+
+
+@pytest.mark.parametrize(("in_flight", "learns"), [(4, False), (5, True), (6, True)])
+def test_gradient_learns_once_half_its_limit_is_in_flight(clock, events, in_flight, learns):
+    limit = AdaptiveLimit(Limit("gradient", initial=10, smoothing=1.0), events)
+    started = [limit.enter() for _ in range(in_flight)]
+    clock.advance(100 * MS)
+    limit.leave(started[0], ok=True)
+    assert (limit.limit != 10) == learns
+
+
+def test_gradient_moves_by_its_smoothing_toward_a_gradient_of_at_most_one(clock, events):
+    limit = AdaptiveLimit(Limit("gradient", initial=16, tolerance=2.0, smoothing=0.5), events)
+    started = [limit.enter() for _ in range(16)]
+    clock.advance(100 * MS)
+    limit.leave(started[0], ok=True)  # tolerance x 1 = 2, capped at 1: toward 16 + 4
+    assert limit.limit == 16 * 0.5 + 20 * 0.5
+
+
+def test_a_waiter_leaves_the_line_by_itself_not_by_its_likeness(clock, events):
+    line = Line(Shed(S), events)
+    line.put("a")
+    line.put("b")
+    assert line.remove("b")
+    assert line.take() == ("a", 0)
