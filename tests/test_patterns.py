@@ -111,7 +111,10 @@ def test_pattern_options_parse(document, expected):
         ({"bulkhead": {}}, "p.bulkhead.per_endpoint: expected a number, got nothing"),
         ({"bulkhead": {"per_endpoint": 0}}, "p.bulkhead.per_endpoint: must be > 0 (got 0)"),
         ({"bulkhead": 3}, "p.bulkhead: expected a mapping, got int"),
-        ({"breaker": {"failures": "150%"}}, "p.breaker.failures: a share above 0, at most 1"),
+        (
+            {"breaker": {"failures": "150%"}},
+            "p.breaker.failures: a share above 0, at most 1 (got '150%')",
+        ),
         ({"breaker": {"failures": "x%"}}, "p.breaker.failures: 'x%' is not a percentage"),
         ({"breaker": {"failures": 0}}, "p.breaker.failures: must be > 0 (got 0)"),
         ({"breaker": {"window": "0s"}}, "p.breaker.window: must be positive"),
@@ -699,8 +702,8 @@ def test_gradients_long_term_latency_is_an_average_that_decays_after_a_slow_spel
         limit.leave(started, ok=True)
 
     sample(100)
-    sample(401)  # 100 ms + (401 - 100) ms / 600
-    assert limit.long_ns == pytest.approx(100 * MS + 301 * MS / 600)
+    sample(401)  # 100 ms + (401 - 100) ms / 600, to the fraction of a nanosecond
+    assert limit.long_ns == 100 * MS + 301 * MS / 600
     long = limit.long_ns
     sample(66)  # the long term is 1.5 times this one: no decay
     assert limit.long_ns == pytest.approx(long + (66 * MS - long) / 600)
@@ -832,3 +835,102 @@ def test_a_waiter_leaves_the_line_by_itself_not_by_its_likeness(clock, events):
     line.put("b")
     assert line.remove("b")
     assert line.take() == ("a", 0)
+
+
+def test_a_breaker_forgets_calls_from_long_before_its_window(clock, events):
+    breaker = CircuitBreaker(BREAKER, events, 9)
+    calls(breaker, "xxx")
+    clock.advance(20 * S)  # no call for two windows
+    calls(breaker, "x")
+    assert breaker.state == CLOSED
+
+
+def test_aimd_grows_with_exactly_half_its_limit_in_flight(clock, events):
+    limit = AdaptiveLimit(Limit("aimd", initial=6), events)
+    started = [limit.enter() for _ in range(4)]
+    limit.leave(started[0], ok=True)  # 4 in flight of 6: grows to 7
+    limit.leave(started[1], ok=True)  # 3 of 7: 6 < 7, no
+    assert limit.limit == 7
+    again = AdaptiveLimit(Limit("aimd", initial=6), events)
+    started = [again.enter() for _ in range(3)]
+    again.leave(started[0], ok=True)  # 3 of 6: 6 >= 6, grows
+    assert again.limit == 7
+
+
+def test_gradient_takes_half_of_an_odd_limit_and_a_gradient_below_one(clock, events):
+    odd = AdaptiveLimit(Limit("gradient", initial=9, smoothing=1.0), events)
+    started = [odd.enter() for _ in range(4)]
+    clock.advance(100 * MS)
+    odd.leave(started[0], ok=True)  # 4 in flight of 9: under 4.5
+    assert odd.limit == 9
+    limit = AdaptiveLimit(Limit("gradient", initial=16, tolerance=1.0, smoothing=1.0), events)
+    started = [limit.enter() for _ in range(16)]
+    clock.advance(100 * MS)
+    limit.leave(started.pop(), ok=True)  # long 100 ms: the first
+    clock.advance(50 * MS)
+    limit.leave(started.pop(), ok=True)  # 150 ms against about 100: a gradient near 2/3
+    long = 100 * MS + 50 * MS / 600
+    assert limit.limit == pytest.approx(20 * (long / (150 * MS)) + 20**0.5)
+
+
+def test_a_limit_at_its_maximum_shows_no_move(clock, events):
+    # (two int objects of one value, as a document read gives them)
+    limit = AdaptiveLimit(Limit("aimd", initial=int("300"), max=int("300")), events)
+    for _ in range(3):
+        started = [limit.enter() for _ in range(200)]
+        for one in started:
+            limit.leave(one, ok=True)
+        clock.advance(LIMIT_EVERY_NS + 1)
+    assert events.events == []
+
+
+def test_a_line_stands_while_a_waiter_leaves_it_not_empty(clock, events):
+    line = Line(Shed(100 * MS, lifo_when_busy=True), events)
+    for name in "abc":
+        line.put(name)
+    line.remove("b")
+    clock.advance(100 * MS)
+    assert line.take() == ("c", 100 * MS)  # it has stood its timeout: newest first
+    assert not line.too_long(0) and not line.too_long(50 * MS)
+
+
+def test_a_retry_budget_forgets_requests_from_long_before_its_window(clock, events):
+    budget = RetryBudget(Retry(3, budget=0.1, window_ns=10 * S), events)
+    for _ in range(30):
+        budget.request()
+    clock.advance(20 * S)
+    for _ in range(10):
+        budget.request()
+    assert [budget.allow() for _ in range(2)] == [True, False]
+    fresh = RetryBudget(Retry(3, budget=0.1, window_ns=10 * S), events)
+    for _ in range(9):
+        fresh.request()
+    assert not fresh.allow()  # 10% of 9 is under one retry
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Bulkhead(0),
+        lambda: Breaker(failures=-0.5),
+        lambda: Limit("aimd", backoff=0),
+        lambda: Limit("aimd", backoff=-0.5),
+        lambda: Limit("aimd", backoff=1),
+        lambda: Limit("gradient", smoothing=0),
+        lambda: Limit("gradient", smoothing=-0.1),
+        lambda: Retry(0),
+        lambda: Retry(3, budget=0),
+        lambda: Retry(3, budget=-0.1),
+        lambda: Retry(3, budget=1.01),
+    ],
+)
+def test_options_built_in_code_past_their_edges_are_refused(build):
+    with pytest.raises(FieldError):
+        build()
+
+
+def test_options_built_in_code_at_their_edges_are_taken():
+    Bulkhead(1)
+    Limit("aimd", backoff=0.01)
+    Limit("gradient", smoothing=1)
+    Retry(1, budget=1)
