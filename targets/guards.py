@@ -316,9 +316,9 @@ class Line(Generic[T]):
     def remove(self, item: T) -> bool:
         """Leave the line without being taken (a waiter that gave up); whether it was in."""
         with self._lock:
-            for entry in self._items:
-                if entry[0] is item:
-                    self._items.remove(entry)
+            for index, entry in enumerate(self._items):
+                if entry[0] is item:  # by itself: deque.remove would take an equal one
+                    del self._items[index]
                     if not self._items:
                         self._since = None
                     return True

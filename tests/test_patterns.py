@@ -831,10 +831,12 @@ def test_gradient_moves_by_its_smoothing_toward_a_gradient_of_at_most_one(clock,
 
 def test_a_waiter_leaves_the_line_by_itself_not_by_its_likeness(clock, events):
     line = Line(Shed(S), events)
-    line.put("a")
-    line.put("b")
-    assert line.remove("b")
-    assert line.take() == ("a", 0)
+    a, b = [1], [1]  # equal, and two waiters
+    line.put(a)
+    line.put(b)
+    assert line.remove(b)
+    taken, _ = line.take()
+    assert taken is a and line.take() is None
 
 
 def test_a_breaker_forgets_calls_from_long_before_its_window(clock, events):
@@ -886,11 +888,12 @@ def test_a_limit_at_its_maximum_shows_no_move(clock, events):
 
 def test_a_line_stands_while_a_waiter_leaves_it_not_empty(clock, events):
     line = Line(Shed(100 * MS, lifo_when_busy=True), events)
-    for name in "abc":
-        line.put(name)
-    line.remove("b")
+    a, b, c = object(), object(), object()
+    for waiter in (a, b, c):
+        line.put(waiter)
+    assert line.remove(b)
     clock.advance(100 * MS)
-    assert line.take() == ("c", 100 * MS)  # it has stood its timeout: newest first
+    assert line.take() == (c, 100 * MS)  # it has stood its timeout: newest first
     assert not line.too_long(0) and not line.too_long(50 * MS)
 
 
