@@ -27,6 +27,8 @@ validation, so an override is checked exactly like the file. Errors are
     targets:
       - {name: sync, kind: blocking, threads: 500, dependency_timeout: 1s}
       - {name: async, kind: async, max_connections: 0}
+      - {name: guarded, kind: blocking, breaker: {failures: 50%}, deadline: propagate}
+                                  # resilience patterns: targets/patterns.py
       - {name: mine, url: "http://127.0.0.1:8080/api"}   # or urls: [...], cycled
       - name: api                 # any HTTP/1.1 service, with the requests it takes
         method: POST              # GET HEAD POST PUT PATCH DELETE OPTIONS
