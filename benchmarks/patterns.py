@@ -159,7 +159,8 @@ def haproxy_row(workdir: Path, fault: str) -> Iterator[Path]:
                         raise SystemExit("haproxy did not start")
                     time.sleep(0.05)
                 scenario = workdir / "haproxy.yaml"
-                scenario.write_text(json.dumps(haproxy_scenario(proxy_port, dependency.url, front)))
+                document = haproxy_scenario(proxy_port, dependency.url, front, fault)
+                scenario.write_text(json.dumps(document))
                 yield scenario
             finally:
                 process.terminate()
