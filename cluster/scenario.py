@@ -71,7 +71,7 @@ from blastradius.targets.dependency import DependencyConfig
 from blastradius.targets.dependency import parse_config as parse_dependency_config
 from blastradius.targets.faults import Fault
 from blastradius.targets.fields import Fields, kind_of, number, read_duration, text, whole
-from blastradius.targets.patterns import Patterns, read_patterns
+from blastradius.targets.patterns import Patterns, read_deadline, read_patterns
 from blastradius.targets.proxy import ProxyConfig
 from blastradius.targets.proxy import parse_config as parse_proxy_config
 from blastradius.targets.validation import FieldError, http_url
@@ -349,10 +349,7 @@ def parse_target(
 def _deadline(fields: Fields) -> Patterns:
     """A target given by its requests takes one pattern key: ``deadline: propagate``,
     the generator sending each request's deadline (the service honours it or not)."""
-    value = fields.get("deadline")
-    if value is not None and value != "propagate":
-        raise FieldError(fields.at("deadline"), f"{value!r}: the one choice is propagate")
-    return Patterns(deadline=value is not None)
+    return Patterns(deadline=read_deadline(fields))
 
 
 def _version(fields: Fields, key: str, versions: tuple[str, ...]) -> str:

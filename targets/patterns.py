@@ -296,10 +296,15 @@ def read_patterns(fields: Fields) -> Patterns:
         value = fields.get(key)
         if value is not None:
             found[key] = read(Fields(value, fields.at(key)))
-    deadline = fields.get("deadline")
-    if deadline is not None and deadline != "propagate":
-        raise FieldError(fields.at("deadline"), f"{deadline!r}: the one choice is propagate")
-    return Patterns(**found, deadline=deadline == "propagate")
+    return Patterns(**found, deadline=read_deadline(fields))
+
+
+def read_deadline(fields: Fields) -> bool:
+    """``deadline: propagate`` among a target's keys (any target takes it); whether given."""
+    value = fields.get("deadline")
+    if value is not None and value != "propagate":
+        raise FieldError(fields.at("deadline"), f"{value!r}: the one choice is propagate")
+    return value is not None
 
 
 def parse_patterns(value: object, path: str = "") -> Patterns:
