@@ -2,6 +2,7 @@
 gives over the loaded rows, for runs of several targets, generators and shards."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from blastradius.analysis.scan import (
     endpoint_availability,
     readable,
     sample_shards,
+    spans,
     step_summaries,
     summaries,
     timeline,
@@ -390,7 +392,7 @@ def test_a_curves_points_run_from_the_smallest_value_to_the_last_nine(n):
     q = curve_fractions(n)
     assert q[0] == 0.0 and (np.diff(q) > 0).all()
     assert q.max() == pytest.approx(1 - 1 / n) if n > 1 else q.tolist() == [0.0]
-    assert len(q) <= 401
+    assert len(q) == (400 if n >= 1000 else len(q)) and len(q) <= 401
     if n >= 1000:  # evenly spaced in nines: 1 - q shrinks by one factor a step
         ratios = (1 - q[2:]) / (1 - q[1:-1])
         assert np.allclose(ratios, ratios[0], rtol=1e-6)
@@ -428,3 +430,134 @@ def test_an_endpoint_with_no_ok_request_has_availability_zero(tmp_path):
     assert found == {
         ("t", e): {"availability": a} for e, a in ((0, 1.0), (1, 1.0), (2, 0.0), (3, 0.0))
     }
+
+
+def _rewrite(source: str, run, target: str, name: str, rows: slice, **options) -> None:
+    """A copy of some of a shard's rows as another target's shard (``options``: how
+    Parquet writes it)."""
+    import pyarrow.parquet as pq
+
+    folder = Path(shard_dir(str(run), target))
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pq.read_table(source)[rows]
+    pq.write_table(table, folder / name, **options)
+
+
+def test_each_series_span_is_its_first_and_last_intended_time_with_or_without_statistics(
+    tmp_path,
+):
+    run = tmp_path / "run"
+    write_run(run, np.random.default_rng(11), {"a": 3000, "b": 700})
+    _, shards = locate(str(run))
+    first_of_a = next(shard.path for shard in shards if shard.target == "a")
+    # A writer that keeps no statistics, and a shard of no rows: read from the column,
+    # and left out.
+    _rewrite(first_of_a, run, "d", shard_name(0, 0), slice(0, 10**9), write_statistics=False)
+    _rewrite(first_of_a, run, "e", shard_name(0, 0), slice(0, 0))
+    _, shards = locate(str(run))
+    rows = load(str(run)).rows
+    found = spans(shards, lambda shard: shard.target)
+    assert list(found) == sorted(found) == ["a", "b", "d"]
+    for target, (low, high) in found.items():
+        intended = rows.loc[rows["target"] == target, "intended_ns"]
+        assert (low, high) == (intended.min(), intended.max()), target
+    assert found["d"] != found["a"]  # one shard of a's several
+    streamed = timeline(shards, lambda shard: shard.target)
+    pd.testing.assert_frame_equal(streamed, stats_timeline(rows))
+
+
+def _one_shard(run, workers: dict[int, tuple[int, int]]) -> None:
+    """One shard of target t holding the rows of several generators: ``workers`` maps a
+    generator to (requests on time, requests sent 30 ms late)."""
+    batches = []
+    for worker, (on_time, late) in workers.items():
+        buffer = RowBuffer(worker=worker, node="n")
+        for i in range(on_time + late):
+            intended = T0 + i * MS
+            sent = intended + (30 * MS if i < late else 0)
+            buffer.add(i, 0, intended, sent, sent + MS, 200, 0, 2)
+        batches.append(buffer.close())
+    write_shard(batches, shard_dir(str(run), "t"), shard_name(0, 0))
+    (run / "run.json").write_text(json.dumps({"run_id": run.name, "status": "completed"}))
+
+
+@pytest.mark.parametrize(
+    ("workers", "saturated"),
+    [
+        ({0: (98, 2)}, True),  # p99 of 100 is the 99th: late
+        ({0: (99, 1)}, False),  # the 100th only: on time
+        # A collector's shard holds several generators: one of ten requests, all late,
+        # beside two on time; judged alone it is saturated, lumped with them it is not.
+        ({1: (500, 0), 0: (0, 10), 2: (500, 0)}, True),
+        ({1: (500, 0), 0: (10, 0), 2: (500, 0)}, False),
+    ],
+)
+def test_a_generator_is_saturated_at_its_own_p99_of_lag_by_the_nearest_rank(
+    tmp_path, workers, saturated
+):
+    _one_shard(tmp_path / "run", workers)
+    _, shards = locate(str(tmp_path / "run"))
+    found = summaries(shards, lambda shard: shard.target)
+    assert found["t"]["saturated"] is saturated
+    assert found == summary(load(str(tmp_path / "run")).rows)
+
+
+def test_counts_made_apart_and_added_give_the_summaries_of_counting_together(tmp_path):
+    # What analyze --ray does with its partial results, without Ray: each half of the
+    # shards counted on its own, the counts and histograms added, then one gathering.
+    import pyarrow.parquet as pq
+
+    from blastradius.analysis.scan import (
+        COUNTED,
+        GATHERED,
+        count_batch,
+        finish_summaries,
+        gather_batch,
+        labels_of,
+        start_summaries,
+    )
+
+    write_run(tmp_path / "run", np.random.default_rng(12), {"a": 3000, "b": 700, "c": 1})
+    _, shards = locate(str(tmp_path / "run"))
+    labels = labels_of(shards, lambda shard: shard.target)
+    codes = [labels.index(shard.target) for shard in shards]
+    counts, selection = start_summaries(len(labels))
+    for half in (slice(0, None, 2), slice(1, None, 2)):
+        part, histograms = start_summaries(len(labels))
+        for shard, g in zip(shards[half], codes[half], strict=True):
+            for batch in pq.read_table(shard.path, columns=COUNTED).to_batches():
+                count_batch(part, histograms, g, batch)
+        counts.add_counts(part)
+        selection.add_counts(histograms.histograms)
+    selection.plan()
+    for shard, g in zip(shards, codes, strict=True):
+        for batch in pq.read_table(shard.path, columns=GATHERED).to_batches():
+            gather_batch(selection, g, batch)
+    found = finish_summaries(labels, counts, selection)
+    assert found == summary(load(str(tmp_path / "run")).rows)
+    assert found["a"]["saturated"] and found["a"]["errors"]
+
+
+def test_a_runs_figures_from_files_are_each_targets_own_and_frozen(tmp_path):
+    import dataclasses
+
+    from blastradius.analysis.scan import FileFigures
+    from blastradius.workers.run_record import Objectives
+
+    write_run(tmp_path / "run", np.random.default_rng(13), {"a": 900, "b": 700})
+    _, shards = locate(str(tmp_path / "run"))
+    rows = load(str(tmp_path / "run")).rows
+    figures = FileFigures(shards)
+    assert figures.targets() == ["a", "b"]
+    goals = Objectives((("availability", 0.9), ("p99", 400.0)), 5 * S)
+    for target in ("a", "b"):
+        mine = rows[rows["target"] == target]
+        mine = mine.assign(target=mine["target"].cat.remove_unused_categories())
+        windows = figures.windows(target, goals, None)
+        assert windows["target"].unique().tolist() == [target]
+        pd.testing.assert_frame_equal(
+            windows, stats_timeline(mine, 5 * S, None, {"p99_ms": 0.99}, {})
+        )
+        assert figures.summary(target)["requests"] == len(mine)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        figures.shards = []
