@@ -182,6 +182,25 @@ def test_the_async_service_sheds_a_wait_for_a_connection_when_it_grows_too_long(
     assert counts == {"shed.shed": 1}
 
 
+@pytest.mark.parametrize(
+    ("kind", "places"), [("blocking", "--threads"), ("async", "--max-connections")]
+)
+def test_a_wait_in_line_shorter_than_the_queue_timeout_is_served_when_a_place_frees(
+    kind, places, dependency
+):
+    shed = {"shed": {"queue_timeout": "5s"}}
+    with service(kind, dependency, shed, places, "1") as target:
+        with ThreadPoolExecutor(2) as pool:
+            slow = background(pool, f"{target.url}/call/{SLOW}", 1)
+            in_flight_at_least(dependency, 1)  # the one place is taken for 1 s
+            status, _, took = get(f"{target.url}/call/0")
+            assert slow[0].result()[0] == 200
+        assert (status, get(f"{target.url}/healthz")[:2]) == (200, (200, "ok\n"))
+        counts, _ = patterns_of(target.url)
+    assert took < 4.0  # served when the slow call gave its place back, not at 5 s
+    assert "shed.shed" not in counts
+
+
 def test_a_generator_sends_each_requests_deadline_when_told():
     heads: list[bytes] = []
 
