@@ -4,6 +4,7 @@ retries add), and what ``/stats`` and ``/events`` say about it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -20,6 +21,9 @@ from servers import scripted_server
 from waits import wait_for
 
 from blastradius.cluster import launch
+from blastradius.targets.async_target import _Places as Places
+from blastradius.targets.guards import Events, Line
+from blastradius.targets.patterns import Shed
 from blastradius.workers.generator import Share, run_share
 from blastradius.workers.schedule import Schedule
 
@@ -196,9 +200,65 @@ def test_a_wait_in_line_shorter_than_the_queue_timeout_is_served_when_a_place_fr
             status, _, took = get(f"{target.url}/call/0")
             assert slow[0].result()[0] == 200
         assert (status, get(f"{target.url}/healthz")[:2]) == (200, (200, "ok\n"))
+        assert get(f"{target.url}/calls/0")[0] == 404  # a call is /call/N only
         counts, _ = patterns_of(target.url)
     assert took < 4.0  # served when the slow call gave its place back, not at 5 s
     assert "shed.shed" not in counts
+
+
+class Clock:
+    """An injected clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def places(size: int, clock: Clock) -> Places:
+    # A queue timeout of a minute: its timers never fire here; the clock moves instead.
+    return Places(size, Line(Shed(60 * S), Events(clock)))
+
+
+def test_the_async_places_refuse_a_waiter_that_waited_too_long_when_a_place_frees():
+    async def main() -> None:
+        clock = Clock()
+        pool = places(1, clock)
+        assert await pool.enter()
+        late, served = asyncio.ensure_future(pool.enter()), None
+        await asyncio.sleep(0)  # in line
+        clock.now += 60 * S + 1
+        served = asyncio.ensure_future(pool.enter())
+        await asyncio.sleep(0)
+        pool.leave()  # the first in line waited too long: refused; the next served
+        assert (await late, await served) == (False, True)
+        assert (pool.free, len(pool.line)) == (0, 0)
+        pool.leave()
+        assert pool.free == 1
+
+    asyncio.run(main())
+
+
+def test_the_async_places_are_kept_when_a_waiting_handler_is_cancelled():
+    async def main() -> None:
+        pool = places(1, Clock())
+        assert await pool.enter()
+        waiting = asyncio.ensure_future(pool.enter())
+        await asyncio.sleep(0)
+        waiting.cancel()  # cancelled in line: it leaves the line, takes nothing
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert (pool.free, len(pool.line)) == (0, 0)
+        given = asyncio.ensure_future(pool.enter())
+        await asyncio.sleep(0)
+        pool.leave()  # the place is given to it ...
+        given.cancel()  # ... and its handler cancelled before it ran: the place comes back
+        with pytest.raises(asyncio.CancelledError):
+            await given
+        assert (pool.free, len(pool.line)) == (1, 0)
+
+    asyncio.run(main())
 
 
 def test_a_generator_sends_each_requests_deadline_when_told():
