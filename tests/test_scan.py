@@ -427,6 +427,9 @@ def test_each_series_curve_is_its_ok_rows_nearest_rank_percentiles_in_ms(tmp_pat
     found = curves(shards, lambda shard: shard.target)
     rows = load(str(tmp_path / "run")).rows
     assert sorted(found) == ["a", "b"]  # each series its own
+    named = curves(shards, lambda shard: f"run {shard.target}")  # a new string each time
+    assert sorted(named) == ["run a", "run b"]
+    assert all(np.array_equal(named["run a"][c][1], found["a"][c][1]) for c in found["a"])
     for target, curve in found.items():
         ok = rows[(rows["target"] == target) & rows["ok"]]
         for column in ("latency_ns", "service_ns"):
@@ -476,7 +479,7 @@ def test_each_series_span_is_its_first_and_last_intended_time_with_or_without_st
     # A writer that keeps no statistics, and a shard of no rows: read from the column,
     # and left out.
     _rewrite(first_of_a, run, "d", shard_name(0, 0), slice(0, 10**9), write_statistics=False)
-    _rewrite(first_of_a, run, "e", shard_name(0, 0), slice(0, 0))
+    _rewrite(first_of_a, run, "c", shard_name(0, 0), slice(0, 0))
     _, shards = locate(str(run))
     rows = load(str(run)).rows
     found = spans(shards, lambda shard: shard.target)
@@ -488,11 +491,12 @@ def test_each_series_span_is_its_first_and_last_intended_time_with_or_without_st
     streamed = timeline(shards, lambda shard: shard.target)
     pd.testing.assert_frame_equal(streamed, stats_timeline(rows))
     assert sorted(curves(shards, lambda shard: shard.target)) == ["a", "b", "d"]
+    assert summaries([], lambda shard: shard.target) == {}
 
 
-def _one_shard(run, workers: dict[int, tuple[int, int]]) -> None:
+def _one_shard(run, workers: dict[int, tuple[int, int]], index: int = 0) -> None:
     """One shard of target t holding the rows of several generators: ``workers`` maps a
-    generator to (requests on time, requests sent 30 ms late)."""
+    generator to (requests on time, requests sent 30 ms late); ``index``: the shard's."""
     batches = []
     for worker, (on_time, late) in workers.items():
         buffer = RowBuffer(worker=worker, node="n")
@@ -501,7 +505,7 @@ def _one_shard(run, workers: dict[int, tuple[int, int]]) -> None:
             sent = intended + (30 * MS if i < late else 0)
             buffer.add(i, 0, intended, sent, sent + MS, 200, 0, 2)
         batches.append(buffer.close())
-    write_shard(batches, shard_dir(str(run), "t"), shard_name(0, 0))
+    write_shard(batches, shard_dir(str(run), "t"), shard_name(0, index))
     (run / "run.json").write_text(json.dumps({"run_id": run.name, "status": "completed"}))
 
 
@@ -526,9 +530,12 @@ def test_a_generator_is_saturated_at_its_own_p99_of_lag_by_the_nearest_rank(
     assert found == summary(load(str(tmp_path / "run")).rows)
 
 
-def test_counts_made_apart_and_added_give_the_summaries_of_counting_together(tmp_path):
+@pytest.mark.parametrize("run", ["three targets", "one late of 100", "two late of 100"])
+def test_counts_made_apart_and_added_give_the_summaries_of_counting_together(tmp_path, run):
     # What analyze --ray does with its partial results, without Ray: each half of the
     # shards counted on its own, the counts and histograms added, then one gathering.
+    # The last two: one generator's 100 requests in two shards, its p99 of lag judged
+    # over both (late with two late, not with one).
     import pyarrow.parquet as pq
 
     from blastradius.analysis.scan import (
@@ -541,7 +548,12 @@ def test_counts_made_apart_and_added_give_the_summaries_of_counting_together(tmp
         start_summaries,
     )
 
-    write_run(tmp_path / "run", np.random.default_rng(12), {"a": 3000, "b": 700, "c": 1})
+    if run == "three targets":
+        write_run(tmp_path / "run", np.random.default_rng(12), {"a": 3000, "b": 700, "c": 1})
+    else:
+        late = 2 if run.startswith("two") else 1
+        _one_shard(tmp_path / "run", {0: (50 - late, late)})
+        _one_shard(tmp_path / "run", {0: (50, 0)}, index=1)
     _, shards = locate(str(tmp_path / "run"))
     labels = labels_of(shards, lambda shard: shard.target)
     codes = [labels.index(shard.target) for shard in shards]
@@ -563,7 +575,10 @@ def test_counts_made_apart_and_added_give_the_summaries_of_counting_together(tmp
             gather_batch(selection, g, batch)
     found = finish_summaries(labels, counts, selection)
     assert found == summary(load(str(tmp_path / "run")).rows)
-    assert found["a"]["saturated"] and found["a"]["errors"]
+    if run == "three targets":
+        assert found["a"]["saturated"] and found["a"]["errors"]
+    else:
+        assert found["t"]["requests"] == 100 and found["t"]["saturated"] is (late == 2)
 
 
 def test_a_runs_figures_from_files_are_each_targets_own_and_frozen(tmp_path):
@@ -589,3 +604,16 @@ def test_a_runs_figures_from_files_are_each_targets_own_and_frozen(tmp_path):
         assert figures.summary(target)["requests"] == len(mine)
     with pytest.raises(dataclasses.FrozenInstanceError):
         figures.shards = []
+
+
+def test_a_session_targets_figures_from_files_hold_its_sessions(tmp_path):
+    from blastradius.analysis.scan import FileFigures
+    from blastradius.analysis.sessions import frame_figures
+    from blastradius.analysis.slo import session_summary
+
+    write_run(tmp_path / "run", np.random.default_rng(14), {"s": 800}, sessions=True)
+    _, shards = locate(str(tmp_path / "run"))
+    rows = load(str(tmp_path / "run")).rows
+    found = FileFigures(shards).summary("s")
+    expected = session_summary(frame_figures(rows))
+    assert expected and {k: found[k] for k in expected} == expected
