@@ -64,8 +64,9 @@ def in_flight_at_least(dependency: launch.Service, calls: int) -> None:
 
 
 def patterns_of(url: str) -> tuple[dict, list[dict]]:
-    counts = requests.get(f"{url}/stats", timeout=30).json()["patterns"]
-    return counts, requests.get(f"{url}/events", timeout=30).json()["events"]
+    stats, events = (requests.get(f"{url}/{path}", timeout=30) for path in ("stats", "events"))
+    assert (stats.status_code, events.status_code) == (200, 200)
+    return stats.json()["patterns"], events.json()["events"]
 
 
 def background(pool: ThreadPoolExecutor, url: str, calls: int) -> list[Future]:
@@ -200,7 +201,7 @@ def test_a_wait_in_line_shorter_than_the_queue_timeout_is_served_when_a_place_fr
             status, _, took = get(f"{target.url}/call/0")
             assert slow[0].result()[0] == 200
         assert (status, get(f"{target.url}/healthz")[:2]) == (200, (200, "ok\n"))
-        assert get(f"{target.url}/calls/0")[0] == 404  # a call is /call/N only
+        assert [get(f"{target.url}{path}")[0] for path in ("/calls/0", "/x/0")] == [404] * 2
         counts, _ = patterns_of(target.url)
     assert took < 4.0  # served when the slow call gave its place back, not at 5 s
     assert "shed.shed" not in counts
