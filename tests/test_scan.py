@@ -494,15 +494,16 @@ def test_each_series_span_is_its_first_and_last_intended_time_with_or_without_st
     assert summaries([], lambda shard: shard.target) == {}
 
 
-def _one_shard(run, workers: dict[int, tuple[int, int]], index: int = 0) -> None:
+def _one_shard(run, workers: dict[int, tuple[int, int]], index: int = 0, late_ms: int = 30) -> None:
     """One shard of target t holding the rows of several generators: ``workers`` maps a
-    generator to (requests on time, requests sent 30 ms late); ``index``: the shard's."""
+    generator to (requests on time, requests sent ``late_ms`` late); ``index``: the
+    shard's."""
     batches = []
     for worker, (on_time, late) in workers.items():
         buffer = RowBuffer(worker=worker, node="n")
         for i in range(on_time + late):
             intended = T0 + i * MS
-            sent = intended + (30 * MS if i < late else 0)
+            sent = intended + (late_ms * MS if i < late else 0)
             buffer.add(i, 0, intended, sent, sent + MS, 200, 0, 2)
         batches.append(buffer.close())
     write_shard(batches, shard_dir(str(run), "t"), shard_name(0, index))
@@ -510,20 +511,21 @@ def _one_shard(run, workers: dict[int, tuple[int, int]], index: int = 0) -> None
 
 
 @pytest.mark.parametrize(
-    ("workers", "saturated"),
+    ("workers", "saturated", "late_ms"),
     [
-        ({0: (98, 2)}, True),  # p99 of 100 is the 99th: late
-        ({0: (99, 1)}, False),  # the 100th only: on time
+        ({0: (98, 2)}, True, 30),  # p99 of 100 is the 99th: late
+        ({0: (99, 1)}, False, 30),  # the 100th only: on time
+        ({0: (98, 2)}, False, 10),  # at the bound (10 ms) is within it
         # A collector's shard holds several generators: one of ten requests, all late,
         # beside two on time; judged alone it is saturated, lumped with them it is not.
-        ({1: (500, 0), 0: (0, 10), 2: (500, 0)}, True),
-        ({1: (500, 0), 0: (10, 0), 2: (500, 0)}, False),
+        ({1: (500, 0), 0: (0, 10), 2: (500, 0)}, True, 30),
+        ({1: (500, 0), 0: (10, 0), 2: (500, 0)}, False, 30),
     ],
 )
 def test_a_generator_is_saturated_at_its_own_p99_of_lag_by_the_nearest_rank(
-    tmp_path, workers, saturated
+    tmp_path, workers, saturated, late_ms
 ):
-    _one_shard(tmp_path / "run", workers)
+    _one_shard(tmp_path / "run", workers, late_ms=late_ms)
     _, shards = locate(str(tmp_path / "run"))
     found = summaries(shards, lambda shard: shard.target)
     assert found["t"]["saturated"] is saturated
