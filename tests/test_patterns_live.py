@@ -233,7 +233,7 @@ def test_the_async_places_refuse_a_waiter_that_waited_too_long_when_a_place_free
         served = asyncio.ensure_future(pool.enter())
         await asyncio.sleep(0)
         pool.leave()  # the first in line waited too long: refused; the next served
-        assert (await late, await served) == (False, True)
+        assert await asyncio.wait_for(asyncio.gather(late, served), 5) == [False, True]
         assert (pool.free, len(pool.line)) == (0, 0)
         pool.leave()
         assert pool.free == 1
@@ -258,6 +258,22 @@ def test_the_async_places_are_kept_when_a_waiting_handler_is_cancelled():
         with pytest.raises(asyncio.CancelledError):
             await given
         assert (pool.free, len(pool.line)) == (1, 0)
+
+    asyncio.run(main())
+
+
+def test_the_async_places_pass_over_a_cancelled_waiter_to_the_next_in_line():
+    async def main() -> None:
+        pool = places(1, Clock())
+        assert await pool.enter()
+        gone, next_one = (asyncio.ensure_future(pool.enter()) for _ in range(2))
+        await asyncio.sleep(0)
+        gone.cancel()  # cancelled, and still in line until its handler runs again
+        pool.leave()
+        assert await asyncio.wait_for(next_one, 5)  # not left waiting
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert (pool.free, len(pool.line)) == (0, 0)
 
     asyncio.run(main())
 
