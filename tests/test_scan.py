@@ -532,12 +532,14 @@ def test_a_generator_is_saturated_at_its_own_p99_of_lag_by_the_nearest_rank(
     assert found == summary(load(str(tmp_path / "run")).rows)
 
 
-@pytest.mark.parametrize("run", ["three targets", "one late of 100", "two late of 100"])
+@pytest.mark.parametrize(
+    "run", ["three targets", "one late of 100", "two late of 100", "two late of 101"]
+)
 def test_counts_made_apart_and_added_give_the_summaries_of_counting_together(tmp_path, run):
     # What analyze --ray does with its partial results, without Ray: each half of the
     # shards counted on its own, the counts and histograms added, then one gathering.
-    # The last two: one generator's 100 requests in two shards, its p99 of lag judged
-    # over both (late with two late, not with one).
+    # The others: one generator's requests in two shards, its p99 of lag judged over
+    # both (of 100, late with two late, not with one; of 101, the 100th: late with two).
     import pyarrow.parquet as pq
 
     from blastradius.analysis.scan import (
@@ -555,7 +557,7 @@ def test_counts_made_apart_and_added_give_the_summaries_of_counting_together(tmp
     else:
         late = 2 if run.startswith("two") else 1
         _one_shard(tmp_path / "run", {0: (50 - late, late)})
-        _one_shard(tmp_path / "run", {0: (50, 0)}, index=1)
+        _one_shard(tmp_path / "run", {0: (50 + run.endswith("101"), 0)}, index=1)
     _, shards = locate(str(tmp_path / "run"))
     labels = labels_of(shards, lambda shard: shard.target)
     codes = [labels.index(shard.target) for shard in shards]
@@ -580,7 +582,8 @@ def test_counts_made_apart_and_added_give_the_summaries_of_counting_together(tmp
     if run == "three targets":
         assert found["a"]["saturated"] and found["a"]["errors"]
     else:
-        assert found["t"]["requests"] == 100 and found["t"]["saturated"] is (late == 2)
+        assert found["t"]["requests"] == int(run[-3:])
+        assert found["t"]["saturated"] is (late == 2)
 
 
 def test_a_runs_figures_from_files_are_each_targets_own_and_frozen(tmp_path):
