@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from blastradius.analysis.load import Shard, has_column
-from blastradius.analysis.scan import _batches, _ints
+from blastradius.analysis.scan import _ints, select_one
 from blastradius.analysis.select import Selection
 from blastradius.analysis.stats import MS
 from blastradius.workers import arrow
@@ -82,6 +82,24 @@ class _Connections:
         return int(sum(int(flags.sum()) for flags in self.used.values()))
 
 
+class _Tally:
+    """What a series' first pass counts besides its selection: its connections, its
+    requests per HTTP version, and the values each phase has."""
+
+    def __init__(self) -> None:
+        self.connections = _Connections()
+        self.counts = dict.fromkeys(PHASES, 0)
+        self.versions: dict[str, int] = {}
+
+    def add(self, batch: pa.RecordBatch, values: dict) -> None:
+        """Count a batch (``values``: its ``_values``)."""
+        self.connections.add(batch.column("conn"))
+        for version, n in _versions(batch.column("proto")).items():
+            self.versions[version] = self.versions.get(version, 0) + n
+        for phase, (_, where) in values.items():
+            self.counts[phase] += int(where.sum())
+
+
 def phase_figures(
     shards: Sequence[Shard], series: Callable[[Shard], str]
 ) -> dict[str, dict | None]:
@@ -98,27 +116,14 @@ def phase_figures(
         if not mine:
             found[label] = None
             continue
-        selection = Selection(1, dict.fromkeys(PHASES, QUANTILES))
-        connections = _Connections()
-        counts = dict.fromkeys(PHASES, 0)
-        versions: dict[str, int] = {}
-        for gathering in (False, True):
-            for shard in mine:
-                for batch in _batches(shard, COLUMNS):
-                    values = _values(batch)
-                    if gathering:
-                        selection.gather(0, values)
-                        continue
-                    selection.count(0, values)
-                    connections.add(batch.column("conn"))
-                    for version, n in _versions(batch.column("proto")).items():
-                        versions[version] = versions.get(version, 0) + n
-                    for phase, (_, where) in values.items():
-                        counts[phase] += int(where.sum())
+        tally = _Tally()
+        picked = select_one(
+            mine, COLUMNS, _values, Selection(1, dict.fromkeys(PHASES, QUANTILES)), tally.add
+        )
+        connections, counts, versions = tally.connections, tally.counts, tally.versions
         if not connections.requests:  # no row had a connection (or the rows' phases)
             found[label] = None
             continue
-        picked = selection.finish()
         used = connections.count()
         figures: dict = {
             "connections": used,

@@ -178,20 +178,35 @@ def curves(
         q = curve_fractions(n)
         fractions = dict(zip(map(str, range(len(q))), q.tolist(), strict=True))
         selection = Selection(1, {"latency": fractions, "service": fractions})
-        for gathering in (False, True):
-            for shard in mine:
-                for batch in _batches(shard, GATHERED):
-                    values = _values(batch)
-                    if gathering:
-                        selection.gather(0, values)
-                    else:
-                        selection.count(0, values)
-        picked = selection.finish()
+        picked = select_one(mine, GATHERED, _values, selection)
         result[label] = {
             "latency_ns": (q, picked["latency"][0] / MS),
             "service_ns": (q, picked["service"][0] / MS),
         }
     return result
+
+
+def select_one(
+    shards: Sequence[Shard],
+    columns: list[str],
+    values: Callable[[pa.RecordBatch], dict[str, tuple[np.ndarray, np.ndarray]]],
+    selection: Selection,
+    counted: Callable[[pa.RecordBatch, dict], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """The picks of a selection of one group over the shards' rows (``values``: the
+    metrics of a batch, as ``_values``): every batch counted (and shown to ``counted``),
+    then read again for the wanted buckets' values."""
+    for gathering in (False, True):
+        for shard in shards:
+            for batch in _batches(shard, columns):
+                found = values(batch)
+                if gathering:
+                    selection.gather(0, found)
+                    continue
+                selection.count(0, found)
+                if counted is not None:
+                    counted(batch, found)
+    return selection.finish()
 
 
 def latency_counts(
